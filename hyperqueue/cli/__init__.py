@@ -1,0 +1,1 @@
+"""The `hq` command line (rich-click), thin over the client library."""

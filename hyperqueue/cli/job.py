@@ -1,0 +1,420 @@
+"""`hq job ...`"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from ._click import click
+from .common import RANGES, SELECTOR, SelectorType, connect
+from .main import output
+from .output import duration, jsonify_times, local_time
+
+JOB_STATES = ("waiting", "running", "finished", "failed", "canceled", "aborted", "opened")
+TASK_STATES = ("waiting", "running", "finished", "failed", "canceled", "aborted")
+MAX_NAME = 50
+
+
+def _short_name(name: str) -> str:
+    if len(name) <= MAX_NAME:
+        return name
+    half = (MAX_NAME - 3) // 2
+    return name[:half] + "..." + name[-(MAX_NAME - 3 - half):]
+
+
+def _states_option(value, allowed, hint):
+    if value is None:
+        return None
+    states = [s.strip().lower() for s in value.split(",") if s.strip()]
+    for s in states:
+        if s not in allowed:
+            raise click.BadParameter(f"'{s}' is not one of {', '.join(allowed)}",
+                                     param_hint=hint)
+    return states
+
+
+@click.group()
+def job():
+    """Manage jobs."""
+
+
+@job.command("list")
+@click.option("--all", "all_", is_flag=True, help="Show also completed jobs")
+@click.option("--filter", "filter_", help="Comma-separated job states to show")
+@click.option("--verbose", is_flag=True, help="Show the cancel reason")
+def list_(all_, filter_, verbose):
+    """List jobs (by default the waiting, running and open ones)."""
+    from ..protocol import messages as m
+
+    states = _states_option(filter_, JOB_STATES, "'--filter'")
+    if all_ and states:
+        raise click.UsageError("--all and --filter cannot be used together")
+    with connect() as client:
+        jobs = client.request(m.JobListRequest(None)).jobs
+    total = len(jobs)
+    if states is not None:
+        shown = [j for j in jobs if j["state"].lower() in states]
+    elif all_:
+        shown = jobs
+    else:
+        shown = [j for j in jobs if j["state"] in ("WAITING", "RUNNING", "OPENED")
+                 or j["is_open"]]
+    shown.sort(key=lambda j: j["id"])
+    out = output()
+    if out.is_json:
+        out.json([{k: v for k, v in j.items() if k != "state"} for j in shown])
+        return
+    if out.is_quiet:
+        for j in shown:
+            out.line(f"{j['id']} {j['state']}")
+        return
+    header = ["ID", "Name", "State", "Tasks"] + (["Cancel Reason"] if verbose else [])
+    rows = []
+    for j in shown:
+        row = [("*" if j["is_open"] else "") + str(j["id"]), _short_name(j["name"]),
+               j["state"], j["task_count"]]
+        if verbose:
+            row.append(j["cancel_reason"] or "")
+        rows.append(row)
+    out.horizontal(header, rows)
+    if any(j["is_open"] for j in shown):
+        out.line("* = Open jobs")
+    if not all_:
+        verb = "is" if total == 1 else "are"
+        noun = "job" if total == 1 else "jobs"
+        out.line(f"There {verb} {total} {noun} in total. Use `--all` to display all jobs.")
+
+
+@job.command()
+def summary():
+    """Count jobs in each state."""
+    from ..protocol import messages as m
+
+    with connect() as client:
+        jobs = client.request(m.JobListRequest(None)).jobs
+    order = ["RUNNING", "WAITING", "FINISHED", "FAILED", "ABORTED", "CANCELED"]
+    counts = dict.fromkeys(order, 0)
+    for j in jobs:
+        if j["state"] in counts:
+            counts[j["state"]] += 1
+    out = output()
+    if out.is_json:
+        out.json({s.capitalize(): n for s, n in counts.items()})
+    elif out.is_quiet:
+        for s, n in counts.items():
+            out.line(f"{s} {n}")
+    else:
+        out.horizontal(["Status", "Count"], [[s, n] for s, n in counts.items()])
+
+
+def _state_text(info: dict) -> str:
+    stats = info["task_stats"]
+    if info["task_count"] == 1:
+        return info["state"]
+    lines = []
+    for key in ("running", "waiting", "finished", "failed", "canceled", "aborted"):
+        if stats[key]:
+            lines.append(f"{key.upper()} ({stats[key]})")
+    return "\n".join(lines) or info["state"]
+
+
+def _stdio_text(path, rm: bool) -> str:
+    if path is None:
+        return "None"
+    return path + (" (rm-if-finished)" if rm else "")
+
+
+def _job_detail_rows(d: dict) -> list:
+    info = d["info"]
+    submits = [s["array"] for s in d["submits"]]
+    all_ids = ",".join(s["ids"] for s in submits)
+    from ..core.ranges import compress_ids, IntRanges
+
+    try:
+        ids_text = compress_ids(IntRanges.parse(all_ids)) if all_ids else ""
+    except ValueError:
+        ids_text = all_ids
+    workers = d["workers"]
+    workers_text = ", ".join(workers[:2]) + (f", ... ({len(workers)} total)"
+                                             if len(workers) > 2 else "")
+    rows = [("ID", info["id"]), ("Name", info["name"]), ("State", _state_text(info)),
+            ("Cancel Reason", info["cancel_reason"] or ""),
+            ("Session", "open" if info["is_open"] else "closed"),
+            ("Tasks", f"{info['task_count']}; Ids: {ids_text}"), ("Workers", workers_text)]
+    if len(submits) == 1:
+        s = submits[0]
+        p = s["program"]
+        rows += [
+            ("Resources", "\n".join(r["resource"] + ": " + r["text"]
+                                    for r in s["resources"][0]["resources"])),
+            ("Pin", s["pin_mode"] or "none"),
+            ("Priority", s["priority"]),
+            ("Command", " ".join(p["args"])),
+            ("Stdout", _stdio_text(p["stdout"], p["stdout_rm_if_finished"])),
+            ("Stderr", _stdio_text(p["stderr"], p["stderr_rm_if_finished"])),
+            ("Environment", "\n".join(f"{k}={v}" for k, v in p["env"].items())),
+            ("Working directory", p["cwd"]),
+            ("Task time limit", duration(s["time_limit"])),
+            ("Crash limit", s["crash_limit"]),
+        ]
+    rows.append(("Submission date", local_time(d["submission_date"], "%Y-%m-%d %H:%M:%S")))
+    if len(submits) == 1:
+        rows.append(("Submission directory", d["submit_dir"]))
+    start = d["started_at"]
+    end = d["finished_at"] or (time.time() if start else None)
+    rows.append(("Makespan", duration(end - start) if start else "0s"))
+    return rows
+
+
+@job.command()
+@click.argument("selector", type=SELECTOR)
+def info(selector):
+    """Show details of jobs."""
+    from ..protocol import messages as m
+
+    with connect() as client:
+        resp = client.request(m.JobInfoRequest(selector.to_wire(), True, None, ["failed"]))
+    out = output()
+    for jid in resp.missing:
+        sys.stderr.write(f"Job {jid} not found\n")
+    if out.is_json:
+        out.json(jsonify_times(resp.jobs))
+        return
+    if out.is_quiet:
+        return
+    for d in resp.jobs:
+        out.vertical(_job_detail_rows(d))
+        failed = d["tasks"]
+        if failed:
+            shown = failed[:5]
+            out.horizontal(["Task ID", "Worker", "Error"],
+                           [[t["id"], t.get("worker_hostname", ""), t.get("error", "")]
+                            for t in shown])
+            extra = f" ({len(shown)} shown)" if len(shown) < len(failed) else ""
+            out.line(f"{len(failed)} task{'s' if len(failed) != 1 else ''} failed.{extra}")
+
+
+@job.command()
+@click.argument("selector", type=SELECTOR)
+@click.option("--reason", help="Why the job was canceled (shown in `job list --verbose`)")
+def cancel(selector, reason):
+    """Cancel jobs (running tasks are killed)."""
+    from ..protocol import messages as m
+
+    if reason is not None and len(reason) > 200:
+        raise click.BadParameter("the reason can have at most 200 characters",
+                                 param_hint="'--reason'")
+    with connect() as client:
+        results = client.request(m.CancelJobsRequest(selector.to_wire(), reason)).results
+    out = output()
+    if out.is_json:
+        out.json([{"id": r[0], "result": r[1]} for r in results])
+        return
+    if out.is_quiet:
+        return
+    for jid, status, n, finished in results:
+        if status == "canceled":
+            out.line(f"Job {jid} canceled ({n} tasks canceled, {finished} tasks already "
+                     "finished)")
+        elif status == "not-found":
+            out.line(f"Canceling job {jid} failed: job not found")
+        else:
+            out.line(f"Canceling job {jid} failed: all tasks are already finished")
+
+
+def wait_for_jobs(client, job_ids_or_selector, *, progress: bool = False,
+                  without_close: bool = False) -> list[dict]:
+    """Waits until the jobs complete; returns their final infos. Prints a summary line."""
+    from ..common.selectors import Selector
+    from ..core.ranges import IntRanges
+    from ..protocol import messages as m
+
+    if isinstance(job_ids_or_selector, Selector):
+        sel = job_ids_or_selector
+    else:
+        sel = Selector.of_ids(IntRanges.from_ids(job_ids_or_selector))
+    start = time.monotonic()
+    if progress:
+        jobs = _progress_loop(client, sel, without_close)
+    else:
+        jobs = client.request(m.WaitJobsRequest(sel.to_wire(), without_close), timeout=None).jobs
+    out = output()
+    if not out.is_json and not out.is_quiet:
+        counts = {}
+        for j in jobs:
+            counts[j["state"].lower()] = counts.get(j["state"].lower(), 0) + 1
+        parts = ", ".join(f"{n} job{'s' if n != 1 else ''} {s}" for s, n in sorted(counts.items()))
+        out.line(f"Wait finished in {duration(time.monotonic() - start)}: {parts or 'no jobs'}")
+    return jobs
+
+
+def _progress_loop(client, sel, without_close):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..protocol import messages as m
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
+                  transient=False) as bar:
+        handle = bar.add_task("tasks", total=None, detail="")
+        while True:
+            jobs = client.request(m.JobInfoRequest(sel.to_wire(), False)).jobs
+            infos = [d["info"] for d in jobs]
+            total = sum(i["task_count"] for i in infos)
+            stats = {}
+            for i in infos:
+                for k, v in i["task_stats"].items():
+                    stats[k] = stats.get(k, 0) + v
+            done = sum(stats.get(k, 0) for k in ("finished", "failed", "canceled", "aborted"))
+            detail = ", ".join(f"{v} {k}" for k, v in stats.items() if v)
+            bar.update(handle, total=total, completed=done, detail=detail)
+            finished = all((not i["is_open"] or without_close) and
+                           i["task_stats"]["waiting"] + i["task_stats"]["running"] == 0
+                           for i in infos)
+            if finished:
+                return infos
+            time.sleep(0.2)
+
+
+@job.command()
+@click.argument("selector", type=SELECTOR)
+@click.option("--without-close", is_flag=True, help="Do not wait for open jobs to be closed")
+def wait(selector, without_close):
+    """Wait until jobs complete."""
+    with connect() as client:
+        wait_for_jobs(client, selector, without_close=without_close)
+    if output().is_json:
+        output().json({})
+
+
+@job.command()
+@click.argument("selector", type=SELECTOR)
+def progress(selector):
+    """Show a live progress bar of jobs."""
+    with connect() as client:
+        wait_for_jobs(client, selector, progress=True)
+
+
+@job.command("open")
+@click.option("--name", default="job", help="Job name")
+@click.option("--max-fails", type=click.IntRange(0))
+def open_(name, max_fails):
+    """Open a job that accepts tasks until it is closed."""
+    from ..protocol import messages as m
+
+    with connect() as client:
+        jid = client.request(m.OpenJobRequest(name, max_fails, os.getcwd())).job_id
+    out = output()
+    if out.is_json:
+        out.json({"id": jid})
+    elif out.is_quiet:
+        out.line(str(jid))
+    else:
+        out.line(f"Job {jid} is open.")
+
+
+@job.command()
+@click.argument("selector", type=SELECTOR)
+def close(selector):
+    """Close open jobs."""
+    from ..protocol import messages as m
+
+    with connect() as client:
+        results = client.request(m.CloseJobsRequest(selector.to_wire())).results
+    out = output()
+    if out.is_json:
+        out.json([{"id": r[0], "result": r[1]} for r in results])
+        return
+    for jid, status in results:
+        if status == "closed":
+            out.line(f"Job {jid} closed")
+        elif status == "not-found":
+            out.line(f"Closing job {jid} failed: job not found")
+        else:
+            out.line(f"Closing job {jid} failed: job is already closed")
+
+
+@job.command()
+@click.argument("selector", type=SELECTOR)
+@click.option("--filter", "filter_", help="States of jobs to forget (default: all completed)")
+def forget(selector, filter_):
+    """Remove completed jobs from the server's memory."""
+    from ..protocol import messages as m
+
+    states = _states_option(filter_, ("finished", "failed", "canceled", "aborted"),
+                            "'--filter'") or ["finished", "failed", "canceled", "aborted"]
+    with connect() as client:
+        (forgotten, ignored), = client.request(m.ForgetJobsRequest(selector.to_wire(),
+                                                                   states)).results
+    out = output()
+    if out.is_json:
+        out.json({"forgotten": forgotten, "ignored": ignored})
+        return
+    text = f"{forgotten} job(s) were forgotten"
+    if ignored:
+        text += f", {ignored} were ignored due to wrong state or invalid ID"
+    out.line(text)
+
+
+@job.command("task-ids")
+@click.argument("selector", type=SELECTOR)
+@click.option("--filter", "filter_", help="Comma-separated task states")
+def task_ids(selector, filter_):
+    """Print the task ids of jobs, compressed (`0-3,7`)."""
+    from ..core.ranges import compress_ids
+    from ..protocol import messages as m
+
+    states = _states_option(filter_, TASK_STATES, "'--filter'")
+    with connect() as client:
+        jobs = client.request(m.JobInfoRequest(selector.to_wire(), True, None, states)).jobs
+    out = output()
+    if out.is_json:
+        out.json({str(d["info"]["id"]): [t["id"] for t in d["tasks"]] for d in jobs})
+        return
+    if len(jobs) == 1:
+        out.line(compress_ids(t["id"] for t in jobs[0]["tasks"]))
+    else:
+        for d in jobs:
+            out.line(f"{d['info']['id']}: {compress_ids(t['id'] for t in d['tasks'])}")
+
+
+@job.command()
+@click.argument("selector", type=SelectorType(allow_all=False))
+@click.argument("stream", type=click.Choice(["stdout", "stderr"]))
+@click.option("--tasks", type=RANGES, help="Only these task ids")
+@click.option("--task-status", help="Only tasks in these states")
+@click.option("--print-task-header", is_flag=True, help="Print `# Job J, task T` before each")
+def cat(selector, stream, tasks, task_status, print_task_header):
+    """Print the stdout or stderr of tasks, ordered by task id."""
+    from ..common.selectors import Selector
+    from ..errors import HqError
+    from ..protocol import messages as m
+
+    if output().is_json:
+        raise HqError("`job cat` does not support the JSON output mode")
+    states = _states_option(task_status, TASK_STATES, "'--task-status'")
+    task_sel = Selector.of_ids(tasks).to_wire() if tasks is not None else None
+    with connect() as client:
+        jobs = client.request(m.JobInfoRequest(selector.to_wire(), True, task_sel, states)).jobs
+    write = sys.stdout.buffer.write
+    for d in jobs:
+        for t in d["tasks"]:
+            path = t.get(stream)
+            if print_task_header:
+                write(f"# Job {d['info']['id']}, task {t['id']}\n".encode())
+            if not path:
+                sys.stderr.write(f"Warning: task {t['id']} has no {stream} file\n")
+                continue
+            try:
+                with open(path, "rb") as f:
+                    while chunk := f.read(1 << 16):
+                        write(chunk)
+            except OSError:
+                sys.stderr.write(f"Warning: cannot read {stream} of task {t['id']}: {path}\n")
+    sys.stdout.flush()
+
+
+from .submit import submit as _submit  # noqa: E402  (hq job submit = hq submit)
+
+job.add_command(_submit, "submit")

@@ -1,0 +1,134 @@
+"""Entry point of `hq`: global options (accepted before or after the subcommand), the command
+tree, and the one place where errors become messages and exit codes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+
+from ._click import click
+from .output import Output
+
+GLOBAL_FLAGS = {"--server-dir": "server_dir", "--output-mode": "output_mode",
+                "--colors": "colors"}
+OUTPUT_MODES = ("cli", "json", "quiet")
+
+
+class Globals:
+    server_dir: str | None = None
+    output_mode: str = "cli"
+    colors: str = "auto"
+    debug: bool = False
+
+
+G = Globals()
+
+
+def output() -> Output:
+    return Output(G.output_mode, G.colors)
+
+
+def server_root() -> str:
+    from ..common.serverdir import resolve_server_dir
+
+    return resolve_server_dir(G.server_dir)
+
+
+def extract_globals(argv: list[str]) -> list[str]:
+    """Removes global options from anywhere before `--` and stores them in `G`."""
+    out = []
+    i = 0
+    G.server_dir = os.environ.get("HQ_SERVER_DIR") or None
+    G.output_mode = os.environ.get("HQ_OUTPUT_MODE") or "cli"
+    G.debug = bool(os.environ.get("HQ_DEBUG"))
+    while i < len(argv):
+        a = argv[i]
+        if a == "--":
+            out.extend(argv[i:])
+            break
+        name, eq, value = a.partition("=")
+        if name in GLOBAL_FLAGS:
+            if not eq:
+                if i + 1 >= len(argv):
+                    raise click.UsageError(f"Option '{name}' requires an argument.")
+                value = argv[i + 1]
+                i += 1
+            setattr(G, GLOBAL_FLAGS[name], value)
+        elif a == "--debug":
+            G.debug = True
+        else:
+            out.append(a)
+        i += 1
+    if G.output_mode not in OUTPUT_MODES:
+        raise click.BadParameter(f"'{G.output_mode}' is not one of {', '.join(OUTPUT_MODES)}",
+                                 param_hint="'--output-mode'")
+    if G.colors not in ("auto", "always", "never"):
+        raise click.BadParameter(f"'{G.colors}' is not one of auto, always, never",
+                                 param_hint="'--colors'")
+    return out
+
+
+def setup_logging(level=None) -> None:
+    level = level or (logging.DEBUG if G.debug else logging.INFO)
+    fmt = "%(asctime)s %(levelname)s %(message)s"
+    logging.basicConfig(level=level, format=fmt, datefmt="%Y-%m-%dT%H:%M:%SZ",
+                        stream=sys.stderr)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="hyperqueue", prog_name="hq", message="%(prog)s %(version)s")
+@click.option("--server-dir", "_sd", metavar="PATH", help="Server directory [env: HQ_SERVER_DIR]",
+              expose_value=False, hidden=False)
+@click.option("--output-mode", "_om", type=click.Choice(OUTPUT_MODES), expose_value=False,
+              help="How to print results [env: HQ_OUTPUT_MODE]")
+@click.option("--colors", "_co", type=click.Choice(["auto", "always", "never"]),
+              expose_value=False, help="Colour the output")
+@click.option("--debug", "_dbg", is_flag=True, expose_value=False, help="Debug logging")
+def cli():
+    """HyperQueue: run many tasks on a cluster (or this machine) with little overhead."""
+
+
+def _register() -> None:
+    from . import job, run, server, submit, task, worker
+
+    cli.add_command(server.server)
+    cli.add_command(worker.worker)
+    cli.add_command(submit.submit)
+    cli.add_command(job.job)
+    cli.add_command(task.task)
+    cli.add_command(run.run)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from ..errors import HqError
+
+    if argv is None:
+        argv = sys.argv[1:]
+    # `hq ... | head` should end quietly.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    try:
+        argv = extract_globals(argv)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(2)
+    _register()
+    try:
+        rv = cli.main(args=argv, prog_name="hq", standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except HqError as e:
+        output().error(str(e))
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as e:
+        if G.debug:
+            raise
+        output().error(f"{type(e).__name__}: {e}")
+        sys.exit(1)
+    sys.exit(rv if isinstance(rv, int) else 0)

@@ -1,0 +1,74 @@
+"""Printers for the three output modes (cli / json / quiet) behind one small interface."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timezone
+
+from ..common.durations import format_duration
+from ..common.table import horizontal_table, vertical_table
+
+
+class Output:
+    def __init__(self, mode: str = "cli", colors: str = "auto"):
+        self.mode = mode
+        self.colors = colors
+
+    @property
+    def is_json(self) -> bool:
+        return self.mode == "json"
+
+    @property
+    def is_quiet(self) -> bool:
+        return self.mode == "quiet"
+
+    def json(self, value) -> None:
+        sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+        sys.stdout.flush()
+
+    def line(self, text: str = "") -> None:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
+    def vertical(self, rows) -> None:
+        self.line(vertical_table([(k, "" if v is None else str(v)) for k, v in rows]))
+
+    def horizontal(self, header, rows) -> None:
+        self.line(horizontal_table(header, [[str(c) for c in r] for r in rows]))
+
+    def error(self, message: str) -> None:
+        if self.is_json:
+            self.json({"error": message})
+        else:
+            sys.stderr.write(f"Error: {message}\n")
+            sys.stderr.flush()
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat()
+
+
+def local_time(ts: float | None, fmt: str = "%d.%m.%Y %H:%M:%S") -> str:
+    if ts is None:
+        return ""
+    return datetime.fromtimestamp(ts).strftime(fmt)
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "None"
+    return format_duration(round(seconds, 3))
+
+
+def jsonify_times(obj, keys=("started_at", "finished_at", "submission_date", "started", "at",
+                             "time")):
+    """Converts epoch floats under the given keys to ISO strings, recursively (JSON mode)."""
+    if isinstance(obj, dict):
+        return {k: (iso(v) if k in keys and isinstance(v, (int, float)) and not isinstance(v, bool)
+                    else jsonify_times(v, keys)) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [jsonify_times(v, keys) for v in obj]
+    return obj

@@ -1,0 +1,193 @@
+"""`hq server ...`"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from ._click import click
+from .common import DURATION, connect, trio_run
+from .main import G, output, server_root, setup_logging
+
+SERVER_ROWS = [("Server UID", "server_uid"), ("Client host", "client_host"),
+               ("Client port", "client_port"), ("Worker host", "worker_host"),
+               ("Worker port", "worker_port"), ("Version", "version"), ("Pid", "pid"),
+               ("Start date", "start_date"), ("Journal path", "journal_path")]
+
+
+def print_server_info(info: dict, with_dir: bool) -> None:
+    out = output()
+    if out.is_json:
+        shown = dict(info)
+        shown.pop("instance_dir", None)
+        if not with_dir:
+            shown["server_dir"] = None
+        out.json(shown)
+        return
+    if out.is_quiet:
+        if with_dir:
+            out.line(info["server_dir"])
+        return
+    rows = [("Server directory", info["server_dir"])] if with_dir else []
+    for label, key in SERVER_ROWS:
+        value = info.get(key)
+        if key == "start_date" and value:
+            from datetime import datetime
+
+            value = datetime.fromisoformat(value).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+        rows.append((label, "None" if value is None else value))
+    out.vertical(rows)
+
+
+@click.group()
+def server():
+    """Manage the HyperQueue server."""
+
+
+@server.command()
+@click.option("--host", help="Hostname or address that clients and workers connect to")
+@click.option("--client-port", type=click.IntRange(0, 65535), default=0,
+              help="Port for client connections (default: random)")
+@click.option("--worker-port", type=click.IntRange(0, 65535), default=0,
+              help="Port for worker connections (default: random)")
+@click.option("--idle-timeout", type=DURATION, help="Default idle timeout of workers")
+@click.option("--journal", type=click.Path(dir_okay=False),
+              help="Journal file: restore from it if it exists, then append to it")
+@click.option("--journal-flush-period", type=DURATION, default="30s",
+              help="How often the journal is flushed to disk")
+@click.option("--access-file", type=click.Path(exists=True, dir_okay=False),
+              help="Use keys, hosts and ports from a file made by `server generate-access`")
+@click.option("--disable-client-authentication-and-encryption", is_flag=True, hidden=True)
+@click.option("--disable-worker-authentication-and-encryption", is_flag=True, hidden=True)
+def start(host, client_port, worker_port, idle_timeout, journal, journal_flush_period,
+          access_file, disable_client_authentication_and_encryption,
+          disable_worker_authentication_and_encryption):
+    """Start the server (runs until stopped by a signal or `hq server stop`)."""
+    from ..errors import HqError
+
+    setup_logging()
+    root = server_root()
+    _refuse_if_running(root)
+    import trio
+
+    from ..server.app import Server
+
+    srv = Server(root, host=host, client_port=client_port, worker_port=worker_port,
+                 access_file=access_file, idle_timeout=idle_timeout,
+                 journal_path=os.path.abspath(journal) if journal else None)
+
+    async def amain():
+        async with trio.open_nursery() as nursery:
+            info = await nursery.start(srv.run)
+            print_server_info(info, with_dir=True)
+
+    try:
+        trio_run(amain)
+    except OSError as e:
+        raise HqError(f"Cannot start the server: {e}") from None
+    return 0
+
+
+def _refuse_if_running(root: str) -> None:
+    from ..client.blocking import BlockingClient
+    from ..common import serverdir
+    from ..errors import HqError
+
+    link = os.path.join(root, serverdir.CURRENT_LINK, serverdir.ACCESS_FILE)
+    if not os.path.exists(link):
+        return
+    try:
+        BlockingClient(root, timeout=2.0).close()
+    except HqError:
+        return  # a stale link of a crashed server
+    raise HqError(f"HyperQueue server is already running in {root!r}; stop it first "
+                  "(`hq server stop`)")
+
+
+@server.command()
+def stop():
+    """Stop the server."""
+    from ..protocol import messages as m
+
+    with connect() as client:
+        client.request(m.StopServerRequest())
+    if not output().is_json and not output().is_quiet:
+        output().line("Stopping server")
+    elif output().is_json:
+        output().json({})
+
+
+@server.command()
+def info():
+    """Show information about the running server."""
+    from ..protocol import messages as m
+
+    with connect() as client:
+        info = client.request(m.ServerInfoRequest()).info
+    print_server_info(info, with_dir=False)
+
+
+@server.command()
+@click.option("--timeout", type=DURATION, default="5m", help="How long to wait")
+def wait(timeout):
+    """Wait until a server is running."""
+    from ..common.durations import format_duration
+    from ..errors import HqError
+    from ..protocol import messages as m
+
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            with connect() as client:
+                client.request(m.ServerInfoRequest())
+            if output().is_json:
+                output().json({})
+            return
+        except HqError as e:
+            last = e
+        if time.monotonic() >= deadline:
+            raise HqError(f"Timeout after {format_duration(timeout)}: Could not connect to "
+                          f"server ({last.message if last else 'no answer'})")
+        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+
+
+@server.command("generate-access")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--client-file", type=click.Path(dir_okay=False),
+              help="Also write a file with only the client part")
+@click.option("--worker-file", type=click.Path(dir_okay=False),
+              help="Also write a file with only the worker part")
+@click.option("--host", help="Host for both clients and workers (default: this host)")
+@click.option("--client-host")
+@click.option("--worker-host")
+@click.option("--client-port", type=click.IntRange(0, 65535), required=True)
+@click.option("--worker-port", type=click.IntRange(0, 65535), required=True)
+def generate_access(file, client_file, worker_file, host, client_host, worker_host,
+                    client_port, worker_port):
+    """Generate an access file (keys, hosts, ports) without starting a server."""
+    import socket
+
+    from ..common import serverdir
+    from ..errors import HqError
+
+    record = serverdir.generate_access(host or socket.gethostname(), client_port, worker_port,
+                                       client_host=client_host, worker_host=worker_host)
+    try:
+        serverdir.write_access_file(file, record)
+        if client_file:
+            serverdir.write_access_file(client_file, {"version": record["version"],
+                                                      "client": record["client"]})
+        if worker_file:
+            serverdir.write_access_file(worker_file, {"version": record["version"],
+                                                      "worker": record["worker"]})
+    except FileExistsError as e:
+        raise HqError(f"Cannot write access file: {e.filename} already exists") from None
+    except OSError as e:
+        raise HqError(f"Cannot write access file {e.filename}: {e.strerror}") from None
+    if output().is_json:
+        output().json({})
+
+
+__all__ = ["server", "print_server_info", "G", "sys"]

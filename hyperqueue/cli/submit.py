@@ -1,0 +1,222 @@
+"""`hq submit` (also `hq job submit`): build a submit request from flags and send it."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from ._click import click
+from .common import DURATION, RANGES, connect
+from .main import output
+
+
+def _stdio(value: str | None, default: str):
+    from ..core.model import StdioDef
+
+    if value is None:
+        return StdioDef(default)
+    if value == "none":
+        return StdioDef(None)
+    if value.endswith(":rm-if-finished"):
+        path = value[: -len(":rm-if-finished")] or default
+        return StdioDef(path, True)
+    return StdioDef(value)
+
+
+def _crash_limit(value: str | None) -> int:
+    from ..core.model import (CRASH_LIMIT_NEVER_RESTART, CRASH_LIMIT_UNLIMITED,
+                              DEFAULT_CRASH_LIMIT)
+
+    if value is None:
+        return DEFAULT_CRASH_LIMIT
+    if value == "never-restart":
+        return CRASH_LIMIT_NEVER_RESTART
+    if value == "unlimited":
+        return CRASH_LIMIT_UNLIMITED
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if n <= 0:
+        raise click.BadParameter("expected a positive number, 'never-restart' or 'unlimited'",
+                                 param_hint="'--crash-limit'")
+    return n
+
+
+def submit_options(f):
+    """The options shared by `hq submit` and `hq run`."""
+    options = [
+        click.option("--name", help="Job name (default: the program's file name)"),
+        click.option("--cwd", help="Working directory of tasks (default: the submit dir)"),
+        click.option("--stdout", help="Stdout path, 'none', or PATH:rm-if-finished"),
+        click.option("--stderr", help="Stderr path, 'none', or PATH:rm-if-finished"),
+        click.option("--env", "env", multiple=True, help="KEY=VALUE for the task environment"),
+        click.option("--array", type=RANGES, help="Task ids of a task array, e.g. 1-10,20"),
+        click.option("--each-line", type=click.Path(dir_okay=False),
+                     help="One task per line of a file (the line is in HQ_ENTRY)"),
+        click.option("--from-json", type=click.Path(dir_okay=False),
+                     help="One task per element of a JSON array (in HQ_ENTRY)"),
+        click.option("--cpus", help="CPUs per task, e.g. '4' or '2 compact!'"),
+        click.option("--resource", "resource", multiple=True, help="NAME=AMOUNT [POLICY]"),
+        click.option("--time-request", type=DURATION,
+                     help="Minimal remaining worker lifetime to start a task"),
+        click.option("--priority", type=int, default=0, help="Higher runs first"),
+        click.option("--time-limit", type=DURATION, help="Per-task time limit"),
+        click.option("--max-fails", type=click.IntRange(0),
+                     help="Cancel the rest of the job when more tasks fail"),
+        click.option("--crash-limit", help="N, never-restart or unlimited (default 5)"),
+        click.option("--pin", type=click.Choice(["taskset", "omp"]), help="CPU pinning"),
+        click.option("--task-dir", is_flag=True, help="Give each task a temporary directory"),
+        click.option("--stdin", "read_stdin", is_flag=True,
+                     help="Read stdin and give it to every task"),
+    ]
+    for opt in reversed(options):
+        f = opt(f)
+    return f
+
+
+def build_request(opts: dict, command: tuple[str, ...], job_id: int | None = None):
+    """A SubmitRequest from the parsed options (raises click errors for bad input)."""
+    from ..core.model import ProgramDef, TaskTemplate
+    from ..core.placeholders import unknown_placeholders
+    from ..core.ranges import IntRanges
+    from ..core.resources import (ResourceRequest, ResourceRequestEntry, UNIT,
+                                  parse_request_arg, parse_resource_request)
+    from ..protocol import messages as m
+
+    if not command:
+        raise click.UsageError("Missing the command to run (put it after `--`)")
+    name = opts.get("name") or os.path.basename(command[0])
+    if "\n" in name or "\t" in name:
+        raise click.BadParameter("the name must not contain a newline or a tab",
+                                 param_hint="'--name'")
+    env = {}
+    for item in opts.get("env") or ():
+        key, _, value = item.partition("=")
+        if not key:
+            raise click.BadParameter(f"invalid environment variable '{item}'",
+                                     param_hint="'--env'")
+        env[key] = value
+    cwd = opts.get("cwd") or "%{SUBMIT_DIR}"
+    if "%{CWD}" in cwd:
+        raise click.BadParameter("%{CWD} cannot be used in --cwd", param_hint="'--cwd'")
+    stdout = _stdio(opts.get("stdout"), "%{CWD}/job-%{JOB_ID}/%{TASK_ID}.stdout")
+    stderr = _stdio(opts.get("stderr"), "%{CWD}/job-%{JOB_ID}/%{TASK_ID}.stderr")
+    for text in (cwd, stdout.path or "", stderr.path or ""):
+        for unknown in unknown_placeholders(text):
+            sys.stderr.write(f"Warning: unknown placeholder %{{{unknown}}} in '{text}'\n")
+    entries_ = []
+    if opts.get("cpus") is not None:
+        try:
+            entries_.append(parse_resource_request("cpus", opts["cpus"]))
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="'--cpus'")
+    for r in opts.get("resource") or ():
+        try:
+            e = parse_request_arg(r)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="'--resource'")
+        if e.name == "cpus" and opts.get("cpus") is not None:
+            raise click.BadParameter("use either --cpus or --resource cpus=...",
+                                     param_hint="'--resource'")
+        entries_.append(e)
+    if not any(e.name == "cpus" for e in entries_):
+        entries_.append(ResourceRequestEntry("cpus", UNIT, "compact"))
+    try:
+        request = ResourceRequest(entries_, 0, opts.get("time_request") or 0.0)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="'--resource'")
+    stdin = None
+    if opts.get("read_stdin"):
+        stdin = sys.stdin.buffer.read()
+    program = ProgramDef(list(command), env, cwd, stdout, stderr, stdin,
+                         bool(opts.get("task_dir")))
+    template = TaskTemplate(program, request, opts.get("time_limit"), opts.get("priority") or 0,
+                            _crash_limit(opts.get("crash_limit")), opts.get("pin"))
+    array = opts.get("array")
+    entries = None
+    if opts.get("each_line") and opts.get("from_json"):
+        raise click.UsageError("--each-line and --from-json cannot be used together")
+    if opts.get("each_line"):
+        entries = _read_lines(opts["each_line"])
+    elif opts.get("from_json"):
+        entries = _read_json(opts["from_json"])
+    if entries is not None:
+        if array is not None:
+            picked = [i for i in array if i < len(entries)]
+            ids = IntRanges.from_ids(picked)
+            entries = [entries[i] for i in ids]
+        else:
+            ids = IntRanges.from_ids(range(len(entries)))
+        if len(ids) == 0:
+            raise click.UsageError("The submit would create no tasks")
+    elif array is not None:
+        ids = array
+    else:
+        ids = IntRanges.from_ids([0])
+    return m.SubmitRequest(name, opts.get("max_fails"), os.getcwd(), job_id,
+                           [[template, ids.to_text(), entries, []]])
+
+
+def _read_lines(path: str) -> list[bytes]:
+    from ..errors import HqError
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise HqError(f"Cannot read {path}: {e.strerror}") from None
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return lines
+
+
+def _read_json(path: str) -> list[bytes]:
+    from ..errors import HqError
+
+    try:
+        with open(path, "rb") as f:
+            value = json.load(f)
+    except OSError as e:
+        raise HqError(f"Cannot read {path}: {e.strerror}") from None
+    except ValueError as e:
+        raise HqError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(value, list):
+        raise HqError(f"{path} must contain a JSON array at the top level")
+    return [json.dumps(v, separators=(",", ":")).encode() for v in value]
+
+
+def print_submitted(job_id: int) -> None:
+    out = output()
+    if out.is_json:
+        out.json({"id": job_id})
+    elif out.is_quiet:
+        out.line(str(job_id))
+    else:
+        out.line(f"Job submitted successfully, job ID: {job_id}")
+
+
+@click.command(context_settings={"allow_interspersed_args": False})
+@submit_options
+@click.option("--job", "job_id", type=int, help="Add the tasks to this open job")
+@click.option("--wait", is_flag=True, help="Wait until the job completes")
+@click.option("--progress", is_flag=True, help="Show a progress bar until the job completes")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def submit(job_id, wait, progress, command, **opts):
+    """Submit a job: `hq submit [OPTIONS] -- COMMAND [ARGS]...`"""
+    from ..protocol import messages as m
+
+    if wait and progress:
+        raise click.UsageError("--wait and --progress cannot be used together")
+    if job_id is not None and (opts.get("name") or opts.get("max_fails") is not None):
+        raise click.UsageError("--name and --max-fails cannot be used with --job")
+    request = build_request(opts, command, job_id)
+    with connect() as client:
+        resp = client.request(request)
+        print_submitted(resp.job_id)
+        if wait or progress:
+            from .job import wait_for_jobs
+
+            wait_for_jobs(client, [resp.job_id], progress=progress)

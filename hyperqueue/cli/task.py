@@ -1,0 +1,133 @@
+"""`hq task ...`"""
+
+from __future__ import annotations
+
+import sys
+
+from ._click import click
+from .common import RANGES, SelectorType, connect
+from .job import TASK_STATES, _states_option, _stdio_text
+from .main import output
+from .output import duration, jsonify_times, local_time
+
+
+@click.group()
+def task():
+    """Inspect tasks."""
+
+
+def _makespan(t: dict) -> str:
+    import time
+
+    start = t.get("started_at")
+    if start is None:
+        return ""
+    end = t.get("finished_at") or time.time()
+    return duration(end - start)
+
+
+def _error(t: dict, verbose: bool, limit: int) -> str:
+    err = t.get("error") or ""
+    if not verbose and len(err) > limit:
+        return err[:limit] + "…"
+    return err
+
+
+@task.command("list")
+@click.argument("job_selector", type=SelectorType(allow_all=False))
+@click.option("--tasks", type=RANGES, help="Only these task ids")
+@click.option("--task-status", help="Only tasks in these states")
+@click.option("-v", "--verbose", is_flag=True, help="Show whole error messages")
+def list_(job_selector, tasks, task_status, verbose):
+    """List the tasks of jobs."""
+    from ..common.selectors import Selector
+    from ..protocol import messages as m
+
+    states = _states_option(task_status, TASK_STATES, "'--task-status'")
+    task_sel = Selector.of_ids(tasks).to_wire() if tasks is not None else None
+    with connect() as client:
+        resp = client.request(m.JobInfoRequest(job_selector.to_wire(), True, task_sel, states))
+    for jid in resp.missing:
+        sys.stderr.write(f"Job {jid} not found\n")
+    out = output()
+    if out.is_json:
+        out.json({str(d["info"]["id"]): jsonify_times(d["tasks"]) for d in resp.jobs})
+        return
+    if out.is_quiet:
+        for d in resp.jobs:
+            for t in d["tasks"]:
+                out.line(f"{t['id']} {t['state'].upper()}")
+        return
+    multi = len(resp.jobs) > 1
+    rows = []
+    for d in resp.jobs:
+        for t in d["tasks"]:
+            row = [t["id"], t["state"].upper(), t.get("worker_hostname", ""), _makespan(t),
+                   _error(t, verbose, 16)]
+            rows.append(([d["info"]["id"]] if multi else []) + row)
+    header = (["Job ID"] if multi else []) + ["Task ID", "State", "Worker", "Makespan", "Error"]
+    out.horizontal(header, rows)
+
+
+@task.command()
+@click.argument("job_selector", type=SelectorType(allow_all=False))
+@click.argument("task_selector", type=RANGES)
+@click.option("-v", "--verbose", is_flag=True, help="Show whole error messages")
+def info(job_selector, task_selector, verbose):
+    """Show details of tasks of one job."""
+    from ..common.selectors import Selector
+    from ..errors import HqError
+    from ..protocol import messages as m
+
+    if job_selector.kind == "ids" and len(job_selector.ids) != 1:
+        raise click.BadParameter("expected a single job id or 'last'")
+    with connect() as client:
+        resp = client.request(m.JobInfoRequest(job_selector.to_wire(), True,
+                                               Selector.of_ids(task_selector).to_wire()))
+    if not resp.jobs:
+        raise HqError(f"Job {job_selector.to_text()} not found")
+    d = resp.jobs[0]
+    found = {t["id"] for t in d["tasks"]}
+    for tid in task_selector:
+        if tid not in found:
+            sys.stderr.write(f"Task {tid} not found\n")
+    out = output()
+    if out.is_json:
+        out.json(jsonify_times(d["tasks"]))
+        return
+    if out.is_quiet:
+        return
+    submits = [s["array"] for s in d["submits"]]
+    from ..core.ranges import IntRanges
+
+    def submit_of(tid):
+        for s in submits:
+            if tid in IntRanges.parse(s["ids"]):
+                return s
+        return submits[0]
+
+    for t in d["tasks"]:
+        s = submit_of(t["id"])
+        p = s["program"]
+        rows = [
+            ("Task ID", t["id"]), ("State", t["state"].upper()),
+            ("Command", " ".join(p["args"])),
+            ("Environment", "\n".join(f"{k}={v}" for k, v in p["env"].items())),
+            ("Worker", t.get("worker_hostname", "")),
+            ("Start", local_time(t.get("started_at"))),
+            ("End", local_time(t.get("finished_at"))),
+            ("Makespan", _makespan(t)),
+            ("Workdir", t.get("cwd", p["cwd"])),
+            ("Stdout", t.get("stdout") or _stdio_text(p["stdout"], p["stdout_rm_if_finished"])),
+            ("Stderr", t.get("stderr") or _stdio_text(p["stderr"], p["stderr_rm_if_finished"])),
+            ("Time limit", duration(s["time_limit"])),
+            ("Resources", "\n".join(r["resource"] + ": " + r["text"]
+                                    for r in s["resources"][0]["resources"])),
+            ("Priority", s["priority"]),
+            ("Pin", s["pin_mode"] or "none"),
+            ("Task dir", "yes" if s["task_dir"] else "no"),
+            ("Crash limit", s["crash_limit"]),
+            ("Dependencies", ",".join(str(x) for x in s["deps"])),
+            ("Error", _error(t, verbose, 237)),
+        ]
+        out.vertical(rows)

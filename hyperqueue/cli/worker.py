@@ -1,0 +1,319 @@
+"""`hq worker ...`"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import time
+
+from ._click import click
+from .common import DURATION, SELECTOR, connect, trio_run
+from .main import output, server_root, setup_logging
+from .output import duration, iso, jsonify_times, local_time
+
+
+@click.group()
+def worker():
+    """Manage workers."""
+
+
+def _parse_cpus(value):
+    from ..core.resources import parse_resource_def
+
+    try:
+        return parse_resource_def("cpus", value)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="'--cpus'")
+
+
+@worker.command()
+@click.option("--cpus", help="CPUs: N, NxM, [ids], [[group],[group]], range(a-b) "
+              "(default: detected)")
+@click.option("--resource", "resources", multiple=True, help="A resource pool NAME=DEF")
+@click.option("--group", help="Worker group for multi-node tasks")
+@click.option("--detect-resources", default="all",
+              help="Which resources to detect: all, none, or cpus,mem,gpus/nvidia,gpus/amd")
+@click.option("--no-hyper-threading", is_flag=True, help="Use one thread of each core")
+@click.option("--idle-timeout", type=DURATION, help="Stop after being idle this long")
+@click.option("--time-limit", type=DURATION, help="Stop after this long")
+@click.option("--heartbeat", type=DURATION, default="8s", help="Heartbeat period")
+@click.option("--hostname", help="Hostname reported to the server")
+@click.option("--work-dir", type=click.Path(file_okay=False), help="Working directory")
+@click.option("--on-server-lost", type=click.Choice(["stop", "finish-running"]),
+              default="stop", help="What to do when the server goes away")
+@click.option("--manager", type=click.Choice(["detect", "none", "pbs", "slurm"]),
+              default="detect", help="How to detect the batch allocation")
+@click.option("--overview-interval", type=DURATION, help="Hardware overview period")
+@click.option("--min-utilization", type=click.FloatRange(0.0, 1.0), default=0.0)
+@click.option("--zero-spawn", is_flag=True, hidden=True,
+              help="Benchmarking aid: complete tasks without starting processes")
+def start(cpus, resources, group, detect_resources, no_hyper_threading, idle_timeout,
+          time_limit, heartbeat, hostname, work_dir, on_server_lost, manager,
+          overview_interval, min_utilization, zero_spawn):
+    """Start a worker that connects to the server and runs its tasks."""
+    import tempfile
+
+    from ..core.model import WorkerConfig
+    from ..core.resources import ResourceDef, parse_resource_arg, parse_resource_def
+    from ..errors import HqError
+    from ..worker.hwdetect import detect_resources as detect, parse_detect_spec
+    from ..worker.manager import detect_manager
+
+    setup_logging()
+    try:
+        wanted = parse_detect_spec(detect_resources)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="'--detect-resources'")
+    defs: dict[str, ResourceDef] = {}
+    if cpus is not None:
+        defs["cpus"] = _parse_cpus(cpus)
+    elif "cpus" not in wanted:
+        raise click.BadParameter("CPU detection is disabled, so --cpus must be given",
+                                 param_hint="'--cpus'")
+    for r in resources:
+        try:
+            d = parse_resource_arg(r)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="'--resource'")
+        if d.name == "cpus" and cpus is not None:
+            raise click.BadParameter("use either --cpus or --resource cpus=...",
+                                     param_hint="'--resource'")
+        if d.name in defs:
+            raise click.BadParameter(f"resource '{d.name}' is defined twice",
+                                     param_hint="'--resource'")
+        defs[d.name] = d
+    detected = detect(wanted - set(defs), no_hyper_threading=no_hyper_threading)
+    for name, value in detected.items():
+        if name == "cpus":
+            groups = value
+            text = (f"{len(groups[0])}" if len(groups) == 1 and groups[0] ==
+                    list(range(len(groups[0]))) else str(groups))
+            defs["cpus"] = parse_resource_def("cpus", text)
+        elif name == "mem":
+            defs["mem"] = parse_resource_def("mem", f"sum({value})")
+        else:
+            defs[name] = parse_resource_def(name, "[" + ",".join(value) + "]")
+    ordered = [defs.pop("cpus")] + [defs[k] for k in sorted(defs)]
+    try:
+        alloc = detect_manager(manager)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="'--manager'")
+    if time_limit is None and alloc is not None:
+        time_limit = alloc.time_limit
+    if group is None:
+        group = alloc.job_id if alloc is not None else "default"
+    if work_dir is None:
+        work_dir = os.path.join(tempfile.mkdtemp(prefix="hq-worker"), "work")
+    os.makedirs(work_dir, exist_ok=True)
+    config = WorkerConfig(
+        hostname=hostname or socket.gethostname(), resources=ordered, group=group,
+        time_limit=time_limit, heartbeat=heartbeat, idle_timeout=idle_timeout,
+        work_dir=os.path.abspath(work_dir), on_server_lost=on_server_lost,
+        manager=alloc.manager if alloc else None, manager_job_id=alloc.job_id if alloc else None,
+        pid=os.getpid(), overview_interval=overview_interval, min_utilization=min_utilization,
+        listen_address="")
+    import trio
+
+    from ..worker.app import Worker
+
+    w = Worker(server_root(), config, zero_spawn=zero_spawn)
+    result = {}
+
+    class _Started:
+        def started(self, value=None):
+            print_workers([_local_worker_view(config, w.worker_id)], detailed=True)
+
+    async def amain():
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as sigs:
+            async with trio.open_nursery() as nursery:
+                async def watch_signals():
+                    async for _ in sigs:
+                        result["signal"] = True
+                        nursery.cancel_scope.cancel()
+                        return
+
+                async def run_worker():
+                    result["code"] = await w.run(task_status=_Started())
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(watch_signals)
+                nursery.start_soon(run_worker)
+
+    trio_run(amain)
+    if result.get("signal"):
+        return 0
+    return result.get("code", 1)
+
+
+def _local_worker_view(config, worker_id) -> dict:
+    from ..core.model import Worker as CoreWorker
+    from ..core.views import worker_view
+
+    w = CoreWorker(worker_id or 0, config, time.time())
+    return worker_view(w, time.time())
+
+
+def _resources_lines(view) -> str:
+    from ..core.resources import ResourceDef
+
+    lines = []
+    for r in view["configuration"]["resources"]["resources"]:
+        d = ResourceDef.from_wire(r["wire"])
+        lines.append(f"{d.name}: {d.describe_full()}")
+    return "\n".join(lines)
+
+
+def print_workers(views: list[dict], detailed: bool) -> None:
+    out = output()
+    if out.is_json:
+        shown = []
+        for v in views:
+            v = jsonify_times(v)
+            cfg = dict(v["configuration"])
+            cfg.pop("resources_text", None)
+            cfg["resources"] = {"resources": [
+                {k: x for k, x in r.items() if k != "wire"}
+                for r in cfg["resources"]["resources"]]}
+            v["configuration"] = cfg
+            shown.append(v)
+        out.json(shown)
+        return
+    if out.is_quiet:
+        if not detailed:
+            for v in views:
+                out.line(f"{v['id']} {v['state']}")
+        return
+    if not detailed:
+        rows = []
+        for v in views:
+            cfg = v["configuration"]
+            alloc = v["allocation"] or {}
+            rows.append([v["id"], v["state"], cfg["hostname"], cfg["resources_text"],
+                         alloc.get("manager") or "None", alloc.get("id") or "N/A"])
+        out.horizontal(["ID", "State", "Hostname", "Resources", "Manager", "Manager Job ID"],
+                       rows)
+        return
+    for v in views:
+        cfg = v["configuration"]
+        alloc = v["allocation"] or {}
+        rt = v["runtime_info"]
+        last = v["last_task_started"]
+        out.vertical([
+            ("Worker", v["id"]),
+            ("State", v["state"]),
+            ("Hostname", cfg["hostname"]),
+            ("Started", local_time(v["started"], "%Y-%m-%d %H:%M:%S")),
+            ("Data provider", cfg["listen_address"] or "None"),
+            ("Working directory", cfg["work_dir"]),
+            ("Heartbeat", duration(cfg["heartbeat_interval"])),
+            ("Idle timeout", duration(cfg["idle_timeout"])),
+            ("Overview interval", duration(cfg["overview_interval"])),
+            ("Resources", _resources_lines(v)),
+            ("Time Limit", duration(cfg["time_limit"])),
+            ("Process pid", cfg["pid"]),
+            ("Group", cfg["group"]),
+            ("Manager", alloc.get("manager") or "None"),
+            ("Manager Job ID", alloc.get("id") or "N/A"),
+            ("Last task started",
+             f"{last['job']}@{last['task']}; Time: {local_time(last['time'])}" if last else ""),
+            ("Runtime Info", f"assigned tasks: {rt['assigned_tasks']}; "
+                             f"running tasks: {rt['running_tasks']}"),
+        ])
+
+
+@worker.command("list")
+@click.option("--all", "all_", is_flag=True, help="Include offline workers")
+@click.option("--filter", "filter_", type=click.Choice(["running", "offline"]))
+def list_(all_, filter_):
+    """List workers."""
+    from ..protocol import messages as m
+
+    if all_ and filter_:
+        raise click.UsageError("--all and --filter cannot be used together")
+    with connect() as client:
+        views = client.request(m.WorkerListRequest(all_ or filter_ == "offline")).workers
+    if filter_ == "offline":
+        views = [v for v in views if v["state"] != "RUNNING"]
+    views.sort(key=lambda v: v["id"])
+    print_workers(views, detailed=False)
+
+
+@worker.command()
+@click.argument("selector", type=SELECTOR)
+def info(selector):
+    """Show details of workers."""
+    from ..protocol import messages as m
+
+    with connect() as client:
+        resp = client.request(m.WorkerInfoRequest(selector.to_wire()))
+    for wid in resp.missing:
+        sys.stderr.write(f"Worker {wid} not found\n")
+    print_workers(resp.workers, detailed=True)
+
+
+@worker.command()
+@click.argument("selector", type=SELECTOR)
+def stop(selector):
+    """Stop workers."""
+    from ..protocol import messages as m
+
+    with connect() as client:
+        results = client.request(m.StopWorkersRequest(selector.to_wire())).results
+    out = output()
+    if out.is_json:
+        out.json([{"id": wid, "result": text} for wid, text in results])
+        return
+    for wid, text in results:
+        if text == "stopped":
+            out.line(f"Worker {wid} stopped")
+        else:
+            out.line(f"Stopping worker {wid} failed: {text}" if text not in
+                     ("worker not found", "worker is already stopped")
+                     else f"Worker {wid}: {text}")
+
+
+@worker.command()
+@click.argument("worker_id", type=int)
+def address(worker_id):
+    """Print the hostname of a worker."""
+    from ..common.selectors import parse_selector
+    from ..errors import HqError
+    from ..protocol import messages as m
+
+    with connect() as client:
+        resp = client.request(m.WorkerInfoRequest(parse_selector(str(worker_id)).to_wire()))
+    if not resp.workers:
+        raise HqError(f"Worker {worker_id} not found")
+    output().line(resp.workers[0]["configuration"]["hostname"])
+
+
+@worker.command()
+@click.argument("count", type=click.IntRange(0))
+def wait(count):
+    """Wait until at least COUNT workers are running."""
+    from ..protocol import messages as m
+
+    while True:
+        with connect() as client:
+            n = len(client.request(m.WorkerListRequest(False)).workers)
+        if n >= count:
+            return
+        time.sleep(0.2)
+
+
+@worker.command()
+@click.option("--no-hyper-threading", is_flag=True)
+def hwdetect(no_hyper_threading):
+    """Show the resources a worker would detect on this machine."""
+    from ..worker.hwdetect import DETECTABLE, detect_resources, format_hwdetect
+
+    res = detect_resources(set(DETECTABLE), no_hyper_threading=no_hyper_threading)
+    if output().is_json:
+        output().json(res)
+    else:
+        output().line(format_hwdetect(res))
+
+
+__all__ = ["worker", "iso"]

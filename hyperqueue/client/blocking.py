@@ -1,0 +1,71 @@
+"""A small blocking client for the CLI: no event loop, so `hq job list` starts fast."""
+
+from __future__ import annotations
+
+import socket
+
+from ..common import serverdir
+from ..errors import HqError, RequestFailed, ServerUnreachable
+from ..protocol import messages as m
+from ..protocol.errors import ConnectionClosed, HandshakeError, ProtocolError
+from ..protocol.handshake import Handshake
+from ..transport.blocking import BlockingConnection
+from ..version import __version__
+
+
+class BlockingClient:
+    """One connection to the server of a server directory; requests are answered in order."""
+
+    def __init__(self, root: str, timeout: float = 15.0):
+        self.root = root
+        record, section = serverdir.load_access(root, "client")
+        self.record = record
+        host, port = section["host"], section["port"]
+        hs = Handshake(role="hq-client", peer_role="hq-server",
+                       key=serverdir.key_bytes(section), hq_version=__version__)
+        try:
+            self.conn = _connect(host, port, hs, timeout)
+        except HandshakeError as e:
+            raise HqError(f"Cannot connect to the server at {host}:{port}: {e}") from None
+        except (OSError, ConnectionClosed, ProtocolError):
+            raise ServerUnreachable(
+                f"Access token found but HQ server {host}:{port} is unreachable",
+                "Is the server running? Start it with `hq server start`.") from None
+
+    def request(self, msg: m.Message, timeout: float | None = 60.0) -> m.Message:
+        """Sends one request and returns the response.
+
+        Raises:
+            RequestFailed: the server answered with an error.
+            HqError: the connection broke or the server sent garbage.
+        """
+        try:
+            self.conn.settimeout(timeout)
+            self.conn.send(m.encode(msg))
+            response = m.decode(self.conn.receive(), m.TO_CLIENT)
+        except (ConnectionClosed, OSError) as e:
+            raise HqError(f"Connection to the server was lost: {e or 'closed'}") from None
+        except ProtocolError as e:
+            raise HqError(f"Protocol error: {e}") from None
+        if isinstance(response, m.ErrorResponse):
+            raise RequestFailed(response.message)
+        return response
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _connect(host: str, port: int, hs: Handshake, timeout: float) -> BlockingConnection:
+    try:
+        return BlockingConnection.connect(host, port, hs, timeout=timeout)
+    except socket.gaierror:
+        # The recorded host may be this machine's name without DNS; try the loopback.
+        if host != socket.gethostname():
+            raise
+        return BlockingConnection.connect("localhost", port, hs, timeout=timeout)

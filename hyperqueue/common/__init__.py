@@ -1,0 +1,1 @@
+"""Small pure helpers shared by the CLI, client, server and worker (stdlib only, no I/O)."""

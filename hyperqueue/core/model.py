@@ -1,0 +1,424 @@
+"""Records of the pure core: programs, task templates, jobs, tasks and workers.
+
+Nothing here does I/O or reads the clock; times are plain floats (seconds since the epoch) handed in
+by the shells. Arrays stay compact: a `TaskBatch` holds the ids of many tasks as `IntRanges` and a
+`Task` record is created only when a task is first handed to a worker (or needs individual state).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from .ranges import IntRanges
+from .resources import ResourceRequest
+
+
+class TaskState(IntEnum):
+    WAITING = 0
+    ASSIGNED = 1  # handed to a worker, not yet reported running; shown as WAITING
+    RUNNING = 2
+    FINISHED = 3
+    FAILED = 4
+    CANCELED = 5
+    ABORTED = 6
+
+    @property
+    def is_terminal(self) -> bool:
+        return self >= TaskState.FINISHED
+
+    @property
+    def public_name(self) -> str:
+        """The lowercase name users see (ASSIGNED is still WAITING for them)."""
+        return _PUBLIC_NAMES[self]
+
+
+_PUBLIC_NAMES = {
+    TaskState.WAITING: "waiting",
+    TaskState.ASSIGNED: "waiting",
+    TaskState.RUNNING: "running",
+    TaskState.FINISHED: "finished",
+    TaskState.FAILED: "failed",
+    TaskState.CANCELED: "canceled",
+    TaskState.ABORTED: "aborted",
+}
+
+# Legal transitions of a task, in one table (h11 style): anything else is a bug in the caller.
+TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
+    TaskState.WAITING: frozenset(
+        {TaskState.ASSIGNED, TaskState.FAILED, TaskState.CANCELED, TaskState.ABORTED}
+    ),
+    TaskState.ASSIGNED: frozenset(
+        {TaskState.WAITING, TaskState.RUNNING, TaskState.FINISHED, TaskState.FAILED,
+         TaskState.CANCELED, TaskState.ABORTED}
+    ),
+    TaskState.RUNNING: frozenset(
+        {TaskState.WAITING, TaskState.FINISHED, TaskState.FAILED, TaskState.CANCELED,
+         TaskState.ABORTED}
+    ),
+    TaskState.FINISHED: frozenset(),
+    TaskState.FAILED: frozenset(),
+    TaskState.CANCELED: frozenset(),
+    TaskState.ABORTED: frozenset(),
+}
+
+
+class JobState(IntEnum):
+    WAITING = 0
+    RUNNING = 1
+    FINISHED = 2
+    FAILED = 3
+    CANCELED = 4
+    ABORTED = 5
+    OPENED = 6
+
+
+JOB_STATE_NAMES = {
+    JobState.WAITING: "WAITING",
+    JobState.RUNNING: "RUNNING",
+    JobState.FINISHED: "FINISHED",
+    JobState.FAILED: "FAILED",
+    JobState.CANCELED: "CANCELED",
+    JobState.ABORTED: "ABORTED",
+    JobState.OPENED: "OPENED",
+}
+
+
+class WorkerState(IntEnum):
+    RUNNING = 0
+    CONNECTION_LOST = 1
+    HEARTBEAT_LOST = 2
+    IDLE_TIMEOUT = 3
+    STOPPED = 4
+    TIME_LIMIT_REACHED = 5
+
+    @property
+    def label(self) -> str:
+        return self.name.replace("_", " ")
+
+    @property
+    def is_failure(self) -> bool:
+        """A loss that counts as a crash for the tasks that were running there."""
+        return self in (WorkerState.CONNECTION_LOST, WorkerState.HEARTBEAT_LOST)
+
+
+# Crash limit encodings (a positive number is the limit itself).
+CRASH_LIMIT_UNLIMITED = 0
+CRASH_LIMIT_NEVER_RESTART = -1
+DEFAULT_CRASH_LIMIT = 5
+
+
+class StdioDef:
+    """Where a task's stdout or stderr goes: a path template, or nowhere (`path is None`)."""
+
+    __slots__ = ("path", "rm_if_finished")
+
+    def __init__(self, path: str | None, rm_if_finished: bool = False):
+        self.path = path
+        self.rm_if_finished = rm_if_finished
+
+    def to_wire(self):
+        return [self.path, self.rm_if_finished]
+
+    @classmethod
+    def from_wire(cls, obj) -> "StdioDef":
+        if not (isinstance(obj, list) and len(obj) == 2):
+            raise ValueError("stdio definition must be [path, rm_if_finished]")
+        path, rm = obj
+        if path is not None and not isinstance(path, str):
+            raise ValueError("stdio path must be a string or null")
+        return cls(path, bool(rm))
+
+    def __eq__(self, other):
+        return isinstance(other, StdioDef) and self.to_wire() == other.to_wire()
+
+    def __repr__(self):
+        return f"StdioDef({self.path!r}, rm_if_finished={self.rm_if_finished})"
+
+
+class ProgramDef:
+    """The program a task runs, with placeholders still in its paths."""
+
+    __slots__ = ("args", "env", "cwd", "stdout", "stderr", "stdin", "task_dir")
+
+    def __init__(self, args, env=None, cwd="%{SUBMIT_DIR}", stdout=None, stderr=None,
+                 stdin: bytes | None = None, task_dir: bool = False):
+        self.args: list[str] = list(args)
+        self.env: dict[str, str] = dict(env or {})
+        self.cwd: str = cwd
+        self.stdout: StdioDef = stdout or StdioDef("%{CWD}/job-%{JOB_ID}/%{TASK_ID}.stdout")
+        self.stderr: StdioDef = stderr or StdioDef("%{CWD}/job-%{JOB_ID}/%{TASK_ID}.stderr")
+        self.stdin = stdin
+        self.task_dir = task_dir
+
+    def to_wire(self):
+        return [self.args, self.env, self.cwd, self.stdout.to_wire(), self.stderr.to_wire(),
+                self.stdin, self.task_dir]
+
+    @classmethod
+    def from_wire(cls, obj) -> "ProgramDef":
+        if not (isinstance(obj, list) and len(obj) == 7):
+            raise ValueError("malformed program definition")
+        args, env, cwd, out, err, stdin, task_dir = obj
+        if not (isinstance(args, list) and args and all(isinstance(a, str) for a in args)):
+            raise ValueError("program arguments must be a non-empty list of strings")
+        if not (isinstance(env, dict) and all(
+                isinstance(k, str) and isinstance(v, str) for k, v in env.items())):
+            raise ValueError("program environment must map strings to strings")
+        if not isinstance(cwd, str):
+            raise ValueError("program cwd must be a string")
+        if stdin is not None and not isinstance(stdin, bytes):
+            raise ValueError("program stdin must be bytes or null")
+        return cls(args, env, cwd, StdioDef.from_wire(out), StdioDef.from_wire(err), stdin,
+                   bool(task_dir))
+
+
+class TaskTemplate:
+    """Everything tasks of one submitted batch share."""
+
+    __slots__ = ("program", "request", "time_limit", "priority", "crash_limit", "pin")
+
+    def __init__(self, program: ProgramDef, request: ResourceRequest | None = None,
+                 time_limit: float | None = None, priority: int = 0,
+                 crash_limit: int = DEFAULT_CRASH_LIMIT, pin: str | None = None):
+        self.program = program
+        self.request = request or ResourceRequest.default()
+        self.time_limit = time_limit
+        self.priority = priority
+        self.crash_limit = crash_limit
+        self.pin = pin
+
+    def to_wire(self):
+        return [self.program.to_wire(), self.request.to_wire(), self.time_limit, self.priority,
+                self.crash_limit, self.pin]
+
+    @classmethod
+    def from_wire(cls, obj) -> "TaskTemplate":
+        if not (isinstance(obj, list) and len(obj) == 6):
+            raise ValueError("malformed task template")
+        program, request, time_limit, priority, crash_limit, pin = obj
+        if time_limit is not None and not (isinstance(time_limit, (int, float)) and time_limit > 0):
+            raise ValueError("time limit must be a positive number of seconds")
+        if not isinstance(priority, int) or not isinstance(crash_limit, int) or crash_limit < -1:
+            raise ValueError("priority and crash limit must be integers")
+        if pin not in (None, "taskset", "omp"):
+            raise ValueError(f"invalid pin mode {pin!r}")
+        return cls(ProgramDef.from_wire(program), ResourceRequest.from_wire(request),
+                   float(time_limit) if time_limit is not None else None, priority,
+                   crash_limit, pin)
+
+
+class TaskBatch:
+    """Tasks submitted together with one template: an array, or one task of a job file.
+
+    `entries`, when present, is aligned with the iteration order of `ids` (HQ_ENTRY values).
+    `deps` are task ids of the same job that every task of the batch waits for.
+    """
+
+    __slots__ = ("index", "template", "ids", "entries", "deps", "template_id")
+
+    def __init__(self, index: int, template: TaskTemplate, ids: IntRanges,
+                 entries: list[bytes] | None = None, deps: tuple[int, ...] = ()):
+        self.index = index
+        self.template = template
+        self.ids = ids
+        self.entries = entries
+        self.deps = deps
+        self.template_id = -1  # a server-wide id, given when the batch joins the core
+
+    def entry_at(self, position: int) -> bytes | None:
+        return None if self.entries is None else self.entries[position]
+
+
+class Task:
+    """A task with individual state; created lazily when it leaves the compact array form."""
+
+    __slots__ = ("job", "id", "batch", "position", "state", "instance", "crash_count",
+                 "worker", "start_time", "end_time", "error", "deps_pending", "consumers")
+
+    def __init__(self, job: "Job", task_id: int, batch: TaskBatch, position: int):
+        self.job = job
+        self.id = task_id
+        self.batch = batch
+        self.position = position
+        self.state = TaskState.WAITING
+        self.instance = 0
+        self.crash_count = 0
+        self.worker: "Worker | None" = None
+        self.start_time: float | None = None
+        self.end_time: float | None = None
+        self.error: str | None = None
+        self.deps_pending = 0
+        self.consumers: list[Task] | None = None
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.job.id, self.id)
+
+    def __repr__(self):
+        return f"Task({self.job.id}@{self.id}, {self.state.name}, inst={self.instance})"
+
+
+class Job:
+    __slots__ = ("id", "name", "max_fails", "is_open", "submit_dir", "submit_date",
+                 "cancel_reason", "batches", "tasks", "bulk", "counts", "n_tasks",
+                 "started_at", "finished_at", "workers_used", "_id_set")
+
+    def __init__(self, job_id: int, name: str, max_fails: int | None, is_open: bool,
+                 submit_dir: str, submit_date: float):
+        self.id = job_id
+        self.name = name
+        self.max_fails = max_fails
+        self.is_open = is_open
+        self.submit_dir = submit_dir
+        self.submit_date = submit_date
+        self.cancel_reason: str | None = None
+        self.batches: list[TaskBatch] = []
+        self.tasks: dict[int, Task] = {}
+        # Ranges of never-materialized tasks that ended in bulk (canceled/aborted while waiting).
+        self.bulk: list[tuple[IntRanges, TaskState]] = []
+        self.counts = [0] * len(TaskState)
+        self.n_tasks = 0
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+        self.workers_used: dict[int, str] = {}
+        self._id_set: IntRanges | None = None
+
+    @property
+    def n_completed(self) -> int:
+        c = self.counts
+        return (c[TaskState.FINISHED] + c[TaskState.FAILED] + c[TaskState.CANCELED]
+                + c[TaskState.ABORTED])
+
+    @property
+    def is_done(self) -> bool:
+        """No task of the job can change any more (an open job may still get new tasks)."""
+        return self.n_completed == self.n_tasks
+
+    @property
+    def is_terminated(self) -> bool:
+        return self.is_done and not self.is_open
+
+    def state(self) -> JobState:
+        c = self.counts
+        if c[TaskState.RUNNING]:
+            return JobState.RUNNING
+        if c[TaskState.WAITING] or c[TaskState.ASSIGNED]:
+            return JobState.WAITING
+        if c[TaskState.FAILED]:
+            return JobState.FAILED
+        if c[TaskState.ABORTED]:
+            return JobState.ABORTED
+        if c[TaskState.CANCELED]:
+            return JobState.CANCELED
+        if self.is_open:
+            return JobState.OPENED
+        return JobState.FINISHED
+
+    def task_stats(self) -> dict[str, int]:
+        c = self.counts
+        return {
+            "aborted": c[TaskState.ABORTED],
+            "canceled": c[TaskState.CANCELED],
+            "failed": c[TaskState.FAILED],
+            "finished": c[TaskState.FINISHED],
+            "running": c[TaskState.RUNNING],
+            "waiting": c[TaskState.WAITING] + c[TaskState.ASSIGNED],
+        }
+
+    def all_ids(self) -> IntRanges:
+        if self._id_set is None:
+            acc = IntRanges.from_ids(())
+            for b in self.batches:
+                acc = acc.union(b.ids)
+            self._id_set = acc
+        return self._id_set
+
+    def add_batch(self, batch: TaskBatch) -> None:
+        self.batches.append(batch)
+        self.n_tasks += len(batch.ids)
+        self._id_set = None
+
+
+class WorkerConfig:
+    """What a worker tells the server about itself when it registers."""
+
+    __slots__ = ("hostname", "resources", "group", "time_limit", "heartbeat", "idle_timeout",
+                 "work_dir", "on_server_lost", "manager", "manager_job_id", "pid",
+                 "overview_interval", "min_utilization", "listen_address")
+
+    FIELDS = __slots__
+
+    def __init__(self, hostname: str, resources: list, group: str = "default",
+                 time_limit: float | None = None, heartbeat: float = 8.0,
+                 idle_timeout: float | None = None, work_dir: str = "",
+                 on_server_lost: str = "stop", manager: str | None = None,
+                 manager_job_id: str | None = None, pid: int = 0,
+                 overview_interval: float | None = None, min_utilization: float = 0.0,
+                 listen_address: str = ""):
+        self.hostname = hostname
+        self.resources = resources  # list[ResourceDef]
+        self.group = group
+        self.time_limit = time_limit
+        self.heartbeat = heartbeat
+        self.idle_timeout = idle_timeout
+        self.work_dir = work_dir
+        self.on_server_lost = on_server_lost
+        self.manager = manager
+        self.manager_job_id = manager_job_id
+        self.pid = pid
+        self.overview_interval = overview_interval
+        self.min_utilization = min_utilization
+        self.listen_address = listen_address
+
+    def to_wire(self):
+        return [getattr(self, f) if f != "resources" else [r.to_wire() for r in self.resources]
+                for f in self.FIELDS]
+
+    @classmethod
+    def from_wire(cls, obj) -> "WorkerConfig":
+        from .resources import ResourceDef
+
+        if not (isinstance(obj, list) and len(obj) == len(cls.FIELDS)):
+            raise ValueError("malformed worker configuration")
+        kw = dict(zip(cls.FIELDS, obj))
+        if not isinstance(kw["hostname"], str) or not isinstance(kw["resources"], list):
+            raise ValueError("malformed worker configuration")
+        kw["resources"] = [ResourceDef.from_wire(r) for r in kw["resources"]]
+        for f in ("time_limit", "idle_timeout", "overview_interval"):
+            if kw[f] is not None and not isinstance(kw[f], (int, float)):
+                raise ValueError(f"worker {f} must be a number")
+        if not isinstance(kw["heartbeat"], (int, float)) or kw["heartbeat"] <= 0:
+            raise ValueError("worker heartbeat must be a positive number")
+        return cls(**kw)
+
+
+class Worker:
+    __slots__ = ("id", "config", "state", "capacity", "load", "tasks", "n_running",
+                 "started_at", "ended_at", "last_task_started", "templates_sent",
+                 "idle_since", "stopping")
+
+    def __init__(self, worker_id: int, config: WorkerConfig, now: float):
+        self.id = worker_id
+        self.config = config
+        self.state = WorkerState.RUNNING
+        self.capacity: dict[str, int] = {r.name: r.amount for r in config.resources}
+        self.load: dict[str, int] = dict.fromkeys(self.capacity, 0)
+        self.tasks: set[Task] = set()  # assigned or running here
+        self.n_running = 0
+        self.started_at = now
+        self.ended_at: float | None = None
+        self.last_task_started: tuple[int, int, float] | None = None
+        self.templates_sent: set[int] = set()
+        self.idle_since: float | None = now
+        self.stopping = False
+
+    @property
+    def is_running(self) -> bool:
+        return self.state == WorkerState.RUNNING
+
+    def remaining_time(self, now: float) -> float | None:
+        tl = self.config.time_limit
+        return None if tl is None else self.started_at + tl - now
+
+    def __repr__(self):
+        return f"Worker({self.id}, {self.state.name})"

@@ -1,0 +1,470 @@
+"""Reactions of the core to what happens: submits, cancels, workers coming and going, task updates.
+
+Every function takes `(core, outbox, ..., now)`, changes the registries, and records in the outbox
+what the shells must send. None of them schedules: the shell runs `scheduler.schedule` once per
+wake-up, after all pending reactions (batching on the hot path).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from .model import (
+    CRASH_LIMIT_NEVER_RESTART,
+    CRASH_LIMIT_UNLIMITED,
+    Job,
+    Task,
+    TaskBatch,
+    TaskState,
+    TaskTemplate,
+    Worker,
+    WorkerConfig,
+    WorkerState,
+)
+from .outbox import Outbox
+from .ranges import IntRanges
+from .state import Core, cursor_remaining, request_amounts
+
+
+class SubmitError(ValueError):
+    """A submit that the core refuses; nothing was changed."""
+
+
+class BatchSpec:
+    """One batch of a submit request as the core receives it."""
+
+    __slots__ = ("template", "ids", "entries", "deps")
+
+    def __init__(self, template: TaskTemplate, ids: IntRanges, entries=None, deps=()):
+        self.template = template
+        self.ids = ids
+        self.entries = entries
+        self.deps = tuple(deps)
+
+
+class SubmitSpec:
+    __slots__ = ("job_id", "name", "max_fails", "submit_dir", "batches")
+
+    def __init__(self, name: str, submit_dir: str, batches: list[BatchSpec],
+                 max_fails: int | None = None, job_id: int | None = None):
+        self.job_id = job_id
+        self.name = name
+        self.max_fails = max_fails
+        self.submit_dir = submit_dir
+        self.batches = batches
+
+
+def _event(core: Core, outbox: Outbox, now: float, kind: str, **payload) -> None:
+    if core.record_events:
+        outbox.events.append((now, kind, payload))
+
+
+def _resolve_job_placeholders(template: TaskTemplate, job: Job, server_uid: str) -> None:
+    """Fills %{JOB_ID}, %{SUBMIT_DIR} and %{SERVER_UID}; the worker fills the rest."""
+    prog = template.program
+
+    def fill(s: str) -> str:
+        if "%{" not in s:
+            return s
+        return (s.replace("%{JOB_ID}", str(job.id)).replace("%{SUBMIT_DIR}", job.submit_dir)
+                .replace("%{SERVER_UID}", server_uid))
+
+    prog.cwd = fill(prog.cwd)
+    for stdio in (prog.stdout, prog.stderr):
+        if stdio.path is not None:
+            stdio.path = fill(stdio.path)
+
+
+# -- jobs ---------------------------------------------------------------------------------------
+def open_job(core: Core, outbox: Outbox, name: str, max_fails: int | None, submit_dir: str,
+             now: float) -> Job:
+    job = Job(core.next_job_id, name, max_fails, True, submit_dir, now)
+    core.next_job_id += 1
+    core.jobs[job.id] = job
+    _event(core, outbox, now, "job-open", job_id=job.id, name=name, max_fails=max_fails)
+    return job
+
+
+def submit(core: Core, outbox: Outbox, spec: SubmitSpec, now: float) -> Job:
+    """Creates a job (or extends an open one) from `spec`.
+
+    Raises:
+        SubmitError: the job is unknown or closed, task ids collide, or a dependency is invalid.
+            Nothing is changed in that case.
+    """
+    if not spec.batches:
+        raise SubmitError("the submit contains no tasks")
+    if spec.job_id is not None:
+        job = core.jobs.get(spec.job_id)
+        if job is None:
+            raise SubmitError(f"Job {spec.job_id} not found")
+        if not job.is_open:
+            raise SubmitError(f"Job {spec.job_id} is not open")
+        existing = job.all_ids()
+    else:
+        job = None
+        existing = IntRanges.from_ids(())
+    # Validate ids and dependencies before touching anything.
+    seen = existing
+    for b in spec.batches:
+        if len(b.ids) == 0:
+            raise SubmitError("a task array with no task ids")
+        if seen.overlaps(b.ids):
+            raise SubmitError("Task ids collide: some ids already exist in the job")
+        seen = seen.union(b.ids)
+    graph = any(b.deps for b in spec.batches)
+    if graph:
+        for b in spec.batches:
+            for d in b.deps:
+                if d not in seen:
+                    raise SubmitError(f"Invalid dependency: task {d} does not exist in the job")
+                if d in b.ids:
+                    raise SubmitError(f"Invalid dependency: task {d} depends on itself")
+        _check_acyclic(spec.batches)
+
+    if job is None:
+        job = Job(core.next_job_id, spec.name, spec.max_fails, False, spec.submit_dir, now)
+        core.next_job_id += 1
+        core.jobs[job.id] = job
+    was_done = job.is_done
+    first_index = len(job.batches)
+    new_batches = []
+    for i, b in enumerate(spec.batches):
+        _resolve_job_placeholders(b.template, job, core.server_uid)
+        batch = TaskBatch(first_index + i, b.template, b.ids, b.entries, b.deps)
+        batch.template_id = core.next_template_id
+        core.next_template_id += 1
+        core.batches_by_template[batch.template_id] = batch
+        job.add_batch(batch)
+        job.counts[TaskState.WAITING] += len(b.ids)
+        new_batches.append(batch)
+    if was_done:
+        job.finished_at = None
+    _event(core, outbox, now, "job-created", job=job.id, name=job.name,
+           n_tasks=sum(len(b.ids) for b in new_batches))
+
+    if not graph:
+        for batch in new_batches:
+            core.add_array_queue(job, batch)
+    else:
+        # Graph submits are small (job files); their tasks get records at once.
+        created: dict[int, Task] = {}
+        for batch in new_batches:
+            for pos, tid in enumerate(batch.ids):
+                task = Task(job, tid, batch, pos)
+                job.tasks[tid] = task
+                created[tid] = task
+        for batch in new_batches:
+            for tid in batch.ids:
+                task = created[tid]
+                for d in batch.deps:
+                    dep = job.tasks.get(d)
+                    dep_state = dep.state if dep is not None else core.task_state(job, d)
+                    if dep_state == TaskState.FINISHED:
+                        continue
+                    if dep_state is not None and dep_state.is_terminal:
+                        task.deps_pending = -1  # aborted below
+                        continue
+                    if dep is None:
+                        raise SubmitError(f"Invalid dependency: task {d} cannot be depended on")
+                    task.deps_pending += 1
+                    if dep.consumers is None:
+                        dep.consumers = []
+                    dep.consumers.append(task)
+        for batch in new_batches:
+            for tid in batch.ids:
+                task = created[tid]
+                if task.deps_pending == -1:
+                    task.deps_pending = 0
+                    _complete(core, outbox, task, TaskState.ABORTED, now,
+                              "A dependency of the task did not finish")
+                elif task.deps_pending == 0:
+                    core.make_ready(task)
+    outbox.changed_jobs.add(job.id)
+    core.needs_schedule = True
+    return job
+
+
+def _check_acyclic(batches: list[BatchSpec]) -> None:
+    deps = {}
+    for b in batches:
+        for tid in b.ids:
+            deps[tid] = b.deps
+    indegree = {t: 0 for t in deps}
+    consumers: dict[int, list[int]] = {}
+    for t, ds in deps.items():
+        for d in ds:
+            if d in deps:
+                indegree[t] += 1
+                consumers.setdefault(d, []).append(t)
+    ready = deque(t for t, n in indegree.items() if n == 0)
+    seen = 0
+    while ready:
+        t = ready.popleft()
+        seen += 1
+        for c in consumers.get(t, ()):
+            indegree[c] -= 1
+            if indegree[c] == 0:
+                ready.append(c)
+    if seen != len(deps):
+        cyc = sorted(t for t, n in indegree.items() if n > 0)
+        raise SubmitError(f"Invalid dependency: the tasks {cyc[:10]} form a dependency cycle")
+
+
+def close_job(core: Core, outbox: Outbox, job: Job, now: float) -> bool:
+    """Closes an open job; False if it was not open."""
+    if not job.is_open:
+        return False
+    job.is_open = False
+    outbox.changed_jobs.add(job.id)
+    _event(core, outbox, now, "job-close", job_id=job.id)
+    if job.is_done:
+        _job_completed(core, outbox, job, now)
+    return True
+
+
+def cancel_job(core: Core, outbox: Outbox, job: Job, reason: str | None, now: float) -> int:
+    """Cancels every task of `job` that has not ended; returns how many were canceled."""
+    n = _end_open_tasks(core, outbox, job, TaskState.CANCELED, now, None)
+    if n and reason is not None:
+        job.cancel_reason = reason
+    if n:
+        _event(core, outbox, now, "job-cancel", job_id=job.id, reason=reason)
+    return n
+
+
+def forget_job(core: Core, job: Job) -> bool:
+    """Drops a completed, closed job from memory; False if it is not completed."""
+    if not job.is_terminated:
+        return False
+    del core.jobs[job.id]
+    for b in job.batches:
+        core.batches_by_template.pop(b.template_id, None)
+    return True
+
+
+def _end_open_tasks(core: Core, outbox: Outbox, job: Job, state: TaskState, now: float,
+                    error: str | None) -> int:
+    n = 0
+    # Queued tasks: the array remainder ends in bulk, without task records.
+    for key in [k for k in core.queue_keys if k[1] == job.id]:
+        q = core.queues[key]
+        if q.cursor is not None and q.cursor.remaining:
+            rest = cursor_remaining(q.cursor)
+            q.cursor.position = q.cursor.total
+            job.bulk.append((rest, state))
+            job.counts[TaskState.WAITING] -= len(rest)
+            job.counts[state] += len(rest)
+            n += len(rest)
+        core.drop_queue(key)
+    for task in list(job.tasks.values()):
+        if not task.state.is_terminal:
+            _complete(core, outbox, task, state, now, error, cascade=False)
+            n += 1
+    if n:
+        outbox.changed_jobs.add(job.id)
+        if job.is_done:
+            _job_completed(core, outbox, job, now)
+    return n
+
+
+# -- workers --------------------------------------------------------------------------------------
+def add_worker(core: Core, outbox: Outbox, config: WorkerConfig, now: float) -> Worker:
+    worker = Worker(core.next_worker_id, config, now)
+    core.next_worker_id += 1
+    core.workers[worker.id] = worker
+    core.needs_schedule = True
+    _event(core, outbox, now, "worker-connected", id=worker.id, hostname=config.hostname)
+    return worker
+
+
+def stop_worker(core: Core, outbox: Outbox, worker: Worker) -> str:
+    """Asks a worker to stop; it is marked lost (STOPPED) when its connection ends."""
+    if not worker.is_running:
+        return "worker is already stopped"
+    if not worker.stopping:
+        worker.stopping = True
+        outbox.stop_workers.append(worker.id)
+    return "stopped"
+
+
+def lose_worker(core: Core, outbox: Outbox, worker: Worker, reason: WorkerState,
+                now: float) -> None:
+    """A worker is gone: its tasks go back to waiting, or fail when their crash limit is hit."""
+    if not worker.is_running:
+        return
+    worker.state = reason
+    worker.ended_at = now
+    _event(core, outbox, now, "worker-lost", id=worker.id, reason=reason.label)
+    for task in sorted(worker.tasks, key=lambda t: (t.job.id, t.id)):
+        _release(task)
+        job = task.job
+        if task.state == TaskState.ASSIGNED:
+            _set_state(task, TaskState.WAITING)
+            core.make_ready(task)
+            outbox.changed_jobs.add(job.id)
+            continue
+        # RUNNING
+        limit = task.batch.template.crash_limit
+        if reason.is_failure:
+            task.crash_count += 1
+        if limit == CRASH_LIMIT_NEVER_RESTART or (
+                limit != CRASH_LIMIT_UNLIMITED and reason.is_failure
+                and task.crash_count >= limit):
+            if limit == CRASH_LIMIT_NEVER_RESTART:
+                msg = ("Task was running on a worker that was lost; the task has "
+                       "never-restart crash limit, so it was not restarted")
+            else:
+                msg = (f"Task was running on a worker that was lost; the task has crashed "
+                       f"{task.crash_count} times, so its crash limit ({limit}) was reached")
+            _complete(core, outbox, task, TaskState.FAILED, now, msg, released=True)
+            _check_max_fails(core, outbox, job, now)
+        else:
+            task.instance += 1
+            _set_state(task, TaskState.WAITING)
+            task.worker = None
+            core.make_ready(task)
+            outbox.changed_jobs.add(job.id)
+    worker.tasks.clear()
+    worker.n_running = 0
+    core.needs_schedule = True
+
+
+# -- task updates ---------------------------------------------------------------------------------
+UPDATE_RUNNING = 0
+UPDATE_FINISHED = 1
+UPDATE_FAILED = 2
+
+
+def task_updates(core: Core, outbox: Outbox, worker: Worker, updates: list, now: float) -> None:
+    """Applies a batch of updates `[kind, job, task, instance, error|None]` from `worker`.
+
+    Updates about tasks that are no longer on that worker (canceled meanwhile, or an older
+    instance) are ignored: the worker is told to cancel them separately.
+    """
+    jobs = core.jobs
+    for kind, job_id, task_id, instance, error in updates:
+        job = jobs.get(job_id)
+        task = job.tasks.get(task_id) if job is not None else None
+        if task is None or task.worker is not worker or task.instance != instance:
+            continue
+        state = task.state
+        if kind == UPDATE_RUNNING:
+            if state == TaskState.ASSIGNED:
+                _start(core, outbox, task, worker, now)
+        elif state in (TaskState.ASSIGNED, TaskState.RUNNING):
+            if state == TaskState.ASSIGNED:
+                _start(core, outbox, task, worker, now)
+            if kind == UPDATE_FINISHED:
+                _complete(core, outbox, task, TaskState.FINISHED, now, None)
+            else:
+                _complete(core, outbox, task, TaskState.FAILED, now, error or "Task failed")
+                _check_max_fails(core, outbox, job, now)
+    if not worker.tasks:
+        worker.idle_since = now
+
+
+def _start(core: Core, outbox: Outbox, task: Task, worker: Worker, now: float) -> None:
+    _set_state(task, TaskState.RUNNING)
+    worker.n_running += 1
+    task.start_time = now
+    job = task.job
+    if job.started_at is None:
+        job.started_at = now
+    job.workers_used[worker.id] = worker.config.hostname
+    worker.last_task_started = (job.id, task.id, now)
+    outbox.changed_jobs.add(job.id)
+    _event(core, outbox, now, "task-started", job=job.id, task=task.id,
+           instance=task.instance, worker=worker.id)
+
+
+def _check_max_fails(core: Core, outbox: Outbox, job: Job, now: float) -> None:
+    if job.max_fails is not None and job.counts[TaskState.FAILED] > job.max_fails:
+        _end_open_tasks(core, outbox, job, TaskState.ABORTED, now,
+                        "The job has exceeded its maximum number of failed tasks")
+
+
+def _set_state(task: Task, state: TaskState) -> None:
+    counts = task.job.counts
+    counts[task.state] -= 1
+    counts[state] += 1
+    task.state = state
+
+
+def _release(task: Task) -> None:
+    """Gives the task's resources back to its worker's accounting."""
+    worker = task.worker
+    load = worker.load
+    for name, amount in request_amounts(task.batch.template.request, worker):
+        load[name] -= amount
+    if task.state == TaskState.RUNNING:
+        worker.n_running -= 1
+
+
+def _complete(core: Core, outbox: Outbox, task: Task, state: TaskState, now: float,
+              error: str | None, *, cascade: bool = True, released: bool = False) -> None:
+    """Moves a task into a terminal state, freeing its worker and settling its consumers."""
+    worker = task.worker
+    prev = task.state
+    if worker is not None and prev in (TaskState.ASSIGNED, TaskState.RUNNING):
+        if not released:
+            _release(task)
+            worker.tasks.discard(task)
+            if not worker.tasks:
+                worker.idle_since = now
+            if state != TaskState.FINISHED and state != TaskState.FAILED:
+                outbox.cancel.setdefault(worker.id, []).append((task.job.id, task.id,
+                                                                task.instance))
+        core.needs_schedule = True
+    elif prev == TaskState.WAITING and task.deps_pending == 0:
+        _unqueue(core, task)
+    _set_state(task, state)
+    task.error = error
+    task.end_time = now
+    if task.start_time is None and state in (TaskState.FINISHED, TaskState.FAILED):
+        task.start_time = now
+    job = task.job
+    outbox.changed_jobs.add(job.id)
+    if core.record_events:
+        if state == TaskState.FINISHED:
+            _event(core, outbox, now, "task-finished", job=job.id, task=task.id)
+        elif state == TaskState.FAILED:
+            _event(core, outbox, now, "task-failed", job=job.id, task=task.id, error=error)
+        elif state == TaskState.CANCELED:
+            _event(core, outbox, now, "task-canceled", job=job.id, tasks=[task.id])
+        else:
+            _event(core, outbox, now, "task-aborted", job=job.id, tasks=[task.id])
+    if task.consumers:
+        consumers, task.consumers = task.consumers, None
+        for c in consumers:
+            if c.state.is_terminal:
+                continue
+            if state == TaskState.FINISHED:
+                c.deps_pending -= 1
+                if c.deps_pending == 0:
+                    core.make_ready(c)
+            else:
+                c.deps_pending = 0
+                _complete(core, outbox, c, TaskState.ABORTED, now,
+                          f"Task {task.id} (a dependency) did not finish")
+    if cascade and job.is_done:
+        _job_completed(core, outbox, job, now)
+
+
+def _unqueue(core: Core, task: Task) -> None:
+    key = (-task.batch.template.priority, task.job.id, task.batch.index)
+    q = core.queues.get(key)
+    if q is not None:
+        try:
+            q.tasks.remove(task)
+        except ValueError:
+            pass
+        if not len(q):
+            core.drop_queue(key)
+
+
+def _job_completed(core: Core, outbox: Outbox, job: Job, now: float) -> None:
+    if job.finished_at is None:
+        job.finished_at = now
+        if not job.is_open:
+            _event(core, outbox, now, "job-completed", job=job.id)

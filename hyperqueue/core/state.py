@@ -1,0 +1,193 @@
+"""The registries of the core: jobs, workers and the queues of tasks ready to run."""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+
+from .model import Job, Task, TaskBatch, TaskState, Worker
+from .ranges import IntRanges
+
+
+class RangeCursor:
+    """Walks the ids of an `IntRanges` in order, remembering how far it got (no expansion)."""
+
+    __slots__ = ("ranges", "ri", "next_id", "position", "total")
+
+    def __init__(self, ids: IntRanges):
+        self.ranges = ids.ranges
+        self.ri = 0
+        self.next_id = self.ranges[0][0] if self.ranges else 0
+        self.position = 0
+        self.total = len(ids)
+
+    @property
+    def remaining(self) -> int:
+        return self.total - self.position
+
+    def pop(self) -> tuple[int, int]:
+        """Returns `(position, id)` of the next id. The caller checks `remaining` first."""
+        tid = self.next_id
+        pos = self.position
+        self.position = pos + 1
+        start, end, step = self.ranges[self.ri]
+        nxt = tid + step
+        if nxt > end:
+            self.ri += 1
+            if self.ri < len(self.ranges):
+                nxt = self.ranges[self.ri][0]
+        self.next_id = nxt
+        return pos, tid
+
+
+def position_of(ids: IntRanges, task_id: int) -> int | None:
+    """The index of `task_id` in the iteration order of `ids`, or None."""
+    pos = 0
+    for start, end, step in ids.ranges:
+        if start <= task_id <= end and (task_id - start) % step == 0:
+            return pos + (task_id - start) // step
+        pos += (end - start) // step + 1
+    return None
+
+
+class ReadyQueue:
+    """Tasks of one batch that may start now: restarted/released tasks first, then the array."""
+
+    __slots__ = ("key", "job", "batch", "cursor", "tasks")
+
+    def __init__(self, job: Job, batch: TaskBatch, with_cursor: bool):
+        self.key = (-batch.template.priority, job.id, batch.index)
+        self.job = job
+        self.batch = batch
+        self.cursor = RangeCursor(batch.ids) if with_cursor else None
+        self.tasks: deque[Task] = deque()
+
+    def __len__(self) -> int:
+        return len(self.tasks) + (self.cursor.remaining if self.cursor else 0)
+
+    def pop(self) -> Task:
+        """Takes the next ready task, creating its record if it was still in array form."""
+        if self.tasks:
+            return self.tasks.popleft()
+        pos, tid = self.cursor.pop()
+        task = Task(self.job, tid, self.batch, pos)
+        self.job.tasks[tid] = task
+        return task
+
+
+class Core:
+    """All server state that the reactor and scheduler act on."""
+
+    def __init__(self, server_uid: str = "000000", record_events: bool = False):
+        self.server_uid = server_uid
+        self.record_events = record_events
+        self.jobs: dict[int, Job] = {}
+        self.next_job_id = 1
+        self.workers: dict[int, Worker] = {}
+        self.next_worker_id = 1
+        self.queues: dict[tuple, ReadyQueue] = {}
+        self.queue_keys: list[tuple] = []  # sorted: priority desc, job id, batch
+        self.batches_by_template: dict[int, TaskBatch] = {}
+        self.next_template_id = 1
+        self.needs_schedule = False
+
+    # -- ready queues ---------------------------------------------------------------------
+    def queue_for(self, job: Job, batch: TaskBatch) -> ReadyQueue:
+        key = (-batch.template.priority, job.id, batch.index)
+        q = self.queues.get(key)
+        if q is None:
+            q = ReadyQueue(job, batch, with_cursor=False)
+            self._add_queue(q)
+        return q
+
+    def add_array_queue(self, job: Job, batch: TaskBatch) -> None:
+        q = ReadyQueue(job, batch, with_cursor=True)
+        self._add_queue(q)
+
+    def _add_queue(self, q: ReadyQueue) -> None:
+        self.queues[q.key] = q
+        bisect.insort(self.queue_keys, q.key)
+        self.needs_schedule = True
+
+    def drop_queue(self, key: tuple) -> None:
+        if self.queues.pop(key, None) is not None:
+            i = bisect.bisect_left(self.queue_keys, key)
+            del self.queue_keys[i]
+
+    def make_ready(self, task: Task) -> None:
+        self.queue_for(task.job, task.batch).tasks.append(task)
+        self.needs_schedule = True
+
+    # -- lookups --------------------------------------------------------------------------
+    def task_state(self, job: Job, task_id: int) -> TaskState | None:
+        """State of any task of `job`, including tasks still in compact array form."""
+        t = job.tasks.get(task_id)
+        if t is not None:
+            return t.state
+        for batch in job.batches:
+            pos = position_of(batch.ids, task_id)
+            if pos is None:
+                continue
+            for ids, state in job.bulk:
+                if task_id in ids:
+                    return state
+            return TaskState.WAITING
+        return None
+
+    # -- invariants -----------------------------------------------------------------------
+    def sanity_check(self) -> None:
+        """Asserts the invariants that every reaction must keep (used by tests)."""
+        for job in self.jobs.values():
+            counts = [0] * len(TaskState)
+            for t in job.tasks.values():
+                counts[t.state] += 1
+                if t.state in (TaskState.ASSIGNED, TaskState.RUNNING):
+                    assert t.worker is not None and t in t.worker.tasks, t
+                    assert t.worker.is_running, (t, t.worker)
+            for ids, state in job.bulk:
+                counts[state] += len(ids)
+            materialized_or_bulk = sum(counts)
+            assert materialized_or_bulk <= job.n_tasks
+            counts[TaskState.WAITING] += job.n_tasks - materialized_or_bulk
+            assert counts == job.counts, (job.id, counts, job.counts)
+        queued = 0
+        for key in self.queue_keys:
+            q = self.queues[key]
+            assert q.key == key
+            for t in q.tasks:
+                assert t.state == TaskState.WAITING and t.deps_pending == 0, t
+            queued += len(q)
+        assert len(self.queue_keys) == len(self.queues)
+        assert self.queue_keys == sorted(self.queue_keys)
+        for w in self.workers.values():
+            load = dict.fromkeys(w.capacity, 0)
+            for t in w.tasks:
+                assert t.worker is w and t.state in (TaskState.ASSIGNED, TaskState.RUNNING), t
+                for name, amount in request_amounts(t.batch.template.request, w):
+                    load[name] += amount
+            assert load == w.load, (w, load, w.load)
+            assert w.n_running == sum(1 for t in w.tasks if t.state == TaskState.RUNNING)
+            if not w.is_running:
+                assert not w.tasks, w
+
+
+def request_amounts(request, worker: Worker):
+    """`(resource, units)` a request takes from `worker` (`all` = the worker's whole pool)."""
+    from .resources import ALL
+
+    out = []
+    for e in request.entries:
+        amount = worker.capacity.get(e.name, 0) if e.amount == ALL else e.amount
+        out.append((e.name, amount))
+    return out
+
+
+def cursor_remaining(cursor: RangeCursor) -> IntRanges:
+    """The ids a cursor has not handed out yet, still compact."""
+    if cursor.remaining == 0:
+        return IntRanges.from_ids(())
+    rest = []
+    start, end, step = cursor.ranges[cursor.ri]
+    rest.append((cursor.next_id, end - (end - cursor.next_id) % step, step))
+    rest.extend(cursor.ranges[cursor.ri + 1:])
+    return IntRanges.from_ranges(rest)

@@ -1,0 +1,217 @@
+"""JSON-shaped views of the core's state, as upstream's `--output-mode json` shows them.
+
+The server answers queries with these plain structures; the CLI prints them as JSON as they are,
+or renders tables from them. Times are floats (epoch seconds) here; the CLI formats them.
+"""
+
+from __future__ import annotations
+
+from .model import (
+    CRASH_LIMIT_NEVER_RESTART,
+    CRASH_LIMIT_UNLIMITED,
+    JOB_STATE_NAMES,
+    Job,
+    Task,
+    TaskBatch,
+    TaskState,
+    Worker,
+)
+from .placeholders import resolve_task_paths
+from .resources import ALL, format_amount
+from .state import Core
+
+_STATE_BY_NAME = {
+    "waiting": (TaskState.WAITING, TaskState.ASSIGNED),
+    "running": (TaskState.RUNNING,),
+    "finished": (TaskState.FINISHED,),
+    "failed": (TaskState.FAILED,),
+    "canceled": (TaskState.CANCELED,),
+    "aborted": (TaskState.ABORTED,),
+}
+
+
+def job_info(job: Job) -> dict:
+    return {
+        "id": job.id,
+        "name": job.name,
+        "task_count": job.n_tasks,
+        "task_stats": job.task_stats(),
+        "is_open": job.is_open,
+        "cancel_reason": job.cancel_reason,
+        "state": JOB_STATE_NAMES[job.state()],
+    }
+
+
+def crash_limit_view(limit: int):
+    if limit == CRASH_LIMIT_UNLIMITED:
+        return "unlimited"
+    if limit == CRASH_LIMIT_NEVER_RESTART:
+        return "never-restart"
+    return limit
+
+
+def request_view(request) -> list[dict]:
+    entries = []
+    for e in request.entries:
+        if e.amount == ALL:
+            req = "All"
+        else:
+            key = {"compact": "Compact", "compact!": "ForceCompact", "tight": "Tight",
+                   "tight!": "ForceTight", "scatter": "Scatter"}[e.policy]
+            req = {key: e.amount}
+        entries.append({"resource": e.name, "request": req, "text": e.to_text()})
+    return [{"n_nodes": request.n_nodes, "resources": entries, "min_time": request.min_time,
+             "weight": request.weight / 10000}]
+
+
+def batch_view(batch: TaskBatch) -> dict:
+    t = batch.template
+    p = t.program
+    return {
+        "ids": batch.ids.to_text(),
+        "resources": request_view(t.request),
+        "priority": t.priority,
+        "program": {
+            "args": p.args,
+            "env": p.env,
+            "cwd": p.cwd,
+            "stdout": p.stdout.path,
+            "stderr": p.stderr.path,
+            "stdout_rm_if_finished": p.stdout.rm_if_finished,
+            "stderr_rm_if_finished": p.stderr.rm_if_finished,
+        },
+        "pin_mode": {"omp": "openmp"}.get(t.pin, t.pin),
+        "crash_limit": crash_limit_view(t.crash_limit),
+        "task_dir": p.task_dir,
+        "time_limit": t.time_limit,
+        "deps": list(batch.deps),
+        "has_stdin": p.stdin is not None,
+    }
+
+
+def task_view(core: Core, job: Job, task: Task | None, task_id: int, state: TaskState,
+              batch: TaskBatch) -> dict:
+    out = {"id": task_id, "state": state.public_name}
+    if task is None:
+        return out
+    out["instance"] = task.instance
+    out["crash_count"] = task.crash_count
+    if task.start_time is not None:
+        p = batch.template.program
+        cwd, stdout, stderr = resolve_task_paths(
+            p.cwd, p.stdout.path, p.stderr.path, job_id=job.id, task_id=task_id,
+            instance=task.instance, submit_dir=job.submit_dir, server_uid=core.server_uid)
+        out["cwd"] = cwd
+        out["stdout"] = stdout
+        out["stderr"] = stderr
+        out["started_at"] = task.start_time
+        if task.worker is not None:
+            out["worker"] = task.worker.id
+            out["worker_hostname"] = task.worker.config.hostname
+    if task.end_time is not None and state.is_terminal:
+        out["finished_at"] = task.end_time
+    if task.error is not None:
+        out["error"] = task.error
+    return out
+
+
+def job_tasks(core: Core, job: Job, ids=None, states: list[str] | None = None) -> list[dict]:
+    """Views of the job's tasks (all, or the given ids), in ascending id order."""
+    wanted_states = None
+    if states is not None:
+        wanted_states = {s for name in states for s in _STATE_BY_NAME.get(name, ())}
+    out = []
+    for batch in job.batches:
+        bulk = [(r, s) for r, s in job.bulk]
+        for tid in batch.ids:
+            if ids is not None and tid not in ids:
+                continue
+            task = job.tasks.get(tid)
+            if task is not None:
+                state = task.state
+            else:
+                state = TaskState.WAITING
+                for r, s in bulk:
+                    if tid in r:
+                        state = s
+                        break
+            if wanted_states is not None and state not in wanted_states:
+                continue
+            out.append(task_view(core, job, task, tid, state, batch))
+    out.sort(key=lambda v: v["id"])
+    return out
+
+
+def job_detail(core: Core, job: Job, with_tasks: bool, task_ids=None,
+               task_states: list[str] | None = None) -> dict:
+    return {
+        "info": job_info(job),
+        "max_fails": job.max_fails,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "submission_date": job.submit_date,
+        "submit_dir": job.submit_dir,
+        "workers": sorted(set(job.workers_used.values())),
+        "submits": [{"array": batch_view(b)} for b in job.batches],
+        "tasks": job_tasks(core, job, task_ids, task_states) if with_tasks else [],
+    }
+
+
+def worker_view(worker: Worker, now: float) -> dict:
+    c = worker.config
+    running = worker.n_running
+    assigned = len(worker.tasks)
+    last = None
+    if worker.last_task_started is not None:
+        j, t, at = worker.last_task_started
+        last = {"job": j, "task": t, "time": at}
+    return {
+        "id": worker.id,
+        "state": worker.state.label,
+        "configuration": {
+            "heartbeat_interval": c.heartbeat,
+            "hostname": c.hostname,
+            "idle_timeout": c.idle_timeout,
+            "listen_address": c.listen_address,
+            "resources": {"resources": [resource_json(r) for r in c.resources]},
+            "resources_text": _resources_text(c.resources),
+            "time_limit": c.time_limit,
+            "work_dir": c.work_dir,
+            "group": c.group,
+            "on_server_lost": c.on_server_lost,
+            "min_utilization": c.min_utilization,
+            "overview_interval": c.overview_interval,
+            "pid": c.pid,
+        },
+        "allocation": ({"manager": c.manager, "id": c.manager_job_id}
+                       if c.manager else None),
+        "started": worker.started_at,
+        "ended": {"at": worker.ended_at} if worker.ended_at is not None else None,
+        "runtime_info": {"assigned_tasks": assigned, "running_tasks": running},
+        "last_task_started": last,
+    }
+
+
+def resource_json(r) -> dict:
+    """Upstream's JSON shape of a resource pool, plus its exact wire form."""
+    out = {"name": r.name, "kind": r.kind}
+    if r.kind == "range":
+        out.update(start=r.start, end=r.end)
+    elif r.kind == "sum":
+        out["size"] = r.size / 10000
+    elif r.kind == "list":
+        out["values"] = list(r.groups[0])
+    else:
+        out["groups"] = [list(g) for g in r.groups]
+    out["wire"] = r.to_wire()
+    return out
+
+
+def _resources_text(resources) -> str:
+    from .resources import format_resources
+
+    return format_resources(resources)
+
+
+def amount_text(units: int) -> str:
+    return format_amount(units)

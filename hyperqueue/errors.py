@@ -1,0 +1,33 @@
+"""Error families with user-facing messages; the CLI maps them to exit codes in one place."""
+
+from __future__ import annotations
+
+
+class HqError(Exception):
+    """An error the user should see as a message (no traceback), optionally with a hint."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n{self.hint}"
+
+
+class ServerNotFound(HqError):
+    """No access record in the server directory."""
+
+
+class ServerUnreachable(HqError):
+    """An access record exists but its server does not answer."""
+
+
+class AccessRecordError(HqError):
+    """The access record is unreadable, of another version, or incomplete."""
+
+
+class RequestFailed(HqError):
+    """The server answered a request with an error."""

@@ -1,0 +1,345 @@
+"""Typed wire messages, grouped by direction, and their CBOR codec.
+
+A message travels as a CBOR array `[tag, field, ...]`. `decode` checks that the tag belongs to the
+expected direction and validates every field, so a handler only ever sees a well-formed message
+object; anything else is a `ProtocolError` for that one connection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Callable, ClassVar
+
+import cbor2
+
+from ..core.model import TaskTemplate, WorkerConfig
+from .errors import ProtocolError
+
+# -- field validators (wire value -> python value, ValueError on garbage) ----------------------------
+
+
+def _is(*types) -> Callable[[Any], Any]:
+    def check(v):
+        if not isinstance(v, types) or (isinstance(v, bool) and bool not in types):
+            raise ValueError(f"expected {'/'.join(t.__name__ for t in types)}, "
+                             f"got {type(v).__name__}")
+        return v
+    return check
+
+
+def _opt(check):
+    return lambda v: None if v is None else check(v)
+
+
+INT = _is(int)
+STR = _is(str)
+BOOL = _is(bool)
+LIST = _is(list)
+DICT = _is(dict)
+NUM = _is(int, float)
+ANY = lambda v: v  # noqa: E731 - selectors/views validate themselves where they are used
+
+
+def _list_of(check):
+    def conv(v):
+        if not isinstance(v, list):
+            raise ValueError("expected a list")
+        return [check(x) for x in v]
+    return conv
+
+
+def _dicts(v):
+    return _list_of(DICT)(v)
+
+
+def _task_update(v):
+    if not (isinstance(v, list) and len(v) == 5):
+        raise ValueError("malformed task update")
+    kind, job, task, inst, err = v
+    if kind not in (0, 1, 2) or not all(isinstance(x, int) for x in (job, task, inst)):
+        raise ValueError("malformed task update")
+    if err is not None and not isinstance(err, str):
+        raise ValueError("malformed task update")
+    return v
+
+
+def _task_ref(v):
+    if not (isinstance(v, list) and len(v) == 3 and all(isinstance(x, int) for x in v)):
+        raise ValueError("malformed task reference")
+    return v
+
+
+def _compute_task(v):
+    if not (isinstance(v, list) and len(v) == 5 and all(isinstance(x, int) for x in v[:4])):
+        raise ValueError("malformed task assignment")
+    if v[4] is not None and not isinstance(v[4], bytes):
+        raise ValueError("malformed task entry")
+    return v
+
+
+def _template_entry(v):
+    if not (isinstance(v, list) and len(v) == 3 and isinstance(v[0], int)
+            and isinstance(v[2], str)):
+        raise ValueError("malformed template")
+    return [v[0], TaskTemplate.from_wire(v[1]), v[2]]
+
+
+def _batch(v):
+    if not (isinstance(v, list) and len(v) == 4):
+        raise ValueError("malformed task batch")
+    template, ids, entries, deps = v
+    if not isinstance(ids, str):
+        raise ValueError("batch ids must be a range string")
+    if entries is not None and not (isinstance(entries, list)
+                                    and all(isinstance(e, bytes) for e in entries)):
+        raise ValueError("batch entries must be a list of bytes")
+    if not (isinstance(deps, list) and all(isinstance(d, int) for d in deps)):
+        raise ValueError("batch dependencies must be a list of task ids")
+    return [TaskTemplate.from_wire(template), ids, entries, deps]
+
+
+# -- registry -----------------------------------------------------------------------------------------
+_REGISTRY: dict[str, dict[int, type]] = {}
+
+
+class Message:
+    __slots__ = ()
+    TAG: ClassVar[int]
+    DIRECTION: ClassVar[str]
+    CHECKS: ClassVar[tuple]
+    _FIELDS: ClassVar[tuple[str, ...]]
+
+
+def message(direction: str, tag: int, **checks):
+    """Class decorator: a frozen slotted dataclass registered under `tag` for `direction`."""
+
+    def wrap(cls):
+        cls = dataclass(frozen=True, slots=True)(cls)
+        cls.TAG = tag
+        cls.DIRECTION = direction
+        cls._FIELDS = tuple(f.name for f in fields(cls))
+        missing = set(cls._FIELDS) - set(checks)
+        assert not missing, (cls, missing)
+        cls.CHECKS = tuple(checks[f] for f in cls._FIELDS)
+        table = _REGISTRY.setdefault(direction, {})
+        assert tag not in table, tag
+        table[tag] = cls
+        return cls
+
+    return wrap
+
+
+FROM_CLIENT = "from-client"
+TO_CLIENT = "to-client"
+FROM_WORKER = "from-worker"
+TO_WORKER = "to-worker"
+
+# -- client -> server ------------------------------------------------------------------------------
+
+
+@message(FROM_CLIENT, 1)
+class ServerInfoRequest(Message):
+    pass
+
+
+@message(FROM_CLIENT, 2)
+class StopServerRequest(Message):
+    pass
+
+
+@message(FROM_CLIENT, 3, name=STR, max_fails=_opt(INT), submit_dir=STR, job_id=_opt(INT),
+         batches=_list_of(_batch))
+class SubmitRequest(Message):
+    name: str
+    max_fails: int | None
+    submit_dir: str
+    job_id: int | None
+    batches: list  # [TaskTemplate, ids text, entries | None, deps]
+
+
+@message(FROM_CLIENT, 4, states=_opt(_list_of(STR)))
+class JobListRequest(Message):
+    states: list | None  # None = every job
+
+
+@message(FROM_CLIENT, 5, selector=ANY, with_tasks=BOOL, task_selector=ANY,
+         task_states=_opt(_list_of(STR)))
+class JobInfoRequest(Message):
+    selector: Any
+    with_tasks: bool
+    task_selector: Any = None
+    task_states: list | None = None
+
+
+@message(FROM_CLIENT, 6, selector=ANY, reason=_opt(STR))
+class CancelJobsRequest(Message):
+    selector: Any
+    reason: str | None
+
+
+@message(FROM_CLIENT, 7, selector=ANY, without_close=BOOL)
+class WaitJobsRequest(Message):
+    selector: Any
+    without_close: bool
+
+
+@message(FROM_CLIENT, 8, include_offline=BOOL)
+class WorkerListRequest(Message):
+    include_offline: bool
+
+
+@message(FROM_CLIENT, 9, selector=ANY)
+class WorkerInfoRequest(Message):
+    selector: Any
+
+
+@message(FROM_CLIENT, 10, selector=ANY)
+class StopWorkersRequest(Message):
+    selector: Any
+
+
+@message(FROM_CLIENT, 11, name=STR, max_fails=_opt(INT), submit_dir=STR)
+class OpenJobRequest(Message):
+    name: str
+    max_fails: int | None
+    submit_dir: str
+
+
+@message(FROM_CLIENT, 12, selector=ANY)
+class CloseJobsRequest(Message):
+    selector: Any
+
+
+@message(FROM_CLIENT, 13, selector=ANY, states=_list_of(STR))
+class ForgetJobsRequest(Message):
+    selector: Any
+    states: list
+
+
+# -- server -> client -------------------------------------------------------------------------------
+
+
+@message(TO_CLIENT, 101, info=DICT)
+class ServerInfoResponse(Message):
+    info: dict
+
+
+@message(TO_CLIENT, 102, message=_opt(STR))
+class OkResponse(Message):
+    message: str | None = None
+
+
+@message(TO_CLIENT, 103, message=STR)
+class ErrorResponse(Message):
+    message: str
+
+
+@message(TO_CLIENT, 104, job_id=INT)
+class SubmitResponse(Message):
+    job_id: int
+
+
+@message(TO_CLIENT, 105, jobs=_dicts, missing=_list_of(INT))
+class JobsResponse(Message):
+    jobs: list
+    missing: list
+
+
+@message(TO_CLIENT, 106, results=_list_of(LIST))
+class ItemResultsResponse(Message):
+    results: list  # [[id, text], ...]
+
+
+@message(TO_CLIENT, 107, workers=_dicts, missing=_list_of(INT))
+class WorkersResponse(Message):
+    workers: list
+    missing: list
+
+
+# -- worker -> server -------------------------------------------------------------------------------
+
+
+@message(FROM_WORKER, 201, config=WorkerConfig.from_wire)
+class RegisterWorker(Message):
+    config: WorkerConfig
+
+
+@message(FROM_WORKER, 202, updates=_list_of(_task_update))
+class TaskUpdates(Message):
+    updates: list  # [kind, job, task, instance, error | None]
+
+
+@message(FROM_WORKER, 203)
+class Heartbeat(Message):
+    pass
+
+
+@message(FROM_WORKER, 204, reason=STR)
+class WorkerStopping(Message):
+    reason: str  # a WorkerState name: IDLE_TIMEOUT, TIME_LIMIT_REACHED, CONNECTION_LOST
+
+
+# -- server -> worker -------------------------------------------------------------------------------
+
+
+@message(TO_WORKER, 301, worker_id=INT, server_uid=STR, idle_timeout=_opt(NUM))
+class WorkerRegistered(Message):
+    worker_id: int
+    server_uid: str
+    idle_timeout: float | None  # the server's default when the worker set none
+
+
+@message(TO_WORKER, 302, templates=_list_of(_template_entry), tasks=_list_of(_compute_task))
+class ComputeTasks(Message):
+    templates: list  # [template_id, TaskTemplate, submit_dir]
+    tasks: list  # [job, task, instance, template_id, entry | None]
+
+
+@message(TO_WORKER, 303, tasks=_list_of(_task_ref))
+class CancelTasks(Message):
+    tasks: list  # [job, task, instance]
+
+
+@message(TO_WORKER, 304)
+class StopWorkerCommand(Message):
+    pass
+
+
+# -- codec ----------------------------------------------------------------------------------------------
+
+
+def _wire_default(encoder, value):
+    to_wire = getattr(value, "to_wire", None)
+    if to_wire is None:
+        raise TypeError(f"cannot encode {type(value).__name__}")
+    encoder.encode(to_wire())
+
+
+def encode(msg: Message) -> bytes:
+    """CBOR bytes of a message (objects with `to_wire()` inside fields are encoded by it)."""
+    return cbor2.dumps([msg.TAG, *(getattr(msg, n) for n in msg._FIELDS)], default=_wire_default)
+
+
+def decode(data: bytes, direction: str) -> Message:
+    """Parses and validates one message expected to travel in `direction`.
+
+    Raises:
+        ProtocolError: not CBOR, an unknown tag for this direction, or a malformed field.
+    """
+    try:
+        obj = cbor2.loads(data)
+    except Exception as e:  # cbor2 raises several types for garbage
+        raise ProtocolError(f"undecodable message ({e.__class__.__name__})") from None
+    if not isinstance(obj, list) or not obj or not isinstance(obj[0], int):
+        raise ProtocolError("malformed message: not a tagged array")
+    cls = _REGISTRY[direction].get(obj[0])
+    if cls is None:
+        raise ProtocolError(f"unknown message tag {obj[0]} for {direction}")
+    values = obj[1:]
+    if len(values) != len(cls.CHECKS):
+        raise ProtocolError(f"malformed {cls.__name__}: expected {len(cls.CHECKS)} fields, "
+                            f"got {len(values)}")
+    try:
+        return cls(*[check(v) for check, v in zip(cls.CHECKS, values)])
+    except (ValueError, TypeError) as e:
+        raise ProtocolError(f"malformed {cls.__name__}: {e}") from None

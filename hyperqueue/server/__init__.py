@@ -1,0 +1,1 @@
+"""The server: a trio shell around the pure core."""

@@ -1,0 +1,356 @@
+"""The server process: listeners, the dispatcher that runs the scheduler, signals, graceful stop.
+
+Shape (one owner per lifetime):
+    Server.run
+      nursery "services": client listener, worker listener, dispatcher, housekeeping, signals
+        each connection handler lives in the services nursery too; a stop request cancels the
+        listeners, closes worker connections (workers apply their on-server-lost policy), and
+        leaves the rest a bounded time to drain.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import time
+from datetime import datetime, timezone
+
+import trio
+
+from ..common import serverdir
+from ..core import reactor, scheduler, views
+from ..core.model import Job, TaskState, WorkerState
+from ..core.outbox import Outbox
+from ..core.state import Core
+from ..protocol import messages as m
+from ..protocol.errors import ConnectionClosed, ProtocolError
+from ..protocol.handshake import Handshake
+from ..transport.connection import Connection, perform_handshake
+from ..version import __version__
+from .requests import ClientRequests
+
+log = logging.getLogger("hq.server")
+
+STOP_GRACE = 1.0  # seconds connections get to drain at stop
+
+
+class WorkerLink:
+    """The server's side of one worker connection: an outgoing buffer and its writer."""
+
+    __slots__ = ("worker", "conn", "pending", "wakeup", "stop_reason")
+
+    def __init__(self, worker, conn: Connection):
+        self.worker = worker
+        self.conn = conn
+        self.pending: list[bytes] = []
+        self.wakeup = trio.Event()
+        self.stop_reason: WorkerState | None = None
+
+    def push(self, payload: bytes) -> None:
+        self.pending.append(payload)
+        self.wakeup.set()
+
+
+class Server:
+    def __init__(self, root: str, *, host: str | None = None, client_port: int = 0,
+                 worker_port: int = 0, access_file: str | None = None,
+                 idle_timeout: float | None = None, journal_path: str | None = None):
+        self.root = root
+        self.host = host
+        self.client_port = client_port
+        self.worker_port = worker_port
+        self.access_file = access_file
+        self.idle_timeout = idle_timeout
+        self.journal_path = journal_path
+        self.core: Core | None = None
+        self.outbox = Outbox()
+        self.links: dict[int, WorkerLink] = {}
+        self.waiters: list = []
+        self.wakeup = trio.Event()
+        self.stop_event = trio.Event()
+        self.instance_dir: str | None = None
+        self.access: dict | None = None
+        self.start_date = 0.0
+        self.requests = ClientRequests(self)
+
+    # -- lifetime -----------------------------------------------------------------------------
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Serves until stopped; `task_status.started(info)` once the access file exists."""
+        hostname = self.host or socket.gethostname()
+        record = None
+        if self.access_file:
+            record = serverdir.read_access_file(self.access_file)
+        client_port = self.client_port or (record["client"]["port"] if record else 0)
+        worker_port = self.worker_port or (record["worker"]["port"] if record else 0)
+        client_listeners = await trio.open_tcp_listeners(client_port, host=_bind_host(self.host))
+        worker_listeners = await trio.open_tcp_listeners(worker_port, host=_bind_host(self.host))
+        client_port = client_listeners[0].socket.getsockname()[1]
+        worker_port = worker_listeners[0].socket.getsockname()[1]
+        if record is not None:
+            record = dict(record)
+            if self.host:
+                record["client"] = dict(record["client"], host=self.host)
+                record["worker"] = dict(record["worker"], host=self.host)
+            record["client"] = dict(record["client"], port=client_port)
+            record["worker"] = dict(record["worker"], port=worker_port)
+        else:
+            record = serverdir.generate_access(hostname, client_port, worker_port)
+        self.access = record
+        self.core = Core(server_uid=record["server_uid"])
+        self.start_date = time.time()
+        self.instance_dir = serverdir.create_instance_dir(self.root)
+        serverdir.write_access_file(os.path.join(self.instance_dir, serverdir.ACCESS_FILE),
+                                    record)
+        serverdir.point_current_link(self.root, self.instance_dir)
+        client_key = serverdir.key_bytes(record["client"])
+        worker_key = serverdir.key_bytes(record["worker"])
+        try:
+            async with trio.open_nursery() as nursery:
+                listen_scope = trio.CancelScope()
+                nursery.start_soon(self._serve, listen_scope, client_listeners, worker_listeners,
+                                   client_key, worker_key)
+                nursery.start_soon(self._dispatcher)
+                nursery.start_soon(self._housekeeping)
+                nursery.start_soon(self._signals)
+                task_status.started(self.info())
+                await self.stop_event.wait()
+                log.info("Stopping server")
+                listen_scope.cancel()
+                for link in list(self.links.values()):
+                    await _close_quietly(link.conn)
+                with trio.move_on_after(STOP_GRACE):
+                    while self.links:
+                        await trio.sleep(0.01)
+                nursery.cancel_scope.cancel()
+        finally:
+            serverdir.remove_current_link(self.root, self.instance_dir)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def info(self) -> dict:
+        rec = self.access
+        return {
+            "server_dir": self.root,
+            "server_uid": rec["server_uid"],
+            "client_host": rec["client"]["host"],
+            "client_port": rec["client"]["port"],
+            "worker_host": rec["worker"]["host"],
+            "worker_port": rec["worker"]["port"],
+            "version": __version__,
+            "pid": os.getpid(),
+            "start_date": datetime.fromtimestamp(self.start_date, timezone.utc).isoformat(),
+            "journal_path": self.journal_path,
+            "instance_dir": self.instance_dir,
+        }
+
+    async def _signals(self) -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as sigs:
+            async for _ in sigs:
+                self.stop()
+                return
+
+    async def _serve(self, scope, client_listeners, worker_listeners, client_key, worker_key):
+        with scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(trio.serve_listeners,
+                                   lambda s: self._client_connection(s, client_key),
+                                   client_listeners)
+                nursery.start_soon(trio.serve_listeners,
+                                   lambda s: self._worker_connection(s, worker_key),
+                                   worker_listeners)
+
+    # -- the core's pulse ----------------------------------------------------------------------
+    def kick(self) -> None:
+        """Something changed: run the scheduler and flush the outbox soon (coalesced)."""
+        self.wakeup.set()
+
+    async def _dispatcher(self) -> None:
+        while True:
+            await self.wakeup.wait()
+            self.wakeup = trio.Event()
+            # Let every connection that has data process it first: one pass for all of them.
+            await trio.sleep(0)
+            self.flush()
+
+    def flush(self) -> None:
+        core, outbox = self.core, self.outbox
+        if core.needs_schedule:
+            scheduler.schedule(core, outbox, time.time())
+        if outbox.is_empty():
+            return
+        for wid, tasks in outbox.compute.items():
+            link = self.links.get(wid)
+            if link is None:
+                continue
+            sent = link.worker.templates_sent
+            templates = []
+            wire_tasks = []
+            for t in tasks:
+                batch = t.batch
+                tid = batch.template_id
+                if tid not in sent:
+                    sent.add(tid)
+                    templates.append([tid, batch.template, t.job.submit_dir])
+                wire_tasks.append([t.job.id, t.id, t.instance, tid, batch.entry_at(t.position)])
+            link.push(m.encode(m.ComputeTasks(templates, wire_tasks)))
+        for wid, refs in outbox.cancel.items():
+            link = self.links.get(wid)
+            if link is not None:
+                link.push(m.encode(m.CancelTasks([list(r) for r in refs])))
+        for wid in outbox.stop_workers:
+            link = self.links.get(wid)
+            if link is not None:
+                link.push(m.encode(m.StopWorkerCommand()))
+        if outbox.changed_jobs and self.waiters:
+            self.requests.check_waiters(outbox.changed_jobs)
+        outbox.clear()
+
+    async def _housekeeping(self) -> None:
+        """Periodic checks that depend on the clock (idle workers)."""
+        while True:
+            await trio.sleep(1.0)
+            now = time.time()
+            for link in list(self.links.values()):
+                w = link.worker
+                timeout = w.config.idle_timeout or self.idle_timeout
+                if (timeout and w.is_running and not w.stopping and not w.tasks
+                        and w.idle_since is not None and now - w.idle_since >= timeout):
+                    link.stop_reason = WorkerState.IDLE_TIMEOUT
+                    reactor.stop_worker(self.core, self.outbox, w)
+                    self.kick()
+
+    # -- workers ---------------------------------------------------------------------------------
+    async def _worker_connection(self, stream, key) -> None:
+        peer = _peer_name(stream)
+        try:
+            hs = Handshake(role="server", peer_role="worker", key=key, hq_version=__version__)
+            conn = await perform_handshake(stream, hs, peer)
+            msg = m.decode(await conn.receive(), m.FROM_WORKER)
+            if not isinstance(msg, m.RegisterWorker):
+                raise ProtocolError(f"expected a worker registration, got {type(msg).__name__}")
+        except (ProtocolError, ConnectionClosed, trio.BrokenResourceError, OSError) as e:
+            log.warning("Worker connection from %s rejected: %s", peer, e)
+            await _close_quietly(stream)
+            return
+        now = time.time()
+        worker = reactor.add_worker(self.core, self.outbox, msg.config, now)
+        link = WorkerLink(worker, conn)
+        self.links[worker.id] = link
+        log.info("Worker %d registered from %s", worker.id, peer)
+        reason = WorkerState.CONNECTION_LOST
+        try:
+            await conn.send(m.encode(m.WorkerRegistered(worker.id, self.core.server_uid,
+                                                        self.idle_timeout)))
+            self.kick()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._worker_writer, link)
+                reason = await self._worker_reader(link)
+                nursery.cancel_scope.cancel()
+        except* (ProtocolError, trio.BrokenResourceError, trio.ClosedResourceError,
+                 OSError) as eg:
+            log.warning("Worker %d (%s): connection error: %s", worker.id, peer,
+                        "; ".join(str(e) for e in eg.exceptions))
+        finally:
+            del self.links[worker.id]
+            if link.stop_reason is not None:
+                reason = link.stop_reason
+            elif worker.stopping:
+                reason = WorkerState.STOPPED
+            reactor.lose_worker(self.core, self.outbox, worker, reason, time.time())
+            log.info("Worker %d lost: %s", worker.id, reason.label)
+            self.kick()
+            with trio.CancelScope(shield=True), trio.move_on_after(0.5):
+                await _close_quietly(conn)
+
+    async def _worker_reader(self, link: WorkerLink) -> WorkerState:
+        conn, worker = link.conn, link.worker
+        grace = 2 * worker.config.heartbeat
+        core, outbox = self.core, self.outbox
+        while True:
+            with trio.move_on_after(grace):
+                try:
+                    data = await conn.receive()
+                except ConnectionClosed:
+                    return WorkerState.CONNECTION_LOST
+                msg = m.decode(data, m.FROM_WORKER)
+                if isinstance(msg, m.TaskUpdates):
+                    reactor.task_updates(core, outbox, worker, msg.updates, time.time())
+                    self.kick()
+                elif isinstance(msg, m.WorkerStopping):
+                    try:
+                        link.stop_reason = WorkerState[msg.reason]
+                    except KeyError:
+                        raise ProtocolError(f"unknown stop reason {msg.reason!r}") from None
+                elif not isinstance(msg, m.Heartbeat):
+                    raise ProtocolError(f"unexpected {type(msg).__name__} from a worker")
+                continue
+            log.warning("Worker %d: no heartbeat for %.1f s", worker.id, grace)
+            return WorkerState.HEARTBEAT_LOST
+
+    async def _worker_writer(self, link: WorkerLink) -> None:
+        while True:
+            await link.wakeup.wait()
+            link.wakeup = trio.Event()
+            batch, link.pending = link.pending, []
+            if batch:
+                await link.conn.send_many(batch)
+
+    # -- clients ---------------------------------------------------------------------------------
+    async def _client_connection(self, stream, key) -> None:
+        peer = _peer_name(stream)
+        try:
+            hs = Handshake(role="hq-server", peer_role="hq-client", key=key,
+                           hq_version=__version__)
+            conn = await perform_handshake(stream, hs, peer)
+        except (ProtocolError, ConnectionClosed, trio.BrokenResourceError, OSError) as e:
+            log.warning("Client connection from %s rejected: %s", peer, e)
+            await _close_quietly(stream)
+            return
+        try:
+            while True:
+                try:
+                    data = await conn.receive()
+                except ConnectionClosed:
+                    return
+                request = m.decode(data, m.FROM_CLIENT)
+                response = await self.requests.handle(request)
+                await conn.send(m.encode(response))
+                if isinstance(request, m.StopServerRequest):
+                    self.stop()
+        except (ProtocolError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
+            log.warning("Client %s: %s", peer, e)
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(0.5):
+                await _close_quietly(conn if "conn" in locals() else stream)
+
+
+def _bind_host(host: str | None) -> str | None:
+    # Upstream listens on every interface; an explicit --host of 127.0.0.1 stays local.
+    if host in ("127.0.0.1", "localhost", "::1"):
+        return host
+    return None
+
+
+def _peer_name(stream) -> str:
+    try:
+        addr = stream.socket.getpeername()
+        return f"{addr[0]}:{addr[1]}"
+    except Exception:
+        return "<unknown peer>"
+
+
+async def _close_quietly(closable) -> None:
+    try:
+        await closable.aclose()
+    except Exception:
+        pass
+
+
+def job_is_waitable_done(job: Job, without_close: bool) -> bool:
+    return job.is_done if without_close else job.is_terminated
+
+
+__all__ = ["Server", "job_is_waitable_done", "views", "TaskState"]

@@ -1,0 +1,217 @@
+"""Answers to client requests: each turns one typed request into one typed response."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import trio
+
+from ..common.selectors import Selector
+from ..core import reactor, views
+from ..core.model import JOB_STATE_NAMES, JobState
+from ..core.ranges import IntRanges
+from ..protocol import messages as m
+
+log = logging.getLogger("hq.server")
+
+_JOB_FILTERS = {
+    "waiting": JobState.WAITING, "running": JobState.RUNNING, "finished": JobState.FINISHED,
+    "failed": JobState.FAILED, "canceled": JobState.CANCELED, "aborted": JobState.ABORTED,
+    "opened": JobState.OPENED,
+}
+
+
+class Waiter:
+    __slots__ = ("job_ids", "without_close", "event")
+
+    def __init__(self, job_ids, without_close):
+        self.job_ids = set(job_ids)
+        self.without_close = without_close
+        self.event = trio.Event()
+
+
+class ClientRequests:
+    def __init__(self, server):
+        self.server = server
+
+    @property
+    def core(self):
+        return self.server.core
+
+    async def handle(self, req: m.Message) -> m.Message:
+        """The response to `req`; a request error becomes an ErrorResponse, never a crash."""
+        handler = getattr(self, "on_" + type(req).__name__, None)
+        if handler is None:
+            return m.ErrorResponse(f"unsupported request {type(req).__name__}")
+        try:
+            return await handler(req)
+        except (ValueError, reactor.SubmitError) as e:
+            return m.ErrorResponse(str(e))
+
+    def _select_jobs(self, wire) -> tuple[list, list[int]]:
+        sel = Selector.from_wire(wire)
+        ids = sel.resolve(sorted(self.core.jobs))
+        jobs = [self.core.jobs[i] for i in ids if i in self.core.jobs]
+        missing = [i for i in ids if i not in self.core.jobs]
+        return jobs, missing
+
+    def _changed(self):
+        self.server.kick()
+
+    # -- server -------------------------------------------------------------------------------
+    async def on_ServerInfoRequest(self, req):
+        return m.ServerInfoResponse(self.server.info())
+
+    async def on_StopServerRequest(self, req):
+        return m.OkResponse("Stopping server")
+
+    # -- jobs ------------------------------------------------------------------------------------
+    async def on_SubmitRequest(self, req: m.SubmitRequest):
+        batches = []
+        for template, ids_text, entries, deps in req.batches:
+            ids = IntRanges.parse(ids_text)
+            if entries is not None and len(entries) != len(ids):
+                raise ValueError("the number of entries does not match the number of task ids")
+            batches.append(reactor.BatchSpec(template, ids, entries, deps))
+        spec = reactor.SubmitSpec(req.name, req.submit_dir, batches, req.max_fails, req.job_id)
+        job = reactor.submit(self.core, self.server.outbox, spec, time.time())
+        self._changed()
+        return m.SubmitResponse(job.id)
+
+    async def on_OpenJobRequest(self, req: m.OpenJobRequest):
+        job = reactor.open_job(self.core, self.server.outbox, req.name, req.max_fails,
+                               req.submit_dir, time.time())
+        return m.SubmitResponse(job.id)
+
+    async def on_JobListRequest(self, req: m.JobListRequest):
+        states = None
+        if req.states is not None:
+            try:
+                states = {_JOB_FILTERS[s] for s in req.states}
+            except KeyError as e:
+                raise ValueError(f"unknown job state {e.args[0]!r}") from None
+        out = []
+        for job in self.core.jobs.values():
+            if states is not None and job.state() not in states:
+                continue
+            out.append(views.job_info(job))
+        return m.JobsResponse(out, [])
+
+    async def on_JobInfoRequest(self, req: m.JobInfoRequest):
+        jobs, missing = self._select_jobs(req.selector)
+        task_ids = None
+        if req.task_selector is not None:
+            task_ids = Selector.from_wire(req.task_selector)
+        out = []
+        for job in jobs:
+            ids = None
+            if task_ids is not None:
+                ids = set(task_ids.resolve(list(job.all_ids())))
+            out.append(views.job_detail(self.core, job, req.with_tasks, ids, req.task_states))
+        return m.JobsResponse(out, missing)
+
+    async def on_CancelJobsRequest(self, req: m.CancelJobsRequest):
+        sel = Selector.from_wire(req.selector)
+        jobs, missing = self._select_jobs(req.selector)
+        results = []
+        now = time.time()
+        for job in jobs:
+            if sel.kind == "all" and job.state() not in (JobState.WAITING, JobState.RUNNING):
+                continue
+            n = reactor.cancel_job(self.core, self.server.outbox, job, req.reason, now)
+            if n:
+                results.append([job.id, "canceled", n, job.task_stats()["finished"]])
+            else:
+                results.append([job.id, "finished", 0, job.task_stats()["finished"]])
+        results.extend([i, "not-found", 0, 0] for i in missing)
+        self._changed()
+        return m.ItemResultsResponse(results)
+
+    async def on_CloseJobsRequest(self, req: m.CloseJobsRequest):
+        sel = Selector.from_wire(req.selector)
+        jobs, missing = self._select_jobs(req.selector)
+        results = []
+        for job in jobs:
+            if sel.kind == "all" and not job.is_open:
+                continue
+            ok = reactor.close_job(self.core, self.server.outbox, job, time.time())
+            results.append([job.id, "closed" if ok else "not-open"])
+        results.extend([i, "not-found"] for i in missing)
+        self._changed()
+        return m.ItemResultsResponse(results)
+
+    async def on_ForgetJobsRequest(self, req: m.ForgetJobsRequest):
+        jobs, missing = self._select_jobs(req.selector)
+        states = {_JOB_FILTERS[s] for s in req.states if s in _JOB_FILTERS}
+        forgotten = ignored = 0
+        for job in jobs:
+            if job.state() in states and reactor.forget_job(self.core, job):
+                forgotten += 1
+            else:
+                ignored += 1
+        return m.ItemResultsResponse([[forgotten, ignored + len(missing)]])
+
+    async def on_WaitJobsRequest(self, req: m.WaitJobsRequest):
+        jobs, missing = self._select_jobs(req.selector)
+        pending = [j.id for j in jobs if not self._job_done(j, req.without_close)]
+        if pending:
+            waiter = Waiter(pending, req.without_close)
+            self.server.waiters.append(waiter)
+            try:
+                await waiter.event.wait()
+            finally:
+                if waiter in self.server.waiters:
+                    self.server.waiters.remove(waiter)
+        out = [views.job_info(self.core.jobs[j.id]) for j in jobs if j.id in self.core.jobs]
+        return m.JobsResponse(out, missing)
+
+    @staticmethod
+    def _job_done(job, without_close: bool) -> bool:
+        return job.is_done if without_close else job.is_terminated
+
+    def check_waiters(self, changed: set[int]) -> None:
+        jobs = self.core.jobs
+        for waiter in list(self.server.waiters):
+            if not (waiter.job_ids & changed):
+                continue
+            for jid in list(waiter.job_ids):
+                job = jobs.get(jid)
+                if job is None or self._job_done(job, waiter.without_close):
+                    waiter.job_ids.discard(jid)
+            if not waiter.job_ids:
+                waiter.event.set()
+                self.server.waiters.remove(waiter)
+
+    # -- workers ---------------------------------------------------------------------------------
+    async def on_WorkerListRequest(self, req: m.WorkerListRequest):
+        now = time.time()
+        out = [views.worker_view(w, now) for w in self.core.workers.values()
+               if req.include_offline or w.is_running]
+        return m.WorkersResponse(out, [])
+
+    def _select_workers(self, wire):
+        sel = Selector.from_wire(wire)
+        ws = self.core.workers
+        if sel.kind == "all":
+            ids = [i for i in sorted(ws) if ws[i].is_running]
+        else:
+            ids = sel.resolve(sorted(ws))
+        return [ws[i] for i in ids if i in ws], [i for i in ids if i not in ws]
+
+    async def on_WorkerInfoRequest(self, req: m.WorkerInfoRequest):
+        workers, missing = self._select_workers(req.selector)
+        now = time.time()
+        return m.WorkersResponse([views.worker_view(w, now) for w in workers], missing)
+
+    async def on_StopWorkersRequest(self, req: m.StopWorkersRequest):
+        workers, missing = self._select_workers(req.selector)
+        results = []
+        for w in workers:
+            results.append([w.id, reactor.stop_worker(self.core, self.server.outbox, w)])
+        results.extend([i, "worker not found"] for i in missing)
+        self._changed()
+        return m.ItemResultsResponse(results)
+
+
+__all__ = ["ClientRequests", "JOB_STATE_NAMES"]

@@ -1,0 +1,1 @@
+"""Framed, sealed connections over streams (trio) and sockets (blocking)."""

@@ -1,0 +1,1 @@
+"""The hq worker: connection to the server, task execution and hardware detection."""

@@ -1,0 +1,181 @@
+"""Concrete resource allocation on a worker (pure): which indices a task gets.
+
+Indexed pools track a free fraction per label (in units of 1/10000), so fractional requests share
+an index while whole requests take wholly free indices; sum pools are a counter. An allocation is
+all-or-nothing and never over-commits an index.
+"""
+
+from __future__ import annotations
+
+from ..core.resources import ALL, UNIT, ResourceDef
+
+
+class Allocation:
+    """What one task holds: `indices[name] = [(label, units), ...]`, `sums[name] = units`."""
+
+    __slots__ = ("indices", "sums")
+
+    def __init__(self):
+        self.indices: dict[str, list[tuple[str, int]]] = {}
+        self.sums: dict[str, int] = {}
+
+    def labels(self, name: str) -> list[str]:
+        return [label for label, _ in self.indices.get(name, ())]
+
+
+class _IndexPool:
+    __slots__ = ("groups", "free")
+
+    def __init__(self, rdef: ResourceDef):
+        self.groups = [list(g) for g in rdef.groups]
+        self.free = {label: UNIT for g in self.groups for label in g}
+
+    def total(self) -> int:
+        return len(self.free) * UNIT
+
+    def whole_free(self, group) -> list[str]:
+        free = self.free
+        return [label for label in group if free[label] == UNIT]
+
+    def take(self, amount: int, policy: str) -> list[tuple[str, int]] | None:
+        if amount == ALL:
+            if any(v != UNIT for v in self.free.values()):
+                return None
+            return [(label, UNIT) for g in self.groups for label in g]
+        whole, frac = divmod(amount, UNIT)
+        chosen = self._choose_whole(whole, policy)
+        if chosen is None:
+            return None
+        out = [(label, UNIT) for label in chosen]
+        if frac:
+            taken = set(chosen)
+            # Best fit: the partially used label with the least room that still fits.
+            best = None
+            for label, free in self.free.items():
+                if label in taken or free < frac:
+                    continue
+                if best is None or free < self.free[best]:
+                    best = label
+            if best is None:
+                return None
+            out.append((best, frac))
+        return out
+
+    def _choose_whole(self, n: int, policy: str) -> list[str] | None:
+        if n == 0:
+            return []
+        per_group = [self.whole_free(g) for g in self.groups]
+        total = sum(len(g) for g in per_group)
+        if total < n:
+            return None
+        if len(per_group) == 1:
+            return per_group[0][:n]
+        if policy == "scatter":
+            out: list[str] = []
+            i = 0
+            while len(out) < n:
+                g = per_group[i % len(per_group)]
+                k = i // len(per_group)
+                if k < len(g):
+                    out.append(g[k])
+                i += 1
+            return out
+        # compact / tight: the fewest groups, preferring the fullest-fitting ones.
+        order = sorted(range(len(per_group)), key=lambda i: -len(per_group[i]))
+        need_groups = 0
+        acc = 0
+        for i in order:
+            need_groups += 1
+            acc += len(per_group[i])
+            if acc >= n:
+                break
+        min_groups = -(-n // max(len(g) for g in self.groups))
+        if policy.endswith("!") and need_groups > min_groups:
+            return None
+        if need_groups == 1:
+            # Tightest single group that fits.
+            fits = [i for i in range(len(per_group)) if len(per_group[i]) >= n]
+            best = min(fits, key=lambda i: (len(per_group[i]), i))
+            return per_group[best][:n]
+        chosen_groups = order[:need_groups]
+        if policy.startswith("tight"):
+            out = []
+            for i in chosen_groups:
+                out.extend(per_group[i][: n - len(out)])
+            return out
+        # compact: take evenly from the chosen groups
+        out = []
+        take = [0] * need_groups
+        remaining = n
+        while remaining:
+            for j, i in enumerate(chosen_groups):
+                if remaining and take[j] < len(per_group[i]):
+                    take[j] += 1
+                    remaining -= 1
+        for j, i in enumerate(chosen_groups):
+            out.extend(per_group[i][: take[j]])
+        return out
+
+
+class Allocator:
+    """All pools of one worker."""
+
+    def __init__(self, resources: list[ResourceDef]):
+        self.index_pools: dict[str, _IndexPool] = {}
+        self.sum_free: dict[str, int] = {}
+        self.sum_total: dict[str, int] = {}
+        for r in resources:
+            if r.is_indexed:
+                self.index_pools[r.name] = _IndexPool(r)
+            else:
+                self.sum_free[r.name] = r.size
+                self.sum_total[r.name] = r.size
+
+    def try_allocate(self, request) -> Allocation | None:
+        """Takes everything `request` asks for, or nothing (None) if it does not fit now."""
+        alloc = Allocation()
+        for e in request.entries:
+            pool = self.index_pools.get(e.name)
+            if pool is not None:
+                got = pool.take(e.amount, e.policy)
+                if got is None:
+                    self.release(alloc)
+                    return None
+                for label, units in got:
+                    pool.free[label] -= units
+                alloc.indices[e.name] = got
+                continue
+            if e.name not in self.sum_free:
+                self.release(alloc)
+                return None
+            amount = self.sum_total[e.name] if e.amount == ALL else e.amount
+            if e.amount == ALL and self.sum_free[e.name] != amount:
+                self.release(alloc)
+                return None
+            if self.sum_free[e.name] < amount:
+                self.release(alloc)
+                return None
+            self.sum_free[e.name] -= amount
+            alloc.sums[e.name] = amount
+        return alloc
+
+    def can_ever_fit(self, request) -> bool:
+        for e in request.entries:
+            pool = self.index_pools.get(e.name)
+            if pool is not None:
+                if e.amount != ALL and e.amount > pool.total():
+                    return False
+            elif e.name not in self.sum_total or (
+                    e.amount != ALL and e.amount > self.sum_total[e.name]):
+                return False
+        return True
+
+    def release(self, alloc: Allocation) -> None:
+        for name, got in alloc.indices.items():
+            free = self.index_pools[name].free
+            for label, units in got:
+                free[label] += units
+        for name, units in alloc.sums.items():
+            self.sum_free[name] += units
+        alloc.indices = {}
+        alloc.sums = {}

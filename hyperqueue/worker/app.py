@@ -1,0 +1,265 @@
+"""The worker process: connect and register, then run what the server assigns.
+
+Shape:
+    Worker.run
+      connect (retry with backoff, re-reading the access record each time), handshake, register
+      nursery: reader (assignments, cancels, stop), writer (batched task updates + heartbeats),
+               one child task per running task, lifetime watchdog (idle timeout, time limit)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+
+import trio
+
+from ..common import serverdir
+from ..core.model import WorkerConfig
+from ..errors import HqError
+from ..protocol import messages as m
+from ..protocol.errors import ConnectionClosed, HandshakeError, ProtocolError
+from ..protocol.handshake import Handshake
+from ..transport.connection import open_connection
+from ..version import __version__
+from .allocator import Allocator
+from .runner import Runner, TaskOutcome, TaskSpec
+
+log = logging.getLogger("hq.worker")
+
+UPDATE_RUNNING, UPDATE_FINISHED, UPDATE_FAILED = 0, 1, 2
+CONNECT_ATTEMPTS = 20
+
+
+class WorkerExit(Exception):
+    def __init__(self, code: int, message: str | None = None):
+        super().__init__(message or "")
+        self.code = code
+        self.message = message
+
+
+class Worker:
+    def __init__(self, root: str, config: WorkerConfig, *, zero_spawn: bool = False,
+                 connect_attempts: int = CONNECT_ATTEMPTS):
+        self.root = root
+        self.config = config
+        self.zero_spawn = zero_spawn  # benchmarking aid: complete tasks without a process
+        self.connect_attempts = connect_attempts
+        self.allocator = Allocator(config.resources)
+        self.templates: dict[int, tuple] = {}
+        self.queue: list[TaskSpec] = []  # assigned, waiting for resources here
+        self.running: dict[tuple[int, int], tuple] = {}  # key -> (spec, cancel scope)
+        self.updates: list = []
+        self.wakeup_writer = trio.Event()
+        self.conn = None
+        self.worker_id: int | None = None
+        self.server_uid = ""
+        self.idle_timeout = config.idle_timeout
+        self.idle_since = time.monotonic()
+        self.runner: Runner | None = None
+        self.accepting = True
+        self.nursery = None
+        self.task_nursery = None
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> int:
+        """Runs until stopped; returns the process exit code.
+
+        `task_status.started(worker_id)` once registered.
+        """
+        await self._connect()
+        self.runner = Runner(work_dir=self.config.work_dir, hq_path=_hq_path(),
+                             server_uid=self.server_uid)
+        task_status.started(self.worker_id)
+        code = 1
+        try:
+            async with trio.open_nursery() as nursery:
+                self.nursery = nursery
+                async with trio.open_nursery() as tasks:
+                    self.task_nursery = tasks
+                    nursery.start_soon(self._writer)
+                    nursery.start_soon(self._heartbeats)
+                    nursery.start_soon(self._watchdog)
+                    code = await self._reader()
+                    if code == -1:  # server lost, finish-running: drain, then exit 1
+                        self.accepting = False
+                        self.queue.clear()
+                        while self.running:
+                            await trio.sleep(0.05)
+                        code = 1
+                    tasks.cancel_scope.cancel()
+                nursery.cancel_scope.cancel()
+        except* WorkerExit as eg:
+            code = eg.exceptions[0].code
+        finally:
+            if self.runner is not None:
+                self.runner.kill_all_now()
+            if self.conn is not None:
+                with trio.CancelScope(shield=True), trio.move_on_after(0.5):
+                    try:
+                        await self.conn.aclose()
+                    except Exception:
+                        pass
+        return code
+
+    # -- connection -------------------------------------------------------------------------
+    async def _connect(self) -> None:
+        delay = 0.2
+        last_error = None
+        for attempt in range(self.connect_attempts):
+            try:
+                _record, section = serverdir.load_access(self.root, "worker")
+                hs = Handshake(role="worker", peer_role="server",
+                               key=serverdir.key_bytes(section), hq_version=__version__)
+                conn = await open_connection(section["host"], section["port"], hs)
+            except HandshakeError as e:
+                raise HqError(f"Cannot connect to the server: {e}") from None
+            except (HqError, OSError, ConnectionClosed, ProtocolError) as e:
+                last_error = e
+                if attempt + 1 < self.connect_attempts:
+                    log.info("Cannot connect to the server (%s); retrying in %.1f s", e, delay)
+                    await trio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                continue
+            break
+        else:
+            raise HqError(f"Cannot connect to the server: {last_error}")
+        try:
+            await conn.send(m.encode(m.RegisterWorker(self.config)))
+            reply = m.decode(await conn.receive(), m.TO_WORKER)
+        except (ConnectionClosed, ProtocolError, OSError, trio.BrokenResourceError) as e:
+            raise HqError(f"Worker registration failed: {e}") from None
+        if not isinstance(reply, m.WorkerRegistered):
+            raise HqError("Worker registration failed: unexpected reply from the server")
+        self.conn = conn
+        self.worker_id = reply.worker_id
+        self.server_uid = reply.server_uid
+        if self.idle_timeout is None:
+            self.idle_timeout = reply.idle_timeout
+
+    async def _reader(self) -> int:
+        """Handles server messages; returns the exit code (-1: drain running tasks first)."""
+        while True:
+            try:
+                msg = m.decode(await self.conn.receive(), m.TO_WORKER)
+            except (ConnectionClosed, ProtocolError, OSError, trio.BrokenResourceError,
+                    trio.ClosedResourceError) as e:
+                log.error("Connection to the server lost: %s", e or "closed")
+                if self.config.on_server_lost == "finish-running":
+                    return -1
+                return 1
+            if isinstance(msg, m.ComputeTasks):
+                self._on_compute(msg)
+            elif isinstance(msg, m.CancelTasks):
+                for job, task, instance in msg.tasks:
+                    self._cancel((job, task), instance)
+            elif isinstance(msg, m.StopWorkerCommand):
+                log.info("Stopped by the server")
+                return 0
+
+    def _on_compute(self, msg: m.ComputeTasks) -> None:
+        for tid, template, submit_dir in msg.templates:
+            self.templates[tid] = (template, submit_dir)
+        for job, task, instance, tid, entry in msg.tasks:
+            template, submit_dir = self.templates[tid]
+            self.queue.append(TaskSpec(job, task, instance, template, submit_dir, entry))
+        self.queue.sort(key=lambda s: (-s.template.priority, s.job_id, s.task_id))
+        self._start_ready()
+
+    def _start_ready(self) -> None:
+        if not self.queue or not self.accepting:
+            return
+        remaining = []
+        for spec in self.queue:
+            alloc = self.allocator.try_allocate(spec.template.request)
+            if alloc is None:
+                remaining.append(spec)
+                continue
+            scope = trio.CancelScope()
+            self.running[spec.key] = (spec, scope)
+            self.task_nursery.start_soon(self._run_task, spec, alloc, scope)
+        self.queue = remaining
+
+    def _cancel(self, key, instance) -> None:
+        entry = self.running.get(key)
+        if entry is not None and entry[0].instance == instance:
+            entry[1].cancel()
+            return
+        self.queue = [s for s in self.queue if not (s.key == key and s.instance == instance)]
+
+    async def _run_task(self, spec: TaskSpec, alloc, scope: trio.CancelScope) -> None:
+        update = None
+        self._push([UPDATE_RUNNING, spec.job_id, spec.task_id, spec.instance, None])
+        try:
+            with scope:
+                if self.zero_spawn:
+                    update = [UPDATE_FINISHED, spec.job_id, spec.task_id, spec.instance, None]
+                else:
+                    try:
+                        await self.runner.run(spec, alloc)
+                        update = [UPDATE_FINISHED, spec.job_id, spec.task_id, spec.instance, None]
+                    except TaskOutcome as e:
+                        update = [UPDATE_FAILED, spec.job_id, spec.task_id, spec.instance, str(e)]
+                    except Exception as e:  # a bug or an OS error must fail the task, not us
+                        log.exception("Task %d@%d crashed the runner", spec.job_id, spec.task_id)
+                        update = [UPDATE_FAILED, spec.job_id, spec.task_id, spec.instance,
+                                  f"Worker error while running the task: {e}"]
+        finally:
+            self.allocator.release(alloc)
+            self.running.pop(spec.key, None)
+            if update is not None:
+                self._push(update)
+            if not self.running and not self.queue:
+                self.idle_since = time.monotonic()
+            self._start_ready()
+
+    def _push(self, update) -> None:
+        self.updates.append(update)
+        self.wakeup_writer.set()
+
+    async def _writer(self) -> None:
+        while True:
+            await self.wakeup_writer.wait()
+            self.wakeup_writer = trio.Event()
+            if self.updates:
+                batch, self.updates = self.updates, []
+                await self.conn.send(m.encode(m.TaskUpdates(batch)))
+
+    async def _heartbeats(self) -> None:
+        payload = m.encode(m.Heartbeat())
+        while True:
+            await trio.sleep(self.config.heartbeat)
+            await self.conn.send(payload)
+
+    async def _watchdog(self) -> None:
+        started = time.monotonic()
+        limit = self.config.time_limit
+        while True:
+            await trio.sleep(0.25)
+            now = time.monotonic()
+            if limit is not None and now - started >= limit:
+                log.info("Worker time limit reached")
+                await self._say_stopping("TIME_LIMIT_REACHED")
+                raise WorkerExit(0)
+            if (self.idle_timeout and not self.running and not self.queue
+                    and now - self.idle_since >= self.idle_timeout):
+                log.info("Idle timeout reached")
+                await self._say_stopping("IDLE_TIMEOUT")
+                raise WorkerExit(0)
+
+    async def _say_stopping(self, reason: str) -> None:
+        with trio.move_on_after(1.0):
+            try:
+                await self.conn.send(m.encode(m.WorkerStopping(reason)))
+            except Exception:
+                pass
+
+
+def _hq_path() -> str:
+    argv0 = sys.argv[0] if sys.argv else ""
+    if argv0 and os.path.basename(argv0) == "hq" and os.path.exists(argv0):
+        return os.path.abspath(argv0)
+    import shutil
+
+    return shutil.which("hq") or os.path.abspath(argv0 or "hq")
