@@ -3,7 +3,6 @@ tree, and the one place where errors become messages and exit codes."""
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import sys
@@ -71,16 +70,43 @@ def extract_globals(argv: list[str]) -> list[str]:
 
 
 def setup_logging(level=None) -> None:
+    import logging
+
     level = level or (logging.DEBUG if G.debug else logging.INFO)
     fmt = "%(asctime)s %(levelname)s %(message)s"
     logging.basicConfig(level=level, format=fmt, datefmt="%Y-%m-%dT%H:%M:%SZ",
                         stream=sys.stderr)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# noun -> (module, attribute): imported only when that command runs (fast start-up).
+COMMANDS = {
+    "server": ("server", "server"),
+    "worker": ("worker", "worker"),
+    "submit": ("submit", "submit"),
+    "job": ("job", "job"),
+    "task": ("task", "task"),
+    "run": ("run", "run"),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return list(COMMANDS)
+
+    def get_command(self, ctx, name):
+        spec = COMMANDS.get(name)
+        if spec is None:
+            return None
+        import importlib
+
+        module = importlib.import_module(f"hyperqueue.cli.{spec[0]}")
+        return getattr(module, spec[1])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="hyperqueue", prog_name="hq", message="%(prog)s %(version)s")
 @click.option("--server-dir", "_sd", metavar="PATH", help="Server directory [env: HQ_SERVER_DIR]",
-              expose_value=False, hidden=False)
+              expose_value=False)
 @click.option("--output-mode", "_om", type=click.Choice(OUTPUT_MODES), expose_value=False,
               help="How to print results [env: HQ_OUTPUT_MODE]")
 @click.option("--colors", "_co", type=click.Choice(["auto", "always", "never"]),
@@ -88,17 +114,6 @@ def setup_logging(level=None) -> None:
 @click.option("--debug", "_dbg", is_flag=True, expose_value=False, help="Debug logging")
 def cli():
     """HyperQueue: run many tasks on a cluster (or this machine) with little overhead."""
-
-
-def _register() -> None:
-    from . import job, run, server, submit, task, worker
-
-    cli.add_command(server.server)
-    cli.add_command(worker.worker)
-    cli.add_command(submit.submit)
-    cli.add_command(job.job)
-    cli.add_command(task.task)
-    cli.add_command(run.run)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -113,7 +128,6 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as e:
         e.show()
         sys.exit(2)
-    _register()
     try:
         rv = cli.main(args=argv, prog_name="hq", standalone_mode=False)
     except click.exceptions.Abort:

@@ -395,7 +395,8 @@ class WorkerConfig:
 class Worker:
     __slots__ = ("id", "config", "state", "capacity", "load", "tasks", "n_running",
                  "started_at", "ended_at", "last_task_started", "templates_sent",
-                 "idle_since", "stopping")
+                 "idle_since", "stopping", "prefill", "rate", "done_in_window",
+                 "window_start")
 
     def __init__(self, worker_id: int, config: WorkerConfig, now: float):
         self.id = worker_id
@@ -411,6 +412,11 @@ class Worker:
         self.templates_sent: set[int] = set()
         self.idle_since: float | None = now
         self.stopping = False
+        # Adaptive prefill: how many times its capacity the worker may hold (see scheduler).
+        self.prefill = 2.0
+        self.rate = 0.0  # tasks completed per second (smoothed)
+        self.done_in_window = 0
+        self.window_start = now
 
     @property
     def is_running(self) -> bool:

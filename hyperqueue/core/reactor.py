@@ -121,6 +121,16 @@ def submit(core: Core, outbox: Outbox, spec: SubmitSpec, now: float) -> Job:
                 if d in b.ids:
                     raise SubmitError(f"Invalid dependency: task {d} depends on itself")
         _check_acyclic(spec.batches)
+        if job is not None:
+            # A task still in compact array form has no record to hang consumers on; refuse
+            # here, before anything changes, rather than half-way through creating the tasks.
+            for b in spec.batches:
+                for d in b.deps:
+                    if d in existing and d not in job.tasks:
+                        dep_state = core.task_state(job, d)
+                        if dep_state is None or not dep_state.is_terminal:
+                            raise SubmitError(
+                                f"Invalid dependency: task {d} cannot be depended on")
 
     if job is None:
         job = Job(core.next_job_id, spec.name, spec.max_fails, False, spec.submit_dir, now)
@@ -245,7 +255,8 @@ def forget_job(core: Core, job: Job) -> bool:
 
 def _end_open_tasks(core: Core, outbox: Outbox, job: Job, state: TaskState, now: float,
                     error: str | None) -> int:
-    n = 0
+    # Counted from the counters: consumers ended by the cascade of `_complete` count too.
+    before = job.counts[state]
     # Queued tasks: the array remainder ends in bulk, without task records.
     for key in [k for k in core.queue_keys if k[1] == job.id]:
         q = core.queues[key]
@@ -255,12 +266,11 @@ def _end_open_tasks(core: Core, outbox: Outbox, job: Job, state: TaskState, now:
             job.bulk.append((rest, state))
             job.counts[TaskState.WAITING] -= len(rest)
             job.counts[state] += len(rest)
-            n += len(rest)
         core.drop_queue(key)
     for task in list(job.tasks.values()):
         if not task.state.is_terminal:
             _complete(core, outbox, task, state, now, error, cascade=False)
-            n += 1
+    n = job.counts[state] - before
     if n:
         outbox.changed_jobs.add(job.id)
         if job.is_done:
@@ -297,10 +307,15 @@ def lose_worker(core: Core, outbox: Outbox, worker: Worker, reason: WorkerState,
     worker.ended_at = now
     _event(core, outbox, now, "worker-lost", id=worker.id, reason=reason.label)
     for task in sorted(worker.tasks, key=lambda t: (t.job.id, t.id)):
+        if task.state.is_terminal:
+            # Ended (and released) by an earlier iteration: a crash-limit failure above went
+            # over the job's max-fails and aborted the job's other tasks, including this one.
+            continue
         _release(task)
         job = task.job
         if task.state == TaskState.ASSIGNED:
             _set_state(task, TaskState.WAITING)
+            task.worker = None
             core.make_ready(task)
             outbox.changed_jobs.add(job.id)
             continue
@@ -362,6 +377,27 @@ def task_updates(core: Core, outbox: Outbox, worker: Worker, updates: list, now:
                 _check_max_fails(core, outbox, job, now)
     if not worker.tasks:
         worker.idle_since = now
+    _update_rate(worker, len(updates), now)
+
+
+def _update_rate(worker: Worker, n_updates: int, now: float) -> None:
+    """Tracks how fast the worker completes tasks; fast workers get a deeper prefill."""
+    worker.done_in_window += n_updates
+    elapsed = now - worker.window_start
+    if elapsed < RATE_WINDOW:
+        return
+    rate = worker.done_in_window / 2 / elapsed  # an update for the start, one for the end
+    worker.rate = rate if worker.rate == 0 else 0.5 * worker.rate + 0.5 * rate
+    worker.done_in_window = 0
+    worker.window_start = now
+    slots = max(1, worker.capacity.get("cpus", 0) // 10000)
+    depth = worker.rate * PREFILL_HORIZON / slots
+    worker.prefill = 1.0 + min(MAX_PREFILL, max(1.0, depth))
+
+
+RATE_WINDOW = 0.1  # seconds over which a worker's completion rate is measured
+PREFILL_HORIZON = 0.05  # a worker holds about this many seconds of work beyond its capacity
+MAX_PREFILL = 256
 
 
 def _start(core: Core, outbox: Outbox, task: Task, worker: Worker, now: float) -> None:
@@ -412,7 +448,7 @@ def _complete(core: Core, outbox: Outbox, task: Task, state: TaskState, now: flo
             worker.tasks.discard(task)
             if not worker.tasks:
                 worker.idle_since = now
-            if state != TaskState.FINISHED and state != TaskState.FAILED:
+            if state != TaskState.FINISHED and state != TaskState.FAILED and worker.is_running:
                 outbox.cancel.setdefault(worker.id, []).append((task.job.id, task.id,
                                                                 task.instance))
         core.needs_schedule = True
@@ -443,6 +479,10 @@ def _complete(core: Core, outbox: Outbox, task: Task, state: TaskState, now: flo
                 c.deps_pending -= 1
                 if c.deps_pending == 0:
                     core.make_ready(c)
+            elif state == TaskState.CANCELED:
+                # Canceling a task cancels its consumers too (upstream cancels them recursively).
+                c.deps_pending = 0
+                _complete(core, outbox, c, TaskState.CANCELED, now, None)
             else:
                 c.deps_pending = 0
                 _complete(core, outbox, c, TaskState.ABORTED, now,

@@ -14,10 +14,11 @@ from .outbox import Outbox
 from .resources import ALL
 from .state import Core
 
-PREFILL_FACTOR = 2  # a worker may hold tasks for up to this many times its capacity
+PREFILL_FACTOR = 2  # the least prefill: a worker may hold twice its capacity
+# (a worker that completes tasks quickly gets more: `Worker.prefill`, kept by the reactor)
 
 
-def _fits(worker: Worker, request, limit_factor: int, now: float) -> bool:
+def _fits(worker: Worker, request, limit_factor: float, now: float) -> bool:
     cap = worker.capacity
     load = worker.load
     for e in request.entries:
@@ -55,9 +56,12 @@ def schedule(core: Core, outbox: Outbox, now: float) -> int:
         return 0
     assigned = 0
     compute = outbox.compute
-    for factor in (1, PREFILL_FACTOR):
-        candidates = [w for w in workers if w.load.get("cpus", 0) < w.capacity.get("cpus", 0)
-                      * factor or "cpus" not in w.capacity]
+    for phase in (1, 2):
+        def limit(w):
+            return 1 if phase == 1 else max(PREFILL_FACTOR, w.prefill)
+
+        candidates = [w for w in workers if "cpus" not in w.capacity
+                      or w.load["cpus"] < w.capacity["cpus"] * limit(w)]
         if not candidates:
             continue
         for key in list(core.queue_keys):
@@ -65,6 +69,7 @@ def schedule(core: Core, outbox: Outbox, now: float) -> int:
             request = q.batch.template.request
             entries = [(e.name, e.amount) for e in request.entries]
             for w in candidates:
+                factor = limit(w)
                 if not _fits(w, request, factor, now):
                     continue
                 wtasks = compute.get(w.id)
@@ -92,7 +97,7 @@ def schedule(core: Core, outbox: Outbox, now: float) -> int:
             if not len(q):
                 core.drop_queue(key)
             candidates = [w for w in candidates if "cpus" not in w.capacity
-                          or w.load["cpus"] < w.capacity["cpus"] * factor]
+                          or w.load["cpus"] < w.capacity["cpus"] * limit(w)]
             if not candidates:
                 break
     for wid in [wid for wid, lst in compute.items() if not lst]:

@@ -9,6 +9,7 @@ Shape:
 
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 import sys
@@ -25,7 +26,8 @@ from ..protocol.handshake import Handshake
 from ..transport.connection import open_connection
 from ..version import __version__
 from .allocator import Allocator
-from .runner import Runner, TaskOutcome, TaskSpec
+from .runner import KILL_GRACE, Runner, TaskRun, TaskSpec, kill_group_now
+from .spawner import Spawner
 
 log = logging.getLogger("hq.worker")
 
@@ -49,8 +51,10 @@ class Worker:
         self.connect_attempts = connect_attempts
         self.allocator = Allocator(config.resources)
         self.templates: dict[int, tuple] = {}
-        self.queue: list[TaskSpec] = []  # assigned, waiting for resources here
-        self.running: dict[tuple[int, int], tuple] = {}  # key -> (spec, cancel scope)
+        # Assigned tasks waiting for resources here, one heap per distinct request (so a
+        # completion tries each kind of request once, not every queued task).
+        self.queue = LocalQueue()
+        self.running: dict[tuple[int, int], TaskRun] = {}
         self.updates: list = []
         self.wakeup_writer = trio.Event()
         self.conn = None
@@ -61,7 +65,7 @@ class Worker:
         self.runner: Runner | None = None
         self.accepting = True
         self.nursery = None
-        self.task_nursery = None
+        self.spawner: Spawner | None = None
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> int:
         """Runs until stopped; returns the process exit code.
@@ -73,28 +77,27 @@ class Worker:
                              server_uid=self.server_uid)
         task_status.started(self.worker_id)
         code = 1
+        self.spawner = Spawner(trio.lowlevel.current_trio_token(), self._on_runs_done)
         try:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
-                async with trio.open_nursery() as tasks:
-                    self.task_nursery = tasks
-                    nursery.start_soon(self._writer)
-                    nursery.start_soon(self._heartbeats)
-                    nursery.start_soon(self._watchdog)
-                    code = await self._reader()
-                    if code == -1:  # server lost, finish-running: drain, then exit 1
-                        self.accepting = False
-                        self.queue.clear()
-                        while self.running:
-                            await trio.sleep(0.05)
-                        code = 1
-                    tasks.cancel_scope.cancel()
+                nursery.start_soon(self._writer)
+                nursery.start_soon(self._heartbeats)
+                nursery.start_soon(self._watchdog)
+                code = await self._reader()
+                if code == -1:  # server lost, finish-running: drain, then exit 1
+                    self.accepting = False
+                    self.queue.clear()
+                    while self.running:
+                        await trio.sleep(0.05)
+                    code = 1
                 nursery.cancel_scope.cancel()
         except* WorkerExit as eg:
             code = eg.exceptions[0].code
         finally:
-            if self.runner is not None:
-                self.runner.kill_all_now()
+            with trio.CancelScope(shield=True):
+                await self._kill_running()
+            self.spawner.close()
             if self.conn is not None:
                 with trio.CancelScope(shield=True), trio.move_on_after(0.5):
                     try:
@@ -102,6 +105,17 @@ class Worker:
                     except Exception:
                         pass
         return code
+
+    async def _kill_running(self) -> None:
+        """Stops every running task (SIGINT, SIGKILL after the grace period). Bounded."""
+        pids = [p for p in (run.cancel() for run in list(self.running.values())) if p]
+        if not pids:
+            return
+        with trio.move_on_after(KILL_GRACE):
+            while self.running:
+                await trio.sleep(0.02)
+        for pid in pids:
+            kill_group_now(pid)
 
     # -- connection -------------------------------------------------------------------------
     async def _connect(self) -> None:
@@ -161,58 +175,65 @@ class Worker:
     def _on_compute(self, msg: m.ComputeTasks) -> None:
         for tid, template, submit_dir in msg.templates:
             self.templates[tid] = (template, submit_dir)
+        push = self.queue.push
+        templates = self.templates
         for job, task, instance, tid, entry in msg.tasks:
-            template, submit_dir = self.templates[tid]
-            self.queue.append(TaskSpec(job, task, instance, template, submit_dir, entry))
-        self.queue.sort(key=lambda s: (-s.template.priority, s.job_id, s.task_id))
+            template, submit_dir = templates[tid]
+            push(TaskSpec(job, task, instance, template, submit_dir, entry))
         self._start_ready()
 
     def _start_ready(self) -> None:
         if not self.queue or not self.accepting:
             return
-        remaining = []
-        for spec in self.queue:
-            alloc = self.allocator.try_allocate(spec.template.request)
-            if alloc is None:
-                remaining.append(spec)
-                continue
-            scope = trio.CancelScope()
-            self.running[spec.key] = (spec, scope)
-            self.task_nursery.start_soon(self._run_task, spec, alloc, scope)
-        self.queue = remaining
+        instant = []
+        updates = self.updates
+        for spec, alloc in self.queue.pop_startable(self.allocator):
+            updates.append([UPDATE_RUNNING, spec.job_id, spec.task_id, spec.instance, None])
+            run = TaskRun(self.runner, spec, alloc)
+            self.running[spec.key] = run
+            if self.zero_spawn:
+                instant.append(run)
+            else:
+                self.spawner.submit(run)
+        self.wakeup_writer.set()
+        if instant:
+            self._on_runs_done(instant)
 
     def _cancel(self, key, instance) -> None:
-        entry = self.running.get(key)
-        if entry is not None and entry[0].instance == instance:
-            entry[1].cancel()
+        run = self.running.get(key)
+        if run is not None and run.spec.instance == instance:
+            pid = run.cancel()
+            if pid is not None:
+                self.nursery.start_soon(self._escalate, run, pid)
             return
-        self.queue = [s for s in self.queue if not (s.key == key and s.instance == instance)]
+        self.queue.remove(key, instance)
 
-    async def _run_task(self, spec: TaskSpec, alloc, scope: trio.CancelScope) -> None:
-        update = None
-        self._push([UPDATE_RUNNING, spec.job_id, spec.task_id, spec.instance, None])
-        try:
-            with scope:
-                if self.zero_spawn:
-                    update = [UPDATE_FINISHED, spec.job_id, spec.task_id, spec.instance, None]
-                else:
-                    try:
-                        await self.runner.run(spec, alloc)
-                        update = [UPDATE_FINISHED, spec.job_id, spec.task_id, spec.instance, None]
-                    except TaskOutcome as e:
-                        update = [UPDATE_FAILED, spec.job_id, spec.task_id, spec.instance, str(e)]
-                    except Exception as e:  # a bug or an OS error must fail the task, not us
-                        log.exception("Task %d@%d crashed the runner", spec.job_id, spec.task_id)
-                        update = [UPDATE_FAILED, spec.job_id, spec.task_id, spec.instance,
-                                  f"Worker error while running the task: {e}"]
-        finally:
-            self.allocator.release(alloc)
-            self.running.pop(spec.key, None)
-            if update is not None:
-                self._push(update)
-            if not self.running and not self.queue:
-                self.idle_since = time.monotonic()
-            self._start_ready()
+    async def _escalate(self, run: TaskRun, pid: int) -> None:
+        with trio.move_on_after(KILL_GRACE):
+            while self.running.get(run.spec.key) is run:
+                await trio.sleep(0.02)
+            return
+        kill_group_now(pid)
+
+    def _on_runs_done(self, runs: list[TaskRun]) -> None:
+        """Called in the trio thread with a batch of runs whose process ended."""
+        for run in runs:
+            spec = run.spec
+            self.allocator.release(run.allocation)
+            if self.running.get(spec.key) is run:
+                del self.running[spec.key]
+            if run.canceled:
+                continue
+            if run.error is None:
+                self.updates.append([UPDATE_FINISHED, spec.job_id, spec.task_id, spec.instance,
+                                     None])
+            else:
+                self.updates.append([UPDATE_FAILED, spec.job_id, spec.task_id, spec.instance,
+                                     run.error])
+        if not self.running and not self.queue:
+            self.idle_since = time.monotonic()
+        self.wakeup_writer.set()
+        self._start_ready()
 
     def _push(self, update) -> None:
         self.updates.append(update)
@@ -263,3 +284,53 @@ def _hq_path() -> str:
     import shutil
 
     return shutil.which("hq") or os.path.abspath(argv0 or "hq")
+
+
+class LocalQueue:
+    """Tasks assigned to this worker that wait for resources: heaps by request, priority first."""
+
+    def __init__(self):
+        self.heaps: dict = {}  # ResourceRequest -> heap of (-priority, job, task, seq, spec)
+        self.seq = 0
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def push(self, spec: TaskSpec) -> None:
+        t = spec.template
+        heap = self.heaps.get(t.request)
+        if heap is None:
+            heap = self.heaps[t.request] = []
+        self.seq += 1
+        heapq.heappush(heap, (-t.priority, spec.job_id, spec.task_id, self.seq, spec))
+        self.size += 1
+
+    def pop_startable(self, allocator):
+        """Yields `(spec, allocation)` for every queued task that fits now, best first."""
+        for request, heap in sorted(self.heaps.items(), key=lambda kv: kv[1][0][:3]):
+            while heap:
+                alloc = allocator.try_allocate(request)
+                if alloc is None:
+                    break
+                spec = heapq.heappop(heap)[-1]
+                self.size -= 1
+                yield spec, alloc
+            if not heap:
+                del self.heaps[request]
+
+    def remove(self, key, instance) -> None:
+        for request, heap in list(self.heaps.items()):
+            kept = [e for e in heap if not (e[-1].key == key and e[-1].instance == instance)]
+            if len(kept) != len(heap):
+                self.size -= len(heap) - len(kept)
+                heapq.heapify(kept)
+                if kept:
+                    self.heaps[request] = kept
+                else:
+                    del self.heaps[request]
+                return
+
+    def clear(self) -> None:
+        self.heaps.clear()
+        self.size = 0

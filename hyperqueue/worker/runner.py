@@ -8,8 +8,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
-
-import trio
+import threading
 
 from ..core.placeholders import resolve_task_paths
 from ..core.resources import ALL, format_amount
@@ -84,16 +83,6 @@ def build_env(spec: TaskSpec, allocation, base_env: dict, hq_path: str,
     return env
 
 
-def _open_output(path: str | None, made_dirs: set[str]) -> int:
-    if path is None:
-        return os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
-    parent = os.path.dirname(path)
-    if parent not in made_dirs:
-        os.makedirs(parent, exist_ok=True)
-        made_dirs.add(parent)
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-
-
 def _spawn_error(args: list[str], err: OSError) -> str:
     program = args[0]
     msg = f'Cannot execute "{" ".join(args)}": {err.strerror}'
@@ -131,21 +120,6 @@ def exit_error(returncode: int) -> str:
     return f"Program terminated with exit code {returncode}."
 
 
-async def kill_group(proc) -> None:
-    """SIGINT to the task's process group, SIGKILL after the grace period. Cancellation-safe."""
-    with trio.CancelScope(shield=True):
-        try:
-            os.killpg(proc.pid, signal.SIGINT)
-        except ProcessLookupError:
-            pass
-        with trio.move_on_after(KILL_GRACE):
-            await proc.wait()
-            _killpg(proc.pid, signal.SIGKILL)  # leftovers in the group
-            return
-        _killpg(proc.pid, signal.SIGKILL)
-        await proc.wait()
-
-
 def _killpg(pgid: int, sig: int) -> None:
     try:
         os.killpg(pgid, sig)
@@ -153,8 +127,45 @@ def _killpg(pgid: int, sig: int) -> None:
         pass
 
 
+class TaskRun:
+    """One task execution, run to completion by `execute` in a spawner thread.
+
+    The trio side may call `cancel()` at any time (thread-safe): before the spawn it prevents
+    it; after, it sends SIGINT to the task's process group (the caller escalates to SIGKILL).
+    """
+
+    __slots__ = ("spec", "allocation", "lock", "canceled", "pid", "error", "runner")
+
+    def __init__(self, runner: "Runner", spec: TaskSpec, allocation):
+        self.runner = runner
+        self.spec = spec
+        self.allocation = allocation
+        self.lock = threading.Lock()
+        self.canceled = False
+        self.pid: int | None = None
+        self.error: str | None = None  # None = finished successfully
+
+    def cancel(self) -> int | None:
+        """Marks the run canceled; returns the process group to escalate on, if started."""
+        with self.lock:
+            self.canceled = True
+            pid = self.pid
+        if pid is not None:
+            _killpg(pid, signal.SIGINT)
+        return pid
+
+    def execute(self) -> None:
+        """Blocking: prepares, spawns and waits for the task; sets `error` if it failed."""
+        try:
+            self.runner.execute(self)
+        except TaskOutcome as e:
+            self.error = str(e)
+        except Exception as e:  # never let a bug kill the spawner thread
+            self.error = f"Worker error while running the task: {e!r}"
+
+
 class Runner:
-    """Everything a worker needs to start tasks; one instance per worker."""
+    """What a worker needs to start tasks; `execute` runs in spawner threads (no trio)."""
 
     def __init__(self, *, work_dir: str, hq_path: str, server_uid: str):
         self.work_dir = work_dir
@@ -162,69 +173,67 @@ class Runner:
         self.server_uid = server_uid
         self.base_env = dict(os.environ)
         self.made_dirs: set[str] = set()
-        self.processes: dict = {}  # task key -> trio Process (for kill on worker exit)
 
-    async def run(self, spec: TaskSpec, allocation) -> None:
-        """Runs the task to completion.
+    def _makedirs(self, path: str) -> None:
+        if path not in self.made_dirs:
+            os.makedirs(path, exist_ok=True)
+            self.made_dirs.add(path)
 
-        Raises:
-            TaskOutcome: the task failed (the message is its error).
-        Cancellation: the process group is killed (SIGINT, then SIGKILL) before this returns.
-        """
+    def execute(self, run: TaskRun) -> None:
+        spec = run.spec
         template = spec.template
         program = template.program
         cwd, stdout, stderr = resolve_task_paths(
             program.cwd, program.stdout.path, program.stderr.path, job_id=spec.job_id,
             task_id=spec.task_id, instance=spec.instance, submit_dir=spec.submit_dir,
             server_uid=self.server_uid)
-        task_dir = None
-        if program.task_dir:
-            task_dir = tempfile.mkdtemp(prefix="t", dir=self.work_dir)
+        task_dir = tempfile.mkdtemp(prefix="t", dir=self.work_dir) if program.task_dir else None
         try:
-            if cwd not in self.made_dirs:
-                os.makedirs(cwd, exist_ok=True)
-                self.made_dirs.add(cwd)
-            env = build_env(spec, allocation, self.base_env, self.hq_path, task_dir)
+            self._makedirs(cwd)
+            env = build_env(spec, run.allocation, self.base_env, self.hq_path, task_dir)
             args = program.args
-            if template.pin == "taskset" and allocation is not None:
-                cpus = allocation.labels("cpus")
+            cpus = run.allocation.labels("cpus") if run.allocation is not None else []
+            if template.pin == "taskset":
                 if not cpus:
                     raise TaskOutcome("Pinning requested, but the task has no CPUs allocated")
                 args = ["taskset", "-c", ",".join(cpus), *args]
                 env["HQ_PIN"] = "taskset"
-            elif template.pin == "omp" and allocation is not None:
-                cpus = allocation.labels("cpus")
+            elif template.pin == "omp":
+                if not cpus:
+                    raise TaskOutcome("Pinning requested, but the task has no CPUs allocated")
                 env.setdefault("OMP_PROC_BIND", "close")
                 env.setdefault("OMP_PLACES", "{" + "},{".join(cpus) + "}")
                 env["HQ_PIN"] = "omp"
             out_fd = err_fd = -1
             try:
-                out_fd = _open_output(stdout, self.made_dirs)
-                err_fd = _open_output(stderr, self.made_dirs)
+                out_fd = self._open_output(stdout)
+                err_fd = self._open_output(stderr)
+                with run.lock:
+                    if run.canceled:
+                        return
+                    try:
+                        # vfork-based (no preexec_fn): cheap whatever the worker's size.
+                        proc = subprocess.Popen(
+                            args, stdin=subprocess.PIPE if program.stdin is not None
+                            else subprocess.DEVNULL, stdout=out_fd, stderr=err_fd, cwd=cwd,
+                            env=env, start_new_session=True)
+                    except OSError as e:
+                        raise TaskOutcome(_spawn_error(args, e)) from None
+                    run.pid = proc.pid
             except OSError as e:
+                raise TaskOutcome(f"Cannot open task output: {e}") from None
+            finally:
                 for fd in (out_fd, err_fd):
                     if fd >= 0:
                         os.close(fd)
-                raise TaskOutcome(f"Cannot open task output: {e}") from None
-            try:
-                proc = await trio.lowlevel.open_process(
-                    args, stdin=subprocess.PIPE if program.stdin is not None else subprocess.DEVNULL,
-                    stdout=out_fd, stderr=err_fd, cwd=cwd, env=env, start_new_session=True)
-            except OSError as e:
-                raise TaskOutcome(_spawn_error(args, e)) from None
-            finally:
-                os.close(out_fd)
-                os.close(err_fd)
-            self.processes[spec.key] = proc
-            try:
-                await self._wait(proc, program.stdin, template.time_limit)
-            finally:
-                del self.processes[spec.key]
-            if proc.returncode != 0:
+            returncode = self._wait(proc, program.stdin, template.time_limit)
+            if run.canceled:
+                return
+            if returncode != 0:
                 error = None
                 if task_dir is not None:
                     error = read_error_file(os.path.join(task_dir, "hq-error"))
-                raise TaskOutcome(error or exit_error(proc.returncode))
+                raise TaskOutcome(error or exit_error(returncode))
             for stdio, path in ((program.stdout, stdout), (program.stderr, stderr)):
                 if stdio.rm_if_finished and path is not None:
                     try:
@@ -235,43 +244,36 @@ class Runner:
             if task_dir is not None:
                 shutil.rmtree(task_dir, ignore_errors=True)
 
-    async def _wait(self, proc, stdin: bytes | None, time_limit: float | None) -> None:
+    def _open_output(self, path: str | None) -> int:
+        if path is None:
+            return os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        self._makedirs(os.path.dirname(path))
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+
+    @staticmethod
+    def _wait(proc, stdin: bytes | None, time_limit: float | None) -> int:
+        if stdin is not None:
+            try:
+                proc.stdin.write(stdin)
+            except (BrokenPipeError, OSError):
+                pass
+            finally:
+                try:
+                    proc.stdin.close()
+                except OSError:
+                    pass
         try:
-            with trio.fail_after(time_limit) if time_limit else _nullcontext():
-                if stdin is not None:
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(_feed_stdin, proc, stdin)
-                        await proc.wait()
-                else:
-                    await proc.wait()
-        except trio.TooSlowError:
-            await kill_group(proc)
-            raise TaskOutcome("Time limit reached") from None
-        except BaseException:
-            await kill_group(proc)
-            raise
-
-    def kill_all_now(self) -> None:
-        """Last-resort SIGKILL of every task group (the worker is going away)."""
-        for proc in list(self.processes.values()):
+            return proc.wait(timeout=time_limit)
+        except subprocess.TimeoutExpired:
+            _killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=KILL_GRACE)
+            except subprocess.TimeoutExpired:
+                pass
             _killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise TaskOutcome("Time limit reached") from None
 
 
-async def _feed_stdin(proc, data: bytes) -> None:
-    try:
-        await proc.stdin.send_all(data)
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        pass
-    finally:
-        await proc.stdin.aclose()
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
-__all__ = ["Runner", "TaskSpec", "TaskOutcome", "format_amount"]
+def kill_group_now(pid: int) -> None:
+    _killpg(pid, signal.SIGKILL)
