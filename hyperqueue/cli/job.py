@@ -415,6 +415,19 @@ def cat(selector, stream, tasks, task_status, print_task_header):
     sys.stdout.flush()
 
 
+@job.command("submit-file")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--job", "job_id", type=int, help="Add the tasks to this open job")
+def submit_file(file, job_id):
+    """Submit a job definition file (TOML)."""
+    from .jobfile import load_job_file
+    from .submit import print_submitted
+
+    request = load_job_file(file, job_id)
+    with connect() as client:
+        print_submitted(client.request(request).job_id)
+
+
 from .submit import submit as _submit  # noqa: E402  (hq job submit = hq submit)
 
 job.add_command(_submit, "submit")

@@ -142,21 +142,27 @@ def build_request(opts: dict, command: tuple[str, ...], job_id: int | None = Non
         entries = _read_lines(opts["each_line"])
     elif opts.get("from_json"):
         entries = _read_json(opts["from_json"])
+    auto_ids = job_id is not None and array is None
     if entries is not None:
-        if array is not None:
+        if auto_ids:
+            ids = None
+        elif array is not None:
             picked = [i for i in array if i < len(entries)]
             ids = IntRanges.from_ids(picked)
             entries = [entries[i] for i in ids]
         else:
             ids = IntRanges.from_ids(range(len(entries)))
-        if len(ids) == 0:
+        if ids is not None and len(ids) == 0 or not entries:
             raise click.UsageError("The submit would create no tasks")
     elif array is not None:
         ids = array
+    elif auto_ids:
+        ids = None
     else:
         ids = IntRanges.from_ids([0])
+    ids_text = "" if ids is None else ids.to_text()  # "" = the server picks the next ids
     return m.SubmitRequest(name, opts.get("max_fails"), os.getcwd(), job_id,
-                           [[template, ids.to_text(), entries, []]])
+                           [[template, ids_text, entries, []]])
 
 
 def _read_lines(path: str) -> list[bytes]:
@@ -198,16 +204,92 @@ def print_submitted(job_id: int) -> None:
         out.line(f"Job submitted successfully, job ID: {job_id}")
 
 
+DIRECTIVE_SCAN_LIMIT = 32 * 1024
+NOT_IN_DIRECTIVES = {"job_id", "wait", "progress", "directives"}
+
+
+def read_directives(path: str) -> tuple[list[str], str | None]:
+    """`#HQ` arguments at the top of a script, and its shebang interpreter (if any).
+
+    Only comments and blank lines may precede the directives; scanning stops at the first
+    other line (and after 32 KiB).
+    """
+    import shlex
+
+    from ..errors import HqError
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(DIRECTIVE_SCAN_LIMIT)
+    except OSError as e:
+        raise HqError(f"Cannot read directives from {path}: {e.strerror}") from None
+    args: list[str] = []
+    shebang = None
+    for i, raw in enumerate(head.decode("utf-8", "replace").splitlines()):
+        line = raw.strip()
+        if i == 0 and line.startswith("#!"):
+            shebang = line[2:].strip() or None
+            continue
+        if line.startswith("#HQ"):
+            try:
+                args.extend(shlex.split(line[3:]))
+            except ValueError as e:
+                raise HqError(f"Invalid #HQ directive in {path}: {raw.strip()!r}: {e}") from None
+        elif line and not line.startswith("#"):
+            break
+    return args, shebang
+
+
+def apply_directives(ctx, opts: dict, command: tuple, mode: str) -> tuple[dict, tuple]:
+    """Merges `#HQ` directives of the submitted script under the command-line flags."""
+    from ..errors import HqError
+
+    if mode == "off" or not command:
+        return opts, command
+    if mode == "stdin":
+        raise HqError("--directives=stdin is not supported; use `--directives file`")
+    if mode == "auto" and not command[0].endswith(".sh"):
+        return opts, command
+    if not os.path.isfile(command[0]):
+        if mode == "file":
+            raise HqError(f"Cannot read directives: {command[0]} is not a file")
+        return opts, command
+    args, shebang = read_directives(command[0])
+    if shebang:
+        command = (*shebang.split(), *command)
+    if not args:
+        return opts, command
+    try:
+        sub = submit.make_context("submit", [*args, "--", "true"], parent=ctx.parent)
+    except click.ClickException as e:
+        raise HqError(f"Invalid #HQ directive in {command[-1]}: {e.format_message()}") from None
+    merged = dict(opts)
+    for name, value in sub.params.items():
+        if name in ("command",) or name not in opts:
+            continue
+        if sub.get_parameter_source(name) != click.core.ParameterSource.COMMANDLINE:
+            continue
+        if name in NOT_IN_DIRECTIVES:
+            raise HqError(f"Option for '{name}' cannot be used in a #HQ directive")
+        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
+            if isinstance(value, tuple):
+                merged[name] = (*value, *opts[name])
+            continue
+        merged[name] = value
+    return merged, command
+
+
 @click.command(context_settings={"allow_interspersed_args": False})
 @submit_options
+@click.option("--directives", type=click.Choice(["auto", "file", "stdin", "off"]),
+              default="auto", help="Read #HQ directives from the submitted script")
 @click.option("--job", "job_id", type=int, help="Add the tasks to this open job")
 @click.option("--wait", is_flag=True, help="Wait until the job completes")
 @click.option("--progress", is_flag=True, help="Show a progress bar until the job completes")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def submit(job_id, wait, progress, command, **opts):
+def submit(job_id, wait, progress, command, directives, **opts):
     """Submit a job: `hq submit [OPTIONS] -- COMMAND [ARGS]...`"""
-    from ..protocol import messages as m
-
+    opts, command = apply_directives(click.get_current_context(), opts, command, directives)
     if wait and progress:
         raise click.UsageError("--wait and --progress cannot be used together")
     if job_id is not None and (opts.get("name") or opts.get("max_fails") is not None):

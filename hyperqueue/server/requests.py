@@ -69,8 +69,19 @@ class ClientRequests:
     # -- jobs ------------------------------------------------------------------------------------
     async def on_SubmitRequest(self, req: m.SubmitRequest):
         batches = []
+        next_auto = None
         for template, ids_text, entries, deps in req.batches:
-            ids = IntRanges.parse(ids_text)
+            if ids_text == "":
+                # Automatic ids (a submit into an open job): after the largest id so far.
+                if next_auto is None:
+                    job = self.core.jobs.get(req.job_id) if req.job_id is not None else None
+                    known = job.all_ids() if job is not None else None
+                    next_auto = known.max() + 1 if known else 0
+                count = len(entries) if entries is not None else 1
+                ids = IntRanges.span(next_auto, count)
+                next_auto += count
+            else:
+                ids = IntRanges.parse(ids_text)
             if entries is not None and len(entries) != len(ids):
                 raise ValueError("the number of entries does not match the number of task ids")
             batches.append(reactor.BatchSpec(template, ids, entries, deps))

@@ -1,0 +1,272 @@
+"""Job definition files (`hq job submit-file job.toml`): TOML -> a validated submit request.
+
+Every error names the offending key (`task[2].deps`, `array.entries`, ...) and nothing is sent.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import HqError
+
+TOP_KEYS = {"name", "max_fails", "stream", "task", "array", "data_layer"}
+TASK_KEYS = {"id", "command", "env", "stdout", "stderr", "cwd", "pin", "task_dir", "time_limit",
+             "priority", "crash_limit", "stdin", "deps", "request"}
+ARRAY_KEYS = (TASK_KEYS - {"id", "deps"}) | {"ids", "entries"}
+REQUEST_KEYS = {"resources", "time_request", "n_nodes", "weight"}
+
+
+class JobFileError(HqError):
+    pass
+
+
+def _fail(where: str, message: str):
+    raise JobFileError(f"Invalid job file: {where}: {message}")
+
+
+def _check_keys(obj, allowed, where):
+    if not isinstance(obj, dict):
+        _fail(where, "expected a table")
+    for key in obj:
+        if key not in allowed:
+            _fail(f"{where}.{key}" if where else key,
+                  f"unknown key (allowed: {', '.join(sorted(allowed))})")
+
+
+def _duration(value, where) -> float:
+    from ..common.durations import parse_duration
+
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, str):
+        _fail(where, "expected a duration such as \"10s\" or \"1h 30m\"")
+    try:
+        return parse_duration(value)
+    except ValueError as e:
+        _fail(where, str(e))
+
+
+def _stdio(value, where, default):
+    from ..core.model import StdioDef
+
+    if value is None:
+        return StdioDef(default)
+    if value == "none":
+        return StdioDef(None)
+    if isinstance(value, str):
+        return StdioDef(value)
+    if isinstance(value, dict):
+        _check_keys(value, {"path", "on_close"}, where)
+        on_close = value.get("on_close", "none")
+        if on_close not in ("none", "rm-if-finished"):
+            _fail(f"{where}.on_close", "expected \"none\" or \"rm-if-finished\"")
+        path = value.get("path", default)
+        if not isinstance(path, str):
+            _fail(f"{where}.path", "expected a string")
+        return StdioDef(path, on_close == "rm-if-finished")
+    _fail(where, "expected a path, \"none\" or {path, on_close}")
+
+
+def _request(value, where):
+    from ..core.resources import (ResourceRequest, ResourceRequestEntry, UNIT,
+                                  parse_resource_request)
+
+    if value is None:
+        return ResourceRequest.default()
+    if not isinstance(value, list) or not value:
+        _fail(where, "expected a list of [[request]] tables")
+    if len(value) > 1:
+        _fail(where, "resource variants (more than one [[request]]) are not supported yet")
+    req = value[0]
+    w = f"{where}[0]"
+    _check_keys(req, REQUEST_KEYS, w)
+    entries = []
+    resources = req.get("resources", {})
+    if not isinstance(resources, dict):
+        _fail(f"{w}.resources", "expected a table of name = amount")
+    for name, amount in resources.items():
+        if isinstance(amount, bool) or not isinstance(amount, (int, float, str)):
+            _fail(f"{w}.resources.{name}", "expected a number or \"<amount> [policy]\"")
+        try:
+            entries.append(parse_resource_request(name, str(amount)))
+        except ValueError as e:
+            _fail(f"{w}.resources.{name}", str(e))
+    n_nodes = req.get("n_nodes", 0)
+    if not isinstance(n_nodes, int) or n_nodes < 0:
+        _fail(f"{w}.n_nodes", "expected a non-negative integer")
+    if n_nodes:
+        _fail(f"{w}.n_nodes", "multi-node tasks are not supported yet")
+    if not any(e.name == "cpus" for e in entries):
+        entries.append(ResourceRequestEntry("cpus", UNIT, "compact"))
+    weight = req.get("weight", 1.0)
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
+        _fail(f"{w}.weight", "expected a positive number")
+    min_time = _duration(req["time_request"], f"{w}.time_request") if "time_request" in req \
+        else 0.0
+    try:
+        return ResourceRequest(entries, n_nodes, min_time, int(round(weight * UNIT)))
+    except ValueError as e:
+        _fail(w, str(e))
+
+
+def _template(t: dict, where: str, submit_dir: str):
+    from ..cli.submit import _crash_limit
+    from ..core.model import ProgramDef, TaskTemplate
+
+    command = t.get("command")
+    if not (isinstance(command, list) and command and all(isinstance(a, str) for a in command)):
+        _fail(f"{where}.command", "expected a non-empty list of strings")
+    env = t.get("env", {})
+    if not isinstance(env, dict):
+        _fail(f"{where}.env", "expected a table")
+    env = {str(k): str(v) for k, v in env.items()}
+    cwd = t.get("cwd", submit_dir)
+    if not isinstance(cwd, str):
+        _fail(f"{where}.cwd", "expected a string")
+    if "%{CWD}" in cwd:
+        _fail(f"{where}.cwd", "%{CWD} cannot be used in cwd")
+    pin = t.get("pin", "none")
+    if pin not in ("none", "taskset", "omp"):
+        _fail(f"{where}.pin", "expected \"none\", \"taskset\" or \"omp\"")
+    task_dir = t.get("task_dir", False)
+    if not isinstance(task_dir, bool):
+        _fail(f"{where}.task_dir", "expected true or false")
+    priority = t.get("priority", 0)
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        _fail(f"{where}.priority", "expected an integer")
+    stdin = t.get("stdin")
+    if stdin is not None and not isinstance(stdin, str):
+        _fail(f"{where}.stdin", "expected a string")
+    crash = t.get("crash_limit")
+    try:
+        crash_limit = _crash_limit(None if crash is None else str(crash))
+    except Exception:
+        _fail(f"{where}.crash_limit", "expected a positive number, \"never-restart\" or "
+                                      "\"unlimited\"")
+    time_limit = _duration(t["time_limit"], f"{where}.time_limit") if "time_limit" in t \
+        else None
+    program = ProgramDef(command, env, cwd,
+                         _stdio(t.get("stdout"), f"{where}.stdout",
+                                "%{CWD}/job-%{JOB_ID}/%{TASK_ID}.stdout"),
+                         _stdio(t.get("stderr"), f"{where}.stderr",
+                                "%{CWD}/job-%{JOB_ID}/%{TASK_ID}.stderr"),
+                         stdin.encode() if stdin is not None else None, task_dir)
+    return TaskTemplate(program, _request(t.get("request"), f"{where}.request"), time_limit,
+                        priority, crash_limit, None if pin == "none" else pin)
+
+
+def load_job_file(path: str, job_id: int | None = None):
+    """Parses and validates a job file; returns a SubmitRequest. Raises JobFileError."""
+    import tomllib
+
+    from ..core.ranges import IntRanges
+    from ..protocol import messages as m
+
+    try:
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+    except OSError as e:
+        raise JobFileError(f"Cannot read job file {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise JobFileError(f"Invalid job file {path}: {e}") from None
+    _check_keys(doc, TOP_KEYS, "")
+    submit_dir = os.getcwd()
+    name = doc.get("name", "job")
+    if not isinstance(name, str) or "\n" in name or "\t" in name:
+        _fail("name", "expected a single-line string")
+    max_fails = doc.get("max_fails")
+    if max_fails is not None and (isinstance(max_fails, bool) or not isinstance(max_fails, int)
+                                  or max_fails < 0):
+        _fail("max_fails", "expected a non-negative integer")
+    if "stream" in doc:
+        _fail("stream", "output streaming is not supported yet")
+    if job_id is not None and ("name" in doc or "max_fails" in doc):
+        _fail("name", "name and max_fails cannot be set when submitting into an open job")
+    has_tasks, has_array = "task" in doc, "array" in doc
+    if has_tasks == has_array:
+        _fail("task", "the file must define either [[task]] tables or one [array] table")
+    batches = []
+    if has_array:
+        arr = doc["array"]
+        _check_keys(arr, ARRAY_KEYS, "array")
+        template = _template(arr, "array", submit_dir)
+        entries = arr.get("entries")
+        if entries is not None:
+            if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+                _fail("array.entries", "expected a list of strings")
+        ids = None
+        if "ids" in arr:
+            if not isinstance(arr["ids"], str):
+                _fail("array.ids", "expected a range string such as \"1-10,20\"")
+            try:
+                ids = IntRanges.parse(arr["ids"])
+            except ValueError as e:
+                _fail("array.ids", str(e))
+        if ids is None and entries is None:
+            _fail("array", "expected ids, entries or both")
+        if ids is not None and entries is not None and len(ids) != len(entries):
+            _fail("array.entries", f"{len(entries)} entries for {len(ids)} ids")
+        if ids is None:
+            ids = IntRanges.span(0, len(entries))
+        batches.append([template, ids.to_text(),
+                        [e.encode() for e in entries] if entries is not None else None, []])
+    else:
+        tasks = doc["task"]
+        if not isinstance(tasks, list) or not tasks:
+            _fail("task", "expected a list of [[task]] tables")
+        explicit = []
+        for i, t in enumerate(tasks):
+            _check_keys(t, TASK_KEYS, f"task[{i}]")
+            if "id" in t:
+                if isinstance(t["id"], bool) or not isinstance(t["id"], int) or t["id"] < 0:
+                    _fail(f"task[{i}].id", "expected a non-negative integer")
+                explicit.append(t["id"])
+        if len(set(explicit)) != len(explicit):
+            dup = sorted({x for x in explicit if explicit.count(x) > 1})
+            _fail("task", f"duplicate task ids {dup}")
+        next_id = max(explicit, default=0) + 1
+        ids = []
+        for t in tasks:
+            if "id" in t:
+                ids.append(t["id"])
+            else:
+                ids.append(next_id)
+                next_id += 1
+        defined = set(ids)
+        for i, (t, tid) in enumerate(zip(tasks, ids)):
+            deps = t.get("deps", [])
+            if not isinstance(deps, list) or not all(
+                    isinstance(d, int) and not isinstance(d, bool) for d in deps):
+                _fail(f"task[{i}].deps", "expected a list of task ids")
+            for d in deps:
+                if d == tid:
+                    _fail(f"task[{i}].deps", f"task {tid} depends on itself")
+                if d not in defined:
+                    _fail(f"task[{i}].deps", f"task {d} is not defined in this file")
+            batches.append([_template(t, f"task[{i}]", submit_dir), str(tid), None,
+                            sorted(set(deps))])
+        _check_cycles(ids, [b[3] for b in batches])
+    return m.SubmitRequest(name, max_fails, submit_dir, job_id, batches)
+
+
+def _check_cycles(ids, deps_lists) -> None:
+    deps = dict(zip(ids, deps_lists))
+    state: dict[int, int] = {}
+    for root in ids:
+        if state.get(root):
+            continue
+        stack = [(root, iter(deps[root]))]
+        state[root] = 1
+        while stack:
+            node, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                state[node] = 2
+                stack.pop()
+            elif state.get(nxt) == 1:
+                cycle = [n for n, _ in stack]
+                cycle = cycle[cycle.index(nxt):] + [nxt]
+                _fail("task", "dependency cycle: " + " -> ".join(map(str, cycle)))
+            elif not state.get(nxt):
+                state[nxt] = 1
+                stack.append((nxt, iter(deps[nxt])))
