@@ -75,7 +75,8 @@ def start(host, client_port, worker_port, idle_timeout, journal, journal_flush_p
 
     srv = Server(root, host=host, client_port=client_port, worker_port=worker_port,
                  access_file=access_file, idle_timeout=idle_timeout,
-                 journal_path=os.path.abspath(journal) if journal else None)
+                 journal_path=os.path.abspath(journal) if journal else None,
+                 journal_flush_period=journal_flush_period)
 
     async def amain():
         async with trio.open_nursery() as nursery:

@@ -41,8 +41,12 @@ def _parse_cpus(value):
 @click.option("--heartbeat", type=DURATION, default="8s", help="Heartbeat period")
 @click.option("--hostname", help="Hostname reported to the server")
 @click.option("--work-dir", type=click.Path(file_okay=False), help="Working directory")
-@click.option("--on-server-lost", type=click.Choice(["stop", "finish-running"]),
-              default="stop", help="What to do when the server goes away")
+@click.option("--on-server-lost", type=click.Choice(["stop", "finish-running", "reconnect"]),
+              default="stop", help="When the server goes away: kill tasks and exit (stop), let "
+              "running tasks finish and exit (finish-running), or keep tasks running and "
+              "reconnect to the restarted server (reconnect)")
+@click.option("--reconnect-timeout", type=DURATION, default="5m",
+              help="How long a `reconnect` worker keeps trying to reach the server")
 @click.option("--manager", type=click.Choice(["detect", "none", "pbs", "slurm"]),
               default="detect", help="How to detect the batch allocation")
 @click.option("--overview-interval", type=DURATION, help="Hardware overview period")
@@ -50,8 +54,8 @@ def _parse_cpus(value):
 @click.option("--zero-spawn", is_flag=True, hidden=True,
               help="Benchmarking aid: complete tasks without starting processes")
 def start(cpus, resources, group, detect_resources, no_hyper_threading, idle_timeout,
-          time_limit, heartbeat, hostname, work_dir, on_server_lost, manager,
-          overview_interval, min_utilization, zero_spawn):
+          time_limit, heartbeat, hostname, work_dir, on_server_lost, reconnect_timeout,
+          manager, overview_interval, min_utilization, zero_spawn):
     """Start a worker that connects to the server and runs its tasks."""
     import tempfile
 
@@ -113,7 +117,7 @@ def start(cpus, resources, group, detect_resources, no_hyper_threading, idle_tim
         work_dir=os.path.abspath(work_dir), on_server_lost=on_server_lost,
         manager=alloc.manager if alloc else None, manager_job_id=alloc.job_id if alloc else None,
         pid=os.getpid(), overview_interval=overview_interval, min_utilization=min_utilization,
-        listen_address="")
+        listen_address="", reconnect_timeout=reconnect_timeout)
     import trio
 
     from ..worker.app import Worker

@@ -344,7 +344,7 @@ class WorkerConfig:
 
     __slots__ = ("hostname", "resources", "group", "time_limit", "heartbeat", "idle_timeout",
                  "work_dir", "on_server_lost", "manager", "manager_job_id", "pid",
-                 "overview_interval", "min_utilization", "listen_address")
+                 "overview_interval", "min_utilization", "listen_address", "reconnect_timeout")
 
     FIELDS = __slots__
 
@@ -354,7 +354,7 @@ class WorkerConfig:
                  on_server_lost: str = "stop", manager: str | None = None,
                  manager_job_id: str | None = None, pid: int = 0,
                  overview_interval: float | None = None, min_utilization: float = 0.0,
-                 listen_address: str = ""):
+                 listen_address: str = "", reconnect_timeout: float | None = None):
         self.hostname = hostname
         self.resources = resources  # list[ResourceDef]
         self.group = group
@@ -369,6 +369,7 @@ class WorkerConfig:
         self.overview_interval = overview_interval
         self.min_utilization = min_utilization
         self.listen_address = listen_address
+        self.reconnect_timeout = reconnect_timeout
 
     def to_wire(self):
         return [getattr(self, f) if f != "resources" else [r.to_wire() for r in self.resources]
@@ -384,11 +385,13 @@ class WorkerConfig:
         if not isinstance(kw["hostname"], str) or not isinstance(kw["resources"], list):
             raise ValueError("malformed worker configuration")
         kw["resources"] = [ResourceDef.from_wire(r) for r in kw["resources"]]
-        for f in ("time_limit", "idle_timeout", "overview_interval"):
+        for f in ("time_limit", "idle_timeout", "overview_interval", "reconnect_timeout"):
             if kw[f] is not None and not isinstance(kw[f], (int, float)):
                 raise ValueError(f"worker {f} must be a number")
         if not isinstance(kw["heartbeat"], (int, float)) or kw["heartbeat"] <= 0:
             raise ValueError("worker heartbeat must be a positive number")
+        if kw["on_server_lost"] not in ("stop", "finish-running", "reconnect"):
+            raise ValueError("invalid on-server-lost policy")
         return cls(**kw)
 
 

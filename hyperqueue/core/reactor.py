@@ -81,7 +81,8 @@ def open_job(core: Core, outbox: Outbox, name: str, max_fails: int | None, submi
     job = Job(core.next_job_id, name, max_fails, True, submit_dir, now)
     core.next_job_id += 1
     core.jobs[job.id] = job
-    _event(core, outbox, now, "job-open", job_id=job.id, name=name, max_fails=max_fails)
+    _event(core, outbox, now, "job-open", job_id=job.id, name=name, max_fails=max_fails,
+           submit_dir=submit_dir)
     return job
 
 
@@ -150,8 +151,12 @@ def submit(core: Core, outbox: Outbox, spec: SubmitSpec, now: float) -> Job:
         new_batches.append(batch)
     if was_done:
         job.finished_at = None
-    _event(core, outbox, now, "job-created", job=job.id, name=job.name,
-           n_tasks=sum(len(b.ids) for b in new_batches))
+    if core.record_events:
+        _event(core, outbox, now, "job-created", job=job.id, closed_job=spec.job_id is None,
+               job_desc={"name": job.name, "max_fails": job.max_fails},
+               submit_desc={"submit_dir": job.submit_dir, "batches": [
+                   [b.template.to_wire(), b.ids.to_text(), b.entries, list(b.deps)]
+                   for b in new_batches]})
 
     if not graph:
         for batch in new_batches:
@@ -243,11 +248,12 @@ def cancel_job(core: Core, outbox: Outbox, job: Job, reason: str | None, now: fl
     return n
 
 
-def forget_job(core: Core, job: Job) -> bool:
+def forget_job(core: Core, outbox: Outbox, job: Job, now: float) -> bool:
     """Drops a completed, closed job from memory; False if it is not completed."""
     if not job.is_terminated:
         return False
     del core.jobs[job.id]
+    _event(core, outbox, now, "job-forget", job_id=job.id)
     for b in job.batches:
         core.batches_by_template.pop(b.template_id, None)
     return True
@@ -284,8 +290,66 @@ def add_worker(core: Core, outbox: Outbox, config: WorkerConfig, now: float) -> 
     core.next_worker_id += 1
     core.workers[worker.id] = worker
     core.needs_schedule = True
-    _event(core, outbox, now, "worker-connected", id=worker.id, hostname=config.hostname)
+    _event(core, outbox, now, "worker-connected", id=worker.id, configuration=config.to_wire())
     return worker
+
+
+def register_worker(core: Core, outbox: Outbox, config: WorkerConfig, previous, running,
+                    results, now: float) -> tuple[Worker, list]:
+    """A worker (re)connects. One that lost this server's previous run and is still awaited
+    gets its old id back; the tasks it still runs are adopted instead of restarted, and the
+    results it kept (not yet confirmed durable) are applied. Returns the worker and the running
+    tasks that could not be adopted (the worker must kill them)."""
+    worker = None
+    if previous is not None and previous[0] == core.server_uid:
+        w = core.workers.get(previous[1])
+        if w is not None and w.is_running and core.awaiting.pop(w.id, None) is not None:
+            worker = w
+            worker.config = config
+            core.needs_schedule = True
+            _event(core, outbox, now, "worker-reconnected", id=w.id,
+                   configuration=config.to_wire(), previous=list(previous),
+                   running=[list(r) for r in running], results=[list(r) for r in results])
+    if worker is None:
+        worker = add_worker(core, outbox, config, now)
+    reported = {(j, t): i for j, t, i in running}
+    for _kind, j, t, i, _err in results:
+        reported[(j, t)] = i
+    for task in sorted(worker.tasks, key=lambda t: (t.job.id, t.id)):
+        if reported.get(task.key) != task.instance:
+            _requeue(core, outbox, task)
+    rejected = []
+    for j, t, i in running:
+        if adopt_task(core, outbox, worker, j, t, i, now) is None:
+            rejected.append([j, t, i])
+    for update in results:
+        if adopt_task(core, outbox, worker, update[1], update[2], update[3], now) is not None:
+            task_updates(core, outbox, worker, [update], now)
+    return worker, rejected
+
+
+def _requeue(core: Core, outbox: Outbox, task: Task) -> None:
+    """Back to waiting without counting a crash (its worker lost it through no fault)."""
+    _release(task)
+    task.worker.tasks.discard(task)
+    if task.state == TaskState.RUNNING:
+        task.instance += 1
+    _set_state(task, TaskState.WAITING)
+    task.worker = None
+    core.make_ready(task)
+    outbox.changed_jobs.add(task.job.id)
+
+
+def expire_awaited_workers(core: Core, outbox: Outbox, now: float) -> list[int]:
+    """Workers of the previous run that did not reconnect in time are lost (no crash)."""
+    expired = [wid for wid, deadline in core.awaiting.items() if deadline <= now]
+    for wid in expired:
+        del core.awaiting[wid]
+        lose_worker(core, outbox, core.workers[wid], WorkerState.CONNECTION_LOST, now,
+                    count_crash=False)
+    if expired:
+        core.needs_schedule = True
+    return expired
 
 
 def stop_worker(core: Core, outbox: Outbox, worker: Worker) -> str:
@@ -299,13 +363,18 @@ def stop_worker(core: Core, outbox: Outbox, worker: Worker) -> str:
 
 
 def lose_worker(core: Core, outbox: Outbox, worker: Worker, reason: WorkerState,
-                now: float) -> None:
-    """A worker is gone: its tasks go back to waiting, or fail when their crash limit is hit."""
+                now: float, *, count_crash: bool = True) -> None:
+    """A worker is gone: its tasks go back to waiting, or fail when their crash limit is hit.
+
+    `count_crash=False` is for workers that did not crash but could not come back (the server
+    itself was restarted): their tasks rerun without counting against the crash limit.
+    """
     if not worker.is_running:
         return
     worker.state = reason
     worker.ended_at = now
-    _event(core, outbox, now, "worker-lost", id=worker.id, reason=reason.label)
+    _event(core, outbox, now, "worker-lost", id=worker.id, reason=reason.label,
+           count_crash=count_crash)
     for task in sorted(worker.tasks, key=lambda t: (t.job.id, t.id)):
         if task.state.is_terminal:
             # Ended (and released) by an earlier iteration: a crash-limit failure above went
@@ -321,11 +390,11 @@ def lose_worker(core: Core, outbox: Outbox, worker: Worker, reason: WorkerState,
             continue
         # RUNNING
         limit = task.batch.template.crash_limit
-        if reason.is_failure:
+        crashed = reason.is_failure and count_crash
+        if crashed:
             task.crash_count += 1
-        if limit == CRASH_LIMIT_NEVER_RESTART or (
-                limit != CRASH_LIMIT_UNLIMITED and reason.is_failure
-                and task.crash_count >= limit):
+        if (limit == CRASH_LIMIT_NEVER_RESTART and count_crash) or (
+                limit != CRASH_LIMIT_UNLIMITED and crashed and task.crash_count >= limit):
             if limit == CRASH_LIMIT_NEVER_RESTART:
                 msg = ("Task was running on a worker that was lost; the task has "
                        "never-restart crash limit, so it was not restarted")
@@ -343,6 +412,62 @@ def lose_worker(core: Core, outbox: Outbox, worker: Worker, reason: WorkerState,
     worker.tasks.clear()
     worker.n_running = 0
     core.needs_schedule = True
+
+
+def adopt_task(core: Core, outbox: Outbox, worker: Worker, job_id: int, task_id: int,
+               instance: int, now: float) -> Task | None:
+    """Makes a task RUNNING on `worker` because the worker says it runs it (a journal replay,
+    or a worker that reconnected after a server restart). Returns None when the task cannot be
+    adopted (unknown, already ended, running elsewhere, or another instance)."""
+    job = core.jobs.get(job_id)
+    if job is None or not worker.is_running:
+        return None
+    task = job.tasks.get(task_id)
+    if task is None:
+        task = _materialize_waiting(core, job, task_id)
+        if task is None:
+            return None
+    if task.state == TaskState.RUNNING or task.state == TaskState.ASSIGNED:
+        if task.worker is worker and task.instance == instance:
+            if task.state == TaskState.ASSIGNED:
+                _start(core, outbox, task, worker, now)
+            return task
+        return None
+    if task.state != TaskState.WAITING or task.deps_pending or task.instance > instance:
+        return None
+    _unqueue(core, task)
+    task.instance = instance
+    _set_state(task, TaskState.ASSIGNED)
+    task.worker = worker
+    worker.tasks.add(task)
+    worker.idle_since = None
+    load = worker.load
+    for name, amount in request_amounts(task.batch.template.request, worker):
+        load[name] = load.get(name, 0) + amount
+    _start(core, outbox, task, worker, now)
+    return task
+
+
+def _materialize_waiting(core: Core, job: Job, task_id: int) -> Task | None:
+    """The record of a task still in array form, taken out of its batch's cursor (tasks the
+    cursor passes on the way are kept, in order, at the head of the ready queue)."""
+    for key in [k for k in core.queue_keys if k[1] == job.id]:
+        q = core.queues[key]
+        cur = q.cursor
+        if cur is None or not cur.remaining or task_id not in q.batch.ids:
+            continue
+        skipped = []
+        while cur.remaining:
+            pos, tid = cur.pop()
+            task = Task(job, tid, q.batch, pos)
+            job.tasks[tid] = task
+            if tid == task_id:
+                q.tasks.extendleft(reversed(skipped))
+                q.tasks.appendleft(task)  # taken out again by the caller (_unqueue)
+                return task
+            skipped.append(task)
+        q.tasks.extendleft(reversed(skipped))
+    return None
 
 
 # -- task updates ---------------------------------------------------------------------------------
@@ -463,9 +588,11 @@ def _complete(core: Core, outbox: Outbox, task: Task, state: TaskState, now: flo
     outbox.changed_jobs.add(job.id)
     if core.record_events:
         if state == TaskState.FINISHED:
-            _event(core, outbox, now, "task-finished", job=job.id, task=task.id)
+            _event(core, outbox, now, "task-finished", job=job.id, task=task.id,
+                   instance=task.instance)
         elif state == TaskState.FAILED:
-            _event(core, outbox, now, "task-failed", job=job.id, task=task.id, error=error)
+            _event(core, outbox, now, "task-failed", job=job.id, task=task.id,
+                   instance=task.instance, error=error)
         elif state == TaskState.CANCELED:
             _event(core, outbox, now, "task-canceled", job=job.id, tasks=[task.id])
         else:

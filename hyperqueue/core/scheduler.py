@@ -49,7 +49,7 @@ def _can_ever_run(worker: Worker, request) -> bool:
 def schedule(core: Core, outbox: Outbox, now: float) -> int:
     """Assigns ready tasks to running workers; returns the number of tasks assigned."""
     core.needs_schedule = False
-    if not core.queue_keys:
+    if not core.queue_keys or core.awaiting:
         return 0
     workers = [w for w in core.workers.values() if w.is_running and not w.stopping]
     if not workers:

@@ -90,6 +90,9 @@ class Core:
         self.batches_by_template: dict[int, TaskBatch] = {}
         self.next_template_id = 1
         self.needs_schedule = False
+        # Workers of a previous server run that may reconnect: id -> deadline. Scheduling
+        # waits while any is pending, so nothing they still run is started twice.
+        self.awaiting: dict[int, float] = {}
 
     # -- ready queues ---------------------------------------------------------------------
     def queue_for(self, job: Job, batch: TaskBatch) -> ReadyQueue:

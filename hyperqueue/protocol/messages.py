@@ -129,6 +129,8 @@ class Message:
                 value = values[name]
             elif name in self._DEFAULTS:
                 value = self._DEFAULTS[name]
+                if isinstance(value, list):
+                    value = list(value)
             else:
                 raise TypeError(f"{type(self).__name__}: missing field {name!r}")
             object.__setattr__(self, name, value)
@@ -303,13 +305,29 @@ class WorkersResponse(Message):
 # -- worker -> server -------------------------------------------------------------------------------
 
 
-@message(FROM_WORKER, 201, config=WorkerConfig.from_wire)
+def _previous(v):
+    if v is None:
+        return None
+    if not (isinstance(v, list) and len(v) == 2 and isinstance(v[0], str)
+            and isinstance(v[1], int)):
+        raise ValueError("malformed previous registration")
+    return v
+
+
+@message(FROM_WORKER, 201, config=WorkerConfig.from_wire, previous=_previous,
+         running=_list_of(_task_ref), results=_list_of(_task_update))
 class RegisterWorker(Message):
     config: WorkerConfig
+    # A worker reconnecting after losing its server: [server_uid, worker_id] it had, the
+    # tasks it still runs, and the results the server has not confirmed as durable.
+    previous: list | None = None
+    running: list = []
+    results: list = []
 
 
-@message(FROM_WORKER, 202, updates=_list_of(_task_update))
+@message(FROM_WORKER, 202, seq=INT, updates=_list_of(_task_update))
 class TaskUpdates(Message):
+    seq: int  # increasing per connection; the server confirms results up to a seq
     updates: list  # [kind, job, task, instance, error | None]
 
 
@@ -326,11 +344,13 @@ class WorkerStopping(Message):
 # -- server -> worker -------------------------------------------------------------------------------
 
 
-@message(TO_WORKER, 301, worker_id=INT, server_uid=STR, idle_timeout=_opt(NUM))
+@message(TO_WORKER, 301, worker_id=INT, server_uid=STR, idle_timeout=_opt(NUM),
+         rejected=_list_of(_task_ref))
 class WorkerRegistered(Message):
     worker_id: int
     server_uid: str
     idle_timeout: float | None  # the server's default when the worker set none
+    rejected: list = []  # running tasks the server did not adopt: the worker kills them
 
 
 @message(TO_WORKER, 302, templates=_list_of(_template_entry), tasks=_list_of(_compute_task))
@@ -347,6 +367,11 @@ class CancelTasks(Message):
 @message(TO_WORKER, 304)
 class StopWorkerCommand(Message):
     pass
+
+
+@message(TO_WORKER, 305, seq=INT)
+class ConfirmResults(Message):
+    seq: int  # task results of TaskUpdates up to this seq are durable: the worker drops them
 
 
 # -- codec ----------------------------------------------------------------------------------------------

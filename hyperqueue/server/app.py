@@ -39,7 +39,8 @@ STOP_GRACE = 1.0  # seconds connections get to drain at stop
 class WorkerLink:
     """The server's side of one worker connection: an outgoing buffer and its writer."""
 
-    __slots__ = ("worker", "conn", "pending", "wakeup", "stop_reason")
+    __slots__ = ("worker", "conn", "pending", "wakeup", "stop_reason", "seen_seq",
+                 "stamped_seq", "stamps")
 
     def __init__(self, worker, conn: Connection):
         self.worker = worker
@@ -47,6 +48,11 @@ class WorkerLink:
         self.pending: list[bytes] = []
         self.wakeup = trio.Event()
         self.stop_reason: WorkerState | None = None
+        # Result confirmation: the last TaskUpdates seq received, the last one tied to a
+        # journal position, and (journal position, seq) pairs awaiting an fsync.
+        self.seen_seq = 0
+        self.stamped_seq = 0
+        self.stamps: list[tuple[int, int]] = []
 
     def push(self, payload: bytes) -> None:
         self.pending.append(payload)
@@ -56,7 +62,8 @@ class WorkerLink:
 class Server:
     def __init__(self, root: str, *, host: str | None = None, client_port: int = 0,
                  worker_port: int = 0, access_file: str | None = None,
-                 idle_timeout: float | None = None, journal_path: str | None = None):
+                 idle_timeout: float | None = None, journal_path: str | None = None,
+                 journal_flush_period: float = 30.0):
         self.root = root
         self.host = host
         self.client_port = client_port
@@ -64,6 +71,11 @@ class Server:
         self.access_file = access_file
         self.idle_timeout = idle_timeout
         self.journal_path = journal_path
+        self.journal = None
+        if journal_path is not None:
+            from ..journal.writer import JournalWriter
+
+            self.journal = JournalWriter(journal_path, journal_flush_period)
         self.core: Core | None = None
         self.outbox = Outbox()
         self.links: dict[int, WorkerLink] = {}
@@ -97,8 +109,12 @@ class Server:
             record["worker"] = dict(record["worker"], port=worker_port)
         else:
             record = serverdir.generate_access(hostname, client_port, worker_port)
+        self.core = self._restore() if self.journal is not None else None
+        if self.core is not None:
+            record["server_uid"] = self.core.server_uid
+        else:
+            self.core = Core(server_uid=record["server_uid"])
         self.access = record
-        self.core = Core(server_uid=record["server_uid"])
         self.start_date = time.time()
         self.instance_dir = serverdir.create_instance_dir(self.root)
         serverdir.write_access_file(os.path.join(self.instance_dir, serverdir.ACCESS_FILE),
@@ -108,6 +124,15 @@ class Server:
         worker_key = serverdir.key_bytes(record["worker"])
         try:
             async with trio.open_nursery() as nursery:
+                if self.journal is not None:
+                    self.journal.open()
+                    self.journal.on_durable = self._on_journal_durable
+                    self._after_restore()
+                    self.journal.append([(self.start_date, "server-start",
+                                          {"server_uid": self.core.server_uid})])
+                    self.flush()
+                    nursery.start_soon(self.journal.run)
+                    await self.journal.durable()
                 listen_scope = trio.CancelScope()
                 nursery.start_soon(self._serve, listen_scope, client_listeners, worker_listeners,
                                    client_key, worker_key)
@@ -123,9 +148,85 @@ class Server:
                 with trio.move_on_after(STOP_GRACE):
                     while self.links:
                         await trio.sleep(0.01)
+                if self.journal is not None:
+                    self.journal.append([(time.time(), "server-stop", {})])
+                    with trio.move_on_after(5):
+                        await self.journal.aclose()
                 nursery.cancel_scope.cancel()
         finally:
             serverdir.remove_current_link(self.root, self.instance_dir)
+
+    # -- journal -------------------------------------------------------------------------------
+    def _restore(self) -> Core | None:
+        """The core rebuilt from the journal file, or None when there is none yet.
+
+        A torn last record (the server died mid-write) is cut off with a warning; damage in the
+        middle raises (the server refuses to start rather than lose events silently).
+        """
+        from ..core.restore import RestoreError, apply_event
+        from ..errors import HqError
+        from ..journal.format import JournalError, read_all
+
+        path = self.journal_path
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise HqError(f"Cannot read journal {path}: {e.strerror}") from None
+        if not data:
+            return None
+        try:
+            records, tail = read_all(data, path=path)
+        except JournalError:
+            raise
+        if not tail.clean:
+            log.warning("%s", tail.warning(path))
+            with open(path, "r+b") as f:
+                f.truncate(tail.offset)
+                f.flush()
+                os.fsync(f.fileno())
+        core = Core(record_events=True)
+        outbox = Outbox()
+        for i, record in enumerate(records):
+            try:
+                when, kind, payload = record
+                apply_event(core, outbox, when, kind, payload)
+            except (RestoreError, ValueError, TypeError) as e:
+                raise HqError(f"Cannot restore from journal {path}: record {i + 1}: {e}") \
+                    from None
+            outbox.clear()
+        n_jobs = len(core.jobs)
+        log.info("Restored %d jobs and %d workers from journal %s (%d events)", n_jobs,
+                 len(core.workers), path, len(records))
+        return core
+
+    def _after_restore(self) -> None:
+        """Workers of the previous server run: those that can reconnect get a grace period
+        (scheduling waits for them); the others are gone, and their tasks will rerun."""
+        core, now = self.core, time.time()
+        core.record_events = True
+        for w in list(core.workers.values()):
+            if not w.is_running:
+                continue
+            if w.config.on_server_lost == "reconnect":
+                core.awaiting[w.id] = now + (w.config.reconnect_timeout or 0)
+            else:
+                reactor.lose_worker(core, self.outbox, w, WorkerState.CONNECTION_LOST, now,
+                                    count_crash=False)
+        if core.awaiting:
+            log.info("Waiting for %d workers of the previous run to reconnect",
+                     len(core.awaiting))
+
+    def _on_journal_durable(self, pos: int) -> None:
+        """Confirms to each worker the task results that are now on disk."""
+        for link in self.links.values():
+            confirm = None
+            while link.stamps and link.stamps[0][0] <= pos:
+                confirm = link.stamps.pop(0)[1]
+            if confirm is not None:
+                link.push(m.encode(m.ConfirmResults(confirm)))
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -206,13 +307,30 @@ class Server:
                 link.push(m.encode(m.StopWorkerCommand()))
         if outbox.changed_jobs and self.waiters:
             self.requests.check_waiters(outbox.changed_jobs)
+        if self.journal is not None:
+            if outbox.events:
+                pos = self.journal.append(outbox.events)
+            else:
+                pos = self.journal.appended
+            for link in self.links.values():
+                if link.seen_seq != link.stamped_seq:
+                    link.stamped_seq = link.seen_seq
+                    link.stamps.append((pos, link.seen_seq))
+        else:
+            for link in self.links.values():
+                if link.seen_seq != link.stamped_seq:
+                    link.stamped_seq = link.seen_seq
+                    link.push(m.encode(m.ConfirmResults(link.seen_seq)))
         outbox.clear()
 
     async def _housekeeping(self) -> None:
         """Periodic checks that depend on the clock (idle workers)."""
         while True:
-            await trio.sleep(1.0)
+            await trio.sleep(0.5)
             now = time.time()
+            if self.core.awaiting and reactor.expire_awaited_workers(self.core, self.outbox,
+                                                                     now):
+                self.kick()
             for link in list(self.links.values()):
                 w = link.worker
                 timeout = w.config.idle_timeout or self.idle_timeout
@@ -236,14 +354,26 @@ class Server:
             await _close_quietly(stream)
             return
         now = time.time()
-        worker = reactor.add_worker(self.core, self.outbox, msg.config, now)
+        try:
+            worker, rejected = reactor.register_worker(self.core, self.outbox, msg.config,
+                                                       msg.previous, msg.running, msg.results,
+                                                       now)
+        except (ValueError, TypeError, AttributeError) as e:
+            log.warning("Worker registration from %s rejected: %s", peer, e)
+            await _close_quietly(conn)
+            return
         link = WorkerLink(worker, conn)
         self.links[worker.id] = link
-        log.info("Worker %d registered from %s", worker.id, peer)
+        log.info("Worker %d %s from %s", worker.id,
+                 "reconnected" if msg.previous else "registered", peer)
         reason = WorkerState.CONNECTION_LOST
         try:
+            if self.journal is not None:
+                # A worker's arrival is rare and must survive a crash: wait for the disk.
+                self.flush()
+                await self.journal.durable()
             await conn.send(m.encode(m.WorkerRegistered(worker.id, self.core.server_uid,
-                                                        self.idle_timeout)))
+                                                        self.idle_timeout, rejected)))
             self.kick()
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._worker_writer, link)
@@ -278,6 +408,7 @@ class Server:
                 msg = m.decode(data, m.FROM_WORKER)
                 if isinstance(msg, m.TaskUpdates):
                     reactor.task_updates(core, outbox, worker, msg.updates, time.time())
+                    link.seen_seq = msg.seq
                     self.kick()
                 elif isinstance(msg, m.WorkerStopping):
                     try:

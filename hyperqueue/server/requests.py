@@ -22,6 +22,10 @@ _JOB_FILTERS = {
 }
 
 
+MUTATING = frozenset({m.SubmitRequest, m.OpenJobRequest, m.CloseJobsRequest,
+                      m.CancelJobsRequest, m.ForgetJobsRequest, m.StopWorkersRequest})
+
+
 class Waiter:
     __slots__ = ("job_ids", "without_close", "event")
 
@@ -45,9 +49,16 @@ class ClientRequests:
         if handler is None:
             return m.ErrorResponse(f"unsupported request {type(req).__name__}")
         try:
-            return await handler(req)
+            response = await handler(req)
         except (ValueError, reactor.SubmitError) as e:
             return m.ErrorResponse(str(e))
+        journal = self.server.journal
+        if journal is not None and type(req) in MUTATING:
+            # Answer only once the change is on disk (group commit: one fsync serves all
+            # requests waiting at the same time).
+            self.server.flush()
+            await journal.durable()
+        return response
 
     def _select_jobs(self, wire) -> tuple[list, list[int]]:
         sel = Selector.from_wire(wire)
@@ -157,7 +168,8 @@ class ClientRequests:
         states = {_JOB_FILTERS[s] for s in req.states if s in _JOB_FILTERS}
         forgotten = ignored = 0
         for job in jobs:
-            if job.state() in states and reactor.forget_job(self.core, job):
+            if job.state() in states and reactor.forget_job(self.core, self.server.outbox, job,
+                                                                 time.time()):
                 forgotten += 1
             else:
                 ignored += 1

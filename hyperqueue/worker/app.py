@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+from collections import deque
 import os
 import sys
 import time
@@ -33,6 +34,9 @@ log = logging.getLogger("hq.worker")
 
 UPDATE_RUNNING, UPDATE_FINISHED, UPDATE_FAILED = 0, 1, 2
 CONNECT_ATTEMPTS = 20
+DEFAULT_RECONNECT_TIMEOUT = 300.0
+LOST_FINISH = -1
+LOST_RECONNECT = -2
 
 
 class WorkerExit(Exception):
@@ -56,6 +60,8 @@ class Worker:
         self.queue = LocalQueue()
         self.running: dict[tuple[int, int], TaskRun] = {}
         self.updates: list = []
+        self.unconfirmed: deque = deque()  # (seq, results) not yet confirmed durable
+        self.seq = 0
         self.wakeup_writer = trio.Event()
         self.conn = None
         self.worker_id: int | None = None
@@ -72,26 +78,34 @@ class Worker:
 
         `task_status.started(worker_id)` once registered.
         """
-        await self._connect()
+        await self._connect(deadline=None)
         self.runner = Runner(work_dir=self.config.work_dir, hq_path=_hq_path(),
                              server_uid=self.server_uid)
         task_status.started(self.worker_id)
         code = 1
         self.spawner = Spawner(trio.lowlevel.current_trio_token(), self._on_runs_done)
         try:
-            async with trio.open_nursery() as nursery:
-                self.nursery = nursery
-                nursery.start_soon(self._writer)
-                nursery.start_soon(self._heartbeats)
-                nursery.start_soon(self._watchdog)
-                code = await self._reader()
-                if code == -1:  # server lost, finish-running: drain, then exit 1
-                    self.accepting = False
-                    self.queue.clear()
-                    while self.running:
-                        await trio.sleep(0.05)
-                    code = 1
-                nursery.cancel_scope.cancel()
+            async with trio.open_nursery() as outer:
+                self.nursery = outer
+                outer.start_soon(self._watchdog)
+                while True:
+                    async with trio.open_nursery() as session:
+                        session.start_soon(self._writer)
+                        session.start_soon(self._heartbeats)
+                        code = await self._reader()
+                        session.cancel_scope.cancel()
+                    if code == LOST_RECONNECT:
+                        if await self._reconnect():
+                            continue
+                        code = 1
+                    elif code == LOST_FINISH:  # drain running tasks, then exit 1
+                        self.accepting = False
+                        self.queue.clear()
+                        while self.running:
+                            await trio.sleep(0.05)
+                        code = 1
+                    break
+                outer.cancel_scope.cancel()
         except* WorkerExit as eg:
             code = eg.exceptions[0].code
         finally:
@@ -118,53 +132,100 @@ class Worker:
             kill_group_now(pid)
 
     # -- connection -------------------------------------------------------------------------
-    async def _connect(self) -> None:
+    async def _connect(self, deadline: float | None, previous=None) -> None:
+        """Connects, authenticates and registers (retrying with backoff; the access record is
+        read again on every attempt, so a restarted server is found).
+
+        Raises:
+            HqError: wrong key, or no server within the attempts/deadline.
+        """
         delay = 0.2
         last_error = None
-        for attempt in range(self.connect_attempts):
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 _record, section = serverdir.load_access(self.root, "worker")
                 hs = Handshake(role="worker", peer_role="server",
                                key=serverdir.key_bytes(section), hq_version=__version__)
                 conn = await open_connection(section["host"], section["port"], hs)
+                running, results = self._resume_state() if previous else ([], [])
+                await conn.send(m.encode(m.RegisterWorker(self.config, previous, running,
+                                                          results)))
+                reply = m.decode(await conn.receive(), m.TO_WORKER)
+                if not isinstance(reply, m.WorkerRegistered):
+                    raise ProtocolError("unexpected reply to the registration")
+                break
             except HandshakeError as e:
                 raise HqError(f"Cannot connect to the server: {e}") from None
-            except (HqError, OSError, ConnectionClosed, ProtocolError) as e:
+            except (HqError, OSError, ConnectionClosed, ProtocolError,
+                    trio.BrokenResourceError) as e:
                 last_error = e
-                if attempt + 1 < self.connect_attempts:
-                    log.info("Cannot connect to the server (%s); retrying in %.1f s", e, delay)
-                    await trio.sleep(delay)
-                    delay = min(delay * 2, 2.0)
-                continue
-            break
-        else:
-            raise HqError(f"Cannot connect to the server: {last_error}")
-        try:
-            await conn.send(m.encode(m.RegisterWorker(self.config)))
-            reply = m.decode(await conn.receive(), m.TO_WORKER)
-        except (ConnectionClosed, ProtocolError, OSError, trio.BrokenResourceError) as e:
-            raise HqError(f"Worker registration failed: {e}") from None
-        if not isinstance(reply, m.WorkerRegistered):
-            raise HqError("Worker registration failed: unexpected reply from the server")
+                out_of_time = (time.monotonic() + delay > deadline if deadline is not None
+                               else attempt >= self.connect_attempts)
+                if out_of_time:
+                    raise HqError(f"Cannot connect to the server: {last_error}") from None
+                log.info("Cannot connect to the server (%s); retrying in %.1f s", e, delay)
+                await trio.sleep(delay)
+                delay = min(delay * 2, 2.0)
         self.conn = conn
         self.worker_id = reply.worker_id
         self.server_uid = reply.server_uid
+        self.seq = 0
         if self.idle_timeout is None:
             self.idle_timeout = reply.idle_timeout
+        if previous:
+            # Everything kept was handed over in the registration.
+            self.unconfirmed.clear()
+            self.updates = []
+            for job, task, instance in reply.rejected:
+                log.info("Task %d@%d is not wanted any more; killing it", job, task)
+                self._cancel((job, task), instance)
+
+    def _resume_state(self):
+        """What a reconnecting worker reports: running tasks and unconfirmed results."""
+        running = [[r.spec.job_id, r.spec.task_id, r.spec.instance]
+                   for r in self.running.values() if not r.canceled]
+        results = [u for _seq, batch in self.unconfirmed for u in batch]
+        results += [u for u in self.updates if u[0] != UPDATE_RUNNING]
+        return running, results
+
+    async def _reconnect(self) -> bool:
+        """After losing the server with the `reconnect` policy: keeps tasks running and tries
+        to register again until the reconnect timeout. Returns False when it gave up."""
+        previous = [self.server_uid, self.worker_id]
+        self.queue.clear()  # not started yet: the server will hand them out again
+        timeout = self.config.reconnect_timeout or DEFAULT_RECONNECT_TIMEOUT
+        log.info("Trying to reconnect to the server for %.0f s", timeout)
+        with trio.CancelScope(shield=False):
+            try:
+                await self._connect(deadline=time.monotonic() + timeout, previous=previous)
+            except HqError as e:
+                log.error("%s", e)
+                return False
+        log.info("Reconnected to the server as worker %d", self.worker_id)
+        return True
 
     async def _reader(self) -> int:
-        """Handles server messages; returns the exit code (-1: drain running tasks first)."""
+        """Handles server messages; returns the exit code or a LOST_* action."""
         while True:
             try:
                 msg = m.decode(await self.conn.receive(), m.TO_WORKER)
             except (ConnectionClosed, ProtocolError, OSError, trio.BrokenResourceError,
                     trio.ClosedResourceError) as e:
                 log.error("Connection to the server lost: %s", e or "closed")
-                if self.config.on_server_lost == "finish-running":
-                    return -1
+                policy = self.config.on_server_lost
+                if policy == "finish-running":
+                    return LOST_FINISH
+                if policy == "reconnect":
+                    return LOST_RECONNECT
                 return 1
             if isinstance(msg, m.ComputeTasks):
                 self._on_compute(msg)
+            elif isinstance(msg, m.ConfirmResults):
+                unconfirmed = self.unconfirmed
+                while unconfirmed and unconfirmed[0][0] <= msg.seq:
+                    unconfirmed.popleft()
             elif isinstance(msg, m.CancelTasks):
                 for job, task, instance in msg.tasks:
                     self._cancel((job, task), instance)
@@ -245,7 +306,12 @@ class Worker:
             self.wakeup_writer = trio.Event()
             if self.updates:
                 batch, self.updates = self.updates, []
-                await self.conn.send(m.encode(m.TaskUpdates(batch)))
+                self.seq += 1
+                results = [u for u in batch if u[0] != UPDATE_RUNNING]
+                if results:
+                    # Kept until the server confirms them durable (resent after a reconnect).
+                    self.unconfirmed.append((self.seq, results))
+                await self.conn.send(m.encode(m.TaskUpdates(self.seq, batch)))
 
     async def _heartbeats(self) -> None:
         payload = m.encode(m.Heartbeat())
