@@ -86,6 +86,7 @@ COMMANDS = {
     "job": ("job", "job"),
     "task": ("task", "task"),
     "run": ("run", "run"),
+    "journal": ("journal", "journal"),
 }
 
 

@@ -164,6 +164,9 @@ def submit(core: Core, outbox: Outbox, spec: SubmitSpec, now: float) -> Job:
     else:
         # Graph submits are small (job files); their tasks get records at once.
         created: dict[int, Task] = {}
+        # Tasks with a dependency that already ended without finishing: aborted below. (Not
+        # marked through deps_pending: a later pending dep would count the marker back to 0.)
+        doomed: set[int] = set()
         for batch in new_batches:
             for pos, tid in enumerate(batch.ids):
                 task = Task(job, tid, batch, pos)
@@ -178,7 +181,7 @@ def submit(core: Core, outbox: Outbox, spec: SubmitSpec, now: float) -> Job:
                     if dep_state == TaskState.FINISHED:
                         continue
                     if dep_state is not None and dep_state.is_terminal:
-                        task.deps_pending = -1  # aborted below
+                        doomed.add(tid)
                         continue
                     if dep is None:
                         raise SubmitError(f"Invalid dependency: task {d} cannot be depended on")
@@ -189,7 +192,9 @@ def submit(core: Core, outbox: Outbox, spec: SubmitSpec, now: float) -> Job:
         for batch in new_batches:
             for tid in batch.ids:
                 task = created[tid]
-                if task.deps_pending == -1:
+                if task.state.is_terminal:
+                    continue  # already aborted with a doomed task it depends on
+                if tid in doomed:
                     task.deps_pending = 0
                     _complete(core, outbox, task, TaskState.ABORTED, now,
                               "A dependency of the task did not finish")

@@ -77,8 +77,12 @@ def _apply(core: Core, outbox: Outbox, time: float, kind: str, p: dict) -> None:
         worker = _worker(core, p["worker"])
         if reactor.adopt_task(core, outbox, worker, p["job"], p["task"], p["instance"],
                               time) is None:
-            raise RestoreError(f"task {p['job']}@{p['task']} cannot start on worker "
-                               f"{p['worker']}")
+            # Already applied by the replay of a `worker-reconnected` event (which adopts and
+            # settles the worker's tasks itself) and recorded again after it: nothing to do.
+            task = _job(core, p["job"]).tasks.get(p["task"])
+            if task is None or not (task.state.is_terminal or task.instance > p["instance"]):
+                raise RestoreError(f"task {p['job']}@{p['task']} cannot start on worker "
+                                   f"{p['worker']}")
     elif kind in ("task-finished", "task-failed"):
         job = _job(core, p["job"])
         task = job.tasks.get(p["task"])

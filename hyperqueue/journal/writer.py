@@ -99,9 +99,9 @@ class JournalWriter:
                 keep.append((pos, event))
         self._waiters = keep
 
-    async def rewrite(self, keep) -> tuple[int, int]:
-        """Rewrites the file keeping the records for which `keep(record)` is true, atomically
-        (temporary file + fsync + rename). Returns (records kept, records dropped)."""
+    async def rewrite(self, select) -> tuple[int, int]:
+        """Rewrites the file with the records `select(records)` returns, atomically (temporary
+        file + fsync + rename). Returns (records kept, records dropped)."""
         from .format import read_all
 
         await self.flush()
@@ -109,7 +109,7 @@ class JournalWriter:
             def work():
                 with open(self.path, "rb") as f:
                     records, _tail = read_all(f.read())
-                kept = [r for r in records if keep(r)]
+                kept = select(records)
                 tmp = self.path + ".tmp"
                 with open(tmp, "wb") as f:
                     f.write(encode_header())

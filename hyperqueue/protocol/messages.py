@@ -262,6 +262,16 @@ class ForgetJobsRequest(Message):
     states: list
 
 
+@message(FROM_CLIENT, 14, action=STR)
+class JournalRequest(Message):
+    action: str  # "flush" or "prune"
+
+
+@message(FROM_CLIENT, 15, live=BOOL)
+class StreamEventsRequest(Message):
+    live: bool  # False: the history only (replay); True: then follow new events (stream)
+
+
 # -- server -> client -------------------------------------------------------------------------------
 
 
@@ -300,6 +310,12 @@ class ItemResultsResponse(Message):
 class WorkersResponse(Message):
     workers: list
     missing: list
+
+
+@message(TO_CLIENT, 108, events=_list_of(LIST), done=BOOL)
+class EventsResponse(Message):
+    events: list  # [time, type, payload]
+    done: bool  # the last message of the stream
 
 
 # -- worker -> server -------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from collections import deque
 import socket
 import time
 from datetime import datetime, timezone
@@ -34,6 +35,7 @@ from .requests import ClientRequests
 log = logging.getLogger("hq.server")
 
 STOP_GRACE = 1.0  # seconds connections get to drain at stop
+EVENT_LOG_LIMIT = 100_000  # events kept in memory for `journal replay` without a journal
 
 
 class WorkerLink:
@@ -86,6 +88,10 @@ class Server:
         self.access: dict | None = None
         self.start_date = 0.0
         self.requests = ClientRequests(self)
+        # Events for `journal replay/stream`: the journal file when there is one, else the
+        # most recent events kept in memory.
+        self.event_log: deque = deque(maxlen=EVENT_LOG_LIMIT)
+        self.event_listeners: list = []
 
     # -- lifetime -----------------------------------------------------------------------------
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -113,7 +119,7 @@ class Server:
         if self.core is not None:
             record["server_uid"] = self.core.server_uid
         else:
-            self.core = Core(server_uid=record["server_uid"])
+            self.core = Core(server_uid=record["server_uid"], record_events=True)
         self.access = record
         self.start_date = time.time()
         self.instance_dir = serverdir.create_instance_dir(self.root)
@@ -133,6 +139,9 @@ class Server:
                     self.flush()
                     nursery.start_soon(self.journal.run)
                     await self.journal.durable()
+                else:
+                    self.event_log.append((self.start_date, "server-start",
+                                           {"server_uid": self.core.server_uid}))
                 listen_scope = trio.CancelScope()
                 nursery.start_soon(self._serve, listen_scope, client_listeners, worker_listeners,
                                    client_key, worker_key)
@@ -157,6 +166,65 @@ class Server:
             serverdir.remove_current_link(self.root, self.instance_dir)
 
     # -- journal -------------------------------------------------------------------------------
+    async def history(self) -> list:
+        """Every event so far: the journal file's records, or the in-memory log."""
+        if self.journal is None:
+            return list(self.event_log)
+        from ..journal.format import read_all
+
+        await self.journal.flush()
+        with open(self.journal_path, "rb") as f:
+            data = f.read()
+        records, _tail = await trio.to_thread.run_sync(read_all, data)
+        return [tuple(r) for r in records]
+
+    async def _stream_events(self, conn, live: bool) -> None:
+        listener = _Listener()
+        self.event_listeners.append(listener)  # before the history: no event falls between
+        try:
+            history = await self.history()
+            for i in range(0, len(history), 1000):
+                await conn.send(m.encode(m.EventsResponse(
+                    [list(e) for e in history[i:i + 1000]], False)))
+            if not live:
+                await conn.send(m.encode(m.EventsResponse([], True)))
+                return
+            while True:
+                await listener.wakeup.wait()
+                listener.wakeup = trio.Event()
+                batch, listener.pending = listener.pending, []
+                await conn.send(m.encode(m.EventsResponse([list(e) for e in batch], False)))
+        finally:
+            self.event_listeners.remove(listener)
+
+    async def prune_journal(self) -> tuple[int, int]:
+        """Drops the events of completed jobs and of workers that are gone (and not needed to
+        replay a live job) from the journal file."""
+        core = self.core
+        live_jobs = {j.id for j in core.jobs.values() if not j.is_terminated}
+
+        def select(records):
+            workers = {w.id for w in core.workers.values() if w.is_running}
+            for r in records:
+                kind, p = r[1], r[2]
+                if kind == "task-started" and p.get("job") in live_jobs:
+                    workers.add(p["worker"])
+            kept = []
+            for r in records:
+                kind, p = r[1], r[2]
+                if kind.startswith("server-"):
+                    kept.append(r)
+                elif kind.startswith("worker-"):
+                    if p.get("id") in workers:
+                        kept.append(r)
+                else:
+                    job = p.get("job", p.get("job_id"))
+                    if job in live_jobs:
+                        kept.append(r)
+            return kept
+
+        return await self.journal.rewrite(select)
+
     def _restore(self) -> Core | None:
         """The core rebuilt from the journal file, or None when there is none yet.
 
@@ -307,6 +375,9 @@ class Server:
                 link.push(m.encode(m.StopWorkerCommand()))
         if outbox.changed_jobs and self.waiters:
             self.requests.check_waiters(outbox.changed_jobs)
+        if outbox.events:
+            for listener in self.event_listeners:
+                listener.push(outbox.events)
         if self.journal is not None:
             if outbox.events:
                 pos = self.journal.append(outbox.events)
@@ -317,6 +388,7 @@ class Server:
                     link.stamped_seq = link.seen_seq
                     link.stamps.append((pos, link.seen_seq))
         else:
+            self.event_log.extend(outbox.events)
             for link in self.links.values():
                 if link.seen_seq != link.stamped_seq:
                     link.stamped_seq = link.seen_seq
@@ -447,6 +519,9 @@ class Server:
                 except ConnectionClosed:
                     return
                 request = m.decode(data, m.FROM_CLIENT)
+                if isinstance(request, m.StreamEventsRequest):
+                    await self._stream_events(conn, request.live)
+                    continue
                 response = await self.requests.handle(request)
                 await conn.send(m.encode(response))
                 if isinstance(request, m.StopServerRequest):
@@ -456,6 +531,18 @@ class Server:
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(0.5):
                 await _close_quietly(conn if "conn" in locals() else stream)
+
+
+class _Listener:
+    __slots__ = ("pending", "wakeup")
+
+    def __init__(self):
+        self.pending: list = []
+        self.wakeup = trio.Event()
+
+    def push(self, events) -> None:
+        self.pending.extend(events)
+        self.wakeup.set()
 
 
 def _bind_host(host: str | None) -> str | None:

@@ -206,6 +206,20 @@ class ClientRequests:
                 waiter.event.set()
                 self.server.waiters.remove(waiter)
 
+    # -- journal ---------------------------------------------------------------------------------
+    async def on_JournalRequest(self, req: m.JournalRequest):
+        journal = self.server.journal
+        if journal is None:
+            raise ValueError("The server was started without a journal (`--journal`)")
+        if req.action == "flush":
+            self.server.flush()
+            await journal.durable()
+            return m.OkResponse("Journal flushed")
+        if req.action == "prune":
+            kept, dropped = await self.server.prune_journal()
+            return m.OkResponse(f"Journal pruned: {dropped} events dropped, {kept} kept")
+        raise ValueError(f"unknown journal action {req.action!r}")
+
     # -- workers ---------------------------------------------------------------------------------
     async def on_WorkerListRequest(self, req: m.WorkerListRequest):
         now = time.time()

@@ -1,0 +1,141 @@
+"""`hq journal ...`: the event history of a server, offline or live."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from ._click import click
+from .common import DURATION, connect
+from .main import output
+
+
+@click.group()
+def journal():
+    """Inspect and maintain the server's journal."""
+
+
+def event_json(record) -> str:
+    """One JSON line `{"time": ISO, "event": {"type": ..., ...}}` for a journal record."""
+    from .output import iso
+
+    when, kind, payload = record
+    event = {"type": kind}
+    event.update(_jsonable(payload))
+    config = event.get("configuration")
+    if isinstance(config, list):
+        from ..core.model import WorkerConfig
+
+        event["configuration"] = dict(zip(WorkerConfig.FIELDS, config))
+    return json.dumps({"time": iso(when), "event": event}, separators=(",", ":"))
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
+
+
+def _read_journal(path: str):
+    from ..errors import HqError
+    from ..journal.format import read_all
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise HqError(f"Cannot read journal {path}: {e.strerror}") from None
+    records, tail = read_all(data, path=path)
+    if not tail.clean:
+        sys.stderr.write(f"Warning: {tail.warning(path)}\n")
+    return records
+
+
+@journal.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+def export(file):
+    """Print every event of a journal file as JSON lines."""
+    write = sys.stdout.write
+    for record in _read_journal(file):
+        write(event_json(record) + "\n")
+    sys.stdout.flush()
+
+
+def _stream(live: bool) -> None:
+    from ..protocol import messages as m
+
+    with connect() as client:
+        client.conn.settimeout(None)
+        client.conn.send(m.encode(m.StreamEventsRequest(live)))
+        while True:
+            resp = m.decode(client.conn.receive(), m.TO_CLIENT)
+            if isinstance(resp, m.ErrorResponse):
+                from ..errors import RequestFailed
+
+                raise RequestFailed(resp.message)
+            for record in resp.events:
+                sys.stdout.write(event_json(record) + "\n")
+            sys.stdout.flush()
+            if resp.done:
+                return
+
+
+@journal.command()
+def replay():
+    """Print the events of the running server so far, then exit."""
+    _stream(live=False)
+
+
+@journal.command()
+def stream():
+    """Print the events of the running server so far, then follow new ones."""
+    try:
+        _stream(live=True)
+    except KeyboardInterrupt:
+        pass
+
+
+@journal.command()
+def flush():
+    """Make the server write its journal to disk now."""
+    from ..protocol import messages as m
+
+    with connect() as client:
+        msg = client.request(m.JournalRequest("flush")).message
+    if output().is_json:
+        output().json({})
+    elif not output().is_quiet:
+        output().line(msg)
+
+
+@journal.command()
+def prune():
+    """Drop completed jobs and gone workers from the server's journal."""
+    from ..protocol import messages as m
+
+    with connect() as client:
+        msg = client.request(m.JournalRequest("prune"), timeout=None).message
+    if output().is_json:
+        output().json({})
+    elif not output().is_quiet:
+        output().line(msg)
+
+
+@journal.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--start-time", type=DURATION, help="Start of the window (from server start)")
+@click.option("--end-time", type=DURATION, help="End of the window (from server start)")
+def report(file, out, start_time, end_time):
+    """Write a self-contained HTML report (tasks and workers over time) of a journal file."""
+    from ..journal.report import render_report
+
+    html = render_report(_read_journal(file), start_time=start_time, end_time=end_time)
+    with open(out, "w") as f:
+        f.write(html)
+    if not output().is_quiet and not output().is_json:
+        output().line(f"Report written to {out}")
