@@ -68,17 +68,26 @@ def _stdio(value, where, default):
 
 
 def _request(value, where):
+    """The resource variants of a task: `[[task.request]]` tables, earlier ones preferred."""
+    from ..core.model import MAX_VARIANTS
+    from ..core.resources import ResourceRequest
+
+    if value is None:
+        return [ResourceRequest.default()]
+    if not isinstance(value, list) or not value:
+        _fail(where, "expected a list of [[request]] tables")
+    if len(value) > MAX_VARIANTS:
+        _fail(where, f"at most {MAX_VARIANTS} resource variants are allowed")
+    variants = [_one_request(req, f"{where}[{i}]") for i, req in enumerate(value)]
+    if len(variants) > 1 and any(v.n_nodes for v in variants):
+        _fail(where, "a multi-node task cannot have resource variants")
+    return variants
+
+
+def _one_request(req, w):
     from ..core.resources import (ResourceRequest, ResourceRequestEntry, UNIT,
                                   parse_resource_request)
 
-    if value is None:
-        return ResourceRequest.default()
-    if not isinstance(value, list) or not value:
-        _fail(where, "expected a list of [[request]] tables")
-    if len(value) > 1:
-        _fail(where, "resource variants (more than one [[request]]) are not supported yet")
-    req = value[0]
-    w = f"{where}[0]"
     _check_keys(req, REQUEST_KEYS, w)
     entries = []
     resources = req.get("resources", {})
@@ -92,11 +101,12 @@ def _request(value, where):
         except ValueError as e:
             _fail(f"{w}.resources.{name}", str(e))
     n_nodes = req.get("n_nodes", 0)
-    if not isinstance(n_nodes, int) or n_nodes < 0:
+    if isinstance(n_nodes, bool) or not isinstance(n_nodes, int) or n_nodes < 0:
         _fail(f"{w}.n_nodes", "expected a non-negative integer")
-    if n_nodes:
-        _fail(f"{w}.n_nodes", "multi-node tasks are not supported yet")
-    if not any(e.name == "cpus" for e in entries):
+    if n_nodes and entries:
+        _fail(f"{w}.resources", "a multi-node request takes whole workers; resources cannot "
+                                "be requested with n_nodes")
+    if not n_nodes and not any(e.name == "cpus" for e in entries):
         entries.append(ResourceRequestEntry("cpus", UNIT, "compact"))
     weight = req.get("weight", 1.0)
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:

@@ -59,6 +59,8 @@ def submit_options(f):
                      help="One task per element of a JSON array (in HQ_ENTRY)"),
         click.option("--cpus", help="CPUs per task, e.g. '4' or '2 compact!'"),
         click.option("--resource", "resource", multiple=True, help="NAME=AMOUNT [POLICY]"),
+        click.option("--nodes", type=click.IntRange(0), default=0,
+                     help="Run each task on this many whole workers of one group"),
         click.option("--time-request", type=DURATION,
                      help="Minimal remaining worker lifetime to start a task"),
         click.option("--priority", type=int, default=0, help="Higher runs first"),
@@ -121,10 +123,16 @@ def build_request(opts: dict, command: tuple[str, ...], job_id: int | None = Non
             raise click.BadParameter("use either --cpus or --resource cpus=...",
                                      param_hint="'--resource'")
         entries_.append(e)
-    if not any(e.name == "cpus" for e in entries_):
+    nodes = opts.get("nodes") or 0
+    if nodes:
+        if opts.get("cpus") is not None or entries_:
+            raise click.UsageError("--nodes cannot be combined with --cpus or --resource")
+        if opts.get("pin"):
+            raise click.UsageError("--nodes cannot be combined with --pin")
+    elif not any(e.name == "cpus" for e in entries_):
         entries_.append(ResourceRequestEntry("cpus", UNIT, "compact"))
     try:
-        request = ResourceRequest(entries_, 0, opts.get("time_request") or 0.0)
+        request = ResourceRequest(entries_, nodes, opts.get("time_request") or 0.0)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="'--resource'")
     stdin = None

@@ -131,3 +131,53 @@ def info(job_selector, task_selector, verbose):
             ("Error", _error(t, verbose, 237)),
         ]
         out.vertical(rows)
+
+
+@task.command()
+@click.argument("job_selector", type=SelectorType(allow_all=False))
+@click.argument("task_id", type=int)
+def explain(job_selector, task_id):
+    """Explain why a task does (not) run on each worker."""
+    from ..protocol import messages as m
+
+    if job_selector.kind == "ids" and len(job_selector.ids) != 1:
+        raise click.BadParameter("expected a single job id or 'last'")
+    with connect() as client:
+        ex = client.request(m.TaskExplainRequest(job_selector.to_wire(), task_id)).explanation
+    out = output()
+    if out.is_json:
+        out.json({"task_id": task_id, "explanation": ex})
+        return
+    deps = ex["dependencies"]
+    if deps["total"]:
+        if deps["pending"]:
+            out.line(f"Task is waiting for {deps['pending']}/{deps['total']} dependencies.")
+        else:
+            out.line("All dependencies of the task are finished.")
+    else:
+        out.line("The task has no dependencies.")
+    runnable = []
+    rows = []
+    n_var = ex["n_variants"]
+    for w in ex["workers"]:
+        ok = [v for v in w["variants"] if v["runnable"]]
+        if ok:
+            runnable.append(str(w["worker_id"]))
+        if n_var > 1:
+            verdict = f"Yes ({len(ok)}/{n_var} variants)" if ok else "No"
+        else:
+            verdict = "Yes" if ok else "No"
+        first = True
+        for v in w["variants"]:
+            for item in v["items"] or [{"type": "", "provides": "", "request": "",
+                                        "ok": True}]:
+                rows.append([w["worker_id"] if first else "", verdict if first else "",
+                             v["variant"] if n_var > 1 else "", item["type"],
+                             item["provides"], item["request"] + ("" if item["ok"]
+                                                                  else "  (blocking)")])
+                first = False
+    if runnable:
+        out.line(f"The task can run on workers: {', '.join(runnable)}")
+    else:
+        out.line("The task cannot run on any connected worker.")
+    out.horizontal(["Worker Id", "Runnable", "Variant", "Type", "Provides", "Request"], rows)

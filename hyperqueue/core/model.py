@@ -172,24 +172,48 @@ class ProgramDef:
                    bool(task_dir))
 
 
+MAX_VARIANTS = 32
+
+
 class TaskTemplate:
-    """Everything tasks of one submitted batch share."""
+    """Everything tasks of one submitted batch share.
 
-    __slots__ = ("program", "request", "time_limit", "priority", "crash_limit", "pin")
+    `requests` are the resource variants: alternatives, earlier ones preferred; the scheduler
+    picks exactly one per task instance (most tasks have a single variant).
+    """
 
-    def __init__(self, program: ProgramDef, request: ResourceRequest | None = None,
+    __slots__ = ("program", "requests", "time_limit", "priority", "crash_limit", "pin")
+
+    def __init__(self, program: ProgramDef, request=None,
                  time_limit: float | None = None, priority: int = 0,
                  crash_limit: int = DEFAULT_CRASH_LIMIT, pin: str | None = None):
         self.program = program
-        self.request = request or ResourceRequest.default()
+        if request is None:
+            requests = (ResourceRequest.default(),)
+        elif isinstance(request, ResourceRequest):
+            requests = (request,)
+        else:
+            requests = tuple(request)
+        if not 1 <= len(requests) <= MAX_VARIANTS:
+            raise ValueError(f"a task has 1 to {MAX_VARIANTS} resource variants")
+        self.requests = requests
         self.time_limit = time_limit
         self.priority = priority
         self.crash_limit = crash_limit
         self.pin = pin
 
+    @property
+    def request(self) -> ResourceRequest:
+        """The first (preferred) variant."""
+        return self.requests[0]
+
+    @property
+    def is_multi_node(self) -> bool:
+        return self.requests[0].n_nodes > 0
+
     def to_wire(self):
-        return [self.program.to_wire(), self.request.to_wire(), self.time_limit, self.priority,
-                self.crash_limit, self.pin]
+        return [self.program.to_wire(), [r.to_wire() for r in self.requests], self.time_limit,
+                self.priority, self.crash_limit, self.pin]
 
     @classmethod
     def from_wire(cls, obj) -> "TaskTemplate":
@@ -202,7 +226,12 @@ class TaskTemplate:
             raise ValueError("priority and crash limit must be integers")
         if pin not in (None, "taskset", "omp"):
             raise ValueError(f"invalid pin mode {pin!r}")
-        return cls(ProgramDef.from_wire(program), ResourceRequest.from_wire(request),
+        if not isinstance(request, list):
+            raise ValueError("resource requests must be a list of variants")
+        requests = [ResourceRequest.from_wire(r) for r in request]
+        if any(r.n_nodes for r in requests) and len(requests) > 1:
+            raise ValueError("a multi-node task cannot have resource variants")
+        return cls(ProgramDef.from_wire(program), requests,
                    float(time_limit) if time_limit is not None else None, priority,
                    crash_limit, pin)
 
@@ -233,7 +262,8 @@ class Task:
     """A task with individual state; created lazily when it leaves the compact array form."""
 
     __slots__ = ("job", "id", "batch", "position", "state", "instance", "crash_count",
-                 "worker", "start_time", "end_time", "error", "deps_pending", "consumers")
+                 "worker", "start_time", "end_time", "error", "deps_pending", "consumers",
+                 "variant", "nodes")
 
     def __init__(self, job: "Job", task_id: int, batch: TaskBatch, position: int):
         self.job = job
@@ -249,6 +279,8 @@ class Task:
         self.error: str | None = None
         self.deps_pending = 0
         self.consumers: list[Task] | None = None
+        self.variant = 0  # the resource variant of the current assignment
+        self.nodes: list[Worker] | None = None  # multi-node: all reserved workers, root first
 
     @property
     def key(self) -> tuple[int, int]:
@@ -399,7 +431,7 @@ class Worker:
     __slots__ = ("id", "config", "state", "capacity", "load", "tasks", "n_running",
                  "started_at", "ended_at", "last_task_started", "templates_sent",
                  "idle_since", "stopping", "prefill", "rate", "done_in_window",
-                 "window_start")
+                 "window_start", "mn_task")
 
     def __init__(self, worker_id: int, config: WorkerConfig, now: float):
         self.id = worker_id
@@ -420,6 +452,7 @@ class Worker:
         self.rate = 0.0  # tasks completed per second (smoothed)
         self.done_in_window = 0
         self.window_start = now
+        self.mn_task: Task | None = None  # the multi-node task this worker is reserved for
 
     @property
     def is_running(self) -> bool:

@@ -23,7 +23,7 @@ from .model import (
 )
 from .outbox import Outbox
 from .ranges import IntRanges
-from .state import Core, cursor_remaining, request_amounts
+from .state import Core, cursor_remaining, task_amounts
 
 
 class SubmitError(ValueError):
@@ -380,6 +380,12 @@ def lose_worker(core: Core, outbox: Outbox, worker: Worker, reason: WorkerState,
     worker.ended_at = now
     _event(core, outbox, now, "worker-lost", id=worker.id, reason=reason.label,
            count_crash=count_crash)
+    mn = worker.mn_task
+    if mn is not None and mn.worker is not worker:
+        # A secondary node of a multi-node task: the task goes on without it.
+        mn.nodes.remove(worker)
+        worker.mn_task = None
+        worker.load = dict.fromkeys(worker.load, 0)
     for task in sorted(worker.tasks, key=lambda t: (t.job.id, t.id)):
         if task.state.is_terminal:
             # Ended (and released) by an earlier iteration: a crash-limit failure above went
@@ -420,7 +426,8 @@ def lose_worker(core: Core, outbox: Outbox, worker: Worker, reason: WorkerState,
 
 
 def adopt_task(core: Core, outbox: Outbox, worker: Worker, job_id: int, task_id: int,
-               instance: int, now: float) -> Task | None:
+               instance: int, now: float, variant: int = 0,
+               nodes: list[Worker] | None = None) -> Task | None:
     """Makes a task RUNNING on `worker` because the worker says it runs it (a journal replay,
     or a worker that reconnected after a server restart). Returns None when the task cannot be
     adopted (unknown, already ended, running elsewhere, or another instance)."""
@@ -440,17 +447,39 @@ def adopt_task(core: Core, outbox: Outbox, worker: Worker, job_id: int, task_id:
         return None
     if task.state != TaskState.WAITING or task.deps_pending or task.instance > instance:
         return None
+    if not 0 <= variant < len(task.batch.template.requests):
+        return None
+    if task.batch.template.is_multi_node:
+        nodes = nodes or [worker]
+        if any(n.mn_task is not None or n.tasks or not n.is_running for n in nodes):
+            return None
     _unqueue(core, task)
     task.instance = instance
-    _set_state(task, TaskState.ASSIGNED)
-    task.worker = worker
-    worker.tasks.add(task)
-    worker.idle_since = None
-    load = worker.load
-    for name, amount in request_amounts(task.batch.template.request, worker):
-        load[name] = load.get(name, 0) + amount
+    assign(task, worker, variant, nodes if task.batch.template.is_multi_node else None)
     _start(core, outbox, task, worker, now)
     return task
+
+
+def assign(task: Task, worker: Worker, variant: int, nodes: list[Worker] | None) -> None:
+    """Hands a waiting task to a worker (root of `nodes` for a multi-node task)."""
+    counts = task.job.counts
+    counts[task.state] -= 1
+    counts[TaskState.ASSIGNED] += 1
+    task.state = TaskState.ASSIGNED
+    task.worker = worker
+    task.variant = variant
+    worker.tasks.add(task)
+    worker.idle_since = None
+    if nodes is not None:
+        task.nodes = list(nodes)
+        for node in nodes:
+            node.mn_task = task
+            node.load = dict(node.capacity)
+            node.idle_since = None
+    else:
+        load = worker.load
+        for name, amount in task_amounts(task, worker):
+            load[name] = load.get(name, 0) + amount
 
 
 def _materialize_waiting(core: Core, job: Job, task_id: int) -> Task | None:
@@ -540,8 +569,16 @@ def _start(core: Core, outbox: Outbox, task: Task, worker: Worker, now: float) -
     job.workers_used[worker.id] = worker.config.hostname
     worker.last_task_started = (job.id, task.id, now)
     outbox.changed_jobs.add(job.id)
-    _event(core, outbox, now, "task-started", job=job.id, task=task.id,
-           instance=task.instance, worker=worker.id)
+    if core.record_events:
+        extra = {}
+        if task.variant:
+            extra["variant"] = task.variant
+        if task.nodes is not None:
+            extra["nodes"] = [n.id for n in task.nodes]
+            for n in task.nodes:
+                job.workers_used[n.id] = n.config.hostname
+        _event(core, outbox, now, "task-started", job=job.id, task=task.id,
+               instance=task.instance, worker=worker.id, **extra)
 
 
 def _check_max_fails(core: Core, outbox: Outbox, job: Job, now: float) -> None:
@@ -558,11 +595,17 @@ def _set_state(task: Task, state: TaskState) -> None:
 
 
 def _release(task: Task) -> None:
-    """Gives the task's resources back to its worker's accounting."""
+    """Gives the task's resources back to its worker's (or workers') accounting."""
     worker = task.worker
-    load = worker.load
-    for name, amount in request_amounts(task.batch.template.request, worker):
-        load[name] -= amount
+    if task.nodes is not None:
+        for node in task.nodes:
+            node.load = dict.fromkeys(node.load, 0)
+            node.mn_task = None
+        task.nodes = None
+    else:
+        load = worker.load
+        for name, amount in task_amounts(task, worker):
+            load[name] -= amount
     if task.state == TaskState.RUNNING:
         worker.n_running -= 1
 

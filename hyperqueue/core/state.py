@@ -147,6 +147,11 @@ class Core:
                 if t.state in (TaskState.ASSIGNED, TaskState.RUNNING):
                     assert t.worker is not None and t in t.worker.tasks, t
                     assert t.worker.is_running, (t, t.worker)
+                    if t.nodes is not None:
+                        assert t.nodes[0] is t.worker, t
+                        assert all(n.mn_task is t for n in t.nodes), t
+                else:
+                    assert t.nodes is None, t
             for ids, state in job.bulk:
                 counts[state] += len(ids)
             materialized_or_bulk = sum(counts)
@@ -166,12 +171,21 @@ class Core:
             load = dict.fromkeys(w.capacity, 0)
             for t in w.tasks:
                 assert t.worker is w and t.state in (TaskState.ASSIGNED, TaskState.RUNNING), t
-                for name, amount in request_amounts(t.batch.template.request, w):
+                for name, amount in task_amounts(t, w):
                     load[name] += amount
+            if w.mn_task is not None:
+                assert w.mn_task.nodes and w in w.mn_task.nodes, w
+                assert w.mn_task.state in (TaskState.ASSIGNED, TaskState.RUNNING)
+                load = dict(w.capacity)
             assert load == w.load, (w, load, w.load)
             assert w.n_running == sum(1 for t in w.tasks if t.state == TaskState.RUNNING)
             if not w.is_running:
-                assert not w.tasks, w
+                assert not w.tasks and w.mn_task is None, w
+
+
+def task_amounts(task, worker: Worker):
+    """`(resource, units)` the task's current assignment takes from `worker`."""
+    return request_amounts(task.batch.template.requests[task.variant], worker)
 
 
 def request_amounts(request, worker: Worker):

@@ -44,6 +44,10 @@ _RECORD = struct.Struct("<II")
 RECORD_HEADER_SIZE = _RECORD.size  # 8
 
 _NONZERO = re.compile(rb"[^\x00]")
+# Work allowed for deciding whether valid records follow a bad one: bytes checksummed, plus
+# _CANDIDATE_COST per candidate record start examined. About a second; enough for MiBs of garbage.
+_SEARCH_BUDGET = 1 << 30
+_CANDIDATE_COST = 256
 _FILE_PLACEHOLDER = "<file>"
 
 
@@ -60,16 +64,18 @@ class JournalCorrupted(JournalError):
         record: 1-based number of the damaged record (``record - 1`` records precede it).
         reason: what is wrong with that record.
         valid_after: file offset of a complete, checksum-valid record after the damage, or
-            None when the damaged record itself has a valid checksum but does not decode.
+            None when the damaged record itself has a valid checksum but does not decode, or
+            when the data after the damage was too large to search (`unsearchable`).
     """
 
-    def __init__(self, offset: int, record: int, reason: str, valid_after: int | None,
-                 path: str | None = None):
+    def __init__(self, offset: int, record: int, reason: str, valid_after: int | None = None, *,
+                 unsearchable: bool = False, path: str | None = None):
+        message = f"journal is damaged at byte {offset} (record {record}: {reason})"
         if valid_after is not None:
-            message = (f"journal is damaged at byte {offset} (record {record}: {reason}), and valid "
-                       f"records follow the damage (at byte {valid_after}); refusing to read past it")
-        else:
-            message = f"journal is damaged at byte {offset} (record {record}: {reason}); refusing to read past it"
+            message += f", and valid records follow the damage (at byte {valid_after})"
+        elif unsearchable:
+            message += ", and the data after it is too large to search for further valid records"
+        message += "; refusing to read past it"
         target = _FILE_PLACEHOLDER if path is None else shlex.quote(path)
         hint = (f"To keep the {record - 1} records before the damage and discard everything from byte "
                 f"{offset} on, truncate the file to {offset} bytes: `truncate -s {offset} {target}`")
@@ -197,6 +203,7 @@ class JournalReader:
         self._scan = 1  # when bad: next index in _buf to examine as a record start
         self._waiting: list[tuple[int, int, int]] = []  # when bad: (end, start, crc) of incomplete candidates
         self._error: JournalCorrupted | None = None
+        self._budget = _SEARCH_BUDGET
         self._finished = False
         # A plausible length's top byte is at most max_record's: skip other offsets in C.
         top = min(max_record >> 24, 0xFF)
@@ -246,7 +253,7 @@ class JournalReader:
             except Exception as exc:  # any decoder failure is damage, never a crash
                 self._error = JournalCorrupted(self._base + pos, self._count + 1,
                                                f"its checksum is valid but it does not decode: {exc}",
-                                               None, self._path)
+                                               path=self._path)
                 raise self._error from exc
             self._pos = end
             self._count += 1
@@ -286,39 +293,58 @@ class JournalReader:
         self._scan = 1
 
     def _search(self) -> None:
-        """Look for a complete, checksum-valid record after the bad one; raise if one exists."""
+        """Look for a complete, checksum-valid record after the bad one; raise if one exists.
+
+        Every offset after the bad record is a candidate record start (its length field may
+        be what was damaged). Candidates are checked in order of their end, interleaved with
+        the scan, so the search stops right after the first valid record -- normally the one
+        that followed the damaged record -- instead of checksumming long bogus candidates.
+
+        Searching megabytes of random garbage costs time cubic in its size, so the work is
+        bounded (`_SEARCH_BUDGET`); when it runs out, the damage is reported as unsearchable
+        (refused like damage in the middle) rather than cut as a torn tail.
+        """
         buf, size, limit = self._buf, len(self._buf), self._max
-        waiting, unpack, crc32 = self._waiting, _RECORD.unpack_from, zlib.crc32
-        found = None
+        heap, unpack, crc32 = self._waiting, _RECORD.unpack_from, zlib.crc32
+        search, last_start = self._candidate.search, size - 8
+        o, found = self._scan, None
         with memoryview(buf) as view:
-            o = self._scan
-            while found is None and o <= size - 8:
-                m = self._candidate.search(buf, o)
-                if m is None or m.start() > size - 8:
-                    o = size - 7 if m is None else m.start()
+            while True:
+                m = search(buf, o) if o <= last_start else None
+                if m is None or m.start() > last_start:
+                    # No further candidate header is complete; resume here when data arrives.
+                    o = max(o, size - 7) if m is None else m.start()
+                    nxt, horizon = None, size + 1
+                else:
+                    nxt = m.start()
+                    horizon = nxt + 9  # no candidate from nxt on can end before this
+                while heap and heap[0][0] < horizon:
+                    end, start, crc = heapq.heappop(heap)
+                    if _one_cbor_item(buf, start + 8, end):
+                        self._budget -= end - start
+                        if crc32(view[start + 8:end]) == crc:
+                            found = start
+                            break
+                if found is not None or nxt is None or self._budget < 0:
                     break
-                o = m.start()
-                length, crc = unpack(buf, o)
+                length, crc = unpack(buf, nxt)
                 if length == 0:
                     # Inside zeros: the next candidate needs a non-zero byte in its length field.
-                    nz = _NONZERO.search(buf, o + 4)
+                    nz = _NONZERO.search(buf, nxt + 4)
                     o = size - 3 if nz is None else nz.start() - 3
                     continue
                 if length <= limit:
-                    end = o + 8 + length
-                    if end > size:
-                        heapq.heappush(waiting, (end, o, crc))
-                    elif crc32(view[o + 8:end]) == crc:
-                        found = o
-                o += 1
-            self._scan = max(o, self._scan)
-            while found is None and waiting and waiting[0][0] <= size:
-                end, start, crc = heapq.heappop(waiting)
-                if crc32(view[start + 8:end]) == crc:
-                    found = start
+                    heapq.heappush(heap, (nxt + 8 + length, nxt, crc))
+                    self._budget -= _CANDIDATE_COST
+                o = nxt + 1
+        self._scan = max(o, self._scan)
         if found is not None:
             self._error = JournalCorrupted(self._base, self._count + 1, self._describe(at_eof=False),
-                                           self._base + found, self._path)
+                                           self._base + found, path=self._path)
+            raise self._error
+        if self._budget < 0:
+            self._error = JournalCorrupted(self._base, self._count + 1, self._describe(at_eof=False),
+                                           unsearchable=True, path=self._path)
             raise self._error
 
     def _describe(self, at_eof: bool) -> str:
@@ -336,6 +362,39 @@ class JournalReader:
             return (f"incomplete record ({rest - 8} of {length} bytes)" if at_eof
                     else f"record length {length} runs past the end of the data")
         return "checksum mismatch"
+
+
+def _one_cbor_item(buf: bytearray, pos: int, end: int) -> bool:
+    """Cheap necessary condition for buf[pos:end] being exactly one CBOR item (as dumps() writes).
+
+    Looks at the first item head only (after any tags): scalars and definite strings must end
+    exactly at `end`, definite arrays and maps must have room for their elements. Rejects most
+    random candidates without checksumming them.
+    """
+    while pos < end:
+        b = buf[pos]
+        major, info = b >> 5, b & 31
+        if info < 24:
+            arg, head = info, 1
+        elif info < 28:
+            head = 1 + (1 << (info - 24))
+            if pos + head > end:
+                return False
+            arg = int.from_bytes(buf[pos + 1:pos + head], "big")
+        elif info == 31:
+            return 2 <= major <= 5  # indefinite strings and containers; anything else is malformed
+        else:
+            return False
+        if major == 6:  # tag: the tagged item follows
+            pos += head
+            continue
+        rest = end - pos - head
+        if major in (0, 1, 7):
+            return rest == 0
+        if major in (2, 3):
+            return rest == arg
+        return rest >= arg * (1 if major == 4 else 2)
+    return False
 
 
 def read_all(data: bytes, *, max_record: int = MAX_RECORD, path: str | None = None) -> tuple[list, TailReport]:

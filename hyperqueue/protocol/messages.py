@@ -69,10 +69,14 @@ def _task_ref(v):
 
 
 def _compute_task(v):
-    if not (isinstance(v, list) and len(v) == 5 and all(isinstance(x, int) for x in v[:4])):
+    if not (isinstance(v, list) and len(v) == 7 and all(isinstance(x, int) for x in v[:4])
+            and isinstance(v[5], int)):
         raise ValueError("malformed task assignment")
     if v[4] is not None and not isinstance(v[4], bytes):
         raise ValueError("malformed task entry")
+    if v[6] is not None and not (isinstance(v[6], list) and v[6]
+                                 and all(isinstance(h, str) for h in v[6])):
+        raise ValueError("malformed node list")
     return v
 
 
@@ -267,6 +271,12 @@ class JournalRequest(Message):
     action: str  # "flush" or "prune"
 
 
+@message(FROM_CLIENT, 16, job_id=ANY, task_id=INT)
+class TaskExplainRequest(Message):
+    job_id: Any  # a job selector (single id or last)
+    task_id: int
+
+
 @message(FROM_CLIENT, 15, live=BOOL)
 class StreamEventsRequest(Message):
     live: bool  # False: the history only (replay); True: then follow new events (stream)
@@ -310,6 +320,11 @@ class ItemResultsResponse(Message):
 class WorkersResponse(Message):
     workers: list
     missing: list
+
+
+@message(TO_CLIENT, 109, explanation=DICT)
+class ExplainResponse(Message):
+    explanation: dict
 
 
 @message(TO_CLIENT, 108, events=_list_of(LIST), done=BOOL)
@@ -372,7 +387,7 @@ class WorkerRegistered(Message):
 @message(TO_WORKER, 302, templates=_list_of(_template_entry), tasks=_list_of(_compute_task))
 class ComputeTasks(Message):
     templates: list  # [template_id, TaskTemplate, submit_dir]
-    tasks: list  # [job, task, instance, template_id, entry | None]
+    tasks: list  # [job, task, instance, template_id, entry | None, variant, nodes | None]
 
 
 @message(TO_WORKER, 303, tasks=_list_of(_task_ref))

@@ -363,7 +363,11 @@ class Server:
                 if tid not in sent:
                     sent.add(tid)
                     templates.append([tid, batch.template, t.job.submit_dir])
-                wire_tasks.append([t.job.id, t.id, t.instance, tid, batch.entry_at(t.position)])
+                nodes = None
+                if t.nodes is not None:
+                    nodes = [n.config.hostname for n in t.nodes]
+                wire_tasks.append([t.job.id, t.id, t.instance, tid, batch.entry_at(t.position),
+                                   t.variant, nodes])
             link.push(m.encode(m.ComputeTasks(templates, wire_tasks)))
         for wid, refs in outbox.cancel.items():
             link = self.links.get(wid)

@@ -206,6 +206,37 @@ class ClientRequests:
                 waiter.event.set()
                 self.server.waiters.remove(waiter)
 
+    async def on_TaskExplainRequest(self, req: m.TaskExplainRequest):
+        from ..core import scheduler
+        from ..core.model import TaskState
+
+        jobs, missing = self._select_jobs(req.job_id)
+        if not jobs:
+            raise ValueError(f"Job {missing[0] if missing else ''} not found".strip())
+        job = jobs[0]
+        task = job.tasks.get(req.task_id)
+        state = self.core.task_state(job, req.task_id)
+        if state is None:
+            raise ValueError(f"Task {req.task_id} not found in job {job.id}")
+        if task is None:
+            # still in array form: explain with a throw-away record of it
+            from ..core.model import Task
+            from ..core.state import position_of
+
+            for batch in job.batches:
+                pos = position_of(batch.ids, req.task_id)
+                if pos is not None:
+                    task = Task(job, req.task_id, batch, pos)
+                    break
+        out = scheduler.explain(self.core, task, time.time())
+        out["task_id"] = req.task_id
+        out["state"] = state.public_name
+        deps = list(task.batch.deps)
+        pending = [d for d in deps if self.core.task_state(job, d) != TaskState.FINISHED]
+        out["dependencies"] = {"total": len(deps), "pending": len(pending)}
+        out["n_variants"] = len(task.batch.template.requests)
+        return m.ExplainResponse(out)
+
     # -- journal ---------------------------------------------------------------------------------
     async def on_JournalRequest(self, req: m.JournalRequest):
         journal = self.server.journal

@@ -26,7 +26,7 @@ from ..protocol.errors import ConnectionClosed, HandshakeError, ProtocolError
 from ..protocol.handshake import Handshake
 from ..transport.connection import open_connection
 from ..version import __version__
-from .allocator import Allocator
+from .allocator import Allocation, Allocator
 from .runner import KILL_GRACE, Runner, TaskRun, TaskSpec, kill_group_now
 from .spawner import Spawner
 
@@ -238,9 +238,9 @@ class Worker:
             self.templates[tid] = (template, submit_dir)
         push = self.queue.push
         templates = self.templates
-        for job, task, instance, tid, entry in msg.tasks:
+        for job, task, instance, tid, entry, variant, nodes in msg.tasks:
             template, submit_dir = templates[tid]
-            push(TaskSpec(job, task, instance, template, submit_dir, entry))
+            push(TaskSpec(job, task, instance, template, submit_dir, entry, variant, nodes))
         self._start_ready()
 
     def _start_ready(self) -> None:
@@ -365,9 +365,10 @@ class LocalQueue:
 
     def push(self, spec: TaskSpec) -> None:
         t = spec.template
-        heap = self.heaps.get(t.request)
+        request = spec.request
+        heap = self.heaps.get(request)
         if heap is None:
-            heap = self.heaps[t.request] = []
+            heap = self.heaps[request] = []
         self.seq += 1
         heapq.heappush(heap, (-t.priority, spec.job_id, spec.task_id, self.seq, spec))
         self.size += 1
@@ -376,7 +377,10 @@ class LocalQueue:
         """Yields `(spec, allocation)` for every queued task that fits now, best first."""
         for request, heap in sorted(self.heaps.items(), key=lambda kv: kv[1][0][:3]):
             while heap:
-                alloc = allocator.try_allocate(request)
+                if request.n_nodes:  # the server reserved whole workers: nothing to split
+                    alloc = Allocation()
+                else:
+                    alloc = allocator.try_allocate(request)
                 if alloc is None:
                     break
                 spec = heapq.heappop(heap)[-1]

@@ -21,15 +21,23 @@ TRUNCATED_MARK = "\n[The message was truncated]"
 class TaskSpec:
     """One assigned task as the worker sees it."""
 
-    __slots__ = ("job_id", "task_id", "instance", "template", "submit_dir", "entry")
+    __slots__ = ("job_id", "task_id", "instance", "template", "submit_dir", "entry", "variant",
+                 "nodes")
 
-    def __init__(self, job_id, task_id, instance, template, submit_dir, entry):
+    def __init__(self, job_id, task_id, instance, template, submit_dir, entry, variant=0,
+                 nodes=None):
         self.job_id = job_id
         self.task_id = task_id
         self.instance = instance
         self.template = template
         self.submit_dir = submit_dir
         self.entry = entry
+        self.variant = variant
+        self.nodes = nodes  # multi-node task: hostnames of all its workers, this one first
+
+    @property
+    def request(self):
+        return self.template.requests[self.variant]
 
     @property
     def key(self):
@@ -56,7 +64,15 @@ def build_env(spec: TaskSpec, allocation, base_env: dict, hq_path: str,
     env["HQ"] = hq_path
     if spec.entry is not None:
         env["HQ_ENTRY"] = spec.entry.decode("utf-8", "surrogateescape")
-    for e in spec.template.request.entries:
+    if spec.nodes is not None:
+        # Multi-node tasks get the node files instead of resource variables.
+        env["HQ_NUM_NODES"] = str(len(spec.nodes))
+        env["HQ_NODE_FILE"] = os.path.join(task_dir, "hq-nodefile")
+        env["HQ_HOST_FILE"] = os.path.join(task_dir, "hq-hostfile")
+        return _with_task_dir(env, task_dir)
+    if len(spec.template.requests) > 1:
+        env["HQ_RESOURCE_VARIANT"] = str(spec.variant)
+    for e in spec.request.entries:
         name = _env_name(e.name)
         env[f"HQ_RESOURCE_REQUEST_{name}"] = e.to_text()
         labels = allocation.labels(e.name) if allocation is not None else []
@@ -66,7 +82,7 @@ def build_env(spec: TaskSpec, allocation, base_env: dict, hq_path: str,
         cpus = allocation.labels("cpus")
         if cpus:
             env["HQ_CPUS"] = ",".join(cpus)
-            cpu_entry = spec.template.request.get("cpus")
+            cpu_entry = spec.request.get("cpus")
             if ("OMP_NUM_THREADS" not in program.env and cpu_entry is not None
                     and (cpu_entry.amount == ALL or cpu_entry.amount % 10000 == 0)):
                 env["OMP_NUM_THREADS"] = str(len(cpus))
@@ -77,6 +93,10 @@ def build_env(spec: TaskSpec, allocation, base_env: dict, hq_path: str,
         amd = allocation.labels("gpus/amd")
         if amd:
             env["ROCR_VISIBLE_DEVICES"] = ",".join(amd)
+    return _with_task_dir(env, task_dir)
+
+
+def _with_task_dir(env: dict, task_dir: str | None) -> dict:
     if task_dir is not None:
         env["HQ_TASK_DIR"] = task_dir
         env["HQ_ERROR_FILENAME"] = os.path.join(task_dir, "hq-error")
@@ -187,8 +207,12 @@ class Runner:
             program.cwd, program.stdout.path, program.stderr.path, job_id=spec.job_id,
             task_id=spec.task_id, instance=spec.instance, submit_dir=spec.submit_dir,
             server_uid=self.server_uid)
-        task_dir = tempfile.mkdtemp(prefix="t", dir=self.work_dir) if program.task_dir else None
+        multi_node = spec.nodes is not None
+        task_dir = (tempfile.mkdtemp(prefix="t", dir=self.work_dir)
+                    if program.task_dir or multi_node else None)
         try:
+            if multi_node:
+                _write_node_files(task_dir, spec.nodes)
             self._makedirs(cwd)
             env = build_env(spec, run.allocation, self.base_env, self.hq_path, task_dir)
             args = program.args
@@ -277,3 +301,14 @@ class Runner:
 
 def kill_group_now(pid: int) -> None:
     _killpg(pid, signal.SIGKILL)
+
+
+def _write_node_files(task_dir: str, hostnames: list[str]) -> None:
+    """`hq-nodefile` (short names, IP addresses kept) and `hq-hostfile` (full names)."""
+    def short(h: str) -> str:
+        return h if h.replace(".", "").isdigit() else h.split(".", 1)[0]
+
+    with open(os.path.join(task_dir, "hq-nodefile"), "w") as f:
+        f.write("".join(short(h) + "\n" for h in hostnames))
+    with open(os.path.join(task_dir, "hq-hostfile"), "w") as f:
+        f.write("".join(h + "\n" for h in hostnames))
