@@ -173,9 +173,10 @@ def info(selector):
     """Show details of jobs."""
     from ..protocol import messages as m
 
-    with connect() as client:
-        resp = client.request(m.JobInfoRequest(selector.to_wire(), True, None, ["failed"]))
     out = output()
+    states = None if out.is_json else ["failed"]  # the cli table shows only failed tasks
+    with connect() as client:
+        resp = client.request(m.JobInfoRequest(selector.to_wire(), True, None, states))
     for jid in resp.missing:
         sys.stderr.write(f"Job {jid} not found\n")
     if out.is_json:

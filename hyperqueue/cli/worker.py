@@ -164,8 +164,7 @@ def _resources_lines(view) -> str:
 
     lines = []
     for r in view["configuration"]["resources"]["resources"]:
-        d = ResourceDef.from_wire(r["wire"])
-        lines.append(f"{d.name}: {d.describe_full()}")
+        lines.append(ResourceDef.from_wire(r["wire"]).describe_full())
     return "\n".join(lines)
 
 

@@ -263,7 +263,7 @@ class Task:
 
     __slots__ = ("job", "id", "batch", "position", "state", "instance", "crash_count",
                  "worker", "start_time", "end_time", "error", "deps_pending", "consumers",
-                 "variant", "nodes")
+                 "variant", "nodes", "retracting")
 
     def __init__(self, job: "Job", task_id: int, batch: TaskBatch, position: int):
         self.job = job
@@ -281,6 +281,7 @@ class Task:
         self.consumers: list[Task] | None = None
         self.variant = 0  # the resource variant of the current assignment
         self.nodes: list[Worker] | None = None  # multi-node: all reserved workers, root first
+        self.retracting = False  # asked back from its worker (a higher priority waits)
 
     @property
     def key(self) -> tuple[int, int]:

@@ -13,22 +13,24 @@ class Outbox:
     * `events`: journal/stream events `(time, type, payload)` when the core records events.
     """
 
-    __slots__ = ("compute", "cancel", "stop_workers", "changed_jobs", "events")
+    __slots__ = ("compute", "cancel", "retract", "stop_workers", "changed_jobs", "events")
 
     def __init__(self):
         self.compute: dict[int, list] = {}
         self.cancel: dict[int, list[tuple[int, int, int]]] = {}
+        self.retract: dict[int, list[tuple[int, int, int]]] = {}
         self.stop_workers: list[int] = []
         self.changed_jobs: set[int] = set()
         self.events: list[tuple[float, str, dict]] = []
 
     def is_empty(self) -> bool:
-        return not (self.compute or self.cancel or self.stop_workers or self.changed_jobs
-                    or self.events)
+        return not (self.compute or self.cancel or self.retract or self.stop_workers
+                    or self.changed_jobs or self.events)
 
     def clear(self) -> None:
         self.compute.clear()
         self.cancel.clear()
+        self.retract.clear()
         self.stop_workers.clear()
         self.changed_jobs.clear()
         self.events.clear()

@@ -143,6 +143,7 @@ def submit(core: Core, outbox: Outbox, spec: SubmitSpec, now: float) -> Job:
     for i, b in enumerate(spec.batches):
         _resolve_job_placeholders(b.template, job, core.server_uid)
         batch = TaskBatch(first_index + i, b.template, b.ids, b.entries, b.deps)
+        core.priorities.add(b.template.priority)
         batch.template_id = core.next_template_id
         core.next_template_id += 1
         core.batches_by_template[batch.template_id] = batch
@@ -559,7 +560,26 @@ PREFILL_HORIZON = 0.05  # a worker holds about this many seconds of work beyond 
 MAX_PREFILL = 256
 
 
+def tasks_retracted(core: Core, outbox: Outbox, worker: Worker, retracted: list,
+                    refused: list) -> None:
+    """The worker gave back prefilled tasks (they wait again) or had already started them."""
+    for job_id, task_id, instance in retracted:
+        job = core.jobs.get(job_id)
+        task = job.tasks.get(task_id) if job is not None else None
+        if (task is not None and task.worker is worker and task.instance == instance
+                and task.state == TaskState.ASSIGNED):
+            task.retracting = False
+            _requeue(core, outbox, task)
+    for job_id, task_id, _instance in refused:
+        job = core.jobs.get(job_id)
+        task = job.tasks.get(task_id) if job is not None else None
+        if task is not None:
+            task.retracting = False
+    core.needs_schedule = True
+
+
 def _start(core: Core, outbox: Outbox, task: Task, worker: Worker, now: float) -> None:
+    task.retracting = False
     _set_state(task, TaskState.RUNNING)
     worker.n_running += 1
     task.start_time = now

@@ -137,7 +137,28 @@ def schedule(core: Core, outbox: Outbox, now: float) -> int:
                 break
     for wid in [wid for wid, lst in compute.items() if not lst]:
         del compute[wid]
+    if core.queue_keys and len(core.priorities) > 1:
+        _retract_for_priority(core, outbox, workers)
     return assigned
+
+
+def _retract_for_priority(core: Core, outbox: Outbox, workers) -> None:
+    """Ready tasks of a higher priority than tasks prefilled (not yet started) on a worker:
+    ask those back, so the higher ones get the worker's next free resources."""
+    top = -core.queue_keys[0][0]
+    waiting_top = sum(len(core.queues[k]) for k in core.queue_keys if -k[0] == top)
+    budget = waiting_top
+    for w in workers:
+        if budget <= 0:
+            break
+        for t in sorted(w.tasks, key=lambda t: (t.batch.template.priority, -t.job.id, -t.id)):
+            if budget <= 0:
+                break
+            if (t.state == TaskState.ASSIGNED and not t.retracting and t.nodes is None
+                    and t.batch.template.priority < top):
+                t.retracting = True
+                outbox.retract.setdefault(w.id, []).append((t.job.id, t.id, t.instance))
+                budget -= 1
 
 
 def _cpu_demand(core: Core) -> int:

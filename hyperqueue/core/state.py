@@ -90,6 +90,7 @@ class Core:
         self.batches_by_template: dict[int, TaskBatch] = {}
         self.next_template_id = 1
         self.needs_schedule = False
+        self.priorities: set[int] = set()  # every task priority submitted so far
         # Workers of a previous server run that may reconnect: id -> deadline. Scheduling
         # waits while any is pending, so nothing they still run is started twice.
         self.awaiting: dict[int, float] = {}

@@ -362,6 +362,12 @@ class TaskUpdates(Message):
     updates: list  # [kind, job, task, instance, error | None]
 
 
+@message(FROM_WORKER, 205, retracted=_list_of(_task_ref), refused=_list_of(_task_ref))
+class TasksRetracted(Message):
+    retracted: list  # given back: they were only queued on the worker
+    refused: list  # already started (or ended) there
+
+
 @message(FROM_WORKER, 203)
 class Heartbeat(Message):
     pass
@@ -398,6 +404,11 @@ class CancelTasks(Message):
 @message(TO_WORKER, 304)
 class StopWorkerCommand(Message):
     pass
+
+
+@message(TO_WORKER, 306, tasks=_list_of(_task_ref))
+class RetractTasks(Message):
+    tasks: list  # [job, task, instance] prefilled tasks the server wants back
 
 
 @message(TO_WORKER, 305, seq=INT)

@@ -35,6 +35,7 @@ from .requests import ClientRequests
 log = logging.getLogger("hq.server")
 
 STOP_GRACE = 1.0  # seconds connections get to drain at stop
+DISPATCH_COALESCE = 0.001  # seconds between scheduling passes under load
 EVENT_LOG_LIMIT = 100_000  # events kept in memory for `journal replay` without a journal
 
 
@@ -337,12 +338,16 @@ class Server:
         self.wakeup.set()
 
     async def _dispatcher(self) -> None:
+        last = 0.0
         while True:
             await self.wakeup.wait()
+            # Let every connection that has data process it first: one pass for all of them;
+            # under a stream of updates, at most one pass per DISPATCH_COALESCE.
+            wait = last + DISPATCH_COALESCE - trio.current_time()
+            await trio.sleep(wait if wait > 0 else 0)
             self.wakeup = trio.Event()
-            # Let every connection that has data process it first: one pass for all of them.
-            await trio.sleep(0)
             self.flush()
+            last = trio.current_time()
 
     def flush(self) -> None:
         core, outbox = self.core, self.outbox
@@ -373,6 +378,10 @@ class Server:
             link = self.links.get(wid)
             if link is not None:
                 link.push(m.encode(m.CancelTasks([list(r) for r in refs])))
+        for wid, refs in outbox.retract.items():
+            link = self.links.get(wid)
+            if link is not None:
+                link.push(m.encode(m.RetractTasks([list(r) for r in refs])))
         for wid in outbox.stop_workers:
             link = self.links.get(wid)
             if link is not None:
@@ -485,6 +494,9 @@ class Server:
                 if isinstance(msg, m.TaskUpdates):
                     reactor.task_updates(core, outbox, worker, msg.updates, time.time())
                     link.seen_seq = msg.seq
+                    self.kick()
+                elif isinstance(msg, m.TasksRetracted):
+                    reactor.tasks_retracted(core, outbox, worker, msg.retracted, msg.refused)
                     self.kick()
                 elif isinstance(msg, m.WorkerStopping):
                     try:

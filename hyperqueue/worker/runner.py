@@ -6,12 +6,12 @@ import errno
 import os
 import shutil
 import signal
-import subprocess
 import tempfile
 import threading
 
 from ..core.placeholders import resolve_task_paths
 from ..core.resources import ALL, format_amount
+from .fastspawn import encode_env, spawn, wait
 
 KILL_GRACE = 1.0  # SIGINT first, SIGKILL after this many seconds
 ERROR_FILE_LIMIT = 2048
@@ -192,7 +192,12 @@ class Runner:
         self.hq_path = hq_path
         self.server_uid = server_uid
         self.base_env = dict(os.environ)
+        # The worker's environment, pre-encoded once: (name, b"NAME=value").
+        self.base_items = [(k, os.fsencode(k) + b"=" + os.fsencode(v))
+                           for k, v in self.base_env.items()]
         self.made_dirs: set[str] = set()
+        self.devnull_r = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        self.devnull_w = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
 
     def _makedirs(self, path: str) -> None:
         if path not in self.made_dirs:
@@ -214,7 +219,7 @@ class Runner:
             if multi_node:
                 _write_node_files(task_dir, spec.nodes)
             self._makedirs(cwd)
-            env = build_env(spec, run.allocation, self.base_env, self.hq_path, task_dir)
+            env = build_env(spec, run.allocation, {}, self.hq_path, task_dir)
             args = program.args
             cpus = run.allocation.labels("cpus") if run.allocation is not None else []
             if template.pin == "taskset":
@@ -228,6 +233,9 @@ class Runner:
                 env.setdefault("OMP_PROC_BIND", "close")
                 env.setdefault("OMP_PLACES", "{" + "},{".join(cpus) + "}")
                 env["HQ_PIN"] = "omp"
+            env_list = [b for k, b in self.base_items if k not in env]
+            env_list += encode_env(env)
+            path_value = env.get("PATH") or self.base_env.get("PATH") or os.defpath
             out_fd = err_fd = -1
             try:
                 out_fd = self._open_output(stdout)
@@ -235,22 +243,26 @@ class Runner:
                 with run.lock:
                     if run.canceled:
                         return
-                    try:
-                        # vfork-based (no preexec_fn): cheap whatever the worker's size.
-                        proc = subprocess.Popen(
-                            args, stdin=subprocess.PIPE if program.stdin is not None
-                            else subprocess.DEVNULL, stdout=out_fd, stderr=err_fd, cwd=cwd,
-                            env=env, start_new_session=True)
-                    except OSError as e:
-                        raise TaskOutcome(_spawn_error(args, e)) from None
-                    run.pid = proc.pid
+                    if program.stdin is not None:
+                        pid, stdin_w = self._spawn_with_stdin(args, cwd, env_list, path_value,
+                                                              out_fd, err_fd)
+                    else:
+                        stdin_w = None
+                        try:
+                            pid = spawn(args, cwd, env_list, path_value, self.devnull_r,
+                                        out_fd, err_fd)
+                        except OSError as e:
+                            raise TaskOutcome(_spawn_error(args, e)) from None
+                    run.pid = pid
             except OSError as e:
                 raise TaskOutcome(f"Cannot open task output: {e}") from None
             finally:
                 for fd in (out_fd, err_fd):
-                    if fd >= 0:
+                    if fd >= 0 and fd != self.devnull_w:
                         os.close(fd)
-            returncode = self._wait(proc, program.stdin, template.time_limit)
+            if stdin_w is not None:
+                _feed(stdin_w, program.stdin)
+            returncode = self._wait(pid, template.time_limit)
             if run.canceled:
                 return
             if returncode != 0:
@@ -270,33 +282,46 @@ class Runner:
 
     def _open_output(self, path: str | None) -> int:
         if path is None:
-            return os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+            return self.devnull_w
         self._makedirs(os.path.dirname(path))
         return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
 
     @staticmethod
-    def _wait(proc, stdin: bytes | None, time_limit: float | None) -> int:
-        if stdin is not None:
-            try:
-                proc.stdin.write(stdin)
-            except (BrokenPipeError, OSError):
-                pass
-            finally:
-                try:
-                    proc.stdin.close()
-                except OSError:
-                    pass
+    def _spawn_with_stdin(args, cwd, env_list, path_value, out_fd, err_fd):
+        r, w = os.pipe2(os.O_CLOEXEC)
         try:
-            return proc.wait(timeout=time_limit)
-        except subprocess.TimeoutExpired:
-            _killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(timeout=KILL_GRACE)
-            except subprocess.TimeoutExpired:
-                pass
-            _killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            raise TaskOutcome("Time limit reached") from None
+            pid = spawn(args, cwd, env_list, path_value, r, out_fd, err_fd)
+        except OSError as e:
+            os.close(w)
+            raise TaskOutcome(_spawn_error(args, e)) from None
+        finally:
+            os.close(r)
+        return pid, w
+
+    @staticmethod
+    def _wait(pid: int, time_limit: float | None) -> int:
+        returncode = wait(pid, time_limit)
+        if returncode is not None:
+            return returncode
+        _killpg(pid, signal.SIGINT)
+        if wait(pid, KILL_GRACE) is None:
+            _killpg(pid, signal.SIGKILL)
+            wait(pid, None)
+        else:
+            _killpg(pid, signal.SIGKILL)  # leftovers in the group
+        raise TaskOutcome("Time limit reached")
+
+
+def _feed(fd: int, data: bytes) -> None:
+    """Writes a task's stdin and closes it (a task that exits early just ends the write)."""
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def kill_group_now(pid: int) -> None:
