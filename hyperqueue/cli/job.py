@@ -178,7 +178,7 @@ def info(selector):
     with connect() as client:
         resp = client.request(m.JobInfoRequest(selector.to_wire(), True, None, states))
     for jid in resp.missing:
-        sys.stderr.write(f"Job {jid} not found\n")
+        output().note(f"Job {jid} not found")
     if out.is_json:
         out.json(jsonify_times(resp.jobs))
         return

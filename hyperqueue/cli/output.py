@@ -37,6 +37,12 @@ class Output:
     def horizontal(self, header, rows) -> None:
         self.line(horizontal_table(header, [[str(c) for c in r] for r in rows]))
 
+    def note(self, text: str) -> None:
+        """A per-item outcome ("Job 5 not found"): a line on stdout in cli mode only (it is a
+        normal result, and callers often merge stderr into what they parse)."""
+        if self.mode == "cli":
+            self.line(text)
+
     def error(self, message: str) -> None:
         if self.is_json:
             self.json({"error": message})

@@ -48,7 +48,7 @@ def list_(job_selector, tasks, task_status, verbose):
     with connect() as client:
         resp = client.request(m.JobInfoRequest(job_selector.to_wire(), True, task_sel, states))
     for jid in resp.missing:
-        sys.stderr.write(f"Job {jid} not found\n")
+        output().note(f"Job {jid} not found")
     out = output()
     if out.is_json:
         out.json({str(d["info"]["id"]): jsonify_times(d["tasks"]) for d in resp.jobs})
@@ -90,7 +90,7 @@ def info(job_selector, task_selector, verbose):
     found = {t["id"] for t in d["tasks"]}
     for tid in task_selector:
         if tid not in found:
-            sys.stderr.write(f"Task {tid} not found\n")
+            output().note(f"Task {tid} not found")
     out = output()
     if out.is_json:
         out.json(jsonify_times(d["tasks"]))

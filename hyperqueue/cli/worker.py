@@ -252,7 +252,7 @@ def info(selector):
     with connect() as client:
         resp = client.request(m.WorkerInfoRequest(selector.to_wire()))
     for wid in resp.missing:
-        sys.stderr.write(f"Worker {wid} not found\n")
+        output().note(f"Worker {wid} not found")
     print_workers(resp.workers, detailed=True)
 
 

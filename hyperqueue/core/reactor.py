@@ -342,6 +342,7 @@ def _requeue(core: Core, outbox: Outbox, task: Task) -> None:
         task.instance += 1
     _set_state(task, TaskState.WAITING)
     task.worker = None
+    task.start_time = None
     core.make_ready(task)
     outbox.changed_jobs.add(task.job.id)
 
@@ -419,6 +420,7 @@ def lose_worker(core: Core, outbox: Outbox, worker: Worker, reason: WorkerState,
             task.instance += 1
             _set_state(task, TaskState.WAITING)
             task.worker = None
+            task.start_time = None
             core.make_ready(task)
             outbox.changed_jobs.add(job.id)
     worker.tasks.clear()
