@@ -605,8 +605,9 @@ def _start(core: Core, outbox: Outbox, task: Task, worker: Worker, now: float) -
 
 def _check_max_fails(core: Core, outbox: Outbox, job: Job, now: float) -> None:
     if job.max_fails is not None and job.counts[TaskState.FAILED] > job.max_fails:
-        _end_open_tasks(core, outbox, job, TaskState.ABORTED, now,
-                        "The job has exceeded its maximum number of failed tasks")
+        # No per-task error: tasks still in array form end in bulk without one, and the
+        # state ABORTED says it all (the job's failed tasks carry the errors).
+        _end_open_tasks(core, outbox, job, TaskState.ABORTED, now, None)
 
 
 def _set_state(task: Task, state: TaskState) -> None:

@@ -19,6 +19,7 @@ window start (running workers and tasks) is right.
 
 from __future__ import annotations
 
+import gc
 import math
 from collections import deque
 from datetime import datetime, timezone
@@ -227,13 +228,14 @@ class _Series:
 
 
 class _Job:
-    __slots__ = ("id", "name", "small", "big", "n_tasks", "created", "state", "types")
+    __slots__ = ("id", "name", "small", "big", "last", "n_tasks", "created", "state", "types")
 
     def __init__(self, job_id, name, created):
         self.id = job_id
         self.name = name
         self.small: dict[int, int] = {}
         self.big: list[tuple[IntRanges, int]] = []
+        self.last: tuple[IntRanges, int] | None = None  # the batch of the last lookup
         self.n_tasks = 0
         self.created = created
         self.state = "open"
@@ -340,9 +342,13 @@ class _Fold:
             ty = ji.small.get(task)
             if ty is not None:
                 return ty
-            for rng, ty in ji.big:
-                if task in rng:
-                    return ty
+            last = ji.last
+            if last is not None and task in last[0]:
+                return last[1]
+            for item in ji.big:
+                if task in item[0]:
+                    ji.last = item
+                    return item[1]
         return self.type_of_label(_UNKNOWN)
 
     def shape_of(self, shape: str) -> _Series:
@@ -357,44 +363,50 @@ class _Fold:
     def run(self, records) -> None:
         ws, we = self.cs, self.ce
         running = self.running
-        tasks = self.tasks
+        tasks_add = self.tasks.add
         task_type = self.task_type
+        started, finished, failed = self.started, self.finished, self.failed
+        durations = self.durations
+        n_events = n_started = n_finished = n_failed = 0
         for t, kind, p in records:
             try:
                 inside = ws <= t <= we
                 if inside:
-                    self.n_events += 1
+                    n_events += 1
                 if kind == "task-started":
-                    key = (p.get("job"), p.get("task"))
-                    if key[0] is None or key[1] is None:
+                    job = p.get("job")
+                    task = p.get("task")
+                    if job is None or task is None:
                         continue
-                    ty = task_type(key[0], key[1])
+                    key = (job, task)
+                    ty = task_type(job, task)
                     if key not in running:
-                        tasks.add(t, 1)
+                        tasks_add(t, 1)
                     running[key] = (t, p.get("worker"), ty)
                     if inside:
-                        self.n_started += 1
-                        self.started[ty] += 1
+                        n_started += 1
+                        started[ty] += 1
                 elif kind == "task-finished" or kind == "task-failed":
-                    key = (p.get("job"), p.get("task"))
-                    if key[0] is None or key[1] is None:
+                    job = p.get("job")
+                    task = p.get("task")
+                    if job is None or task is None:
                         continue
-                    r = running.pop(key, None)
+                    r = running.pop((job, task), None)
                     if r is not None:
-                        tasks.add(t, -1)
+                        tasks_add(t, -1)
                         ty = r[2]
                     else:
-                        ty = task_type(key[0], key[1])
+                        ty = task_type(job, task)
                     if inside:
                         if kind == "task-finished":
-                            self.n_finished += 1
-                            self.finished[ty] += 1
+                            n_finished += 1
+                            finished[ty] += 1
                             if r is not None:
-                                self.durations[ty].append(t - r[0])
+                                durations[ty].append(t - r[0])
                         else:
-                            self.n_failed += 1
-                            self.failed[ty] += 1
-                            self.failures.append((t, key[0], key[1], p.get("error")))
+                            n_failed += 1
+                            failed[ty] += 1
+                            self.failures.append((t, job, task, p.get("error")))
                 elif kind == "task-canceled" or kind == "task-aborted":
                     job = p.get("job")
                     ids = p.get("tasks")
@@ -402,7 +414,7 @@ class _Fold:
                         ids = ()
                     for tid in ids:
                         if running.pop((job, tid), None) is not None:
-                            tasks.add(t, -1)
+                            tasks_add(t, -1)
                     if inside:
                         if kind == "task-canceled":
                             self.n_canceled += len(ids)
@@ -445,7 +457,11 @@ class _Fold:
                     self.unknown_kinds += 1
             except (TypeError, ValueError, KeyError, IndexError, AttributeError):
                 self.malformed += 1
-        tasks.finish()
+        self.n_events += n_events
+        self.n_started += n_started
+        self.n_finished += n_finished
+        self.n_failed += n_failed
+        self.tasks.finish()
         self.workers_total.finish()
         for s in self.shape_series.values():
             s.finish()
@@ -591,7 +607,7 @@ def _y_axis(parts: list, vmax: float, height: int, label: str, integer: bool) ->
     v = 0.0
     while v <= top + step * 1e-9:
         y = _MT + ph - v / top * ph
-        parts.append(f'<line class="grid" x1="{_ML}" y1="{y:.1f}" x2="{_W - _MR}" y2="{y:.1f}"/>')
+        parts.append(f'<line class="grid" stroke="#e6e6e6" x1="{_ML}" y1="{y:.1f}" x2="{_W - _MR}" y2="{y:.1f}"/>')
         parts.append(f'<text class="tick" x="{_ML - 6}" y="{y + 4:.1f}" text-anchor="end">'
                      f'{_fmt_num(round(v, 9))}</text>')
         v += step
@@ -610,7 +626,7 @@ def _time_axis(parts: list, t0: float, t1: float, base: float, height: int) -> N
     off = first
     while base + off <= t1 + step * 1e-9 and k < 40:
         x = _ML + (base + off - t0) / span * pw
-        parts.append(f'<line class="grid" x1="{x:.1f}" y1="{_MT}" x2="{x:.1f}" '
+        parts.append(f'<line class="grid" stroke="#e6e6e6" x1="{x:.1f}" y1="{_MT}" x2="{x:.1f}" '
                      f'y2="{height - _MB}"/>')
         parts.append(f'<text class="tick" x="{x:.1f}" y="{height - _MB + 16}" '
                      f'text-anchor="middle">{escape(_fmt_duration(off))}</text>')
@@ -666,7 +682,7 @@ def _time_chart(title: str, stacked: list[tuple[str, list[float], str]],
         parts.append(f'<polyline points="{_pts(_step_points(peak, scale_y, x_of))}" '
                      f'fill="none" stroke="#333" stroke-width="1" stroke-dasharray="3,2">'
                      f'<title>peak per bucket</title></polyline>')
-    parts.append(f'<rect class="frame" x="{_ML}" y="{_MT}" width="{pw}" height="{ph}"/>')
+    parts.append(f'<rect class="frame" fill="none" stroke="#999" x="{_ML}" y="{_MT}" width="{pw}" height="{ph}"/>')
     parts.append("</svg>")
     legend = "".join(f'<span class="key"><i style="background:{c}"></i>{escape(name)}</span>'
                      for name, _v, c in stacked)
@@ -698,7 +714,7 @@ def _bar_chart(fold: _Fold, types: list[int]) -> str:
                              f'text-anchor="middle">{value}</text>')
         parts.append(f'<text class="tick" x="{gx:.1f}" y="{_H - _MB + 16}" '
                      f'text-anchor="middle">T{ty + 1}</text>')
-    parts.append(f'<rect class="frame" x="{_ML}" y="{_MT}" width="{pw}" height="{ph}"/>')
+    parts.append(f'<rect class="frame" fill="none" stroke="#999" x="{_ML}" y="{_MT}" width="{pw}" height="{ph}"/>')
     parts.append("</svg>")
     legend = (f'<span class="key"><i style="background:{_COLOR_FINISHED}"></i>finished</span>'
               f'<span class="key"><i style="background:{_COLOR_FAILED}"></i>failed</span>')
@@ -723,7 +739,7 @@ def _box_chart(stats: list[tuple[int, tuple]]) -> str:
 
         for e in range(e0, e1 + 1):
             y = scale_y(10.0 ** e)
-            parts.append(f'<line class="grid" x1="{_ML}" y1="{y:.1f}" x2="{_W - _MR}" '
+            parts.append(f'<line class="grid" stroke="#e6e6e6" x1="{_ML}" y1="{y:.1f}" x2="{_W - _MR}" '
                          f'y2="{y:.1f}"/>')
             parts.append(f'<text class="tick" x="{_ML - 6}" y="{y + 4:.1f}" text-anchor="end">'
                          f'{escape(_fmt_duration(10.0 ** e))}</text>')
@@ -740,7 +756,7 @@ def _box_chart(stats: list[tuple[int, tuple]]) -> str:
         v = 0.0
         while v <= top + step * 1e-9:
             y = scale_y(v)
-            parts.append(f'<line class="grid" x1="{_ML}" y1="{y:.1f}" x2="{_W - _MR}" '
+            parts.append(f'<line class="grid" stroke="#e6e6e6" x1="{_ML}" y1="{y:.1f}" x2="{_W - _MR}" '
                          f'y2="{y:.1f}"/>')
             parts.append(f'<text class="tick" x="{_ML - 6}" y="{y + 4:.1f}" text-anchor="end">'
                          f'{escape(_fmt_duration(v))}</text>')
@@ -770,7 +786,7 @@ def _box_chart(stats: list[tuple[int, tuple]]) -> str:
         parts.append("</g>")
         parts.append(f'<text class="tick" x="{cx:.1f}" y="{_H - _MB + 16}" '
                      f'text-anchor="middle">T{ty + 1}</text>')
-    parts.append(f'<rect class="frame" x="{_ML}" y="{_MT}" width="{pw}" height="{ph}"/>')
+    parts.append(f'<rect class="frame" fill="none" stroke="#999" x="{_ML}" y="{_MT}" width="{pw}" height="{ph}"/>')
     parts.append("</svg>")
     return "\n".join(parts)
 
@@ -826,6 +842,18 @@ def render_report(records, start_time: float | None = None,
     `start_time` / `end_time` are offsets in seconds from the first server start (the first
     record when there is none) that limit the report to a window.
     """
+    # The fold allocates many small long-lived objects (running tasks, durations): the cyclic
+    # collector would rescan the (large) records list over and over, doubling the time.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _render(records, start_time, end_time)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _render(records, start_time: float | None, end_time: float | None) -> str:
     records, tmin, tmax, first_start = _clean(records)
     title = "HyperQueue journal report"
     if tmin is None:
