@@ -324,7 +324,7 @@ def test_max_fails_aborts_the_rest():
     cancels = env.out.take_cancels(w)
     assert sorted(c[1] for c in cancels) == [2, 3, 4]
     env.out.emptiness_check()
-    assert all(t.error for t in job.tasks.values() if t.state == TaskState.ABORTED)
+    assert all(t.error is None for t in job.tasks.values() if t.state == TaskState.ABORTED)
     assert w.load == {"cpus": 0}
     env.check()
 
