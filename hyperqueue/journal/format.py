@@ -16,7 +16,9 @@ Reading tells two kinds of damage apart, because they call for opposite reaction
 * **damage in the middle** -- a record that fails its checksum (or whose length is impossible)
   with at least one complete, checksum-valid record after it, or a checksum-valid record that
   does not decode. Cutting here would silently lose durable events, so `JournalCorrupted` is
-  raised instead, with the offset to truncate to if the user chooses to.
+  raised instead, with the offset to truncate to if the user chooses to. (So is a bad record
+  followed by so much garbage that searching it for valid records exceeds a work bound:
+  when in doubt, refuse.)
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ class JournalError(HqError):
 
 
 class JournalCorrupted(JournalError):
-    """Damage before the end of the journal: records follow it that would be lost by cutting.
+    """Damage that is not a torn tail; cutting it could lose durable events, so reading stops.
 
     Attributes:
         offset: file offset of the first damaged record (the size to truncate to, to keep
@@ -201,7 +203,7 @@ class JournalReader:
         self._path = path
         self._bad = False  # a bad record sits at _buf[0]; only scanning for valid records goes on
         self._scan = 1  # when bad: next index in _buf to examine as a record start
-        self._waiting: list[tuple[int, int, int]] = []  # when bad: (end, start, crc) of incomplete candidates
+        self._waiting: list[tuple[int, int, int]] = []  # when bad: heap of candidates (end, start, crc)
         self._error: JournalCorrupted | None = None
         self._budget = _SEARCH_BUDGET
         self._finished = False
@@ -224,8 +226,9 @@ class JournalReader:
         """Yield every record that is complete in the data fed so far, in file order.
 
         Raises:
-            JournalCorrupted: damage with valid records after it, or a checksum-valid record
-                that does not decode (raised again by every later call).
+            JournalCorrupted: damage with valid records after it, a checksum-valid record that
+                does not decode, or damage followed by more garbage than the search bound
+                allows (raised again by every later call).
         """
         if self._error is not None:
             raise self._error

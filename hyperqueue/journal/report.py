@@ -44,6 +44,8 @@ _PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#
             "#9c755f", "#bab0ac", "#e15759", "#86bcb6")
 _COLOR_FINISHED = "#59a14f"
 _COLOR_FAILED = "#e15759"
+_GRID = 'class="grid" stroke="#e6e6e6"'
+_FRAME = 'class="frame" fill="none" stroke="#999"'
 
 
 # ------------------------------------------------------------------------------------- helpers
@@ -607,7 +609,7 @@ def _y_axis(parts: list, vmax: float, height: int, label: str, integer: bool) ->
     v = 0.0
     while v <= top + step * 1e-9:
         y = _MT + ph - v / top * ph
-        parts.append(f'<line class="grid" stroke="#e6e6e6" x1="{_ML}" y1="{y:.1f}" x2="{_W - _MR}" y2="{y:.1f}"/>')
+        parts.append(f'<line {_GRID} x1="{_ML}" y1="{y:.1f}" x2="{_W - _MR}" y2="{y:.1f}"/>')
         parts.append(f'<text class="tick" x="{_ML - 6}" y="{y + 4:.1f}" text-anchor="end">'
                      f'{_fmt_num(round(v, 9))}</text>')
         v += step
@@ -626,7 +628,7 @@ def _time_axis(parts: list, t0: float, t1: float, base: float, height: int) -> N
     off = first
     while base + off <= t1 + step * 1e-9 and k < 40:
         x = _ML + (base + off - t0) / span * pw
-        parts.append(f'<line class="grid" stroke="#e6e6e6" x1="{x:.1f}" y1="{_MT}" x2="{x:.1f}" '
+        parts.append(f'<line {_GRID} x1="{x:.1f}" y1="{_MT}" x2="{x:.1f}" '
                      f'y2="{height - _MB}"/>')
         parts.append(f'<text class="tick" x="{x:.1f}" y="{height - _MB + 16}" '
                      f'text-anchor="middle">{escape(_fmt_duration(off))}</text>')
@@ -682,7 +684,7 @@ def _time_chart(title: str, stacked: list[tuple[str, list[float], str]],
         parts.append(f'<polyline points="{_pts(_step_points(peak, scale_y, x_of))}" '
                      f'fill="none" stroke="#333" stroke-width="1" stroke-dasharray="3,2">'
                      f'<title>peak per bucket</title></polyline>')
-    parts.append(f'<rect class="frame" fill="none" stroke="#999" x="{_ML}" y="{_MT}" width="{pw}" height="{ph}"/>')
+    parts.append(f'<rect {_FRAME} x="{_ML}" y="{_MT}" width="{pw}" height="{ph}"/>')
     parts.append("</svg>")
     legend = "".join(f'<span class="key"><i style="background:{c}"></i>{escape(name)}</span>'
                      for name, _v, c in stacked)
@@ -714,7 +716,7 @@ def _bar_chart(fold: _Fold, types: list[int]) -> str:
                              f'text-anchor="middle">{value}</text>')
         parts.append(f'<text class="tick" x="{gx:.1f}" y="{_H - _MB + 16}" '
                      f'text-anchor="middle">T{ty + 1}</text>')
-    parts.append(f'<rect class="frame" fill="none" stroke="#999" x="{_ML}" y="{_MT}" width="{pw}" height="{ph}"/>')
+    parts.append(f'<rect {_FRAME} x="{_ML}" y="{_MT}" width="{pw}" height="{ph}"/>')
     parts.append("</svg>")
     legend = (f'<span class="key"><i style="background:{_COLOR_FINISHED}"></i>finished</span>'
               f'<span class="key"><i style="background:{_COLOR_FAILED}"></i>failed</span>')
@@ -739,7 +741,7 @@ def _box_chart(stats: list[tuple[int, tuple]]) -> str:
 
         for e in range(e0, e1 + 1):
             y = scale_y(10.0 ** e)
-            parts.append(f'<line class="grid" stroke="#e6e6e6" x1="{_ML}" y1="{y:.1f}" x2="{_W - _MR}" '
+            parts.append(f'<line {_GRID} x1="{_ML}" y1="{y:.1f}" x2="{_W - _MR}" '
                          f'y2="{y:.1f}"/>')
             parts.append(f'<text class="tick" x="{_ML - 6}" y="{y + 4:.1f}" text-anchor="end">'
                          f'{escape(_fmt_duration(10.0 ** e))}</text>')
@@ -756,7 +758,7 @@ def _box_chart(stats: list[tuple[int, tuple]]) -> str:
         v = 0.0
         while v <= top + step * 1e-9:
             y = scale_y(v)
-            parts.append(f'<line class="grid" stroke="#e6e6e6" x1="{_ML}" y1="{y:.1f}" x2="{_W - _MR}" '
+            parts.append(f'<line {_GRID} x1="{_ML}" y1="{y:.1f}" x2="{_W - _MR}" '
                          f'y2="{y:.1f}"/>')
             parts.append(f'<text class="tick" x="{_ML - 6}" y="{y + 4:.1f}" text-anchor="end">'
                          f'{escape(_fmt_duration(v))}</text>')
@@ -786,7 +788,7 @@ def _box_chart(stats: list[tuple[int, tuple]]) -> str:
         parts.append("</g>")
         parts.append(f'<text class="tick" x="{cx:.1f}" y="{_H - _MB + 16}" '
                      f'text-anchor="middle">T{ty + 1}</text>')
-    parts.append(f'<rect class="frame" fill="none" stroke="#999" x="{_ML}" y="{_MT}" width="{pw}" height="{ph}"/>')
+    parts.append(f'<rect {_FRAME} x="{_ML}" y="{_MT}" width="{pw}" height="{ph}"/>')
     parts.append("</svg>")
     return "\n".join(parts)
 
