@@ -17,6 +17,7 @@ FORBIDDEN = {
     "server": {"hyperqueue.worker", "hyperqueue.client", "hyperqueue.cli"},
     "worker": {"hyperqueue.server", "hyperqueue.client", "hyperqueue.cli"},
     "client": {"trio", "hyperqueue.server", "hyperqueue.worker", "hyperqueue.cli"},
+    "journal": {"hyperqueue.server", "hyperqueue.worker", "hyperqueue.client", "hyperqueue.cli"},
 }
 
 
@@ -45,3 +46,9 @@ def test_layer_imports(layer):
                 if mod == f or mod.startswith(f + "."):
                     bad.append(f"{path.relative_to(ROOT)} imports {mod}")
     assert not bad, "\n".join(bad)
+
+
+def test_journal_format_is_pure():
+    bad = [m for m in _imports(ROOT / "journal" / "format.py")
+           if m.split(".")[0] in ("trio", "anyio", "os", "time", "socket")]
+    assert not bad, bad
