@@ -304,15 +304,11 @@ def open_(name, max_fails):
     """Open a job that accepts tasks until it is closed."""
     from ..protocol import messages as m
 
+    from .submit import print_job_id
+
     with connect() as client:
         jid = client.request(m.OpenJobRequest(name, max_fails, os.getcwd())).job_id
-    out = output()
-    if out.is_json:
-        out.json({"id": jid})
-    elif out.is_quiet:
-        out.line(str(jid))
-    else:
-        out.line(f"Job {jid} is open.")
+    print_job_id(jid, f"Job {jid} is open.")
 
 
 @job.command()

@@ -202,14 +202,19 @@ def _read_json(path: str) -> list[bytes]:
     return [json.dumps(v, separators=(",", ":")).encode() for v in value]
 
 
-def print_submitted(job_id: int) -> None:
+def print_job_id(job_id: int, cli_text: str) -> None:
+    """`{"id": N}` in json mode, `N` in quiet mode, `cli_text` otherwise."""
     out = output()
     if out.is_json:
         out.json({"id": job_id})
     elif out.is_quiet:
         out.line(str(job_id))
     else:
-        out.line(f"Job submitted successfully, job ID: {job_id}")
+        out.line(cli_text)
+
+
+def print_submitted(job_id: int) -> None:
+    print_job_id(job_id, f"Job submitted successfully, job ID: {job_id}")
 
 
 DIRECTIVE_SCAN_LIMIT = 32 * 1024
