@@ -129,10 +129,10 @@ def _job_detail_rows(d: dict) -> list:
     info = d["info"]
     submits = [s["array"] for s in d["submits"]]
     all_ids = ",".join(s["ids"] for s in submits)
-    from ..core.ranges import compress_ids, IntRanges
+    from ..core.ranges import IntRanges
 
     try:
-        ids_text = compress_ids(IntRanges.parse(all_ids)) if all_ids else ""
+        ids_text = IntRanges.parse(all_ids).to_text() if all_ids else ""
     except ValueError:
         ids_text = all_ids
     workers = d["workers"]

@@ -30,6 +30,9 @@ _STATE_BY_NAME = {
 }
 
 
+_ONLY_WITH_RECORDS = frozenset({TaskState.RUNNING, TaskState.FINISHED, TaskState.FAILED})
+
+
 def job_info(job: Job) -> dict:
     return {
         "id": job.id,
@@ -121,6 +124,14 @@ def job_tasks(core: Core, job: Job, ids=None, states: list[str] | None = None) -
     if states is not None:
         wanted_states = {s for name in states for s in _STATE_BY_NAME.get(name, ())}
     out = []
+    if wanted_states is not None and wanted_states <= _ONLY_WITH_RECORDS:
+        # Running, finished and failed tasks always have records: no need to walk the arrays
+        # (`job info` of a million-task job asks for the failed ones only).
+        for tid in sorted(job.tasks):
+            task = job.tasks[tid]
+            if task.state in wanted_states and (ids is None or tid in ids):
+                out.append(task_view(core, job, task, tid, task.state, task.batch))
+        return out
     for batch in job.batches:
         bulk = [(r, s) for r, s in job.bulk]
         for tid in batch.ids:
