@@ -7,6 +7,8 @@ all-or-nothing and never over-commits an index.
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
+
 from ..core.resources import ALL, UNIT, ResourceDef
 
 
@@ -24,22 +26,46 @@ class Allocation:
 
 
 class _IndexPool:
-    __slots__ = ("groups", "free")
+    """An indexed pool: free units per label, plus per group the sorted positions of the
+    wholly free labels (kept up to date, so a request does not scan every index)."""
+
+    __slots__ = ("groups", "free", "where", "whole")
 
     def __init__(self, rdef: ResourceDef):
         self.groups = [list(g) for g in rdef.groups]
         self.free = {label: UNIT for g in self.groups for label in g}
+        self.where = {label: (gi, i) for gi, g in enumerate(self.groups)
+                      for i, label in enumerate(g)}
+        self.whole = [list(range(len(g))) for g in self.groups]
 
     def total(self) -> int:
         return len(self.free) * UNIT
 
-    def whole_free(self, group) -> list[str]:
-        free = self.free
-        return [label for label in group if free[label] == UNIT]
+    def consume(self, got) -> None:
+        free, where, whole = self.free, self.where, self.whole
+        for label, units in got:
+            if free[label] == UNIT:
+                gi, i = where[label]
+                w = whole[gi]
+                del w[bisect_left(w, i)]
+            free[label] -= units
+
+    def restore(self, got) -> None:
+        free, where, whole = self.free, self.where, self.whole
+        for label, units in got:
+            free[label] += units
+            if free[label] == UNIT:
+                gi, i = where[label]
+                insort(whole[gi], i)
+
+    def _labels(self, gi: int, n: int) -> list[str]:
+        group = self.groups[gi]
+        return [group[i] for i in self.whole[gi][:n]]
 
     def take(self, amount: int, policy: str) -> list[tuple[str, int]] | None:
+        """The labels (and units of each) for `amount`, or None; nothing is changed here."""
         if amount == ALL:
-            if any(v != UNIT for v in self.free.values()):
+            if any(len(w) != len(g) for w, g in zip(self.whole, self.groups)):
                 return None
             return [(label, UNIT) for g in self.groups for label in g]
         whole, frac = divmod(amount, UNIT)
@@ -64,29 +90,33 @@ class _IndexPool:
     def _choose_whole(self, n: int, policy: str) -> list[str] | None:
         if n == 0:
             return []
-        per_group = [self.whole_free(g) for g in self.groups]
-        total = sum(len(g) for g in per_group)
-        if total < n:
+        counts = [len(w) for w in self.whole]
+        if sum(counts) < n:
             return None
-        if len(per_group) == 1:
-            return per_group[0][:n]
+        n_groups = len(counts)
+        if n_groups == 1:
+            return self._labels(0, n)
         if policy == "scatter":
+            take = [0] * n_groups
+            remaining = n
+            while remaining:
+                for gi in range(n_groups):
+                    if remaining and take[gi] < counts[gi]:
+                        take[gi] += 1
+                        remaining -= 1
             out: list[str] = []
-            i = 0
-            while len(out) < n:
-                g = per_group[i % len(per_group)]
-                k = i // len(per_group)
-                if k < len(g):
-                    out.append(g[k])
-                i += 1
+            for k in range(max(take)):
+                for gi in range(n_groups):
+                    if k < take[gi]:
+                        out.append(self.groups[gi][self.whole[gi][k]])
             return out
         # compact / tight: the fewest groups, preferring the fullest-fitting ones.
-        order = sorted(range(len(per_group)), key=lambda i: -len(per_group[i]))
+        order = sorted(range(n_groups), key=lambda i: -counts[i])
         need_groups = 0
         acc = 0
         for i in order:
             need_groups += 1
-            acc += len(per_group[i])
+            acc += counts[i]
             if acc >= n:
                 break
         min_groups = -(-n // max(len(g) for g in self.groups))
@@ -94,26 +124,26 @@ class _IndexPool:
             return None
         if need_groups == 1:
             # Tightest single group that fits.
-            fits = [i for i in range(len(per_group)) if len(per_group[i]) >= n]
-            best = min(fits, key=lambda i: (len(per_group[i]), i))
-            return per_group[best][:n]
+            best = min((i for i in range(n_groups) if counts[i] >= n),
+                       key=lambda i: (counts[i], i))
+            return self._labels(best, n)
         chosen_groups = order[:need_groups]
         if policy.startswith("tight"):
             out = []
             for i in chosen_groups:
-                out.extend(per_group[i][: n - len(out)])
+                out.extend(self._labels(i, n - len(out)))
             return out
         # compact: take evenly from the chosen groups
-        out = []
         take = [0] * need_groups
         remaining = n
         while remaining:
             for j, i in enumerate(chosen_groups):
-                if remaining and take[j] < len(per_group[i]):
+                if remaining and take[j] < counts[i]:
                     take[j] += 1
                     remaining -= 1
+        out = []
         for j, i in enumerate(chosen_groups):
-            out.extend(per_group[i][: take[j]])
+            out.extend(self._labels(i, take[j]))
         return out
 
 
@@ -141,8 +171,7 @@ class Allocator:
                 if got is None:
                     self.release(alloc)
                     return None
-                for label, units in got:
-                    pool.free[label] -= units
+                pool.consume(got)
                 alloc.indices[e.name] = got
                 continue
             if e.name not in self.sum_free:
@@ -172,9 +201,7 @@ class Allocator:
 
     def release(self, alloc: Allocation) -> None:
         for name, got in alloc.indices.items():
-            free = self.index_pools[name].free
-            for label, units in got:
-                free[label] += units
+            self.index_pools[name].restore(got)
         for name, units in alloc.sums.items():
             self.sum_free[name] += units
         alloc.indices = {}
