@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 
+from ..version import __version__
 from ._click import click
 from .output import Output
 
@@ -105,7 +106,7 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="hyperqueue", prog_name="hq", message="%(prog)s %(version)s")
+@click.version_option(__version__, prog_name="hq", message="%(prog)s %(version)s")
 @click.option("--server-dir", "_sd", metavar="PATH", help="Server directory [env: HQ_SERVER_DIR]",
               expose_value=False)
 @click.option("--output-mode", "_om", type=click.Choice(OUTPUT_MODES), expose_value=False,

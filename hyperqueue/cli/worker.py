@@ -109,7 +109,10 @@ def start(cpus, resources, group, detect_resources, no_hyper_threading, idle_tim
     if group is None:
         group = alloc.job_id if alloc is not None else "default"
     if work_dir is None:
-        work_dir = os.path.join(tempfile.mkdtemp(prefix="hq-worker"), "work")
+        own_tmp = tempfile.mkdtemp(prefix="hq-worker")
+        work_dir = os.path.join(own_tmp, "work")
+    else:
+        own_tmp = None
     os.makedirs(work_dir, exist_ok=True)
     config = WorkerConfig(
         hostname=hostname or socket.gethostname(), resources=ordered, group=group,
@@ -145,7 +148,13 @@ def start(cpus, resources, group, detect_resources, no_hyper_threading, idle_tim
                 nursery.start_soon(watch_signals)
                 nursery.start_soon(run_worker)
 
-    trio_run(amain)
+    try:
+        trio_run(amain)
+    finally:
+        if own_tmp is not None:  # the scratch dir we made ourselves goes with us
+            import shutil
+
+            shutil.rmtree(own_tmp, ignore_errors=True)
     if result.get("signal"):
         return 0
     return result.get("code", 1)

@@ -7,6 +7,7 @@ from collections import deque
 
 from .model import Job, Task, TaskBatch, TaskState, Worker
 from .ranges import IntRanges
+from .resources import ALL
 
 
 class RangeCursor:
@@ -189,15 +190,22 @@ def task_amounts(task, worker: Worker):
     return request_amounts(task.batch.template.requests[task.variant], worker)
 
 
+_FIXED_AMOUNTS: dict = {}  # request -> its (resource, units) pairs when it has no `all`
+
+
 def request_amounts(request, worker: Worker):
     """`(resource, units)` a request takes from `worker` (`all` = the worker's whole pool)."""
-    from .resources import ALL
-
-    out = []
-    for e in request.entries:
-        amount = worker.capacity.get(e.name, 0) if e.amount == ALL else e.amount
-        out.append((e.name, amount))
-    return out
+    fixed = _FIXED_AMOUNTS.get(request)
+    if fixed is not None:
+        return fixed
+    if all(e.amount != ALL for e in request.entries):
+        fixed = tuple((e.name, e.amount) for e in request.entries)
+        if len(_FIXED_AMOUNTS) < 10_000:
+            _FIXED_AMOUNTS[request] = fixed
+        return fixed
+    cap = worker.capacity
+    return [(e.name, cap.get(e.name, 0) if e.amount == ALL else e.amount)
+            for e in request.entries]
 
 
 def cursor_remaining(cursor: RangeCursor) -> IntRanges:
