@@ -235,11 +235,3 @@ def _amount_text(units: int) -> str:
     from .resources import format_amount
 
     return format_amount(units) if units else "0"
-
-
-def unschedulable_reason(core: Core, request) -> str | None:
-    """Why no current worker could ever run a request (None if some worker could)."""
-    running = [w for w in core.workers.values() if w.is_running]
-    if any(can_ever_run(w, request) for w in running):
-        return None
-    return "no connected worker provides the requested resources"

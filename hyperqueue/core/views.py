@@ -17,7 +17,7 @@ from .model import (
     Worker,
 )
 from .placeholders import resolve_task_paths
-from .resources import ALL, format_amount
+from .resources import ALL
 from .state import Core
 
 _STATE_BY_NAME = {
@@ -222,7 +222,3 @@ def _resources_text(resources) -> str:
     from .resources import format_resources
 
     return format_resources(resources)
-
-
-def amount_text(units: int) -> str:
-    return format_amount(units)

@@ -26,7 +26,6 @@ class JournalWriter:
         self.buffer = bytearray()
         self.appended = 0  # bytes appended since opening (buffered or written)
         self.durable_pos = 0  # bytes known to be on disk
-        self.n_records = 0
         self._waiters: list[tuple[int, trio.Event]] = []
         self._wakeup = trio.Event()
         self._lock = trio.Lock()  # one file operation at a time (flush / rewrite)
@@ -47,7 +46,6 @@ class JournalWriter:
         before = len(buf)
         for time, kind, payload in records:
             buf += encode_record([time, kind, payload])
-            self.n_records += 1
         self.appended += len(buf) - before
         return self.appended
 
@@ -63,9 +61,6 @@ class JournalWriter:
         self._waiters.append((target, event))
         self._wakeup.set()
         await event.wait()
-
-    def request_flush(self) -> None:
-        self._wakeup.set()
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """The flusher: until cancelled; a final flush is done by `aclose`."""

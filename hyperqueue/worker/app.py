@@ -249,7 +249,15 @@ class Worker:
         templates = self.templates
         for job, task, instance, tid, entry, variant, nodes in msg.tasks:
             template, submit_dir = templates[tid]
-            push(TaskSpec(job, task, instance, template, submit_dir, entry, variant, nodes))
+            spec = TaskSpec(job, task, instance, template, submit_dir, entry, variant, nodes)
+            if nodes is None and not self.allocator.can_ever_fit(spec.request):
+                # The server counts amounts; only the worker knows the exact indices.
+                self.updates.append([UPDATE_FAILED, job, task, instance,
+                                     "The task's resource request can never be satisfied "
+                                     "on this worker"])
+                self.wakeup_writer.set()
+                continue
+            push(spec)
         self._start_ready()
 
     def _start_ready(self) -> None:
@@ -305,10 +313,6 @@ class Worker:
             self.idle_since = time.monotonic()
         self.wakeup_writer.set()
         self._start_ready()
-
-    def _push(self, update) -> None:
-        self.updates.append(update)
-        self.wakeup_writer.set()
 
     async def _writer(self) -> None:
         last = 0.0

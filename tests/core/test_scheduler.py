@@ -2,7 +2,9 @@
 
 from core_testkit import Env, TaskState, array_spec, request
 from hyperqueue.core.resources import ResourceDef, parse_resource_def
-from hyperqueue.core.scheduler import PREFILL_FACTOR, unschedulable_reason
+from hyperqueue.core import scheduler
+from hyperqueue.core.model import Task
+from hyperqueue.core.scheduler import PREFILL_FACTOR
 
 
 def task_ids(tasks):
@@ -116,10 +118,10 @@ def test_request_no_worker_has_stays_waiting():
     assert env.schedule() == 0
     env.out.emptiness_check()
     assert job.tasks == {} and big.tasks == {}
-    reason = unschedulable_reason(env.core, job.batches[0].template.request)
-    assert reason and "resources" in reason
-    assert unschedulable_reason(env.core, big.batches[0].template.request)
-    assert unschedulable_reason(env.core, request(cpus=2)) is None
+    explained = scheduler.explain(env.core, Task(job, 0, job.batches[0], 0), env.now)
+    blocking = [i for v in explained["workers"][0]["variants"] for i in v["items"]
+                if not i["ok"]]
+    assert [i["type"] for i in blocking] == ["gpus"]
 
     # A worker with GPUs arrives: the gpu tasks go there (and only there).
     g = env.worker(4, parse_resource_def("gpus", "[a,b]"))
