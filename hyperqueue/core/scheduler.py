@@ -92,7 +92,12 @@ def schedule(core: Core, outbox: Outbox, now: float) -> int:
         def limit(w):
             return 1 if phase == 1 else max(PREFILL_FACTOR, w.prefill)
 
-        candidates = [w for w in workers if w.mn_task is None and _has_room(w, limit(w))]
+        if phase == 1:
+            candidates = [w for w in workers if w.mn_task is None and _has_room(w, 1)]
+        else:
+            # Refill a prefill only once half of it is used up: fewer, bigger messages.
+            candidates = [w for w in workers if w.mn_task is None
+                          and _has_room(w, (1 + limit(w)) / 2)]
         if any(w.config.min_utilization for w in candidates):
             demand = _cpu_demand(core)
             candidates = [w for w in candidates if _min_utilization_ok(w, demand)]

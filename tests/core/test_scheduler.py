@@ -51,11 +51,17 @@ def test_capacity_then_prefill_over_two_workers():
     env.out.emptiness_check()
     assert job.counts[TaskState.WAITING] == 2
 
-    # One task ends on w2: exactly one more task goes there.
+    # One task ends on w2: its prefill is still more than half full, so nothing is sent
+    # (refills come in batches, once half of the prefill is used up).
     env.start(w2, [job.tasks[2]])
     env.finish(w2, [job.tasks[2]])
-    assert env.schedule() == 1
-    assert [t.id for t in env.out.take_worker_msgs(w2, 1)] == [8]
+    assert env.schedule() == 0
+    env.out.emptiness_check()
+    # A second one ends: now w2 is at half its prefill and gets topped up.
+    env.start(w2, [job.tasks[3]])
+    env.finish(w2, [job.tasks[3]])
+    assert env.schedule() == 2
+    assert [t.id for t in env.out.take_worker_msgs(w2, 2)] == [8, 9]
     env.out.emptiness_check()
     env.check()
 
