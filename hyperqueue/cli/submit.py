@@ -59,6 +59,9 @@ def submit_options(f):
                      help="One task per element of a JSON array (in HQ_ENTRY)"),
         click.option("--cpus", help="CPUs per task, e.g. '4' or '2 compact!'"),
         click.option("--resource", "resource", multiple=True, help="NAME=AMOUNT [POLICY]"),
+        click.option("--weight", type=click.FloatRange(0, min_open=True), default=1.0,
+                     help="Weight of the resource request (higher is scheduled first among "
+                          "equal priorities)"),
         click.option("--nodes", type=click.IntRange(0), default=0,
                      help="Run each task on this many whole workers of one group"),
         click.option("--time-request", type=DURATION,
@@ -78,8 +81,12 @@ def submit_options(f):
     return f
 
 
-def build_request(opts: dict, command: tuple[str, ...], job_id: int | None = None):
-    """A SubmitRequest from the parsed options (raises click errors for bad input)."""
+def build_request(opts: dict, command: tuple[str, ...], job_id: int | None = None,
+                  stdin_data: bytes | None = None):
+    """A SubmitRequest from the parsed options (raises click errors for bad input).
+
+    `stdin_data`: what `--stdin` already read (for `--directives stdin`); read here otherwise.
+    """
     from ..core.model import ProgramDef, TaskTemplate
     from ..core.placeholders import unknown_placeholders
     from ..core.ranges import IntRanges
@@ -132,12 +139,13 @@ def build_request(opts: dict, command: tuple[str, ...], job_id: int | None = Non
     elif not any(e.name == "cpus" for e in entries_):
         entries_.append(ResourceRequestEntry("cpus", UNIT, "compact"))
     try:
-        request = ResourceRequest(entries_, nodes, opts.get("time_request") or 0.0)
+        request = ResourceRequest(entries_, nodes, opts.get("time_request") or 0.0,
+                                  int(round((opts.get("weight") or 1.0) * UNIT)))
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="'--resource'")
     stdin = None
     if opts.get("read_stdin"):
-        stdin = sys.stdin.buffer.read()
+        stdin = stdin_data if stdin_data is not None else sys.stdin.buffer.read()
     program = ProgramDef(list(command), env, cwd, stdout, stderr, stdin,
                          bool(opts.get("task_dir")))
     template = TaskTemplate(program, request, opts.get("time_limit"), opts.get("priority") or 0,
@@ -199,7 +207,8 @@ def _read_json(path: str) -> list[bytes]:
         raise HqError(f"{path} is not valid JSON: {e}") from None
     if not isinstance(value, list):
         raise HqError(f"{path} must contain a JSON array at the top level")
-    return [json.dumps(v, separators=(",", ":")).encode() for v in value]
+    # compact like serde_json: no spaces, non-ASCII kept as UTF-8 (no \u escapes)
+    return [json.dumps(v, separators=(",", ":"), ensure_ascii=False).encode() for v in value]
 
 
 def print_job_id(job_id: int, cli_text: str) -> None:
@@ -222,7 +231,19 @@ NOT_IN_DIRECTIVES = {"job_id", "wait", "progress", "directives"}
 
 
 def read_directives(path: str) -> tuple[list[str], str | None]:
-    """`#HQ` arguments at the top of a script, and its shebang interpreter (if any).
+    """`#HQ` arguments at the top of a script, and its shebang interpreter (if any)."""
+    from ..errors import HqError
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(DIRECTIVE_SCAN_LIMIT)
+    except OSError as e:
+        raise HqError(f"Cannot read directives from {path}: {e.strerror}") from None
+    return parse_directives(head, path)
+
+
+def parse_directives(head: bytes, path: str) -> tuple[list[str], str | None]:
+    """`#HQ` arguments at the top of a script's text, and its shebang interpreter (if any).
 
     Only comments and blank lines may precede the directives; scanning stops at the first
     other line (and after 32 KiB).
@@ -231,11 +252,7 @@ def read_directives(path: str) -> tuple[list[str], str | None]:
 
     from ..errors import HqError
 
-    try:
-        with open(path, "rb") as f:
-            head = f.read(DIRECTIVE_SCAN_LIMIT)
-    except OSError as e:
-        raise HqError(f"Cannot read directives from {path}: {e.strerror}") from None
+    head = head[:DIRECTIVE_SCAN_LIMIT]
     args: list[str] = []
     shebang = None
     for i, raw in enumerate(head.decode("utf-8", "replace").splitlines()):
@@ -253,29 +270,36 @@ def read_directives(path: str) -> tuple[list[str], str | None]:
     return args, shebang
 
 
-def apply_directives(ctx, opts: dict, command: tuple, mode: str) -> tuple[dict, tuple]:
-    """Merges `#HQ` directives of the submitted script under the command-line flags."""
+def apply_directives(ctx, opts: dict, command: tuple, mode: str,
+                     stdin_data: bytes | None = None) -> tuple[dict, tuple]:
+    """Merges `#HQ` directives of the submitted script (or, with `--directives stdin`, of the
+    script given on stdin) under the command-line flags."""
     from ..errors import HqError
 
     if mode == "off" or not command:
         return opts, command
+    source = "stdin" if mode == "stdin" else command[0]
     if mode == "stdin":
-        raise HqError("--directives=stdin is not supported; use `--directives file`")
-    if mode == "auto" and not command[0].endswith(".sh"):
+        if stdin_data is None:
+            raise HqError("You have to use `--stdin` when you specify `--directives=stdin`")
+        # the command is given explicitly (it reads the script): no shebang prefix
+        args, _ = parse_directives(stdin_data, "stdin")
+    elif mode == "auto" and not command[0].endswith(".sh"):
         return opts, command
-    if not os.path.isfile(command[0]):
+    elif not os.path.isfile(command[0]):
         if mode == "file":
             raise HqError(f"Cannot read directives: {command[0]} is not a file")
         return opts, command
-    args, shebang = read_directives(command[0])
-    if shebang:
-        command = (*shebang.split(), *command)
+    else:
+        args, shebang = read_directives(command[0])
+        if shebang:
+            command = (*shebang.split(), *command)
     if not args:
         return opts, command
     try:
         sub = submit.make_context("submit", [*args, "--", "true"], parent=ctx.parent)
     except click.ClickException as e:
-        raise HqError(f"Invalid #HQ directive in {command[-1]}: {e.format_message()}") from None
+        raise HqError(f"Invalid #HQ directive in {source}: {e.format_message()}") from None
     merged = dict(opts)
     for name, value in sub.params.items():
         if name in ("command",) or name not in opts:
@@ -302,12 +326,14 @@ def apply_directives(ctx, opts: dict, command: tuple, mode: str) -> tuple[dict, 
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def submit(job_id, wait, progress, command, directives, **opts):
     """Submit a job: `hq submit [OPTIONS] -- COMMAND [ARGS]...`"""
-    opts, command = apply_directives(click.get_current_context(), opts, command, directives)
+    stdin_data = sys.stdin.buffer.read() if opts.get("read_stdin") else None
+    opts, command = apply_directives(click.get_current_context(), opts, command, directives,
+                                     stdin_data)
     if wait and progress:
         raise click.UsageError("--wait and --progress cannot be used together")
     if job_id is not None and (opts.get("name") or opts.get("max_fails") is not None):
         raise click.UsageError("--name and --max-fails cannot be used with --job")
-    request = build_request(opts, command, job_id)
+    request = build_request(opts, command, job_id, stdin_data)
     with connect() as client:
         resp = client.request(request)
         print_submitted(resp.job_id)

@@ -23,7 +23,7 @@ from .model import (
 )
 from .outbox import Outbox
 from .ranges import IntRanges
-from .state import Core, cursor_remaining, task_amounts
+from .state import Core, cursor_remaining, queue_key, task_amounts
 
 
 class SubmitError(ValueError):
@@ -270,7 +270,7 @@ def _end_open_tasks(core: Core, outbox: Outbox, job: Job, state: TaskState, now:
     # Counted from the counters: consumers ended by the cascade of `_complete` count too.
     before = job.counts[state]
     # Queued tasks: the array remainder ends in bulk, without task records.
-    for key in [k for k in core.queue_keys if k[1] == job.id]:
+    for key in [k for k in core.queue_keys if k[2] == job.id]:
         q = core.queues[key]
         if q.cursor is not None and q.cursor.remaining:
             rest = cursor_remaining(q.cursor)
@@ -488,7 +488,7 @@ def assign(task: Task, worker: Worker, variant: int, nodes: list[Worker] | None)
 def _materialize_waiting(core: Core, job: Job, task_id: int) -> Task | None:
     """The record of a task still in array form, taken out of its batch's cursor (tasks the
     cursor passes on the way are kept, in order, at the head of the ready queue)."""
-    for key in [k for k in core.queue_keys if k[1] == job.id]:
+    for key in [k for k in core.queue_keys if k[2] == job.id]:
         q = core.queues[key]
         cur = q.cursor
         if cur is None or not cur.remaining or task_id not in q.batch.ids:
@@ -690,7 +690,7 @@ def _complete(core: Core, outbox: Outbox, task: Task, state: TaskState, now: flo
 
 
 def _unqueue(core: Core, task: Task) -> None:
-    key = (-task.batch.template.priority, task.job.id, task.batch.index)
+    key = queue_key(task.job, task.batch)
     q = core.queues.get(key)
     if q is not None:
         try:

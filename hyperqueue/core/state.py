@@ -51,13 +51,21 @@ def position_of(ids: IntRanges, task_id: int) -> int | None:
     return None
 
 
+def queue_key(job: Job, batch: TaskBatch) -> tuple:
+    """Ready queues are served in this order: priority (higher first), then the weight of the
+    request (higher first: upstream's scheduler values heavier requests more), then older jobs
+    and earlier batches."""
+    t = batch.template
+    return (-t.priority, -t.request.weight, job.id, batch.index)
+
+
 class ReadyQueue:
     """Tasks of one batch that may start now: restarted/released tasks first, then the array."""
 
     __slots__ = ("key", "job", "batch", "cursor", "tasks")
 
     def __init__(self, job: Job, batch: TaskBatch, with_cursor: bool):
-        self.key = (-batch.template.priority, job.id, batch.index)
+        self.key = queue_key(job, batch)
         self.job = job
         self.batch = batch
         self.cursor = RangeCursor(batch.ids) if with_cursor else None
@@ -98,7 +106,7 @@ class Core:
 
     # -- ready queues ---------------------------------------------------------------------
     def queue_for(self, job: Job, batch: TaskBatch) -> ReadyQueue:
-        key = (-batch.template.priority, job.id, batch.index)
+        key = queue_key(job, batch)
         q = self.queues.get(key)
         if q is None:
             q = ReadyQueue(job, batch, with_cursor=False)
