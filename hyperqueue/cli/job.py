@@ -9,7 +9,7 @@ import time
 from ._click import click
 from .common import RANGES, SELECTOR, SelectorType, connect
 from .main import output
-from .output import duration, jsonify_times, local_time
+from .output import duration, jsonify_times, local_time, resources_text
 
 JOB_STATES = ("waiting", "running", "finished", "failed", "canceled", "aborted", "opened")
 TASK_STATES = ("waiting", "running", "finished", "failed", "canceled", "aborted")
@@ -146,8 +146,7 @@ def _job_detail_rows(d: dict) -> list:
         s = submits[0]
         p = s["program"]
         rows += [
-            ("Resources", "\n".join(r["resource"] + ": " + r["text"]
-                                    for r in s["resources"][0]["resources"])),
+            ("Resources", resources_text(s["resources"])),
             ("Pin", s["pin_mode"] or "none"),
             ("Priority", s["priority"]),
             ("Command", " ".join(p["args"])),

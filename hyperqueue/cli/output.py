@@ -69,6 +69,21 @@ def duration(seconds: float | None) -> str:
     return format_duration(round(seconds, 3))
 
 
+def resources_text(variants: list[dict]) -> str:
+    """The `Resources` cell of job/task info: `name: request` lines; with several resource
+    variants, each block is headed by `# Variant N` (1-based)."""
+    def lines(v):
+        return [r["resource"] + ": " + r["text"] for r in v["resources"]]
+
+    if len(variants) <= 1:
+        return "\n".join(lines(variants[0])) if variants else ""
+    out = []
+    for i, v in enumerate(variants, 1):
+        out.append(f"# Variant {i}")
+        out.extend(lines(v))
+    return "\n".join(out)
+
+
 def jsonify_times(obj, keys=("started_at", "finished_at", "submission_date", "started", "at",
                              "time")):
     """Converts epoch floats under the given keys to ISO strings, recursively (JSON mode)."""

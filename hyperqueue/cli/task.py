@@ -8,7 +8,7 @@ from ._click import click
 from .common import RANGES, SelectorType, connect
 from .job import TASK_STATES, _states_option, _stdio_text
 from .main import output
-from .output import duration, jsonify_times, local_time
+from .output import duration, jsonify_times, local_time, resources_text
 
 
 @click.group()
@@ -121,8 +121,7 @@ def info(job_selector, task_selector, verbose):
             ("Stdout", t.get("stdout") or _stdio_text(p["stdout"], p["stdout_rm_if_finished"])),
             ("Stderr", t.get("stderr") or _stdio_text(p["stderr"], p["stderr_rm_if_finished"])),
             ("Time limit", duration(s["time_limit"])),
-            ("Resources", "\n".join(r["resource"] + ": " + r["text"]
-                                    for r in s["resources"][0]["resources"])),
+            ("Resources", resources_text(s["resources"])),
             ("Priority", s["priority"]),
             ("Pin", s["pin_mode"] or "none"),
             ("Task dir", "yes" if s["task_dir"] else "no"),

@@ -33,6 +33,8 @@ def _parse_cpus(value):
               "(default: detected)")
 @click.option("--resource", "resources", multiple=True, help="A resource pool NAME=DEF")
 @click.option("--group", help="Worker group for multi-node tasks")
+@click.option("--coupling", help="Groups of different resources that work well together: "
+              "'cpus,gpus/nvidia' or 'cpus[0]:gpus/nvidia[0]=256,...'")
 @click.option("--detect-resources", default="all",
               help="Which resources to detect: all, none, or cpus,mem,gpus/nvidia,gpus/amd")
 @click.option("--no-hyper-threading", is_flag=True, help="Use one thread of each core")
@@ -53,7 +55,7 @@ def _parse_cpus(value):
 @click.option("--min-utilization", type=click.FloatRange(0.0, 1.0), default=0.0)
 @click.option("--zero-spawn", is_flag=True, hidden=True,
               help="Benchmarking aid: complete tasks without starting processes")
-def start(cpus, resources, group, detect_resources, no_hyper_threading, idle_timeout,
+def start(cpus, resources, group, coupling, detect_resources, no_hyper_threading, idle_timeout,
           time_limit, heartbeat, hostname, work_dir, on_server_lost, reconnect_timeout,
           manager, overview_interval, min_utilization, zero_spawn):
     """Start a worker that connects to the server and runs its tasks."""
@@ -100,6 +102,14 @@ def start(cpus, resources, group, detect_resources, no_hyper_threading, idle_tim
         else:
             defs[name] = parse_resource_def(name, "[" + ",".join(value) + "]")
     ordered = [defs.pop("cpus")] + [defs[k] for k in sorted(defs)]
+    coupling_items = None
+    if coupling:
+        from ..core.resources import parse_coupling
+
+        try:
+            coupling_items = parse_coupling(coupling, ordered)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="'--coupling'")
     try:
         alloc = detect_manager(manager)
     except ValueError as e:
@@ -120,7 +130,7 @@ def start(cpus, resources, group, detect_resources, no_hyper_threading, idle_tim
         work_dir=os.path.abspath(work_dir), on_server_lost=on_server_lost,
         manager=alloc.manager if alloc else None, manager_job_id=alloc.job_id if alloc else None,
         pid=os.getpid(), overview_interval=overview_interval, min_utilization=min_utilization,
-        listen_address="", reconnect_timeout=reconnect_timeout)
+        listen_address="", reconnect_timeout=reconnect_timeout, coupling=coupling_items)
     import trio
 
     from ..worker.app import Worker

@@ -377,7 +377,8 @@ class WorkerConfig:
 
     __slots__ = ("hostname", "resources", "group", "time_limit", "heartbeat", "idle_timeout",
                  "work_dir", "on_server_lost", "manager", "manager_job_id", "pid",
-                 "overview_interval", "min_utilization", "listen_address", "reconnect_timeout")
+                 "overview_interval", "min_utilization", "listen_address", "reconnect_timeout",
+                 "coupling")
 
     FIELDS = __slots__
 
@@ -387,7 +388,8 @@ class WorkerConfig:
                  on_server_lost: str = "stop", manager: str | None = None,
                  manager_job_id: str | None = None, pid: int = 0,
                  overview_interval: float | None = None, min_utilization: float = 0.0,
-                 listen_address: str = "", reconnect_timeout: float | None = None):
+                 listen_address: str = "", reconnect_timeout: float | None = None,
+                 coupling: list | None = None):
         self.hostname = hostname
         self.resources = resources  # list[ResourceDef]
         self.group = group
@@ -403,6 +405,8 @@ class WorkerConfig:
         self.min_utilization = min_utilization
         self.listen_address = listen_address
         self.reconnect_timeout = reconnect_timeout
+        # [[resource, group, resource, group, weight], ...]: groups that work well together
+        self.coupling = coupling or []
 
     def to_wire(self):
         return [getattr(self, f) if f != "resources" else [r.to_wire() for r in self.resources]
@@ -423,6 +427,14 @@ class WorkerConfig:
                 raise ValueError(f"worker {f} must be a number")
         if not isinstance(kw["heartbeat"], (int, float)) or kw["heartbeat"] <= 0:
             raise ValueError("worker heartbeat must be a positive number")
+        coupling = kw["coupling"]
+        if coupling is None:
+            kw["coupling"] = []
+        elif not (isinstance(coupling, list) and all(
+                isinstance(c, list) and len(c) == 5 and isinstance(c[0], str)
+                and isinstance(c[2], str) and all(isinstance(x, int) for x in (c[1], c[3], c[4]))
+                for c in coupling)):
+            raise ValueError("malformed resource coupling")
         if kw["on_server_lost"] not in ("stop", "finish-running", "reconnect"):
             raise ValueError("invalid on-server-lost policy")
         return cls(**kw)

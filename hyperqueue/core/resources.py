@@ -705,3 +705,56 @@ class ResourceRequest:
 
 
 _DEFAULT = ResourceRequest((ResourceRequestEntry(CPUS, UNIT, "compact"),))
+
+
+# ------------------------------------------------------------------------------- coupling
+
+DEFAULT_COUPLING_WEIGHT = 256
+
+
+def parse_coupling(text: str, defs) -> list[list]:
+    """`--coupling`: which groups of different resources work well together (NUMA affinity).
+
+    `cpus,gpus/nvidia` couples group i of each named resource with group i of the others
+    (weight 256); `cpus[0]:gpus/nvidia[1]=512,...` names pairs of groups (weight optional).
+    Returns `[[resource, group, resource, group, weight], ...]`.
+
+    Raises:
+        ValueError: unknown resource or group, bad syntax or weight.
+    """
+    groups = {d.name: len(d.groups) for d in defs if d.is_indexed}
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    if not items:
+        raise ValueError("Invalid coupling: it is empty")
+    out: list[list] = []
+    if all("[" not in x and ":" not in x for x in items):
+        if len(items) < 2:
+            raise ValueError("Invalid coupling: name at least two resources")
+        for name in items:
+            if name not in groups:
+                raise ValueError(f"Invalid coupling: unknown indexed resource '{name}'")
+        n = min(groups[x] for x in items)
+        for i, a in enumerate(items):
+            for b in items[i + 1:]:
+                out.extend([a, g, b, g, DEFAULT_COUPLING_WEIGHT] for g in range(n))
+        return out
+    pattern = re.compile(r"([A-Za-z][A-Za-z0-9/]*)\[(\d+)\]:([A-Za-z][A-Za-z0-9/]*)\[(\d+)\]"
+                         r"(?:=(\d+))?\Z")
+    for item in items:
+        m = pattern.match(item)
+        if m is None:
+            raise ValueError(f"Invalid coupling item '{item}': expected "
+                             "'res[group]:res2[group]' or 'res[group]:res2[group]=weight'")
+        a, ga, b, gb, w = m.group(1), int(m.group(2)), m.group(3), int(m.group(4)), m.group(5)
+        for name, g in ((a, ga), (b, gb)):
+            if name not in groups:
+                raise ValueError(f"Invalid coupling: unknown indexed resource '{name}'")
+            if g >= groups[name]:
+                raise ValueError(f"Invalid coupling: resource '{name}' has no group {g}")
+        if a == b:
+            raise ValueError(f"Invalid coupling item '{item}': couple two different resources")
+        weight = DEFAULT_COUPLING_WEIGHT if w is None else int(w)
+        if not 0 < weight < 65536:
+            raise ValueError(f"Invalid coupling weight in '{item}': expected 1 to 65535")
+        out.append([a, ga, b, gb, weight])
+    return out

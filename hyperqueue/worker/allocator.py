@@ -62,14 +62,18 @@ class _IndexPool:
         group = self.groups[gi]
         return [group[i] for i in self.whole[gi][:n]]
 
-    def take(self, amount: int, policy: str) -> list[tuple[str, int]] | None:
-        """The labels (and units of each) for `amount`, or None; nothing is changed here."""
+    def take(self, amount: int, policy: str,
+             prefer: dict[int, int] | None = None) -> list[tuple[str, int]] | None:
+        """The labels (and units of each) for `amount`, or None; nothing is changed here.
+
+        `prefer` maps group index -> coupling weight with groups already chosen for the same
+        task; compact/tight policies pick well-coupled groups first."""
         if amount == ALL:
             if any(len(w) != len(g) for w, g in zip(self.whole, self.groups)):
                 return None
             return [(label, UNIT) for g in self.groups for label in g]
         whole, frac = divmod(amount, UNIT)
-        chosen = self._choose_whole(whole, policy)
+        chosen = self._choose_whole(whole, policy, prefer or {})
         if chosen is None:
             return None
         out = [(label, UNIT) for label in chosen]
@@ -87,7 +91,7 @@ class _IndexPool:
             out.append((best, frac))
         return out
 
-    def _choose_whole(self, n: int, policy: str) -> list[str] | None:
+    def _choose_whole(self, n: int, policy: str, prefer: dict[int, int]) -> list[str] | None:
         if n == 0:
             return []
         counts = [len(w) for w in self.whole]
@@ -111,7 +115,7 @@ class _IndexPool:
                         out.append(self.groups[gi][self.whole[gi][k]])
             return out
         # compact / tight: the fewest groups, preferring the fullest-fitting ones.
-        order = sorted(range(n_groups), key=lambda i: -counts[i])
+        order = sorted(range(n_groups), key=lambda i: (-prefer.get(i, 0), -counts[i]))
         need_groups = 0
         acc = 0
         for i in order:
@@ -125,7 +129,7 @@ class _IndexPool:
         if need_groups == 1:
             # Tightest single group that fits.
             best = min((i for i in range(n_groups) if counts[i] >= n),
-                       key=lambda i: (counts[i], i))
+                       key=lambda i: (-prefer.get(i, 0), counts[i], i))
             return self._labels(best, n)
         chosen_groups = order[:need_groups]
         if policy.startswith("tight"):
@@ -150,8 +154,13 @@ class _IndexPool:
 class Allocator:
     """All pools of one worker."""
 
-    def __init__(self, resources: list[ResourceDef]):
+    def __init__(self, resources: list[ResourceDef], coupling: list | None = None):
         self.index_pools: dict[str, _IndexPool] = {}
+        # (resource, group) -> [(other resource, other group, weight)]
+        self.coupling: dict[tuple[str, int], list[tuple[str, int, int]]] = {}
+        for a, ga, b, gb, w in coupling or ():
+            self.coupling.setdefault((a, ga), []).append((b, gb, w))
+            self.coupling.setdefault((b, gb), []).append((a, ga, w))
         self.sum_free: dict[str, int] = {}
         self.sum_total: dict[str, int] = {}
         for r in resources:
@@ -167,7 +176,8 @@ class Allocator:
         for e in request.entries:
             pool = self.index_pools.get(e.name)
             if pool is not None:
-                got = pool.take(e.amount, e.policy)
+                prefer = self._preferences(e.name, alloc) if self.coupling else None
+                got = pool.take(e.amount, e.policy, prefer)
                 if got is None:
                     self.release(alloc)
                     return None
@@ -187,6 +197,18 @@ class Allocator:
             self.sum_free[e.name] -= amount
             alloc.sums[e.name] = amount
         return alloc
+
+    def _preferences(self, name: str, alloc: Allocation) -> dict[int, int]:
+        """Coupling weight of each group of `name` with the groups this allocation already
+        holds of other resources."""
+        prefer: dict[int, int] = {}
+        for other, got in alloc.indices.items():
+            where = self.index_pools[other].where
+            for og in {where[label][0] for label, _ in got}:
+                for res, g, w in self.coupling.get((other, og), ()):
+                    if res == name:
+                        prefer[g] = prefer.get(g, 0) + w
+        return prefer
 
     def can_ever_fit(self, request) -> bool:
         for e in request.entries:

@@ -54,7 +54,7 @@ class Worker:
         self.config = config
         self.zero_spawn = zero_spawn  # benchmarking aid: complete tasks without a process
         self.connect_attempts = connect_attempts
-        self.allocator = Allocator(config.resources)
+        self.allocator = Allocator(config.resources, config.coupling)
         self.templates: dict[int, tuple] = {}
         # Assigned tasks waiting for resources here, one heap per distinct request (so a
         # completion tries each kind of request once, not every queued task).

@@ -299,3 +299,31 @@ def test_allocations_never_overcommit_and_match_requests(ops):
     for alloc, _ in live:
         a.release(alloc)
     check_pools(a, [])
+
+
+def test_coupling_keeps_gpus_next_to_their_cpus():
+    from hyperqueue.core.resources import parse_coupling, parse_resource_def
+
+    cpus = parse_resource_def("cpus", "2x2")
+    gpus = parse_resource_def("gpus", "[[a],[b]]")
+    coupled = Allocator([cpus, gpus], parse_coupling("cpus,gpus", [cpus, gpus]))
+    blocker = coupled.try_allocate(req(cpus=2))  # takes NUMA group 0 (cpus 0, 1)
+    assert blocker.labels("cpus") == ["0", "1"]
+    alloc = coupled.try_allocate(req(cpus=1, gpus=1))
+    assert alloc.labels("cpus") == ["2"] and alloc.labels("gpus") == ["b"]
+    # without coupling the first GPU group is taken regardless of where the cpus are
+    plain = Allocator([cpus, gpus])
+    plain.try_allocate(req(cpus=2))
+    assert plain.try_allocate(req(cpus=1, gpus=1)).labels("gpus") == ["a"]
+
+
+def test_coupling_spec_errors():
+    from hyperqueue.core.resources import parse_coupling, parse_resource_def
+
+    defs = [parse_resource_def("cpus", "2x2"), parse_resource_def("gpus", "[[a],[b]]")]
+    assert parse_coupling("cpus[0]:gpus[1]=512", defs) == [["cpus", 0, "gpus", 1, 512]]
+    for bad, msg in [("cpus", "at least two"), ("cpus,fpga", "unknown"),
+                     ("cpus[5]:gpus[0]", "no group 5"), ("cpus[0]-gpus[0]", "expected"),
+                     ("cpus[0]:gpus[0]=0", "weight")]:
+        with pytest.raises(ValueError, match=msg):
+            parse_coupling(bad, defs)
