@@ -195,9 +195,9 @@ def print_workers(views: list[dict], detailed: bool) -> None:
             v = jsonify_times(v)
             cfg = dict(v["configuration"])
             cfg.pop("resources_text", None)
-            cfg["resources"] = {"resources": [
+            cfg["resources"] = dict(cfg["resources"], resources=[
                 {k: x for k, x in r.items() if k != "wire"}
-                for r in cfg["resources"]["resources"]]}
+                for r in cfg["resources"]["resources"]])
             v["configuration"] = cfg
             shown.append(v)
         out.json(shown)
