@@ -240,8 +240,9 @@ def print_workers(views: list[dict], detailed: bool) -> None:
             ("Manager Job ID", alloc.get("id") or "N/A"),
             ("Last task started",
              f"{last['job']}@{last['task']}; Time: {local_time(last['time'])}" if last else ""),
-            ("Runtime Info", f"assigned tasks: {rt['assigned_tasks']}; "
-                             f"running tasks: {rt['running_tasks']}"),
+            ("Runtime Info", f"running multinode task; {rt['multinode']} node"
+             if rt.get("multinode") else f"assigned tasks: {rt['assigned_tasks']}; "
+                                         f"running tasks: {rt['running_tasks']}"),
         ])
 
 

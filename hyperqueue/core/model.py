@@ -243,15 +243,17 @@ class TaskBatch:
     `deps` are task ids of the same job that every task of the batch waits for.
     """
 
-    __slots__ = ("index", "template", "ids", "entries", "deps", "template_id")
+    __slots__ = ("index", "template", "ids", "entries", "deps", "template_id", "submit_dir")
 
     def __init__(self, index: int, template: TaskTemplate, ids: IntRanges,
-                 entries: list[bytes] | None = None, deps: tuple[int, ...] = ()):
+                 entries: list[bytes] | None = None, deps: tuple[int, ...] = (),
+                 submit_dir: str = ""):
         self.index = index
         self.template = template
         self.ids = ids
         self.entries = entries
         self.deps = deps
+        self.submit_dir = submit_dir  # where the submit that brought this batch ran
         self.template_id = -1  # a server-wide id, given when the batch joins the core
 
     def entry_at(self, position: int) -> bytes | None:

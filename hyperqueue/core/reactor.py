@@ -59,14 +59,15 @@ def _event(core: Core, outbox: Outbox, now: float, kind: str, **payload) -> None
         outbox.events.append((now, kind, payload))
 
 
-def _resolve_job_placeholders(template: TaskTemplate, job: Job, server_uid: str) -> None:
+def _resolve_job_placeholders(template: TaskTemplate, job: Job, submit_dir: str,
+                              server_uid: str) -> None:
     """Fills %{JOB_ID}, %{SUBMIT_DIR} and %{SERVER_UID}; the worker fills the rest."""
     prog = template.program
 
     def fill(s: str) -> str:
         if "%{" not in s:
             return s
-        return (s.replace("%{JOB_ID}", str(job.id)).replace("%{SUBMIT_DIR}", job.submit_dir)
+        return (s.replace("%{JOB_ID}", str(job.id)).replace("%{SUBMIT_DIR}", submit_dir)
                 .replace("%{SERVER_UID}", server_uid))
 
     prog.cwd = fill(prog.cwd)
@@ -141,8 +142,8 @@ def submit(core: Core, outbox: Outbox, spec: SubmitSpec, now: float) -> Job:
     first_index = len(job.batches)
     new_batches = []
     for i, b in enumerate(spec.batches):
-        _resolve_job_placeholders(b.template, job, core.server_uid)
-        batch = TaskBatch(first_index + i, b.template, b.ids, b.entries, b.deps)
+        _resolve_job_placeholders(b.template, job, spec.submit_dir, core.server_uid)
+        batch = TaskBatch(first_index + i, b.template, b.ids, b.entries, b.deps, spec.submit_dir)
         core.priorities.add(b.template.priority)
         batch.template_id = core.next_template_id
         core.next_template_id += 1
@@ -155,7 +156,7 @@ def submit(core: Core, outbox: Outbox, spec: SubmitSpec, now: float) -> Job:
     if core.record_events:
         _event(core, outbox, now, "job-created", job=job.id, closed_job=spec.job_id is None,
                job_desc={"name": job.name, "max_fails": job.max_fails},
-               submit_desc={"submit_dir": job.submit_dir, "batches": [
+               submit_desc={"submit_dir": spec.submit_dir, "batches": [
                    [b.template.to_wire(), b.ids.to_text(), b.entries, list(b.deps)]
                    for b in new_batches]})
 
@@ -461,6 +462,15 @@ def adopt_task(core: Core, outbox: Outbox, worker: Worker, job_id: int, task_id:
     assign(task, worker, variant, nodes if task.batch.template.is_multi_node else None)
     _start(core, outbox, task, worker, now)
     return task
+
+
+def unassign(core: Core, task: Task) -> None:
+    """Undoes `assign` of a task in the same scheduling pass: back to the head of its queue."""
+    _release(task)
+    task.worker.tasks.discard(task)
+    _set_state(task, TaskState.WAITING)
+    task.worker = None
+    core.queue_for(task.job, task.batch).tasks.appendleft(task)
 
 
 def assign(task: Task, worker: Worker, variant: int, nodes: list[Worker] | None) -> None:

@@ -18,6 +18,7 @@ from .resources import ALL
 from .state import Core
 
 PREFILL_FACTOR = 2  # the least prefill: a worker may hold twice its capacity
+MIN_UTIL_ATTEMPTS = 8  # queue orders tried to fill a --min-utilization worker
 
 
 def _fits(worker: Worker, request, limit_factor: float, now: float) -> bool:
@@ -67,15 +68,6 @@ def _has_room(w: Worker, factor: float) -> bool:
     return cap is None or w.load["cpus"] < cap * factor
 
 
-def _min_utilization_ok(w: Worker, demand_cpus: int) -> bool:
-    """A worker with --min-utilization only takes work that keeps that share of its CPUs busy."""
-    mu = w.config.min_utilization
-    if not mu:
-        return True
-    cap = w.capacity.get("cpus", 0)
-    return w.load.get("cpus", 0) + demand_cpus >= mu * cap
-
-
 def schedule(core: Core, outbox: Outbox, now: float) -> int:
     """Assigns ready tasks to running workers; returns the number of tasks assigned."""
     core.needs_schedule = False
@@ -87,7 +79,9 @@ def schedule(core: Core, outbox: Outbox, now: float) -> int:
         return 0
     assigned = 0
     compute = outbox.compute
-    demand = None
+    held: set[int] = set()  # workers kept free for a waiting multi-node task
+    picky = [w for w in workers if w.config.min_utilization]
+    before = {w.id: len(compute.get(w.id, ())) for w in picky}
     for phase in (1, 2):
         def limit(w):
             return 1 if phase == 1 else max(PREFILL_FACTOR, w.prefill)
@@ -95,12 +89,13 @@ def schedule(core: Core, outbox: Outbox, now: float) -> int:
         if phase == 1:
             candidates = [w for w in workers if w.mn_task is None and _has_room(w, 1)]
         else:
+            if picky:
+                assigned -= _enforce_min_utilization(core, picky, before, compute, now)
             # Refill a prefill only once half of it is used up: fewer, bigger messages.
-            candidates = [w for w in workers if w.mn_task is None
-                          and _has_room(w, (1 + limit(w)) / 2)]
-        if any(w.config.min_utilization for w in candidates):
-            demand = _cpu_demand(core)
-            candidates = [w for w in candidates if _min_utilization_ok(w, demand)]
+            candidates = [w for w in workers if w.mn_task is None and w.id not in held
+                          and _has_room(w, (1 + limit(w)) / 2)
+                          # a prefilled task would start later without its companions
+                          and not w.config.min_utilization]
         if not candidates:
             continue
         for key in list(core.queue_keys):
@@ -108,31 +103,14 @@ def schedule(core: Core, outbox: Outbox, now: float) -> int:
             template = q.batch.template
             if template.is_multi_node:
                 if phase == 1:
-                    assigned += _schedule_multi_node(core, q, candidates, compute, now)
-                    candidates = [w for w in candidates if w.mn_task is None]
+                    assigned += _schedule_multi_node(core, q, workers, compute, now, held)
+                    candidates = [w for w in candidates
+                                  if w.mn_task is None and w.id not in held]
                 if not len(q):
                     core.drop_queue(key)
                 continue
-            requests = template.requests
             for w in candidates:
-                factor = limit(w)
-                variant = _first_fitting(w, requests, factor, now)
-                if variant < 0:
-                    continue
-                wtasks = compute.get(w.id)
-                if wtasks is None:
-                    wtasks = compute[w.id] = []
-                while True:
-                    task = q.pop()
-                    assign(task, w, variant, None)
-                    wtasks.append(task)
-                    assigned += 1
-                    if not len(q):
-                        break
-                    if not _fits(w, requests[variant], factor, now):
-                        variant = _first_fitting(w, requests, factor, now)
-                        if variant < 0:
-                            break
+                assigned += _fill(q, w, limit(w), compute, now)
                 if not len(q):
                     break
             if not len(q):
@@ -166,40 +144,103 @@ def _retract_for_priority(core: Core, outbox: Outbox, workers) -> None:
                 budget -= 1
 
 
-def _cpu_demand(core: Core) -> int:
-    total = 0
-    for q in core.queues.values():
-        e = q.batch.template.request.cpus
-        if e is not None and e.amount != ALL:
-            total += e.amount * len(q)
-            if total > 1 << 40:
-                break
-    return total
+def _fill(q, w: Worker, factor: float, compute, now: float) -> int:
+    """Assigns tasks of queue `q` to worker `w` while they fit; returns how many."""
+    requests = q.batch.template.requests
+    variant = _first_fitting(w, requests, factor, now)
+    if variant < 0:
+        return 0
+    wtasks = compute.get(w.id)
+    if wtasks is None:
+        wtasks = compute[w.id] = []
+    n = 0
+    while True:
+        task = q.pop()
+        assign(task, w, variant, None)
+        wtasks.append(task)
+        n += 1
+        if not len(q):
+            return n
+        if not _fits(w, requests[variant], factor, now):
+            variant = _first_fitting(w, requests, factor, now)
+            if variant < 0:
+                return n
 
 
-def _schedule_multi_node(core: Core, q, candidates, compute, now: float) -> int:
-    """Whole idle workers of one group for each multi-node task, while groups have enough."""
+def _schedule_multi_node(core: Core, q, workers, compute, now: float, held: set) -> int:
+    """Whole idle workers of one group for each multi-node task, while groups have enough.
+
+    When the next task cannot start yet but some group has enough workers, the least busy
+    `n` of them are held (added to `held`): nothing new starts there, so the task is not
+    starved by a stream of smaller tasks.
+    """
     request = q.batch.template.request
     n = request.n_nodes
-    idle_by_group: dict[str, list[Worker]] = {}
-    for w in candidates:
-        if w.tasks or w.mn_task is not None or any(w.load.values()):
+    by_group: dict[str, list[Worker]] = {}
+    for w in workers:
+        if w.mn_task is not None or w.id in held:
             continue
         if request.min_time:
             remaining = w.remaining_time(now)
             if remaining is not None and remaining < request.min_time:
                 continue
-        idle_by_group.setdefault(w.config.group, []).append(w)
+        by_group.setdefault(w.config.group, []).append(w)
     assigned = 0
-    for group in sorted(idle_by_group):
-        idle = sorted(idle_by_group[group], key=lambda w: w.id)
+    for group in sorted(by_group):
+        idle = sorted((w for w in by_group[group]
+                       if not w.tasks and not any(w.load.values())), key=lambda w: w.id)
         while len(idle) >= n and len(q):
             nodes, idle = idle[:n], idle[n:]
             task = q.pop()
             assign(task, nodes[0], 0, nodes)
             compute.setdefault(nodes[0].id, []).append(task)
             assigned += 1
+    if len(q):
+        groups = [g for g in sorted(by_group)
+                  if sum(1 for w in by_group[g] if w.mn_task is None) >= n]
+        if groups:
+            pool = [w for w in by_group[groups[0]] if w.mn_task is None]
+            pool.sort(key=lambda w: (len(w.tasks), w.id))
+            held.update(w.id for w in pool[:n])
     return assigned
+
+
+def _enforce_min_utilization(core: Core, picky, before: dict, compute, now: float) -> int:
+    """Takes back this pass's assignments to a `--min-utilization` worker when they would not
+    keep that share of its CPUs busy (it waits for more work instead). Returns how many."""
+    from .reactor import unassign
+
+    def enough(w):
+        return w.load.get("cpus", 0) >= w.config.min_utilization * w.capacity.get("cpus", 0)
+
+    def take_back(w) -> int:
+        lst = compute.get(w.id)
+        fresh = lst[before[w.id]:] if lst else []
+        if lst:
+            del lst[before[w.id]:]
+        for task in reversed(fresh):
+            unassign(core, task)
+        return len(fresh)
+
+    taken_back = 0
+    for w in picky:
+        if enough(w) or not compute.get(w.id):
+            continue
+        taken_back += take_back(w)
+        # Greedy from each later queue in turn: a different mix may fill the worker (e.g. one
+        # 2-cpu task instead of a 1-cpu task that blocks it). Bounded attempts.
+        keys = list(core.queue_keys)
+        for start in range(1, min(len(keys), MIN_UTIL_ATTEMPTS)):
+            for key in keys[start:]:
+                q = core.queues.get(key)
+                if q is not None and len(q) and not q.batch.template.is_multi_node:
+                    taken_back -= _fill(q, w, 1, compute, now)
+            if enough(w):
+                break
+            taken_back += take_back(w)
+        for key in [k for k in keys if k in core.queues and not len(core.queues[k])]:
+            core.drop_queue(key)
+    return taken_back
 
 
 def explain(core: Core, task, now: float) -> dict:

@@ -72,7 +72,7 @@ def batch_view(batch: TaskBatch) -> dict:
     p = t.program
     return {
         "ids": batch.ids.to_text(),
-        "resources": request_view(t.request),
+        "resources": [request_view(r)[0] for r in t.requests],
         "priority": t.priority,
         "program": {
             "args": p.args,
@@ -103,7 +103,7 @@ def task_view(core: Core, job: Job, task: Task | None, task_id: int, state: Task
         p = batch.template.program
         cwd, stdout, stderr = resolve_task_paths(
             p.cwd, p.stdout.path, p.stderr.path, job_id=job.id, task_id=task_id,
-            instance=task.instance, submit_dir=job.submit_dir, server_uid=core.server_uid)
+            instance=task.instance, submit_dir=batch.submit_dir, server_uid=core.server_uid)
         out["cwd"] = cwd
         out["stdout"] = stdout
         out["stderr"] = stderr
@@ -199,9 +199,17 @@ def worker_view(worker: Worker, now: float) -> dict:
                        if c.manager else None),
         "started": worker.started_at,
         "ended": {"at": worker.ended_at} if worker.ended_at is not None else None,
-        "runtime_info": {"assigned_tasks": assigned, "running_tasks": running},
+        "runtime_info": _runtime_info(worker, assigned, running),
         "last_task_started": last,
     }
+
+
+def _runtime_info(worker: Worker, assigned: int, running: int) -> dict:
+    info = {"assigned_tasks": assigned, "running_tasks": running}
+    mn = worker.mn_task
+    if mn is not None:
+        info["multinode"] = "main" if mn.worker is worker else "secondary"
+    return info
 
 
 def resource_json(r) -> dict:

@@ -367,7 +367,7 @@ class Server:
                 tid = batch.template_id
                 if tid not in sent:
                     sent.add(tid)
-                    templates.append([tid, batch.template, t.job.submit_dir])
+                    templates.append([tid, batch.template, batch.submit_dir])
                 nodes = None
                 if t.nodes is not None:
                     nodes = [n.config.hostname for n in t.nodes]

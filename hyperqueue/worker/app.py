@@ -82,6 +82,8 @@ class Worker:
         await self._connect(deadline=None)
         self.runner = Runner(work_dir=self.config.work_dir, hq_path=_hq_path(),
                              server_uid=self.server_uid)
+        if not self.zero_spawn:
+            self.runner.start_reaper()
         task_status.started(self.worker_id)
         code = 1
         self.spawner = Spawner(trio.lowlevel.current_trio_token(), self._on_runs_done)
@@ -113,6 +115,7 @@ class Worker:
             with trio.CancelScope(shield=True):
                 await self._kill_running()
             self.spawner.close()
+            self.runner.stop_reaper()
             if self.conn is not None:
                 with trio.CancelScope(shield=True), trio.move_on_after(0.5):
                     try:

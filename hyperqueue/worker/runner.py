@@ -198,6 +198,40 @@ class Runner:
         self.made_dirs: set[str] = set()
         self.devnull_r = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         self.devnull_w = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        self.reaper = None
+        self.reaper_fd = -1
+
+    def start_reaper(self) -> None:
+        """Starts the companion that kills our tasks should this worker die (see reaper.py)."""
+        import subprocess
+        import sys
+
+        try:
+            self.reaper = subprocess.Popen(
+                [sys.executable, "-m", "hyperqueue.worker.reaper", str(os.getpid())],
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                close_fds=True)
+        except OSError:
+            return
+        self.reaper_fd = self.reaper.stdin.fileno()
+
+    def stop_reaper(self) -> None:
+        if self.reaper is None:
+            return
+        try:
+            self.reaper.stdin.close()
+            self.reaper.wait(timeout=2)
+        except Exception:
+            pass
+        self.reaper = None
+        self.reaper_fd = -1
+
+    def _tell_reaper(self, line: bytes) -> None:
+        if self.reaper_fd >= 0:
+            try:
+                os.write(self.reaper_fd, line)  # < PIPE_BUF: atomic across spawner threads
+            except OSError:
+                pass
 
     def _makedirs(self, path: str) -> None:
         if path not in self.made_dirs:
@@ -254,6 +288,7 @@ class Runner:
                         except OSError as e:
                             raise TaskOutcome(_spawn_error(args, e)) from None
                     run.pid = pid
+                    self._tell_reaper(b"+%d\n" % pid)
             except OSError as e:
                 raise TaskOutcome(f"Cannot open task output: {e}") from None
             finally:
@@ -262,7 +297,10 @@ class Runner:
                         os.close(fd)
             if stdin_w is not None:
                 _feed(stdin_w, program.stdin)
-            returncode = self._wait(pid, template.time_limit)
+            try:
+                returncode = self._wait(pid, template.time_limit)
+            finally:
+                self._tell_reaper(b"-%d\n" % pid)
             if run.canceled:
                 return
             if returncode != 0:
