@@ -1206,6 +1206,13 @@ def main(argv=None) -> int:
     # that was asked to stop should stop (and clean up) all the same.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     ctx = Ctx(args)
+    # An installed package has its bytecode compiled (pip does it); an editable checkout run
+    # with PYTHONDONTWRITEBYTECODE would recompile hq's modules on every CLI call instead.
+    import compileall
+
+    import hyperqueue
+
+    compileall.compile_dir(os.path.dirname(hyperqueue.__file__), quiet=1)
     machine = machine_info()
     la = machine["loadavg_before"]
     log(f"hq benchmarks ({'quick' if args.quick else 'full'} mode, {args.reps} repetitions) "
