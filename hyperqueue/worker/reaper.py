@@ -19,6 +19,7 @@ import time
 
 GRACE = 1.0
 PR_SET_PDEATHSIG = 1
+POLL_PERIOD = 0.25  # read the pipe in batches: waking up per task would cost the worker CPU
 
 
 def _kill_all(groups: set[int]) -> None:
@@ -47,8 +48,37 @@ def main() -> None:
     parent = int(sys.argv[1])
     groups: set[int] = set()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the worker's job
+    fd = sys.stdin.fileno()
+    os.set_blocking(fd, False)
+    pending = bytearray()
+
+    def drain() -> bool:
+        """Applies every complete line available now; False once the worker's end closed."""
+        open_ = True
+        while True:
+            try:
+                data = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                break
+            if not data:
+                open_ = False
+                break
+            pending.extend(data)
+        *lines, rest = bytes(pending).split(b"\n")
+        pending[:] = rest
+        for line in lines:
+            try:
+                op, pgid = line[:1], int(line[1:])
+            except ValueError:
+                continue
+            if op == b"+":
+                groups.add(pgid)
+            elif op == b"-":
+                groups.discard(pgid)
+        return open_
 
     def on_term(_sig, _frame):
+        drain()
         _kill_all(groups)
         os._exit(0)
 
@@ -61,16 +91,8 @@ def main() -> None:
         pass  # no prctl: the closed pipe still tells us
     if os.getppid() != parent:  # the worker died before the signal was armed
         return
-    stdin = sys.stdin.buffer
-    for line in stdin:
-        try:
-            op, pgid = line[:1], int(line[1:])
-        except ValueError:
-            continue
-        if op == b"+":
-            groups.add(pgid)
-        elif op == b"-":
-            groups.discard(pgid)
+    while drain():
+        time.sleep(POLL_PERIOD)
     _kill_all(groups)
 
 

@@ -214,6 +214,12 @@ class Runner:
         except OSError:
             return
         self.reaper_fd = self.reaper.stdin.fileno()
+        try:  # room for a burst of start/end lines between the reaper's reads
+            import fcntl
+
+            fcntl.fcntl(self.reaper_fd, 1031, 1 << 20)  # F_SETPIPE_SZ
+        except OSError:
+            pass
 
     def stop_reaper(self) -> None:
         if self.reaper is None:
