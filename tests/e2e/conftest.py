@@ -203,6 +203,10 @@ class HqEnv:
                      timeout: float = DEFAULT_TIMEOUT) -> Process:
         sd = Path(server_dir or self.server_dir)
         cpu_args = ["--cpus", str(cpus)] if cpus is not None else []
+        if "--work-dir" not in args:
+            # inside the test's tmp dir: a worker killed with SIGKILL cannot remove its scratch
+            self._counter += 1
+            cpu_args += ["--work-dir", str(self.root / f"worker-work-{self._counter}")]
         proc = self._spawn("worker", ["--server-dir", str(sd), "worker", "start",
                                       *cpu_args, *args])
         if wait:
