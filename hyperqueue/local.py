@@ -12,7 +12,6 @@ import signal
 import socket
 import sys
 import tempfile
-import time
 
 import trio
 
@@ -148,5 +147,3 @@ def _summary(out, job, stats, failed) -> None:
     if len(failed) > 20:
         out.line(f"  ... and {len(failed) - 20} more failed tasks")
 
-
-__all__ = ["run_local", "time"]

@@ -19,5 +19,7 @@ def run(worker_cpus, command, **opts):
     """
     from ..local import run_local
 
-    request = __import__("hyperqueue.cli.submit", fromlist=["x"]).build_request(opts, command)
+    from .submit import build_request
+
+    request = build_request(opts, command)
     return run_local(request, worker_cpus=worker_cpus, out=output())

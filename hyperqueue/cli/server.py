@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 from ._click import click
 from .common import DURATION, connect, trio_run
-from .main import G, output, server_root, setup_logging
+from .main import output, server_root, setup_logging
 
 SERVER_ROWS = [("Server UID", "server_uid"), ("Client host", "client_host"),
                ("Client port", "client_port"), ("Worker host", "worker_host"),
@@ -190,5 +189,3 @@ def generate_access(file, client_file, worker_file, host, client_host, worker_ho
     if output().is_json:
         output().json({})
 
-
-__all__ = ["server", "print_server_info", "G", "sys"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 
 from ._click import click
 from .common import RANGES, SelectorType, connect

@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import sys
 import time
 
 from ._click import click
 from .common import DURATION, SELECTOR, connect, trio_run
 from .main import output, server_root, setup_logging
-from .output import duration, iso, jsonify_times, local_time
+from .output import duration, jsonify_times, local_time
 
 
 @click.group()
@@ -63,7 +62,6 @@ def start(cpus, resources, group, coupling, detect_resources, no_hyper_threading
 
     from ..core.model import WorkerConfig
     from ..core.resources import ResourceDef, parse_resource_arg, parse_resource_def
-    from ..errors import HqError
     from ..worker.hwdetect import detect_resources as detect, parse_detect_spec
     from ..worker.manager import detect_manager
 
@@ -338,5 +336,3 @@ def hwdetect(no_hyper_threading):
     else:
         output().line(format_hwdetect(res))
 
-
-__all__ = ["worker", "iso"]

@@ -84,6 +84,14 @@ class ReadyQueue:
         return task
 
 
+def unmaterialized_state(job: Job, task_id: int) -> TaskState:
+    """State of a task of `job` that has no record: WAITING unless it ended in bulk."""
+    for ids, state in job.bulk:
+        if task_id in ids:
+            return state
+    return TaskState.WAITING
+
+
 class Core:
     """All server state that the reactor and scheduler act on."""
 
@@ -138,13 +146,8 @@ class Core:
         if t is not None:
             return t.state
         for batch in job.batches:
-            pos = position_of(batch.ids, task_id)
-            if pos is None:
-                continue
-            for ids, state in job.bulk:
-                if task_id in ids:
-                    return state
-            return TaskState.WAITING
+            if position_of(batch.ids, task_id) is not None:
+                return unmaterialized_state(job, task_id)
         return None
 
     # -- invariants -----------------------------------------------------------------------

@@ -18,7 +18,7 @@ from .model import (
 )
 from .placeholders import resolve_task_paths
 from .resources import ALL
-from .state import Core
+from .state import Core, unmaterialized_state
 
 _STATE_BY_NAME = {
     "waiting": (TaskState.WAITING, TaskState.ASSIGNED),
@@ -133,19 +133,11 @@ def job_tasks(core: Core, job: Job, ids=None, states: list[str] | None = None) -
                 out.append(task_view(core, job, task, tid, task.state, task.batch))
         return out
     for batch in job.batches:
-        bulk = [(r, s) for r, s in job.bulk]
         for tid in batch.ids:
             if ids is not None and tid not in ids:
                 continue
             task = job.tasks.get(tid)
-            if task is not None:
-                state = task.state
-            else:
-                state = TaskState.WAITING
-                for r, s in bulk:
-                    if tid in r:
-                        state = s
-                        break
+            state = task.state if task is not None else unmaterialized_state(job, tid)
             if wanted_states is not None and state not in wanted_states:
                 continue
             out.append(task_view(core, job, task, tid, state, batch))

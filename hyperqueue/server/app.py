@@ -21,8 +21,8 @@ from datetime import datetime, timezone
 import trio
 
 from ..common import serverdir
-from ..core import reactor, scheduler, views
-from ..core.model import Job, TaskState, WorkerState
+from ..core import reactor, scheduler
+from ..core.model import WorkerState
 from ..core.outbox import Outbox
 from ..core.state import Core
 from ..protocol import messages as m
@@ -581,10 +581,3 @@ async def _close_quietly(closable) -> None:
         await closable.aclose()
     except Exception:
         pass
-
-
-def job_is_waitable_done(job: Job, without_close: bool) -> bool:
-    return job.is_done if without_close else job.is_terminated
-
-
-__all__ = ["Server", "job_is_waitable_done", "views", "TaskState"]

@@ -9,7 +9,7 @@ import trio
 
 from ..common.selectors import Selector
 from ..core import reactor, views
-from ..core.model import JOB_STATE_NAMES, JobState
+from ..core.model import JobState
 from ..core.ranges import IntRanges
 from ..protocol import messages as m
 
@@ -281,5 +281,3 @@ class ClientRequests:
         self._changed()
         return m.ItemResultsResponse(results)
 
-
-__all__ = ["ClientRequests", "JOB_STATE_NAMES"]

@@ -10,7 +10,7 @@ import tempfile
 import threading
 
 from ..core.placeholders import resolve_task_paths
-from ..core.resources import ALL, format_amount
+from ..core.resources import ALL
 from .fastspawn import encode_env, spawn, wait
 
 KILL_GRACE = 1.0  # SIGINT first, SIGKILL after this many seconds
@@ -52,11 +52,11 @@ def _env_name(resource: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in resource)
 
 
-def build_env(spec: TaskSpec, allocation, base_env: dict, hq_path: str,
-              task_dir: str | None) -> dict:
+def build_env(spec: TaskSpec, allocation, hq_path: str, task_dir: str | None) -> dict:
+    """The variables a task gets on top of the worker's environment: the program's own
+    `--env` values and the HQ_* / resource variables."""
     program = spec.template.program
-    env = dict(base_env)
-    env.update(program.env)
+    env = dict(program.env)
     env["HQ_JOB_ID"] = str(spec.job_id)
     env["HQ_TASK_ID"] = str(spec.task_id)
     env["HQ_INSTANCE_ID"] = str(spec.instance)
@@ -259,7 +259,7 @@ class Runner:
             if multi_node:
                 _write_node_files(task_dir, spec.nodes)
             self._makedirs(cwd)
-            env = build_env(spec, run.allocation, {}, self.hq_path, task_dir)
+            env = build_env(spec, run.allocation, self.hq_path, task_dir)
             args = program.args
             cpus = run.allocation.labels("cpus") if run.allocation is not None else []
             if template.pin == "taskset":
