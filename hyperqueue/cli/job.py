@@ -8,30 +8,18 @@ import time
 
 from ._click import click
 from .common import RANGES, SELECTOR, SelectorType, connect
+from .joblist import JOB_STATES, list_jobs, parse_states
 from .main import output
 from .output import duration, jsonify_times, local_time, resources_text
 
-JOB_STATES = ("waiting", "running", "finished", "failed", "canceled", "aborted", "opened")
 TASK_STATES = ("waiting", "running", "finished", "failed", "canceled", "aborted")
-MAX_NAME = 50
-
-
-def _short_name(name: str) -> str:
-    if len(name) <= MAX_NAME:
-        return name
-    half = (MAX_NAME - 3) // 2
-    return name[:half] + "..." + name[-(MAX_NAME - 3 - half):]
 
 
 def _states_option(value, allowed, hint):
-    if value is None:
-        return None
-    states = [s.strip().lower() for s in value.split(",") if s.strip()]
-    for s in states:
-        if s not in allowed:
-            raise click.BadParameter(f"'{s}' is not one of {', '.join(allowed)}",
-                                     param_hint=hint)
-    return states
+    try:
+        return parse_states(value, allowed)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint=hint)
 
 
 @click.group()
@@ -45,45 +33,10 @@ def job():
 @click.option("--verbose", is_flag=True, help="Show the cancel reason")
 def list_(all_, filter_, verbose):
     """List jobs (by default the waiting, running and open ones)."""
-    from ..protocol import messages as m
-
     states = _states_option(filter_, JOB_STATES, "'--filter'")
     if all_ and states:
         raise click.UsageError("--all and --filter cannot be used together")
-    with connect() as client:
-        jobs = client.request(m.JobListRequest(None)).jobs
-    total = len(jobs)
-    if states is not None:
-        shown = [j for j in jobs if j["state"].lower() in states]
-    elif all_:
-        shown = jobs
-    else:
-        shown = [j for j in jobs if j["state"] in ("WAITING", "RUNNING", "OPENED")
-                 or j["is_open"]]
-    shown.sort(key=lambda j: j["id"])
-    out = output()
-    if out.is_json:
-        out.json([{k: v for k, v in j.items() if k != "state"} for j in shown])
-        return
-    if out.is_quiet:
-        for j in shown:
-            out.line(f"{j['id']} {j['state']}")
-        return
-    header = ["ID", "Name", "State", "Tasks"] + (["Cancel Reason"] if verbose else [])
-    rows = []
-    for j in shown:
-        row = [("*" if j["is_open"] else "") + str(j["id"]), _short_name(j["name"]),
-               j["state"], j["task_count"]]
-        if verbose:
-            row.append(j["cancel_reason"] or "")
-        rows.append(row)
-    out.horizontal(header, rows)
-    if any(j["is_open"] for j in shown):
-        out.line("* = Open jobs")
-    if not all_:
-        verb = "is" if total == 1 else "are"
-        noun = "job" if total == 1 else "jobs"
-        out.line(f"There {verb} {total} {noun} in total. Use `--all` to display all jobs.")
+    list_jobs(all_, states, verbose)
 
 
 @job.command()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from datetime import datetime, timezone
 
 from ..common.durations import format_duration
 from ..common.table import horizontal_table, vertical_table
@@ -24,6 +22,8 @@ class Output:
         return self.mode == "quiet"
 
     def json(self, value) -> None:
+        import json
+
         sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
         sys.stdout.flush()
 
@@ -54,12 +54,16 @@ class Output:
 def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
+    from datetime import datetime, timezone
+
     return datetime.fromtimestamp(ts, timezone.utc).isoformat()
 
 
 def local_time(ts: float | None, fmt: str = "%d.%m.%Y %H:%M:%S") -> str:
     if ts is None:
         return ""
+    from datetime import datetime
+
     return datetime.fromtimestamp(ts).strftime(fmt)
 
 

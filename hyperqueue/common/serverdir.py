@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import string
 
 from ..errors import AccessRecordError, ServerNotFound
 from ..version import __version__
 
 CURRENT_LINK = "hq-current"
 ACCESS_FILE = "access.json"
-_UID_ALPHABET = string.ascii_letters + string.digits
+_UID_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
 
 def default_server_dir() -> str:
@@ -40,6 +38,8 @@ def active_dir(root: str) -> str:
 
 
 def new_server_uid() -> str:
+    import secrets  # not at module level: clients never need it (start-up time)
+
     return "".join(secrets.choice(_UID_ALPHABET) for _ in range(6))
 
 
@@ -47,6 +47,8 @@ def generate_access(host: str, client_port: int, worker_port: int,
                     server_uid: str | None = None, *, client_host: str | None = None,
                     worker_host: str | None = None) -> dict:
     """A fresh access record with two independent random 32-byte keys."""
+    import secrets
+
     return {
         "version": __version__,
         "server_uid": server_uid or new_server_uid(),

@@ -19,45 +19,40 @@ __all__ = ["vertical_table", "horizontal_table"]
 
 
 def _render(header: Sequence[str] | None, rows: Sequence[Sequence[str]], ncols: int) -> str:
-    split_rows: list[list[list[str]]] = []
-    widths = [0] * ncols
-    if header is not None:
-        all_rows = [header, *rows]
-    else:
-        all_rows = list(rows)
-    for row in all_rows:
+    texts = []
+    for row in ([header, *rows] if header is not None else rows):
         if len(row) != ncols:
             raise ValueError(f"table row has {len(row)} cells, expected {ncols}: {row!r}")
-        cells = [str(c).split("\n") for c in row]
-        for i, lines in enumerate(cells):
-            w = max(map(len, lines))
-            if w > widths[i]:
-                widths[i] = w
-        split_rows.append(cells)
-
+        texts.append([str(c) for c in row])
+    if any("\n" in c for cells in texts for c in cells):
+        lines, widths = _multiline_rows(texts, ncols)
+    else:  # the common case (every table of `hq job list`): one format call per row
+        widths = [max((len(cells[i]) for cells in texts), default=0) for i in range(ncols)]
+        fmt = "| " + " | ".join(f"{{:{w}}}" if w else "{}" for w in widths) + " |"
+        lines = [[fmt.format(*cells)] for cells in texts]
     divider = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
     out = [divider]
-
-    def emit(cells: list[list[str]]) -> None:
-        height = max(map(len, cells))
-        for j in range(height):
-            out.append(
-                "| "
-                + " | ".join(
-                    (c[j] if j < len(c) else "").ljust(widths[i]) for i, c in enumerate(cells)
-                )
-                + " |"
-            )
-
-    body = split_rows
-    if header is not None:
-        emit(split_rows[0])
-        out.append(divider)
-        body = split_rows[1:]
-    for cells in body:
-        emit(cells)
+    for n, row_lines in enumerate(lines):
+        out.extend(row_lines)
+        if n == 0 and header is not None:
+            out.append(divider)
     out.append(divider)
     return "\n".join(out)
+
+
+def _multiline_rows(texts: list[list[str]], ncols: int) -> tuple[list[list[str]], list[int]]:
+    """Rows whose cells may contain newlines: each row becomes as many lines as its tallest
+    cell, the other cells blank below their last line."""
+    split = [[c.split("\n") for c in cells] for cells in texts]
+    widths = [max((len(line) for cells in split for line in cells[i]), default=0)
+              for i in range(ncols)]
+    lines = []
+    for cells in split:
+        height = max(len(c) for c in cells)
+        lines.append(["| " + " | ".join((c[j] if j < len(c) else "").ljust(widths[i])
+                                        for i, c in enumerate(cells)) + " |"
+                      for j in range(height)])
+    return lines, widths
 
 
 def vertical_table(rows: Sequence[tuple[str, str]]) -> str:

@@ -126,3 +126,38 @@ def test_priorities_while_worker_busy(hq_env, tmp_path):
     for j in (blocker, low, high):
         env.wait_job(j)
     assert (tmp_path / "order").read_text().split() == ["high", "low"]
+
+
+@pytest.mark.timeout(60)
+def test_job_list_fast_path_matches_click(hq_env, tmp_path):
+    """`hq job list` runs without click for plain arguments; every spelling prints exactly what
+    the click command prints, and anything unusual still gets click's usage errors."""
+    env = hq_env
+    env.start_server()
+    env.submit(["--name", "x" * 80, "--", "true"], cwd=tmp_path)
+    env.command(["job", "open"])
+    env.submit(["--array", "1-3", "--", "false"], cwd=tmp_path)
+    env.command(["job", "cancel", "1", "--reason", "no longer needed"])
+    slow = {"HQ_NO_FAST_PATH": "1"}
+    for args in (["job", "list"], ["job", "list", "--all"], ["job", "list", "--verbose"],
+                 ["job", "list", "--all", "--verbose"], ["job", "list", "--filter", "canceled"],
+                 ["job", "list", "--filter=opened,waiting"], ["job", "list", "--filter", "x"],
+                 ["job", "list", "--all", "--filter", "waiting"], ["job", "list", "--bogus"],
+                 ["job", "list", "--all", "--all"], ["job", "list", "--filter"]):
+        for mode in (None, "json", "quiet"):
+            fast = env.run(args, mode=mode)
+            ref = env.run(args, mode=mode, env=slow)
+            assert (fast.returncode, fast.stdout, fast.stderr) == (
+                ref.returncode, ref.stdout, ref.stderr), (args, mode)
+    rows = parse_horizontal(env.command(["job", "list", "--all", "--verbose"]))
+    assert [(r["ID"], r["State"], r["Cancel Reason"]) for r in rows] == [
+        ("1", "CANCELED", "no longer needed"), ("*2", "OPENED", ""), ("3", "WAITING", "")]
+    assert rows[0]["Name"] == "x" * 23 + "..." + "x" * 24
+    bad = env.run(["job", "list", "--filter", "x"])
+    assert bad.returncode == 2 and "'x' is not one of" in bad.stderr
+    # a server that is gone: same message and exit code on both paths
+    env.command(["server", "stop"])
+    gone = env.run(["job", "list"])
+    ref = env.run(["job", "list"], env=slow)
+    assert gone.returncode == ref.returncode == 1
+    assert gone.stderr == ref.stderr and gone.stderr.startswith("Error: ")
