@@ -14,6 +14,7 @@ import logging
 from collections import deque
 import os
 import sys
+import threading
 import time
 
 import trio
@@ -61,6 +62,11 @@ class Worker:
         self.queue = LocalQueue()
         self.running: dict[tuple[int, int], TaskRun] = {}
         self.updates: list = []
+        # Spawner threads chain from a finished task into the next one (see spawner.py), so
+        # the queue, the allocator, `running`, `updates` and `accepting` are shared with them.
+        self.lock = threading.Lock()
+        self.writer_idle = False  # the writer waits for `wakeup_writer`; threads must wake it
+        self.token = None
         self.unconfirmed: deque = deque()  # (seq, results) not yet confirmed durable
         self.seq = 0
         self.wakeup_writer = trio.Event()
@@ -86,7 +92,8 @@ class Worker:
             self.runner.start_reaper()
         task_status.started(self.worker_id)
         code = 1
-        self.spawner = Spawner(trio.lowlevel.current_trio_token(), self._on_runs_done)
+        self.token = trio.lowlevel.current_trio_token()
+        self.spawner = Spawner(self._after_run)
         try:
             async with trio.open_nursery() as outer:
                 self.nursery = outer
@@ -102,8 +109,9 @@ class Worker:
                             continue
                         code = 1
                     elif code == LOST_FINISH:  # drain running tasks, then exit 1
-                        self.accepting = False
-                        self.queue.clear()
+                        with self.lock:
+                            self.accepting = False
+                            self.queue.clear()
                         while self.running:
                             await trio.sleep(0.05)
                         code = 1
@@ -112,6 +120,8 @@ class Worker:
         except* WorkerExit as eg:
             code = eg.exceptions[0].code
         finally:
+            with self.lock:
+                self.accepting = False  # no thread chains into another task from now on
             with trio.CancelScope(shield=True):
                 await self._kill_running()
             self.spawner.close()
@@ -126,7 +136,9 @@ class Worker:
 
     async def _kill_running(self) -> None:
         """Stops every running task (SIGINT, SIGKILL after the grace period). Bounded."""
-        pids = [p for p in (run.cancel() for run in list(self.running.values())) if p]
+        with self.lock:
+            runs = list(self.running.values())
+        pids = [p for p in (run.cancel() for run in runs) if p]
         if not pids:
             return
         with trio.move_on_after(KILL_GRACE):
@@ -153,7 +165,8 @@ class Worker:
                 hs = Handshake(role="worker", peer_role="server",
                                key=serverdir.key_bytes(section), hq_version=__version__)
                 conn = await open_connection(section["host"], section["port"], hs)
-                running, results = self._resume_state() if previous else ([], [])
+                with self.lock:
+                    running, results = self._resume_state() if previous else ([], [])
                 await conn.send(m.encode(m.RegisterWorker(self.config, previous, running,
                                                           results)))
                 reply = m.decode(await conn.receive(), m.TO_WORKER)
@@ -181,7 +194,8 @@ class Worker:
         if previous:
             # Everything kept was handed over in the registration.
             self.unconfirmed.clear()
-            self.updates = []
+            with self.lock:
+                self.updates = []
             for job, task, instance in reply.rejected:
                 log.info("Task %d@%d is not wanted any more; killing it", job, task)
                 self._cancel((job, task), instance)
@@ -198,7 +212,8 @@ class Worker:
         """After losing the server with the `reconnect` policy: keeps tasks running and tries
         to register again until the reconnect timeout. Returns False when it gave up."""
         previous = [self.server_uid, self.worker_id]
-        self.queue.clear()  # not started yet: the server will hand them out again
+        with self.lock:
+            self.queue.clear()  # not started yet: the server will hand them out again
         timeout = self.config.reconnect_timeout or DEFAULT_RECONNECT_TIMEOUT
         log.info("Trying to reconnect to the server for %.0f s", timeout)
         with trio.CancelScope(shield=False):
@@ -232,11 +247,12 @@ class Worker:
                     unconfirmed.popleft()
             elif isinstance(msg, m.RetractTasks):
                 retracted, refused = [], []
-                for job, task, instance in msg.tasks:
-                    if self.queue.remove((job, task), instance):
-                        retracted.append([job, task, instance])
-                    else:
-                        refused.append([job, task, instance])
+                with self.lock:
+                    for job, task, instance in msg.tasks:
+                        if self.queue.remove((job, task), instance):
+                            retracted.append([job, task, instance])
+                        else:
+                            refused.append([job, task, instance])
                 await self.conn.send(m.encode(m.TasksRetracted(retracted, refused)))
             elif isinstance(msg, m.CancelTasks):
                 for job, task, instance in msg.tasks:
@@ -248,46 +264,102 @@ class Worker:
     def _on_compute(self, msg: m.ComputeTasks) -> None:
         for tid, template, submit_dir in msg.templates:
             self.templates[tid] = (template, submit_dir)
-        push = self.queue.push
         templates = self.templates
-        for job, task, instance, tid, entry, variant, nodes in msg.tasks:
-            template, submit_dir = templates[tid]
-            spec = TaskSpec(job, task, instance, template, submit_dir, entry, variant, nodes)
-            if nodes is None and not self.allocator.can_ever_fit(spec.request):
-                # The server counts amounts; only the worker knows the exact indices.
-                self.updates.append([UPDATE_FAILED, job, task, instance,
-                                     "The task's resource request can never be satisfied "
-                                     "on this worker"])
-                self.wakeup_writer.set()
-                continue
-            push(spec)
+        can_ever_fit = self.allocator.can_ever_fit
+        with self.lock:
+            push = self.queue.push
+            for job, task, instance, tid, entry, variant, nodes in msg.tasks:
+                template, submit_dir = templates[tid]
+                spec = TaskSpec(job, task, instance, template, submit_dir, entry, variant, nodes)
+                if nodes is None and not can_ever_fit(spec.request):
+                    # The server counts amounts; only the worker knows the exact indices.
+                    self.updates.append([UPDATE_FAILED, job, task, instance,
+                                         "The task's resource request can never be satisfied "
+                                         "on this worker"])
+                    continue
+                push(spec)
         self._start_ready()
 
     def _start_ready(self) -> None:
+        """Starts what fits now (trio thread); zero-spawn runs complete on the spot."""
+        if self.zero_spawn:
+            while True:
+                with self.lock:
+                    started = self._take_startable()
+                    for run in started:
+                        self._finish(run)
+                if not started:
+                    break
+        else:
+            with self.lock:
+                started = self._take_startable()
+            for run in started:
+                self.spawner.submit(run)
+        self._wake_writer()
+
+    def _take_startable(self) -> list[TaskRun]:
+        """Pops the queued tasks that fit now and marks them running. Lock held."""
         if not self.queue or not self.accepting:
-            return
-        instant = []
+            return []
+        started = []
         updates = self.updates
+        running = self.running
+        runner = self.runner
         for spec, alloc in self.queue.pop_startable(self.allocator):
             updates.append([UPDATE_RUNNING, spec.job_id, spec.task_id, spec.instance, None])
-            run = TaskRun(self.runner, spec, alloc)
-            self.running[spec.key] = run
-            if self.zero_spawn:
-                instant.append(run)
+            run = TaskRun(runner, spec, alloc)
+            running[spec.key] = run
+            started.append(run)
+        return started
+
+    def _finish(self, run: TaskRun) -> None:
+        """Records the end of `run` and frees its resources. Lock held."""
+        spec = run.spec
+        self.allocator.release(run.allocation)
+        if self.running.get(spec.key) is run:
+            del self.running[spec.key]
+        if not run.canceled:
+            if run.error is None:
+                self.updates.append([UPDATE_FINISHED, spec.job_id, spec.task_id, spec.instance,
+                                     None])
             else:
-                self.spawner.submit(run)
+                self.updates.append([UPDATE_FAILED, spec.job_id, spec.task_id, spec.instance,
+                                     run.error])
+        if not self.running and not self.queue:
+            self.idle_since = time.monotonic()
+
+    def _after_run(self, run: TaskRun) -> TaskRun | None:
+        """Spawner thread, once `run` ended: records it and returns the next task that fits
+        (others that fit too go to other threads), or None."""
+        with self.lock:
+            self._finish(run)
+            started = self._take_startable()
+            wake = self.writer_idle
+            self.writer_idle = False
+        for extra in started[1:]:
+            self.spawner.submit(extra)
+        if wake:
+            try:
+                self.token.run_sync_soon(self._wake_writer)
+            except RuntimeError:  # the event loop has ended (worker shutting down)
+                pass
+        return started[0] if started else None
+
+    def _wake_writer(self) -> None:
+        """Trio thread: lets the writer send what is in `updates`."""
+        with self.lock:
+            self.writer_idle = False
         self.wakeup_writer.set()
-        if instant:
-            self._on_runs_done(instant)
 
     def _cancel(self, key, instance) -> None:
-        run = self.running.get(key)
-        if run is not None and run.spec.instance == instance:
-            pid = run.cancel()
-            if pid is not None:
-                self.nursery.start_soon(self._escalate, run, pid)
-            return
-        self.queue.remove(key, instance)
+        with self.lock:
+            run = self.running.get(key)
+            if run is None or run.spec.instance != instance:
+                self.queue.remove(key, instance)
+                return
+        pid = run.cancel()
+        if pid is not None:
+            self.nursery.start_soon(self._escalate, run, pid)
 
     async def _escalate(self, run: TaskRun, pid: int) -> None:
         """SIGKILL to the task's process group once its main process ended or the grace
@@ -297,38 +369,24 @@ class Worker:
                 await trio.sleep(0.02)
         kill_group_now(pid)
 
-    def _on_runs_done(self, runs: list[TaskRun]) -> None:
-        """Called in the trio thread with a batch of runs whose process ended."""
-        for run in runs:
-            spec = run.spec
-            self.allocator.release(run.allocation)
-            if self.running.get(spec.key) is run:
-                del self.running[spec.key]
-            if run.canceled:
-                continue
-            if run.error is None:
-                self.updates.append([UPDATE_FINISHED, spec.job_id, spec.task_id, spec.instance,
-                                     None])
-            else:
-                self.updates.append([UPDATE_FAILED, spec.job_id, spec.task_id, spec.instance,
-                                     run.error])
-        if not self.running and not self.queue:
-            self.idle_since = time.monotonic()
-        self.wakeup_writer.set()
-        self._start_ready()
-
     async def _writer(self) -> None:
         last = 0.0
         while True:
-            await self.wakeup_writer.wait()
+            with self.lock:
+                idle = not self.updates
+                if idle:
+                    self.wakeup_writer = trio.Event()
+                    self.writer_idle = True
+            if idle:
+                await self.wakeup_writer.wait()
             # Under a stream of completions, at most one message per WRITE_COALESCE (fewer
             # frames, syscalls and wake-ups on both sides); an idle worker answers at once.
             wait = last + WRITE_COALESCE - trio.current_time()
             await trio.sleep(wait if wait > 0 else 0)
             last = trio.current_time()
-            self.wakeup_writer = trio.Event()
-            if self.updates:
+            with self.lock:
                 batch, self.updates = self.updates, []
+            if batch:
                 self.seq += 1
                 results = [u for u in batch if u[0] != UPDATE_RUNNING]
                 if results:
@@ -398,7 +456,10 @@ class LocalQueue:
 
     def pop_startable(self, allocator):
         """Yields `(spec, allocation)` for every queued task that fits now, best first."""
-        for request, heap in sorted(self.heaps.items(), key=lambda kv: kv[1][0][:3]):
+        heaps = self.heaps
+        items = (list(heaps.items()) if len(heaps) == 1
+                 else sorted(heaps.items(), key=lambda kv: kv[1][0][:3]))
+        for request, heap in items:
             while heap:
                 if request.n_nodes:  # the server reserved whole workers: nothing to split
                     alloc = Allocation()

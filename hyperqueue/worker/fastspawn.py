@@ -25,7 +25,8 @@ _exec_cache: dict[tuple[bytes, str], tuple[bytes, ...]] = {}
 
 
 def encode_env(env: dict[str, str]) -> list[bytes]:
-    return [os.fsencode(k) + b"=" + os.fsencode(v) for k, v in env.items()]
+    # What os.fsencode does on POSIX (UTF-8, surrogateescape), without a call per string.
+    return [f"{k}={v}".encode("utf-8", "surrogateescape") for k, v in env.items()]
 
 
 def _executable_list(program: str, path_value: str) -> tuple[bytes, ...]:
@@ -57,7 +58,8 @@ def spawn(args: list[str], cwd: str, env_list: list[bytes], path_value: str, std
         try:
             try:
                 pid = _fork_exec(
-                    [os.fsencode(a) for a in args], _executable_list(args[0], path_value),
+                    [a.encode("utf-8", "surrogateescape") for a in args],
+                    _executable_list(args[0], path_value),
                     True, (errpipe_write,), os.fsencode(cwd), env_list,
                     stdin, -1, -1, stdout, -1, stderr,
                     errpipe_read, errpipe_write,

@@ -13,6 +13,7 @@ from ..core.placeholders import resolve_task_paths
 from ..core.resources import ALL
 from .fastspawn import encode_env, spawn, wait
 
+PER_TASK_PLACEHOLDERS = ("JOB_ID", "TASK_ID", "INSTANCE_ID")
 KILL_GRACE = 1.0  # SIGINT first, SIGKILL after this many seconds
 ERROR_FILE_LIMIT = 2048
 TRUNCATED_MARK = "\n[The message was truncated]"
@@ -48,8 +49,15 @@ class TaskOutcome(Exception):
     """How a task ended when it did not finish successfully; the message is the task error."""
 
 
+_ENV_NAMES: dict[str, str] = {}
+
+
 def _env_name(resource: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in resource)
+    """`gpus/nvidia` -> `gpus_nvidia` (the suffix of HQ_RESOURCE_* variables)."""
+    name = _ENV_NAMES.get(resource)
+    if name is None:
+        name = _ENV_NAMES[resource] = "".join(c if c.isalnum() else "_" for c in resource)
+    return name
 
 
 def build_env(spec: TaskSpec, allocation, hq_path: str, task_dir: str | None) -> dict:
@@ -75,9 +83,9 @@ def build_env(spec: TaskSpec, allocation, hq_path: str, task_dir: str | None) ->
     for e in spec.request.entries:
         name = _env_name(e.name)
         env[f"HQ_RESOURCE_REQUEST_{name}"] = e.to_text()
-        labels = allocation.labels(e.name) if allocation is not None else []
-        if labels:
-            env[f"HQ_RESOURCE_VALUES_{name}"] = ",".join(labels)
+        got = allocation.indices.get(e.name) if allocation is not None else None
+        if got:
+            env[f"HQ_RESOURCE_VALUES_{name}"] = ",".join([label for label, _ in got])
     if allocation is not None:
         cpus = allocation.labels("cpus")
         if cpus:
@@ -196,6 +204,11 @@ class Runner:
         self.base_items = [(k, os.fsencode(k) + b"=" + os.fsencode(v))
                            for k, v in self.base_env.items()]
         self.made_dirs: set[str] = set()
+        # Per-task work that is the same for every task of a template, computed once:
+        # the worker's variables a task's own names do not override (by the task's env names),
+        # and the paths of templates whose paths have no per-task placeholder.
+        self._base_for: dict[tuple, list[bytes]] = {}
+        self._static_paths: dict[tuple, tuple] = {}
         self.devnull_r = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         self.devnull_w = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
         self.reaper = None
@@ -248,10 +261,7 @@ class Runner:
         spec = run.spec
         template = spec.template
         program = template.program
-        cwd, stdout, stderr = resolve_task_paths(
-            program.cwd, program.stdout.path, program.stderr.path, job_id=spec.job_id,
-            task_id=spec.task_id, instance=spec.instance, submit_dir=spec.submit_dir,
-            server_uid=self.server_uid)
+        cwd, stdout, stderr = self._paths(spec, program)
         multi_node = spec.nodes is not None
         task_dir = (tempfile.mkdtemp(prefix="t", dir=self.work_dir)
                     if program.task_dir or multi_node else None)
@@ -273,8 +283,7 @@ class Runner:
                 env.setdefault("OMP_PROC_BIND", "close")
                 env.setdefault("OMP_PLACES", "{" + "},{".join(cpus) + "}")
                 env["HQ_PIN"] = "omp"
-            env_list = [b for k, b in self.base_items if k not in env]
-            env_list += encode_env(env)
+            env_list = self._env_list(env)
             path_value = env.get("PATH") or self.base_env.get("PATH") or os.defpath
             out_fd = err_fd = -1
             try:
@@ -323,6 +332,34 @@ class Runner:
         finally:
             if task_dir is not None:
                 shutil.rmtree(task_dir, ignore_errors=True)
+
+    def _paths(self, spec: TaskSpec, program) -> tuple[str, str | None, str | None]:
+        key = (program, spec.submit_dir)
+        paths = self._static_paths.get(key)
+        if paths is not None:
+            return paths
+        paths = resolve_task_paths(
+            program.cwd, program.stdout.path, program.stderr.path, job_id=spec.job_id,
+            task_id=spec.task_id, instance=spec.instance, submit_dir=spec.submit_dir,
+            server_uid=self.server_uid)
+        if not any(p is not None and any(f"%{{{n}}}" in p for n in PER_TASK_PLACEHOLDERS)
+                   for p in (program.cwd, program.stdout.path, program.stderr.path)):
+            if len(self._static_paths) > 1024:
+                self._static_paths.clear()
+            self._static_paths[key] = paths
+        return paths
+
+    def _env_list(self, env: dict[str, str]) -> list[bytes]:
+        """The task's full environment as `NAME=value` bytes: the worker's variables that
+        `env` does not override, then `env`."""
+        keys = tuple(env)
+        base = self._base_for.get(keys)
+        if base is None:
+            base = [b for k, b in self.base_items if k not in env]
+            if len(self._base_for) > 256:
+                self._base_for.clear()
+            self._base_for[keys] = base
+        return base + encode_env(env)
 
     def _open_output(self, path: str | None) -> int:
         if path is None:
