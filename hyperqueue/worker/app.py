@@ -68,6 +68,7 @@ class Worker:
         self.writer_idle = False  # the writer waits for `wakeup_writer`; threads must wake it
         self.token = None
         self.unconfirmed: deque = deque()  # (seq, results) not yet confirmed durable
+        self.carried: list = []  # results taken out of `updates` for a re-registration
         self.seq = 0
         self.wakeup_writer = trio.Event()
         self.conn = None
@@ -194,18 +195,22 @@ class Worker:
         if previous:
             # Everything kept was handed over in the registration.
             self.unconfirmed.clear()
-            with self.lock:
-                self.updates = []
+            self.carried = []
             for job, task, instance in reply.rejected:
                 log.info("Task %d@%d is not wanted any more; killing it", job, task)
                 self._cancel((job, task), instance)
 
     def _resume_state(self):
-        """What a reconnecting worker reports: running tasks and unconfirmed results."""
+        """What a reconnecting worker reports: running tasks and unconfirmed results. Lock held.
+
+        Results still in `updates` move to `carried` in the same step as `running` is read, so
+        a task that ends meanwhile is either reported here or (not running any more at this
+        point) sent as a normal update after the registration, never lost between the two."""
+        self.carried += [u for u in self.updates if u[0] != UPDATE_RUNNING]
+        self.updates = []
         running = [[r.spec.job_id, r.spec.task_id, r.spec.instance]
                    for r in self.running.values() if not r.canceled]
-        results = [u for _seq, batch in self.unconfirmed for u in batch]
-        results += [u for u in self.updates if u[0] != UPDATE_RUNNING]
+        results = [u for _seq, batch in self.unconfirmed for u in batch] + self.carried
         return running, results
 
     async def _reconnect(self) -> bool:
