@@ -136,7 +136,11 @@ def fast_command(argv: list[str]):
     unusual spellings, invalid values) goes through click, which owns every usage message.
     `HQ_NO_FAST_PATH=1` turns the shortcut off (the tests compare both paths).
     """
-    if len(argv) < 2 or os.environ.get("HQ_NO_FAST_PATH"):
+    if os.environ.get("HQ_NO_FAST_PATH"):
+        return None
+    if argv == ["--version"]:
+        return lambda: print(f"hq {__version__}")
+    if len(argv) < 2:
         return None
     if argv[0] == "job" and argv[1] == "list":
         from .joblist import list_jobs, parse_fast

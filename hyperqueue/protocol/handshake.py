@@ -19,13 +19,16 @@ PlainChannel.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 from collections.abc import Callable
 from typing import Any
 
 import cbor2
+# libsodium's BLAKE2b and constant-time compare (already loaded for the secretbox): the same
+# digests as hashlib.blake2b, without importing hashlib/hmac, whose OpenSSL module costs every
+# short-lived client ~3 ms of start-up.
+from nacl.bindings import crypto_generichash_blake2b_salt_personal as _blake2b
+from nacl.bindings import sodium_memcmp
 
 from hyperqueue.protocol.errors import HandshakeError, ProtocolError
 from hyperqueue.protocol.secretbox import KEY_SIZE, PlainChannel, SealedChannel
@@ -64,10 +67,9 @@ def _role_bytes(role: str) -> bytes:
 
 def _session_key(shared_key: bytes, sender: str, receiver: str, sender_challenge: bytes,
                  receiver_challenge: bytes) -> bytes:
-    h = hashlib.blake2b(digest_size=KEY_SIZE, key=shared_key, person=_KDF_PERSON)
-    h.update(b"hq-v%d" % PROTOCOL_VERSION)
-    h.update(_role_bytes(sender) + _role_bytes(receiver) + sender_challenge + receiver_challenge)
-    return h.digest()
+    data = (b"hq-v%d" % PROTOCOL_VERSION + _role_bytes(sender) + _role_bytes(receiver)
+            + sender_challenge + receiver_challenge)
+    return _blake2b(data, digest_size=KEY_SIZE, key=shared_key, person=_KDF_PERSON)
 
 
 class Handshake:
@@ -191,7 +193,7 @@ class Handshake:
         except ProtocolError:
             raise HandshakeError(_AUTH_FAILED) from None
         expected = _PROOF_TAG + self._peer_role.encode() + self._challenge
-        if not hmac.compare_digest(proof, expected):
+        if len(proof) != len(expected) or not sodium_memcmp(proof, expected):
             raise HandshakeError("Authentication failed: challenge response mismatch")
         self._state = _DONE
 

@@ -7,12 +7,14 @@ object; anything else is a `ProtocolError` for that one connection.
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import cbor2
 
-from ..core.model import TaskTemplate, WorkerConfig
 from .errors import ProtocolError
+
+if TYPE_CHECKING:
+    from ..core.model import TaskTemplate, WorkerConfig
 
 # -- field validators (wire value -> python value, ValueError on garbage) ----------------------------
 
@@ -84,7 +86,7 @@ def _template_entry(v):
     if not (isinstance(v, list) and len(v) == 3 and isinstance(v[0], int)
             and isinstance(v[2], str)):
         raise ValueError("malformed template")
-    return [v[0], TaskTemplate.from_wire(v[1]), v[2]]
+    return [v[0], _template(v[1]), v[2]]
 
 
 def _batch(v):
@@ -98,7 +100,21 @@ def _batch(v):
         raise ValueError("batch entries must be a list of bytes")
     if not (isinstance(deps, list) and all(isinstance(d, int) for d in deps)):
         raise ValueError("batch dependencies must be a list of task ids")
-    return [TaskTemplate.from_wire(template), ids, entries, deps]
+    return [_template(template), ids, entries, deps]
+
+
+# The model is imported on first use: most CLI calls never decode a template or a worker
+# configuration, and importing it costs them ~3 ms of start-up.
+def _template(v):
+    from ..core.model import TaskTemplate
+
+    return TaskTemplate.from_wire(v)
+
+
+def _worker_config(v):
+    from ..core.model import WorkerConfig
+
+    return WorkerConfig.from_wire(v)
 
 
 # -- registry -----------------------------------------------------------------------------------------
@@ -345,7 +361,7 @@ def _previous(v):
     return v
 
 
-@message(FROM_WORKER, 201, config=WorkerConfig.from_wire, previous=_previous,
+@message(FROM_WORKER, 201, config=_worker_config, previous=_previous,
          running=_list_of(_task_ref), results=_list_of(_task_update))
 class RegisterWorker(Message):
     config: WorkerConfig

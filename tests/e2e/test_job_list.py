@@ -143,7 +143,7 @@ def test_job_list_fast_path_matches_click(hq_env, tmp_path):
                  ["job", "list", "--all", "--verbose"], ["job", "list", "--filter", "canceled"],
                  ["job", "list", "--filter=opened,waiting"], ["job", "list", "--filter", "x"],
                  ["job", "list", "--all", "--filter", "waiting"], ["job", "list", "--bogus"],
-                 ["job", "list", "--all", "--all"], ["job", "list", "--filter"]):
+                 ["job", "list", "--all", "--all"], ["job", "list", "--filter"], ["--version"]):
         for mode in (None, "json", "quiet"):
             fast = env.run(args, mode=mode)
             ref = env.run(args, mode=mode, env=slow)
