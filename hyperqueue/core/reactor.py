@@ -527,10 +527,15 @@ def task_updates(core: Core, outbox: Outbox, worker: Worker, updates: list, now:
     """Applies a batch of updates `[kind, job, task, instance, error|None]` from `worker`.
 
     Updates about tasks that are no longer on that worker (canceled meanwhile, or an older
-    instance) are ignored: the worker is told to cancel them separately.
+    instance) are ignored: the worker is told to cancel them separately. A result without an
+    earlier RUNNING update (the worker leaves it out when both fall into one batch) starts the
+    task first, so the history is the same.
     """
     jobs = core.jobs
+    ended = 0
     for kind, job_id, task_id, instance, error in updates:
+        if kind != UPDATE_RUNNING:
+            ended += 1
         job = jobs.get(job_id)
         task = job.tasks.get(task_id) if job is not None else None
         if task is None or task.worker is not worker or task.instance != instance:
@@ -549,16 +554,16 @@ def task_updates(core: Core, outbox: Outbox, worker: Worker, updates: list, now:
                 _check_max_fails(core, outbox, job, now)
     if not worker.tasks:
         worker.idle_since = now
-    _update_rate(worker, len(updates), now)
+    _update_rate(worker, ended, now)
 
 
-def _update_rate(worker: Worker, n_updates: int, now: float) -> None:
+def _update_rate(worker: Worker, n_ended: int, now: float) -> None:
     """Tracks how fast the worker completes tasks; fast workers get a deeper prefill."""
-    worker.done_in_window += n_updates
+    worker.done_in_window += n_ended
     elapsed = now - worker.window_start
     if elapsed < RATE_WINDOW:
         return
-    rate = worker.done_in_window / 2 / elapsed  # an update for the start, one for the end
+    rate = worker.done_in_window / elapsed
     worker.rate = rate if worker.rate == 0 else 0.5 * worker.rate + 0.5 * rate
     worker.done_in_window = 0
     worker.window_start = now
@@ -568,7 +573,7 @@ def _update_rate(worker: Worker, n_updates: int, now: float) -> None:
 
 
 RATE_WINDOW = 0.1  # seconds over which a worker's completion rate is measured
-PREFILL_HORIZON = 0.05  # a worker holds about this many seconds of work beyond its capacity
+PREFILL_HORIZON = 0.1  # a worker holds about this many seconds of work beyond its capacity
 MAX_PREFILL = 256
 
 

@@ -35,7 +35,7 @@ from .requests import ClientRequests
 log = logging.getLogger("hq.server")
 
 STOP_GRACE = 1.0  # seconds connections get to drain at stop
-DISPATCH_COALESCE = 0.004  # seconds between scheduling passes under load
+DISPATCH_COALESCE = 0.01  # seconds between scheduling passes under load
 EVENT_LOG_LIMIT = 100_000  # events kept in memory for `journal replay` without a journal
 
 

@@ -36,7 +36,7 @@ log = logging.getLogger("hq.worker")
 UPDATE_RUNNING, UPDATE_FINISHED, UPDATE_FAILED = 0, 1, 2
 CONNECT_ATTEMPTS = 20
 DEFAULT_RECONNECT_TIMEOUT = 300.0
-WRITE_COALESCE = 0.005  # seconds
+WRITE_COALESCE = 0.02  # seconds (see _writer)
 LOST_FINISH = -1
 LOST_RECONNECT = -2
 
@@ -392,6 +392,7 @@ class Worker:
             with self.lock:
                 batch, self.updates = self.updates, []
             if batch:
+                batch = _without_redundant_starts(batch)
                 self.seq += 1
                 results = [u for u in batch if u[0] != UPDATE_RUNNING]
                 if results:
@@ -427,6 +428,16 @@ class Worker:
                 await self.conn.send(m.encode(m.WorkerStopping(reason)))
             except Exception:
                 pass
+
+
+def _without_redundant_starts(batch: list) -> list:
+    """Drops the RUNNING update of a task whose result is in the same batch: the server
+    starts a task on its result anyway (same events), and under a stream of short tasks this
+    halves what both sides encode, decode and apply."""
+    ended = {(u[1], u[2], u[3]) for u in batch if u[0] != UPDATE_RUNNING}
+    if not ended:
+        return batch
+    return [u for u in batch if u[0] != UPDATE_RUNNING or (u[1], u[2], u[3]) not in ended]
 
 
 def _hq_path() -> str:

@@ -528,3 +528,19 @@ def test_events_are_recorded_when_asked():
     w, job, task = run_one(env2)
     env2.finish(w, [task])
     assert env2.out.take_events() == []
+
+
+def test_a_result_without_running_update_records_the_same_history():
+    """Workers leave out the RUNNING update of a task whose result goes in the same batch."""
+    env = Env(record_events=True)
+    w, job, task = run_one(env)
+    env.tick(0.5)
+    env.fail(w, [task], "exit 3")
+    events = env.out.take_events()
+    assert [k for _, k, _ in events] == ["worker-connected", "job-created", "task-started",
+                                         "task-failed", "job-completed"]
+    assert task.state == TaskState.FAILED and task.error == "exit 3"
+    assert task.start_time == task.end_time == env.now
+    assert w.n_running == 0 and not w.tasks
+    env.check()
+

@@ -310,7 +310,8 @@ def test_fast_worker_gets_a_deeper_but_bounded_prefill():
     tasks = env.out.take_worker_msgs(w)
     window_start = env.now
     env.tick(0.1)
-    ups = [[R.UPDATE_RUNNING, job.id, 0, 0, None]] * 1_000_000
+    # (results count, whether or not they still match a task: here an unknown job)
+    ups = [[R.UPDATE_FINISHED, 10**9, 0, 0, None]] * 1_000_000
     R.task_updates(env.core, env.out, w, ups, env.now)
     assert w.prefill == 1 + MAX_PREFILL
     assert window_start < w.window_start
