@@ -574,7 +574,7 @@ def _update_rate(worker: Worker, n_ended: int, now: float) -> None:
 
 RATE_WINDOW = 0.1  # seconds over which a worker's completion rate is measured
 PREFILL_HORIZON = 0.1  # a worker holds about this many seconds of work beyond its capacity
-MAX_PREFILL = 256
+MAX_PREFILL = 1024
 
 
 def tasks_retracted(core: Core, outbox: Outbox, worker: Worker, retracted: list,
