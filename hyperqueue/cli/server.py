@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 from ._click import click
@@ -68,24 +69,34 @@ def start(host, client_port, worker_port, idle_timeout, journal, journal_flush_p
     setup_logging()
     root = server_root()
     _refuse_if_running(root)
-    import trio
+    from ..common import serverdir
+    from ..server.boot import prepare
 
-    from ..server.app import Server
-
-    srv = Server(root, host=host, client_port=client_port, worker_port=worker_port,
-                 access_file=access_file, idle_timeout=idle_timeout,
-                 journal_path=os.path.abspath(journal) if journal else None,
-                 journal_flush_period=journal_flush_period)
-
-    async def amain():
-        async with trio.open_nursery() as nursery:
-            info = await nursery.start(srv.run)
-            print_server_info(info, with_dir=True)
-
+    journal_path = os.path.abspath(journal) if journal else None
+    # A stop signal that arrives before the event loop listens for signals is kept and acted
+    # on as soon as it does (instead of the default action killing the process uncleanly).
+    early_signals: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: early_signals.append(signum))
+    # Bound, restored and published before the event loop (and trio) is even imported: the
+    # access record and the info table appear within a few tens of ms; early clients wait in
+    # the listen backlog.
+    boot = prepare(root, host=host, client_port=client_port, worker_port=worker_port,
+                   access_file=access_file, journal_path=journal_path)
     try:
-        trio_run(amain)
+        print_server_info(boot.info(), with_dir=True)
+        from ..server.app import Server
+
+        srv = Server(root, host=host, client_port=client_port, worker_port=worker_port,
+                     access_file=access_file, idle_timeout=idle_timeout,
+                     journal_path=journal_path, journal_flush_period=journal_flush_period,
+                     boot=boot)
+        srv.early_signals = early_signals
+        trio_run(srv.run)
     except OSError as e:
         raise HqError(f"Cannot start the server: {e}") from None
+    finally:
+        serverdir.remove_current_link(root, boot.instance_dir)
     return 0
 
 

@@ -11,12 +11,9 @@ Shape (one owner per lifetime):
 from __future__ import annotations
 
 import logging
-import os
 import signal
 from collections import deque
-import socket
 import time
-from datetime import datetime, timezone
 
 import trio
 
@@ -66,8 +63,11 @@ class Server:
     def __init__(self, root: str, *, host: str | None = None, client_port: int = 0,
                  worker_port: int = 0, access_file: str | None = None,
                  idle_timeout: float | None = None, journal_path: str | None = None,
-                 journal_flush_period: float = 30.0):
+                 journal_flush_period: float = 30.0, boot=None):
+        """`boot`: the result of `boot.prepare` when the caller already bound and published
+        (see `hq server start`); otherwise `run` prepares first."""
         self.root = root
+        self.boot = boot
         self.host = host
         self.client_port = client_port
         self.worker_port = worker_port
@@ -93,40 +93,32 @@ class Server:
         # most recent events kept in memory.
         self.event_log: deque = deque(maxlen=EVENT_LOG_LIMIT)
         self.event_listeners: list = []
+        self.early_signals: list[int] = []
 
     # -- lifetime -----------------------------------------------------------------------------
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Serves until stopped; `task_status.started(info)` once the access file exists."""
-        hostname = self.host or socket.gethostname()
-        record = None
-        if self.access_file:
-            record = serverdir.read_access_file(self.access_file)
-        client_port = self.client_port or (record["client"]["port"] if record else 0)
-        worker_port = self.worker_port or (record["worker"]["port"] if record else 0)
-        client_listeners = await trio.open_tcp_listeners(client_port, host=_bind_host(self.host))
-        worker_listeners = await trio.open_tcp_listeners(worker_port, host=_bind_host(self.host))
-        client_port = client_listeners[0].socket.getsockname()[1]
-        worker_port = worker_listeners[0].socket.getsockname()[1]
-        if record is not None:
-            record = dict(record)
-            if self.host:
-                record["client"] = dict(record["client"], host=self.host)
-                record["worker"] = dict(record["worker"], host=self.host)
-            record["client"] = dict(record["client"], port=client_port)
-            record["worker"] = dict(record["worker"], port=worker_port)
-        else:
-            record = serverdir.generate_access(hostname, client_port, worker_port)
-        self.core = self._restore() if self.journal is not None else None
-        if self.core is not None:
-            record["server_uid"] = self.core.server_uid
-        else:
-            self.core = Core(server_uid=record["server_uid"], record_events=True)
-        self.access = record
-        self.start_date = time.time()
-        self.instance_dir = serverdir.create_instance_dir(self.root)
-        serverdir.write_access_file(os.path.join(self.instance_dir, serverdir.ACCESS_FILE),
-                                    record)
-        serverdir.point_current_link(self.root, self.instance_dir)
+        boot = self.boot
+        if boot is None:
+            from .boot import prepare
+
+            boot = self.boot = prepare(self.root, host=self.host, client_port=self.client_port,
+                                       worker_port=self.worker_port,
+                                       access_file=self.access_file,
+                                       journal_path=self.journal_path)
+        try:
+            client_listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s))
+                                for s in boot.client_socks]
+            worker_listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s))
+                                for s in boot.worker_socks]
+        except BaseException:
+            boot.close_sockets()
+            serverdir.remove_current_link(self.root, boot.instance_dir)
+            raise
+        self.core = boot.core
+        record = self.access = boot.access
+        self.start_date = boot.start_date
+        self.instance_dir = boot.instance_dir
         client_key = serverdir.key_bytes(record["client"])
         worker_key = serverdir.key_bytes(record["worker"])
         try:
@@ -226,51 +218,6 @@ class Server:
 
         return await self.journal.rewrite(select)
 
-    def _restore(self) -> Core | None:
-        """The core rebuilt from the journal file, or None when there is none yet.
-
-        A torn last record (the server died mid-write) is cut off with a warning; damage in the
-        middle raises (the server refuses to start rather than lose events silently).
-        """
-        from ..core.restore import RestoreError, apply_event
-        from ..errors import HqError
-        from ..journal.format import JournalError, read_all
-
-        path = self.journal_path
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
-            return None
-        except OSError as e:
-            raise HqError(f"Cannot read journal {path}: {e.strerror}") from None
-        if not data:
-            return None
-        try:
-            records, tail = read_all(data, path=path)
-        except JournalError:
-            raise
-        if not tail.clean:
-            log.warning("%s", tail.warning(path))
-            with open(path, "r+b") as f:
-                f.truncate(tail.offset)
-                f.flush()
-                os.fsync(f.fileno())
-        core = Core(record_events=True)
-        outbox = Outbox()
-        for i, record in enumerate(records):
-            try:
-                when, kind, payload = record
-                apply_event(core, outbox, when, kind, payload)
-            except (RestoreError, ValueError, TypeError) as e:
-                raise HqError(f"Cannot restore from journal {path}: record {i + 1}: {e}") \
-                    from None
-            outbox.clear()
-        n_jobs = len(core.jobs)
-        log.info("Restored %d jobs and %d workers from journal %s (%d events)", n_jobs,
-                 len(core.workers), path, len(records))
-        return core
-
     def _after_restore(self) -> None:
         """Workers of the previous server run: those that can reconnect get a grace period
         (scheduling waits for them); the others are gone, and their tasks will rerun."""
@@ -301,23 +248,13 @@ class Server:
         self.stop_event.set()
 
     def info(self) -> dict:
-        rec = self.access
-        return {
-            "server_dir": self.root,
-            "server_uid": rec["server_uid"],
-            "client_host": rec["client"]["host"],
-            "client_port": rec["client"]["port"],
-            "worker_host": rec["worker"]["host"],
-            "worker_port": rec["worker"]["port"],
-            "version": __version__,
-            "pid": os.getpid(),
-            "start_date": datetime.fromtimestamp(self.start_date, timezone.utc).isoformat(),
-            "journal_path": self.journal_path,
-            "instance_dir": self.instance_dir,
-        }
+        return self.boot.info()
 
     async def _signals(self) -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as sigs:
+            if self.early_signals:  # received while starting (see `hq server start`)
+                self.stop()
+                return
             async for _ in sigs:
                 self.stop()
                 return
@@ -559,13 +496,6 @@ class _Listener:
     def push(self, events) -> None:
         self.pending.extend(events)
         self.wakeup.set()
-
-
-def _bind_host(host: str | None) -> str | None:
-    # Upstream listens on every interface; an explicit --host of 127.0.0.1 stays local.
-    if host in ("127.0.0.1", "localhost", "::1"):
-        return host
-    return None
 
 
 def _peer_name(stream) -> str:

@@ -62,6 +62,32 @@ def test_server_stop_modes_and_dirs(hq_env, how):
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT"])
+def test_stop_signal_while_starting_stops_cleanly(hq_env, tmp_path, how):
+    """The access record is published before the event loop runs; a stop signal in that
+    window (here: as soon as access.json exists) is honoured cleanly, and a client that
+    connected meanwhile still gets its answer (early connections wait in the backlog)."""
+    sd = hq_env.server_dir
+    access = sd / "hq-current" / "access.json"
+    server = hq_env.start_server(wait=False)
+    wait_until(access.exists, 20, 0.001, "access.json")
+    client = hq_env.run(["server", "info"], mode="json")
+    assert client.returncode == 0, client.stderr
+    assert json.loads(client.stdout)["pid"] == server.pid
+    server.signal(getattr(signal, how))
+    assert server.wait(10) == 0, server.stderr()
+    assert not os.path.lexists(sd / "hq-current")
+    # a journal-backed start that gets the signal right away also stops cleanly
+    journal = tmp_path / "j.bin"
+    server = hq_env.start_server("--journal", str(journal), wait=False)
+    wait_until(access.exists, 20, 0.001, "access.json")
+    server.signal(getattr(signal, how))
+    assert server.wait(10) == 0, server.stderr()
+    assert not os.path.lexists(sd / "hq-current")
+    assert journal.exists()
+
+
+@pytest.mark.timeout(60)
 def test_server_start_table_and_info(hq_env):
     server = hq_env.start_server()
     out = server.stdout()
