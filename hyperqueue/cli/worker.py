@@ -61,7 +61,7 @@ def start(cpus, resources, group, coupling, detect_resources, no_hyper_threading
     import tempfile
 
     from ..core.model import WorkerConfig
-    from ..core.resources import ResourceDef, parse_resource_arg, parse_resource_def
+    from ..core.resources import ResourceDef, parse_resource_arg
     from ..worker.hwdetect import detect_resources as detect, parse_detect_spec
     from ..worker.manager import detect_manager
 
@@ -89,16 +89,7 @@ def start(cpus, resources, group, coupling, detect_resources, no_hyper_threading
                                      param_hint="'--resource'")
         defs[d.name] = d
     detected = detect(wanted - set(defs), no_hyper_threading=no_hyper_threading)
-    for name, value in detected.items():
-        if name == "cpus":
-            groups = value
-            text = (f"{len(groups[0])}" if len(groups) == 1 and groups[0] ==
-                    list(range(len(groups[0]))) else str(groups))
-            defs["cpus"] = parse_resource_def("cpus", text)
-        elif name == "mem":
-            defs["mem"] = parse_resource_def("mem", f"sum({value})")
-        else:
-            defs[name] = parse_resource_def(name, "[" + ",".join(value) + "]")
+    defs.update(_detected_defs(detected))
     ordered = [defs.pop("cpus")] + [defs[k] for k in sorted(defs)]
     coupling_items = None
     if coupling:
@@ -324,6 +315,24 @@ def wait(count):
         time.sleep(0.2)
 
 
+def _detected_defs(detected: dict) -> dict:
+    """Resource pools from a `detect_resources` result, as `worker start` would define them."""
+    from ..core.resources import parse_resource_def
+
+    defs = {}
+    for name, value in detected.items():
+        if name == "cpus":
+            groups = value
+            text = (f"{len(groups[0])}" if len(groups) == 1 and groups[0] ==
+                    list(range(len(groups[0]))) else str(groups))
+            defs["cpus"] = parse_resource_def("cpus", text)
+        elif name == "mem":
+            defs["mem"] = parse_resource_def("mem", f"sum({value})")
+        else:
+            defs[name] = parse_resource_def(name, "[" + ",".join(value) + "]")
+    return defs
+
+
 @worker.command()
 @click.option("--no-hyper-threading", is_flag=True)
 def hwdetect(no_hyper_threading):
@@ -332,7 +341,15 @@ def hwdetect(no_hyper_threading):
 
     res = detect_resources(set(DETECTABLE), no_hyper_threading=no_hyper_threading)
     if output().is_json:
-        output().json(res)
+        # The resource descriptor, in the same shape as `configuration.resources` of
+        # `worker list/info`.
+        from ..core.views import resource_json
+
+        defs = _detected_defs(res)
+        ordered = [defs.pop("cpus")] + [defs[k] for k in sorted(defs)] if "cpus" in defs else []
+        output().json({"resources": [{k: x for k, x in resource_json(r).items() if k != "wire"}
+                                     for r in ordered],
+                       "coupling": {"weights": []}})
     else:
         output().line(format_hwdetect(res))
 

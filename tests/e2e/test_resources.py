@@ -264,7 +264,15 @@ def test_hwdetect_output(hq_env):
         assert any(ln.strip().startswith("cpus:") for ln in full), out
         assert any(ln.strip().startswith("mem:") for ln in full), out
         data = hq_env.command(["worker", "hwdetect", *extra], as_json=True)
-        assert isinstance(data, dict) and "cpus" in str(data), data
+        names = [r["name"] for r in data["resources"]]
+        assert names[0] == "cpus" and "mem" in names, data
+        assert data["coupling"] == {"weights": []}
+    # the JSON is the resource descriptor a worker with default detection reports
+    hq_env.start_server()
+    hq_env.start_worker(cpus=None)
+    (listed,) = hq_env.command(["worker", "list"], as_json=True)
+    assert hq_env.command(["worker", "hwdetect"], as_json=True) == \
+        listed["configuration"]["resources"]
 
 
 # --------------------------------------------------------------------------------- task requests

@@ -197,7 +197,7 @@ def test_hwdetect(hq_env):
     out = hq_env.command(["worker", "hwdetect"])
     assert "Summary:" in out and "cpus" in out
     data = hq_env.command(["worker", "hwdetect"], as_json=True)
-    assert isinstance(data, dict)
+    assert [r["name"] for r in data["resources"]][0] == "cpus"
 
 
 @pytest.mark.timeout(60)
