@@ -94,6 +94,8 @@ COMMANDS = {
     "task": ("task", "task"),
     "run": ("run", "run"),
     "journal": ("journal", "journal"),
+    "doc": ("misc", "doc"),
+    "generate-completion": ("misc", "generate_completion"),
 }
 
 
