@@ -18,6 +18,8 @@ FORBIDDEN = {
     "worker": {"hyperqueue.server", "hyperqueue.client", "hyperqueue.cli"},
     "client": {"trio", "hyperqueue.server", "hyperqueue.worker", "hyperqueue.cli"},
     "journal": {"hyperqueue.server", "hyperqueue.worker", "hyperqueue.client", "hyperqueue.cli"},
+    "streaming": {"trio", "anyio", "hyperqueue.server", "hyperqueue.worker", "hyperqueue.client",
+                  "hyperqueue.cli", "hyperqueue.transport"},
 }
 
 

@@ -1,0 +1,1 @@
+"""Output streaming (`--stream`): the file format, the worker-side writer, the reader."""
