@@ -72,7 +72,9 @@ def _state_text(info: dict) -> str:
     return "\n".join(lines) or info["state"]
 
 
-def _stdio_text(path, rm: bool) -> str:
+def _stdio_text(path, rm: bool, program: dict | None = None, channel: str = "") -> str:
+    if program is not None and program.get(f"{channel}_streamed"):
+        return f"<stream: {program['stream']}>"
     if path is None:
         return "None"
     return path + (" (rm-if-finished)" if rm else "")
@@ -103,8 +105,8 @@ def _job_detail_rows(d: dict) -> list:
             ("Pin", s["pin_mode"] or "none"),
             ("Priority", s["priority"]),
             ("Command", " ".join(p["args"])),
-            ("Stdout", _stdio_text(p["stdout"], p["stdout_rm_if_finished"])),
-            ("Stderr", _stdio_text(p["stderr"], p["stderr_rm_if_finished"])),
+            ("Stdout", _stdio_text(p["stdout"], p["stdout_rm_if_finished"], p, "stdout")),
+            ("Stderr", _stdio_text(p["stderr"], p["stderr_rm_if_finished"], p, "stderr")),
             ("Environment", "\n".join(f"{k}={v}" for k, v in p["env"].items())),
             ("Working directory", p["cwd"]),
             ("Task time limit", duration(s["time_limit"])),
@@ -348,6 +350,12 @@ def cat(selector, stream, tasks, task_status, print_task_header):
         jobs = client.request(m.JobInfoRequest(selector.to_wire(), True, task_sel, states)).jobs
     write = sys.stdout.buffer.write
     for d in jobs:
+        streamed = [s["array"]["program"] for s in d["submits"]
+                    if s["array"]["program"].get(f"{stream}_streamed")]
+        if streamed:
+            raise HqError(f"The {stream} of job {d['info']['id']} is streamed into "
+                          f"{streamed[0]['stream']}; read it with `hq output-log "
+                          f"{streamed[0]['stream']} cat {d['info']['id']} {stream}`")
         for t in d["tasks"]:
             path = t.get(stream)
             if print_task_header:

@@ -119,7 +119,7 @@ def _one_request(req, w):
         _fail(w, str(e))
 
 
-def _template(t: dict, where: str, submit_dir: str):
+def _template(t: dict, where: str, submit_dir: str, stream: str | None = None):
     from ..cli.submit import _crash_limit
     from ..core.model import ProgramDef, TaskTemplate
 
@@ -155,12 +155,17 @@ def _template(t: dict, where: str, submit_dir: str):
                                       "\"unlimited\"")
     time_limit = _duration(t["time_limit"], f"{where}.time_limit") if "time_limit" in t \
         else None
+    from ..core.model import StdioDef
+
+    def channel(key, default):
+        if stream is not None and t.get(key) is None:
+            return StdioDef(None, streamed=True)
+        return _stdio(t.get(key), f"{where}.{key}", default)
+
     program = ProgramDef(command, env, cwd,
-                         _stdio(t.get("stdout"), f"{where}.stdout",
-                                "%{CWD}/job-%{JOB_ID}/%{TASK_ID}.stdout"),
-                         _stdio(t.get("stderr"), f"{where}.stderr",
-                                "%{CWD}/job-%{JOB_ID}/%{TASK_ID}.stderr"),
-                         stdin.encode() if stdin is not None else None, task_dir)
+                         channel("stdout", "%{CWD}/job-%{JOB_ID}/%{TASK_ID}.stdout"),
+                         channel("stderr", "%{CWD}/job-%{JOB_ID}/%{TASK_ID}.stderr"),
+                         stdin.encode() if stdin is not None else None, task_dir, stream)
     return TaskTemplate(program, _request(t.get("request"), f"{where}.request"), time_limit,
                         priority, crash_limit, None if pin == "none" else pin)
 
@@ -188,8 +193,16 @@ def load_job_file(path: str, job_id: int | None = None):
     if max_fails is not None and (isinstance(max_fails, bool) or not isinstance(max_fails, int)
                                   or max_fails < 0):
         _fail("max_fails", "expected a non-negative integer")
+    stream = None
     if "stream" in doc:
-        _fail("stream", "output streaming is not supported yet")
+        if not isinstance(doc["stream"], str) or not doc["stream"]:
+            _fail("stream", "expected a directory path")
+        from ..cli.submit import stream_dir
+
+        try:
+            stream = stream_dir(doc["stream"])
+        except Exception as e:  # click.BadParameter: say it in job-file terms
+            _fail("stream", getattr(e, "message", str(e)))
     if job_id is not None and ("name" in doc or "max_fails" in doc):
         _fail("name", "name and max_fails cannot be set when submitting into an open job")
     has_tasks, has_array = "task" in doc, "array" in doc
@@ -199,7 +212,7 @@ def load_job_file(path: str, job_id: int | None = None):
     if has_array:
         arr = doc["array"]
         _check_keys(arr, ARRAY_KEYS, "array")
-        template = _template(arr, "array", submit_dir)
+        template = _template(arr, "array", submit_dir, stream)
         entries = arr.get("entries")
         if entries is not None:
             if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
@@ -253,7 +266,7 @@ def load_job_file(path: str, job_id: int | None = None):
                     _fail(f"task[{i}].deps", f"task {tid} depends on itself")
                 if d not in defined:
                     _fail(f"task[{i}].deps", f"task {d} is not defined in this file")
-            batches.append([_template(t, f"task[{i}]", submit_dir), str(tid), None,
+            batches.append([_template(t, f"task[{i}]", submit_dir, stream), str(tid), None,
                             sorted(set(deps))])
         _check_cycles(ids, [b[3] for b in batches])
     return m.SubmitRequest(name, max_fails, submit_dir, job_id, batches)

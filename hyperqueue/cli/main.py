@@ -94,6 +94,7 @@ COMMANDS = {
     "task": ("task", "task"),
     "run": ("run", "run"),
     "journal": ("journal", "journal"),
+    "output-log": ("output_log", "output_log"),
     "doc": ("misc", "doc"),
     "generate-completion": ("misc", "generate_completion"),
 }

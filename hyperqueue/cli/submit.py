@@ -11,11 +11,33 @@ from .common import DURATION, RANGES, connect
 from .main import output
 
 
-def _stdio(value: str | None, default: str):
+STREAM_PLACEHOLDERS = ("JOB_ID", "SUBMIT_DIR", "SERVER_UID")
+
+
+def stream_dir(value: str | None, hint: str = "'--stream'") -> str | None:
+    """The stream directory template: relative paths are relative to the submit directory;
+    only job-level placeholders make sense (one file per worker, not per task)."""
+    if value is None:
+        return None
+    if not value:
+        raise click.BadParameter("expected a directory", param_hint=hint)
+    import re
+
+    for name in re.findall(r"%\{([^}]*)\}", value):
+        if name not in STREAM_PLACEHOLDERS:
+            raise click.BadParameter(
+                f"placeholder %{{{name}}} cannot be used in a stream directory (allowed: "
+                + ", ".join(f"%{{{p}}}" for p in STREAM_PLACEHOLDERS) + ")", param_hint=hint)
+    if value.startswith("%{") or os.path.isabs(value):
+        return value
+    return os.path.join(os.getcwd(), value)
+
+
+def _stdio(value: str | None, default: str, stream: str | None = None):
     from ..core.model import StdioDef
 
     if value is None:
-        return StdioDef(default)
+        return StdioDef(None, streamed=True) if stream else StdioDef(default)
     if value == "none":
         return StdioDef(None)
     if value.endswith(":rm-if-finished"):
@@ -51,6 +73,9 @@ def submit_options(f):
         click.option("--cwd", help="Working directory of tasks (default: the submit dir)"),
         click.option("--stdout", help="Stdout path, 'none', or PATH:rm-if-finished"),
         click.option("--stderr", help="Stderr path, 'none', or PATH:rm-if-finished"),
+        click.option("--stream", "stream", metavar="DIR",
+                     help="Stream stdout/stderr (those not set explicitly) into one file per "
+                          "worker in DIR; read them with `hq output-log DIR`"),
         click.option("--env", "env", multiple=True, help="KEY=VALUE for the task environment"),
         click.option("--array", type=RANGES, help="Task ids of a task array, e.g. 1-10,20"),
         click.option("--each-line", type=click.Path(dir_okay=False),
@@ -110,8 +135,9 @@ def build_request(opts: dict, command: tuple[str, ...], job_id: int | None = Non
     cwd = opts.get("cwd") or "%{SUBMIT_DIR}"
     if "%{CWD}" in cwd:
         raise click.BadParameter("%{CWD} cannot be used in --cwd", param_hint="'--cwd'")
-    stdout = _stdio(opts.get("stdout"), "%{CWD}/job-%{JOB_ID}/%{TASK_ID}.stdout")
-    stderr = _stdio(opts.get("stderr"), "%{CWD}/job-%{JOB_ID}/%{TASK_ID}.stderr")
+    stream = stream_dir(opts.get("stream"))
+    stdout = _stdio(opts.get("stdout"), "%{CWD}/job-%{JOB_ID}/%{TASK_ID}.stdout", stream)
+    stderr = _stdio(opts.get("stderr"), "%{CWD}/job-%{JOB_ID}/%{TASK_ID}.stderr", stream)
     for text in (cwd, stdout.path or "", stderr.path or ""):
         for unknown in unknown_placeholders(text):
             sys.stderr.write(f"Warning: unknown placeholder %{{{unknown}}} in '{text}'\n")
@@ -147,7 +173,7 @@ def build_request(opts: dict, command: tuple[str, ...], job_id: int | None = Non
     if opts.get("read_stdin"):
         stdin = stdin_data if stdin_data is not None else sys.stdin.buffer.read()
     program = ProgramDef(list(command), env, cwd, stdout, stderr, stdin,
-                         bool(opts.get("task_dir")))
+                         bool(opts.get("task_dir")), stream)
     template = TaskTemplate(program, request, opts.get("time_limit"), opts.get("priority") or 0,
                             _crash_limit(opts.get("crash_limit")), opts.get("pin"))
     array = opts.get("array")

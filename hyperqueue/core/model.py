@@ -108,25 +108,28 @@ DEFAULT_CRASH_LIMIT = 5
 
 
 class StdioDef:
-    """Where a task's stdout or stderr goes: a path template, or nowhere (`path is None`)."""
+    """Where a task's stdout or stderr goes: a path template, nowhere (`path is None`), or the
+    job's output stream (`streamed`, see `ProgramDef.stream`)."""
 
-    __slots__ = ("path", "rm_if_finished")
+    __slots__ = ("path", "rm_if_finished", "streamed")
 
-    def __init__(self, path: str | None, rm_if_finished: bool = False):
-        self.path = path
-        self.rm_if_finished = rm_if_finished
+    def __init__(self, path: str | None, rm_if_finished: bool = False, streamed: bool = False):
+        self.path = None if streamed else path
+        self.rm_if_finished = rm_if_finished and not streamed
+        self.streamed = streamed
 
     def to_wire(self):
-        return [self.path, self.rm_if_finished]
+        return [self.path, self.rm_if_finished, self.streamed]
 
     @classmethod
     def from_wire(cls, obj) -> "StdioDef":
-        if not (isinstance(obj, list) and len(obj) == 2):
-            raise ValueError("stdio definition must be [path, rm_if_finished]")
-        path, rm = obj
+        # (2 elements: journals written before streaming existed)
+        if not (isinstance(obj, list) and len(obj) in (2, 3)):
+            raise ValueError("stdio definition must be [path, rm_if_finished, streamed]")
+        path, rm = obj[0], obj[1]
         if path is not None and not isinstance(path, str):
             raise ValueError("stdio path must be a string or null")
-        return cls(path, bool(rm))
+        return cls(path, bool(rm), bool(obj[2]) if len(obj) == 3 else False)
 
     def __eq__(self, other):
         return isinstance(other, StdioDef) and self.to_wire() == other.to_wire()
@@ -138,10 +141,10 @@ class StdioDef:
 class ProgramDef:
     """The program a task runs, with placeholders still in its paths."""
 
-    __slots__ = ("args", "env", "cwd", "stdout", "stderr", "stdin", "task_dir")
+    __slots__ = ("args", "env", "cwd", "stdout", "stderr", "stdin", "task_dir", "stream")
 
     def __init__(self, args, env=None, cwd="%{SUBMIT_DIR}", stdout=None, stderr=None,
-                 stdin: bytes | None = None, task_dir: bool = False):
+                 stdin: bytes | None = None, task_dir: bool = False, stream: str | None = None):
         self.args: list[str] = list(args)
         self.env: dict[str, str] = dict(env or {})
         self.cwd: str = cwd
@@ -149,16 +152,21 @@ class ProgramDef:
         self.stderr: StdioDef = stderr or StdioDef("%{CWD}/job-%{JOB_ID}/%{TASK_ID}.stderr")
         self.stdin = stdin
         self.task_dir = task_dir
+        self.stream = stream  # directory (template) of the output stream, if streamed
 
     def to_wire(self):
         return [self.args, self.env, self.cwd, self.stdout.to_wire(), self.stderr.to_wire(),
-                self.stdin, self.task_dir]
+                self.stdin, self.task_dir, self.stream]
 
     @classmethod
     def from_wire(cls, obj) -> "ProgramDef":
-        if not (isinstance(obj, list) and len(obj) == 7):
+        # (7 elements: journals written before streaming existed)
+        if not (isinstance(obj, list) and len(obj) in (7, 8)):
             raise ValueError("malformed program definition")
-        args, env, cwd, out, err, stdin, task_dir = obj
+        args, env, cwd, out, err, stdin, task_dir = obj[:7]
+        stream = obj[7] if len(obj) == 8 else None
+        if stream is not None and not isinstance(stream, str):
+            raise ValueError("program stream directory must be a string or null")
         if not (isinstance(args, list) and args and all(isinstance(a, str) for a in args)):
             raise ValueError("program arguments must be a non-empty list of strings")
         if not (isinstance(env, dict) and all(
@@ -168,8 +176,10 @@ class ProgramDef:
             raise ValueError("program cwd must be a string")
         if stdin is not None and not isinstance(stdin, bytes):
             raise ValueError("program stdin must be bytes or null")
-        return cls(args, env, cwd, StdioDef.from_wire(out), StdioDef.from_wire(err), stdin,
-                   bool(task_dir))
+        stdout, stderr = StdioDef.from_wire(out), StdioDef.from_wire(err)
+        if (stdout.streamed or stderr.streamed) and stream is None:
+            raise ValueError("a streamed channel needs a stream directory")
+        return cls(args, env, cwd, stdout, stderr, stdin, bool(task_dir), stream)
 
 
 MAX_VARIANTS = 32

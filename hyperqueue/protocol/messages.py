@@ -14,7 +14,7 @@ import cbor2
 from .errors import ProtocolError
 
 if TYPE_CHECKING:
-    from ..core.model import TaskTemplate, WorkerConfig
+    from ..core.model import WorkerConfig
 
 # -- field validators (wire value -> python value, ValueError on garbage) ----------------------------
 

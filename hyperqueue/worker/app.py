@@ -89,6 +89,7 @@ class Worker:
         await self._connect(deadline=None)
         self.runner = Runner(work_dir=self.config.work_dir, hq_path=_hq_path(),
                              server_uid=self.server_uid)
+        self.runner.worker_id = self.worker_id
         if not self.zero_spawn:
             self.runner.start_reaper()
         task_status.started(self.worker_id)
@@ -127,6 +128,7 @@ class Worker:
                 await self._kill_running()
             self.spawner.close()
             self.runner.stop_reaper()
+            self.runner.close_streams()
             if self.conn is not None:
                 with trio.CancelScope(shield=True), trio.move_on_after(0.5):
                     try:
@@ -188,6 +190,8 @@ class Worker:
                 delay = min(delay * 2, 2.0)
         self.conn = conn
         self.worker_id = reply.worker_id
+        if self.runner is not None:
+            self.runner.worker_id = reply.worker_id
         self.server_uid = reply.server_uid
         self.seq = 0
         if self.idle_timeout is None:

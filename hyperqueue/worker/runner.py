@@ -8,6 +8,7 @@ import shutil
 import signal
 import tempfile
 import threading
+import time
 
 from ..core.placeholders import resolve_task_paths
 from ..core.resources import ALL
@@ -209,6 +210,9 @@ class Runner:
         # and the paths of templates whose paths have no per-task placeholder.
         self._base_for: dict[tuple, list[bytes]] = {}
         self._static_paths: dict[tuple, tuple] = {}
+        self.worker_id = 0  # set once registered (stream file headers name it)
+        self.stream_writers: dict[str, object] = {}
+        self._streams_lock = threading.Lock()
         self.devnull_r = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         self.devnull_w = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
         self.reaper = None
@@ -285,10 +289,19 @@ class Runner:
                 env["HQ_PIN"] = "omp"
             env_list = self._env_list(env)
             path_value = env.get("PATH") or self.base_env.get("PATH") or os.defpath
+            writer = None
+            read_fds: dict[int, int] = {}  # streamed channels: our end of the pipe -> channel
+            if program.stdout.streamed or program.stderr.streamed:
+                try:
+                    writer = self._stream_writer(spec, program.stream)
+                except OSError as e:
+                    raise TaskOutcome(f"Streaming: cannot open the stream: {e}") from None
             out_fd = err_fd = -1
             try:
-                out_fd = self._open_output(stdout)
-                err_fd = self._open_output(stderr)
+                out_fd = (self._stream_pipe(read_fds, 0) if program.stdout.streamed
+                          else self._open_output(stdout))
+                err_fd = (self._stream_pipe(read_fds, 1) if program.stderr.streamed
+                          else self._open_output(stderr))
                 with run.lock:
                     if run.canceled:
                         return
@@ -310,12 +323,35 @@ class Runner:
                 for fd in (out_fd, err_fd):
                     if fd >= 0 and fd != self.devnull_w:
                         os.close(fd)
+                if run.pid is None:  # not started: nobody reads the pipes
+                    for fd in read_fds:
+                        os.close(fd)
             if stdin_w is not None:
-                _feed(stdin_w, program.stdin)
+                if read_fds:  # the task may write a lot before it reads: feed it on the side
+                    threading.Thread(target=_feed, args=(stdin_w, program.stdin),
+                                     daemon=True).start()
+                else:
+                    _feed(stdin_w, program.stdin)
             try:
-                returncode = self._wait(pid, template.time_limit)
+                time_limit = template.time_limit
+                if read_fds:
+                    from .streamer import pump
+
+                    deadline = None if time_limit is None else time.monotonic() + time_limit
+                    pump(writer, spec.job_id, spec.task_id, spec.instance, read_fds, deadline)
+                    if deadline is not None:
+                        time_limit = max(0.0, deadline - time.monotonic())
+                returncode = self._wait(pid, time_limit)
             finally:
                 self._tell_reaper(b"-%d\n" % pid)
+                stream_error = None
+                if writer is not None:
+                    try:
+                        writer.flush()  # in the file before the result is reported
+                    except OSError as e:
+                        stream_error = e
+            if stream_error is not None:
+                raise TaskOutcome(f"Streaming: cannot write the stream: {stream_error}")
             if run.canceled:
                 return
             if returncode != 0:
@@ -360,6 +396,33 @@ class Runner:
                 self._base_for.clear()
             self._base_for[keys] = base
         return base + encode_env(env)
+
+    def _stream_writer(self, spec: TaskSpec, stream: str):
+        from ..core.placeholders import fill
+        from .streamer import StreamWriter
+
+        values = {"JOB_ID": str(spec.job_id), "SUBMIT_DIR": spec.submit_dir,
+                  "SERVER_UID": self.server_uid}
+        directory = os.path.normpath(os.path.join(spec.submit_dir, fill(stream, values)))
+        with self._streams_lock:
+            writer = self.stream_writers.get(directory)
+            if writer is None:
+                writer = self.stream_writers[directory] = StreamWriter(
+                    directory, self.server_uid, self.worker_id)
+        return writer
+
+    @staticmethod
+    def _stream_pipe(read_fds: dict, channel: int) -> int:
+        """A pipe for a streamed channel: returns the task's end, keeps ours in `read_fds`."""
+        r, w = os.pipe2(os.O_CLOEXEC)
+        read_fds[r] = channel
+        return w
+
+    def close_streams(self) -> None:
+        with self._streams_lock:
+            writers, self.stream_writers = list(self.stream_writers.values()), {}
+        for w in writers:
+            w.close()
 
     def _open_output(self, path: str | None) -> int:
         if path is None:
