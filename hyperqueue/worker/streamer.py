@@ -17,6 +17,7 @@ import time
 from ..streaming.format import SUFFIX, encode_header, encode_record
 
 FLUSH_AT = 1 << 16
+FLUSH_EVERY = 1.0  # seconds: output of long-running tasks becomes readable while they run
 READ_SIZE = 1 << 16
 _ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
@@ -36,12 +37,14 @@ class StreamWriter:
         self.lock = threading.Lock()
         self.buf = bytearray(encode_header(server_uid, worker_id))
         self.failed: OSError | None = None
+        self.flushed_at = time.monotonic()
+        self._write_out()  # the header at once: a file is never left without one
 
     def write(self, job: int, task: int, instance: int, channel: int, data: bytes) -> None:
         record = encode_record(int(time.time() * 1000), job, task, instance, channel, data)
         with self.lock:
             self.buf += record
-            if len(self.buf) >= FLUSH_AT:
+            if len(self.buf) >= FLUSH_AT or time.monotonic() - self.flushed_at >= FLUSH_EVERY:
                 self._write_out()
 
     def flush(self) -> None:
@@ -61,6 +64,7 @@ class StreamWriter:
         finally:
             view.release()
         self.buf.clear()
+        self.flushed_at = time.monotonic()
 
     def close(self) -> None:
         try:
