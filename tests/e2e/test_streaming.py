@@ -6,6 +6,7 @@ import glob
 
 import pytest
 
+from conftest import wait_until
 from hyperqueue.streaming.format import decode
 
 
@@ -118,3 +119,15 @@ def test_job_file_stream(env, tmp_path):
     assert streams[(job, 1, 0, 0)] == (b"one\n", True)
     assert (job, 2, 0, 0) not in streams
     assert (tmp_path / "two.txt").read_text() == "two\n"
+
+
+@pytest.mark.timeout(60)
+def test_output_of_a_running_task_becomes_readable(env, tmp_path):
+    job = env.submit(["--stream", "live", "--", "sh", "-c",
+                      "echo first; sleep 1.2; echo second; sleep 60"], cwd=tmp_path)
+    show = ["output-log", str(tmp_path / "live"), "show"]
+    wait_until(lambda: "second" in env.run(show).stdout, 20, 0.2, "streamed output")
+    assert env.tasks(job)[0]["state"] == "running"
+    assert env.run(show).stdout.splitlines() == [f"{job}.0:0> first", f"{job}.0:0> second"]
+    env.command(["job", "cancel", str(job)])
+    env.wait_job(job)
