@@ -88,8 +88,7 @@ class Worker:
         """
         await self._connect(deadline=None)
         self.runner = Runner(work_dir=self.config.work_dir, hq_path=_hq_path(),
-                             server_uid=self.server_uid)
-        self.runner.worker_id = self.worker_id
+                             server_uid=self.server_uid, worker_id=self.worker_id)
         if not self.zero_spawn:
             self.runner.start_reaper()
         task_status.started(self.worker_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import shutil
 import signal
@@ -12,6 +13,7 @@ import time
 
 from ..core.placeholders import resolve_task_paths
 from ..core.resources import ALL
+from ..streaming.format import STDERR, STDOUT
 from .fastspawn import encode_env, spawn, wait
 
 PER_TASK_PLACEHOLDERS = ("JOB_ID", "TASK_ID", "INSTANCE_ID")
@@ -50,15 +52,10 @@ class TaskOutcome(Exception):
     """How a task ended when it did not finish successfully; the message is the task error."""
 
 
-_ENV_NAMES: dict[str, str] = {}
-
-
+@functools.cache
 def _env_name(resource: str) -> str:
     """`gpus/nvidia` -> `gpus_nvidia` (the suffix of HQ_RESOURCE_* variables)."""
-    name = _ENV_NAMES.get(resource)
-    if name is None:
-        name = _ENV_NAMES[resource] = "".join(c if c.isalnum() else "_" for c in resource)
-    return name
+    return "".join(c if c.isalnum() else "_" for c in resource)
 
 
 def build_env(spec: TaskSpec, allocation, hq_path: str, task_dir: str | None) -> dict:
@@ -84,9 +81,9 @@ def build_env(spec: TaskSpec, allocation, hq_path: str, task_dir: str | None) ->
     for e in spec.request.entries:
         name = _env_name(e.name)
         env[f"HQ_RESOURCE_REQUEST_{name}"] = e.to_text()
-        got = allocation.indices.get(e.name) if allocation is not None else None
-        if got:
-            env[f"HQ_RESOURCE_VALUES_{name}"] = ",".join([label for label, _ in got])
+        labels = allocation.labels(e.name) if allocation is not None else []
+        if labels:
+            env[f"HQ_RESOURCE_VALUES_{name}"] = ",".join(labels)
     if allocation is not None:
         cpus = allocation.labels("cpus")
         if cpus:
@@ -196,10 +193,11 @@ class TaskRun:
 class Runner:
     """What a worker needs to start tasks; `execute` runs in spawner threads (no trio)."""
 
-    def __init__(self, *, work_dir: str, hq_path: str, server_uid: str):
+    def __init__(self, *, work_dir: str, hq_path: str, server_uid: str, worker_id: int = 0):
         self.work_dir = work_dir
         self.hq_path = hq_path
         self.server_uid = server_uid
+        self.worker_id = worker_id  # stream file headers name it
         self.base_env = dict(os.environ)
         # The worker's environment, pre-encoded once: (name, b"NAME=value").
         self.base_items = [(k, os.fsencode(k) + b"=" + os.fsencode(v))
@@ -210,7 +208,6 @@ class Runner:
         # and the paths of templates whose paths have no per-task placeholder.
         self._base_for: dict[tuple, list[bytes]] = {}
         self._static_paths: dict[tuple, tuple] = {}
-        self.worker_id = 0  # set once registered (stream file headers name it)
         self.stream_writers: dict[str, object] = {}
         self._streams_lock = threading.Lock()
         self.devnull_r = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
@@ -298,9 +295,9 @@ class Runner:
                     raise TaskOutcome(f"Streaming: cannot open the stream: {e}") from None
             out_fd = err_fd = -1
             try:
-                out_fd = (self._stream_pipe(read_fds, 0) if program.stdout.streamed
+                out_fd = (self._stream_pipe(read_fds, STDOUT) if program.stdout.streamed
                           else self._open_output(stdout))
-                err_fd = (self._stream_pipe(read_fds, 1) if program.stderr.streamed
+                err_fd = (self._stream_pipe(read_fds, STDERR) if program.stderr.streamed
                           else self._open_output(stderr))
                 with run.lock:
                     if run.canceled:
