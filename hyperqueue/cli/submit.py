@@ -21,9 +21,9 @@ def stream_dir(value: str | None, hint: str = "'--stream'") -> str | None:
         return None
     if not value:
         raise click.BadParameter("expected a directory", param_hint=hint)
-    import re
+    from ..core.placeholders import placeholder_names
 
-    for name in re.findall(r"%\{([^}]*)\}", value):
+    for name in placeholder_names(value):
         if name not in STREAM_PLACEHOLDERS:
             raise click.BadParameter(
                 f"placeholder %{{{name}}} cannot be used in a stream directory (allowed: "

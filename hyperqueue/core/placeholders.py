@@ -16,18 +16,21 @@ def fill(text: str, values: dict[str, str]) -> str:
     return text
 
 
-def unknown_placeholders(text: str) -> list[str]:
+def placeholder_names(text: str) -> list[str]:
+    """The names of the `%{NAME}` placeholders in `text`, in order."""
     out = []
     i = text.find("%{")
     while i != -1:
         j = text.find("}", i)
         if j == -1:
             break
-        name = text[i + 2:j]
-        if name not in KNOWN:
-            out.append(name)
+        out.append(text[i + 2:j])
         i = text.find("%{", j)
     return out
+
+
+def unknown_placeholders(text: str) -> list[str]:
+    return [name for name in placeholder_names(text) if name not in KNOWN]
 
 
 def resolve_task_paths(cwd: str, stdout: str | None, stderr: str | None, *, job_id: int,

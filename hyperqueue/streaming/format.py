@@ -31,6 +31,10 @@ class StreamFormatError(ValueError):
     """Not a stream file, or its header is unreadable."""
 
 
+class TornHeaderError(StreamFormatError):
+    """The data is a strict prefix of a header: the writer died while creating the file."""
+
+
 def encode_header(server_uid: str, worker_id: int) -> bytes:
     body = cbor2.dumps({"server_uid": server_uid, "worker_id": worker_id})
     return MAGIC + struct.pack("<I", len(body)) + body
@@ -46,15 +50,20 @@ def decode(data: bytes) -> tuple[dict, Iterator[tuple[int, int, int, int, int, b
     `(time_ms, job, task, instance, channel, chunk)`, an empty chunk closing the channel.
 
     Raises:
+        TornHeaderError: the file ends inside its header (it holds no records).
         StreamFormatError: no magic or a damaged header.
     """
     if data[:len(MAGIC)] != MAGIC:
+        if len(data) < len(MAGIC) and MAGIC.startswith(data):
+            raise TornHeaderError("truncated stream file header")
         raise StreamFormatError("not a HyperQueue stream file (bad magic)")
     pos = len(MAGIC)
     if len(data) < pos + 4:
-        raise StreamFormatError("truncated stream file header")
+        raise TornHeaderError("truncated stream file header")
     (n,) = struct.unpack_from("<I", data, pos)
     pos += 4
+    if len(data) < pos + n:
+        raise TornHeaderError("truncated stream file header")
     try:
         header = cbor2.loads(data[pos:pos + n])
     except Exception as e:  # noqa: BLE001 - any decoding failure is a damaged header

@@ -14,10 +14,10 @@ without writing to it).
 from __future__ import annotations
 
 import os
-import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from .format import MAGIC, STDERR, STDOUT, SUFFIX, StreamFormatError, decode
+from .format import STDERR, STDOUT, SUFFIX, StreamFormatError, TornHeaderError, decode
 
 __all__ = ["StreamReadError", "Chunk", "Instance", "StreamLog", "load"]
 
@@ -64,25 +64,12 @@ class Instance:
         return channel not in self.chunks and bool(self.closed)
 
 
-def _header_is_torn(data: bytes) -> bool:
-    """True when `data` is a strict prefix of a stream file header (the worker died while
-    creating the file): such a file holds no records and is skipped."""
-    if len(data) < len(MAGIC):
-        return MAGIC.startswith(data)
-    if data[:len(MAGIC)] != MAGIC:
-        return False
-    if len(data) < len(MAGIC) + 4:
-        return True
-    (n,) = struct.unpack_from("<I", data, len(MAGIC))
-    return len(data) < len(MAGIC) + 4 + n
-
-
 @dataclass
 class _File:
     path: str
     server_uid: str
     worker_id: int
-    data: bytes
+    records: Iterator
 
 
 def _read_files(path: str) -> list[_File]:
@@ -104,13 +91,13 @@ def _read_files(path: str) -> list[_File]:
                 data = f.read()
         except OSError as e:
             raise StreamReadError(f"Cannot read {full}: {e.strerror}") from None
-        if _header_is_torn(data):
-            continue
         try:
-            header, _ = decode(data)
+            header, records = decode(data)
+        except TornHeaderError:
+            continue  # the worker died while creating it: no records
         except StreamFormatError as e:
             raise StreamReadError(f"Cannot read {full}: {e}") from None
-        files.append(_File(full, header["server_uid"], header["worker_id"], data))
+        files.append(_File(full, header["server_uid"], header["worker_id"], records))
     return files
 
 
@@ -248,7 +235,6 @@ def load(path: str, server_uid: str | None = None) -> StreamLog:
         server_uid = uids[0]
     log = StreamLog(path, server_uid, [f.path for f in files])
     for f in files:
-        _, records = decode(f.data)
-        for rec in records:
+        for rec in f.records:
             log._add(*rec)
     return log
