@@ -72,12 +72,14 @@ def _state_text(info: dict) -> str:
     return "\n".join(lines) or info["state"]
 
 
-def _stdio_text(path, rm: bool, program: dict | None = None, channel: str = "") -> str:
-    if program is not None and program.get(f"{channel}_streamed"):
+def _stdio_text(program: dict, channel: str) -> str:
+    """Where `channel` ("stdout"/"stderr") of a submit's program goes, as job/task info show it."""
+    if program.get(f"{channel}_streamed"):
         return f"<stream: {program['stream']}>"
+    path = program[channel]
     if path is None:
         return "None"
-    return path + (" (rm-if-finished)" if rm else "")
+    return path + (" (rm-if-finished)" if program[f"{channel}_rm_if_finished"] else "")
 
 
 def _job_detail_rows(d: dict) -> list:
@@ -105,8 +107,8 @@ def _job_detail_rows(d: dict) -> list:
             ("Pin", s["pin_mode"] or "none"),
             ("Priority", s["priority"]),
             ("Command", " ".join(p["args"])),
-            ("Stdout", _stdio_text(p["stdout"], p["stdout_rm_if_finished"], p, "stdout")),
-            ("Stderr", _stdio_text(p["stderr"], p["stderr_rm_if_finished"], p, "stderr")),
+            ("Stdout", _stdio_text(p, "stdout")),
+            ("Stderr", _stdio_text(p, "stderr")),
             ("Environment", "\n".join(f"{k}={v}" for k, v in p["env"].items())),
             ("Working directory", p["cwd"]),
             ("Task time limit", duration(s["time_limit"])),

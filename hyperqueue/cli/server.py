@@ -90,12 +90,11 @@ def start(host, client_port, worker_port, idle_timeout, journal, journal_flush_p
         srv = Server(root, host=host, client_port=client_port, worker_port=worker_port,
                      access_file=access_file, idle_timeout=idle_timeout,
                      journal_path=journal_path, journal_flush_period=journal_flush_period,
-                     boot=boot)
-        srv.early_signals = early_signals
+                     boot=boot, early_signals=early_signals)
         trio_run(srv.run)
     except OSError as e:
         raise HqError(f"Cannot start the server: {e}") from None
-    finally:
+    finally:  # also when the server never ran (Server.run removes it otherwise)
         serverdir.remove_current_link(root, boot.instance_dir)
     return 0
 

@@ -117,10 +117,8 @@ def info(job_selector, task_selector, verbose):
             ("End", local_time(t.get("finished_at"))),
             ("Makespan", _makespan(t)),
             ("Workdir", t.get("cwd", p["cwd"])),
-            ("Stdout", t.get("stdout")
-             or _stdio_text(p["stdout"], p["stdout_rm_if_finished"], p, "stdout")),
-            ("Stderr", t.get("stderr")
-             or _stdio_text(p["stderr"], p["stderr_rm_if_finished"], p, "stderr")),
+            ("Stdout", t.get("stdout") or _stdio_text(p, "stdout")),
+            ("Stderr", t.get("stderr") or _stdio_text(p, "stderr")),
             ("Time limit", duration(s["time_limit"])),
             ("Resources", resources_text(s["resources"])),
             ("Priority", s["priority"]),

@@ -90,7 +90,7 @@ def start(cpus, resources, group, coupling, detect_resources, no_hyper_threading
         defs[d.name] = d
     detected = detect(wanted - set(defs), no_hyper_threading=no_hyper_threading)
     defs.update(_detected_defs(detected))
-    ordered = [defs.pop("cpus")] + [defs[k] for k in sorted(defs)]
+    ordered = _ordered_defs(defs)
     coupling_items = None
     if coupling:
         from ..core.resources import parse_coupling
@@ -176,6 +176,18 @@ def _resources_lines(view) -> str:
     return "\n".join(lines)
 
 
+def _public_descriptor(descriptor: dict) -> dict:
+    """A resource descriptor as JSON output shows it (without our exact wire form)."""
+    return dict(descriptor, resources=[{k: x for k, x in r.items() if k != "wire"}
+                                       for r in descriptor["resources"]])
+
+
+def _ordered_defs(defs: dict) -> list:
+    """Resource pools in the order workers report them: cpus first, then by name."""
+    rest = {k: d for k, d in defs.items() if k != "cpus"}
+    return ([defs["cpus"]] if "cpus" in defs else []) + [rest[k] for k in sorted(rest)]
+
+
 def print_workers(views: list[dict], detailed: bool) -> None:
     out = output()
     if out.is_json:
@@ -184,9 +196,7 @@ def print_workers(views: list[dict], detailed: bool) -> None:
             v = jsonify_times(v)
             cfg = dict(v["configuration"])
             cfg.pop("resources_text", None)
-            cfg["resources"] = dict(cfg["resources"], resources=[
-                {k: x for k, x in r.items() if k != "wire"}
-                for r in cfg["resources"]["resources"]])
+            cfg["resources"] = _public_descriptor(cfg["resources"])
             v["configuration"] = cfg
             shown.append(v)
         out.json(shown)
@@ -341,15 +351,11 @@ def hwdetect(no_hyper_threading):
 
     res = detect_resources(set(DETECTABLE), no_hyper_threading=no_hyper_threading)
     if output().is_json:
-        # The resource descriptor, in the same shape as `configuration.resources` of
-        # `worker list/info`.
-        from ..core.views import resource_json
+        # The resource descriptor, as `configuration.resources` of `worker list/info`.
+        from ..core.views import resource_descriptor
 
-        defs = _detected_defs(res)
-        ordered = [defs.pop("cpus")] + [defs[k] for k in sorted(defs)] if "cpus" in defs else []
-        output().json({"resources": [{k: x for k, x in resource_json(r).items() if k != "wire"}
-                                     for r in ordered],
-                       "coupling": {"weights": []}})
+        output().json(_public_descriptor(resource_descriptor(
+            _ordered_defs(_detected_defs(res)))))
     else:
         output().line(format_hwdetect(res))
 

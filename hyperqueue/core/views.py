@@ -179,8 +179,7 @@ def worker_view(worker: Worker, now: float) -> dict:
             "hostname": c.hostname,
             "idle_timeout": c.idle_timeout,
             "listen_address": c.listen_address,
-            "resources": {"resources": [resource_json(r) for r in c.resources],
-                          "coupling": {"weights": [list(x) for x in c.coupling]}},
+            "resources": resource_descriptor(c.resources, c.coupling),
             "resources_text": _resources_text(c.resources),
             "time_limit": c.time_limit,
             "work_dir": c.work_dir,
@@ -205,6 +204,12 @@ def _runtime_info(worker: Worker, assigned: int, running: int) -> dict:
     if mn is not None:
         info["multinode"] = "main" if mn.worker is worker else "secondary"
     return info
+
+
+def resource_descriptor(resources, coupling=()) -> dict:
+    """Upstream's resource descriptor: the pools and the coupling weights."""
+    return {"resources": [resource_json(r) for r in resources],
+            "coupling": {"weights": [list(x) for x in coupling]}}
 
 
 def resource_json(r) -> dict:

@@ -63,9 +63,11 @@ class Server:
     def __init__(self, root: str, *, host: str | None = None, client_port: int = 0,
                  worker_port: int = 0, access_file: str | None = None,
                  idle_timeout: float | None = None, journal_path: str | None = None,
-                 journal_flush_period: float = 30.0, boot=None):
+                 journal_flush_period: float = 30.0, boot=None,
+                 early_signals: list[int] | None = None):
         """`boot`: the result of `boot.prepare` when the caller already bound and published
-        (see `hq server start`); otherwise `run` prepares first."""
+        (see `hq server start`); otherwise `run` prepares first. `early_signals`: stop signals
+        the caller caught before the event loop could (acted on once it runs)."""
         self.root = root
         self.boot = boot
         self.host = host
@@ -93,7 +95,7 @@ class Server:
         # most recent events kept in memory.
         self.event_log: deque = deque(maxlen=EVENT_LOG_LIMIT)
         self.event_listeners: list = []
-        self.early_signals: list[int] = []
+        self.early_signals = early_signals if early_signals is not None else []
 
     # -- lifetime -----------------------------------------------------------------------------
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:

@@ -29,13 +29,12 @@ BACKLOG = 1024
 class Boot:
     """A prepared server: listening sockets, the (restored) core and the published record."""
 
-    def __init__(self, root, client_socks, worker_socks, core, restored, access, instance_dir,
-                 start_date, journal_path):
+    def __init__(self, root, client_socks, worker_socks, core, access, instance_dir, start_date,
+                 journal_path):
         self.root = root
         self.client_socks: list[socket.socket] = client_socks
         self.worker_socks: list[socket.socket] = worker_socks
         self.core: Core = core
-        self.restored: bool = restored  # the core came from a journal
         self.access: dict = access
         self.instance_dir: str = instance_dir
         self.start_date: float = start_date
@@ -89,7 +88,6 @@ def prepare(root: str, *, host: str | None = None, client_port: int = 0, worker_
         else:
             record = serverdir.generate_access(hostname, client_port, worker_port)
         core = restore(journal_path) if journal_path is not None else None
-        restored = core is not None
         if core is not None:
             record["server_uid"] = core.server_uid
         else:
@@ -98,16 +96,14 @@ def prepare(root: str, *, host: str | None = None, client_port: int = 0, worker_
         instance_dir = serverdir.create_instance_dir(root)
         serverdir.write_access_file(os.path.join(instance_dir, serverdir.ACCESS_FILE), record)
         serverdir.point_current_link(root, instance_dir)
-    except OSError as e:
+    except BaseException as e:
         for s in client_socks + worker_socks:
             s.close()
-        raise HqError(f"Cannot start the server: {e}") from None
-    except BaseException:
-        for s in client_socks + worker_socks:
-            s.close()
+        if isinstance(e, OSError):
+            raise HqError(f"Cannot start the server: {e}") from None
         raise
-    return Boot(root, client_socks, worker_socks, core, restored, record, instance_dir,
-                start_date, journal_path)
+    return Boot(root, client_socks, worker_socks, core, record, instance_dir, start_date,
+                journal_path)
 
 
 def listen(host: str | None, port: int) -> list[socket.socket]:
