@@ -170,11 +170,18 @@ def _fail(e: Exception) -> None:
     sys.exit(1)
 
 
+_LONG_RUNNING = (("server", "start"), ("worker", "start"), ("dashboard",), ("run",))
+
+
+def _is_long_running(argv: list[str]) -> bool:
+    """`server start`, `worker start`, `dashboard` and `run` (which embeds a worker)."""
+    words = [a for a in argv[:2] if not a.startswith("-")]
+    return any(tuple(words[:len(cmd)]) == cmd for cmd in _LONG_RUNNING)
+
+
 def main(argv: list[str] | None = None) -> None:
     if argv is None:
         argv = sys.argv[1:]
-    # `hq ... | head` should end quietly.
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         argv = extract_globals(argv)
     except GlobalOptionError as e:
@@ -184,6 +191,10 @@ def main(argv: list[str] | None = None) -> None:
                else click.UsageError(str(e)))
         err.show()
         sys.exit(2)
+    if not _is_long_running(argv):
+        # `hq ... | head` should end quietly. Not for processes that write to tasks' stdin
+        # (a task that closes its stdin early must not kill its worker), as upstream.
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     fast = fast_command(argv)
     if fast is not None:
         try:
