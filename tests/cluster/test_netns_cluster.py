@@ -105,7 +105,7 @@ def test_server_is_reached_through_its_host_name(shared_cluster):
     assert res.returncode == 0, res.stderr
     assert len(table_rows(res.stdout)) == 3
     # The login node's own name is not known to the compute nodes: a server that advertises it
-    # (no --host) cannot be reached from them.
+    # (no --host) cannot be reached from them, and the worker says whom it tried to reach.
     other = c.root / "sd-nohost"
     p = c.login.popen([*c.hq, "--server-dir", other, "server", "start"], cwd=c.work,
                       stdout=open(c.root / "nohost.out", "wb"),
@@ -119,6 +119,7 @@ def test_server_is_reached_through_its_host_name(shared_cluster):
                             stderr=open(c.root / "nohost-w.err", "wb"))
     err = wait_until(lambda: "retrying" in (t := (c.root / "nohost-w.err").read_text()) and t,
                      20, 0.1, "a connection failure")
+    assert c.login.hostname in err, err
     assert w.poll() is None  # still retrying, never registered
     res = c.run("worker", "list", "--all")  # our server never saw it
     assert len(table_rows(res.stdout)) == 3
