@@ -160,10 +160,12 @@ class Worker:
         delay = 0.2
         last_error = None
         attempt = 0
+        where = ""  # " at host:port" once the access record was read
         while True:
             attempt += 1
             try:
                 _record, section = serverdir.load_access(self.root, "worker")
+                where = f" at {section['host']}:{section['port']}"
                 hs = Handshake(role="worker", peer_role="server",
                                key=serverdir.key_bytes(section), hq_version=__version__)
                 conn = await open_connection(section["host"], section["port"], hs)
@@ -176,15 +178,16 @@ class Worker:
                     raise ProtocolError("unexpected reply to the registration")
                 break
             except HandshakeError as e:
-                raise HqError(f"Cannot connect to the server: {e}") from None
+                raise HqError(f"Cannot connect to the server{where}: {e}") from None
             except (HqError, OSError, ConnectionClosed, ProtocolError,
                     trio.BrokenResourceError) as e:
                 last_error = e
                 out_of_time = (time.monotonic() + delay > deadline if deadline is not None
                                else attempt >= self.connect_attempts)
                 if out_of_time:
-                    raise HqError(f"Cannot connect to the server: {last_error}") from None
-                log.info("Cannot connect to the server (%s); retrying in %.1f s", e, delay)
+                    raise HqError(f"Cannot connect to the server{where}: {last_error}") from None
+                log.info("Cannot connect to the server%s (%s); retrying in %.1f s", where, e,
+                         delay)
                 await trio.sleep(delay)
                 delay = min(delay * 2, 2.0)
         self.conn = conn
