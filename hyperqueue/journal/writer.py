@@ -1,9 +1,10 @@
 """The journal file's single owner (trio): appends records, group-commits fsyncs.
 
 Records are encoded into a memory buffer as reactions happen (cheap); a flusher task writes and
-fsyncs the buffer in a worker thread when someone needs durability (`durable()`: a state-changing
-request, a worker registration), and at least every flush period (task results). Everyone who
-asked while an fsync was running is served by the next one: one fsync for a whole burst.
+fsyncs the buffer in a worker thread when someone needs durability (`durable()`: an answer to a
+client, a worker registration; `request_flush()`: a live event stream), and at least every flush
+period (task results nobody has looked at yet). Everyone who asked while an fsync was running is
+served by the next one: one fsync for a whole burst.
 """
 
 from __future__ import annotations
@@ -61,6 +62,25 @@ class JournalWriter:
         self._waiters.append((target, event))
         self._wakeup.set()
         await event.wait()
+
+    def request_flush(self) -> None:
+        """Asks the flusher for an fsync soon (without waiting for it) if anything is pending;
+        requests made while an fsync runs are served together by the next one."""
+        if self.durable_pos < self.appended:
+            self._wakeup.set()
+
+    async def read_durable(self) -> tuple[bytes, int]:
+        """Flushes, then returns the file's content together with the position it is durable
+        up to: the content holds exactly the records appended up to that position (read under
+        the lock, so no write is in progress)."""
+        await self.flush()
+        async with self._lock:
+            def read():
+                with open(self.path, "rb") as f:
+                    return f.read()
+
+            data = await trio.to_thread.run_sync(read)
+            return data, self.durable_pos
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """The flusher: until cancelled; a final flush is done by `aclose`."""

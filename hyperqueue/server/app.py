@@ -95,6 +95,9 @@ class Server:
         # most recent events kept in memory.
         self.event_log: deque = deque(maxlen=EVENT_LOG_LIMIT)
         self.event_listeners: list = []
+        # With a journal, live listeners get events only once they are durable: (journal
+        # position, events) batches waiting for the fsync that covers them.
+        self.undurable_events: deque = deque()
         self.early_signals = early_signals if early_signals is not None else []
 
     # -- lifetime -----------------------------------------------------------------------------
@@ -161,23 +164,36 @@ class Server:
             serverdir.remove_current_link(self.root, self.instance_dir)
 
     # -- journal -------------------------------------------------------------------------------
-    async def history(self) -> list:
-        """Every event so far: the journal file's records, or the in-memory log."""
+    async def reported(self) -> None:
+        """Returns once everything the core's state reflects now is on disk: call it after
+        computing an answer that reveals state and before sending it. The events of reactions
+        not flushed yet are appended first; one fsync serves every caller waiting at the same
+        time (group commit), and none is needed when everything is already durable."""
         if self.journal is None:
-            return list(self.event_log)
+            return
+        self.flush()
+        await self.journal.durable()
+
+    async def history(self) -> tuple[list, int]:
+        """Every durable event so far (the journal file's records, or the in-memory log) and
+        the journal position they end at (0 without a journal)."""
+        if self.journal is None:
+            return list(self.event_log), 0
         from ..journal.format import read_all
 
-        await self.journal.flush()
-        with open(self.journal_path, "rb") as f:
-            data = f.read()
+        self.flush()
+        data, pos = await self.journal.read_durable()
         records, _tail = await trio.to_thread.run_sync(read_all, data)
-        return [tuple(r) for r in records]
+        return [tuple(r) for r in records], pos
 
     async def _stream_events(self, conn, live: bool) -> None:
+        # Registered before the history is read: no event falls between the two. With a
+        # journal the listener takes only events durable after the history's position (the
+        # earlier ones are in the history); without one, the history is read at once.
         listener = _Listener()
-        self.event_listeners.append(listener)  # before the history: no event falls between
+        self.event_listeners.append(listener)
         try:
-            history = await self.history()
+            history, listener.after = await self.history()
             for i in range(0, len(history), 1000):
                 await conn.send(m.encode(m.EventsResponse(
                     [list(e) for e in history[i:i + 1000]], False)))
@@ -238,7 +254,14 @@ class Server:
                      len(core.awaiting))
 
     def _on_journal_durable(self, pos: int) -> None:
-        """Confirms to each worker the task results that are now on disk."""
+        """Confirms to each worker the task results that are now on disk, and hands the events
+        that are now on disk to the live event streams."""
+        pending = self.undurable_events
+        while pending and pending[0][0] <= pos:
+            end, events = pending.popleft()
+            for listener in self.event_listeners:
+                if listener.after is not None and end > listener.after:
+                    listener.push(events)
         for link in self.links.values():
             confirm = None
             while link.stamps and link.stamps[0][0] <= pos:
@@ -327,12 +350,13 @@ class Server:
                 link.push(m.encode(m.StopWorkerCommand()))
         if outbox.changed_jobs and self.waiters:
             self.requests.check_waiters(outbox.changed_jobs)
-        if outbox.events:
-            for listener in self.event_listeners:
-                listener.push(outbox.events)
         if self.journal is not None:
             if outbox.events:
                 pos = self.journal.append(outbox.events)
+                if self.event_listeners:
+                    # streamed once on disk (`_on_journal_durable`), and soon
+                    self.undurable_events.append((pos, list(outbox.events)))
+                    self.journal.request_flush()
             else:
                 pos = self.journal.appended
             for link in self.links.values():
@@ -340,6 +364,9 @@ class Server:
                     link.stamped_seq = link.seen_seq
                     link.stamps.append((pos, link.seen_seq))
         else:
+            if outbox.events:
+                for listener in self.event_listeners:
+                    listener.push(outbox.events)
             self.event_log.extend(outbox.events)
             for link in self.links.values():
                 if link.seen_seq != link.stamped_seq:
@@ -489,11 +516,13 @@ class Server:
 
 
 class _Listener:
-    __slots__ = ("pending", "wakeup")
+    __slots__ = ("pending", "wakeup", "after")
 
     def __init__(self):
         self.pending: list = []
         self.wakeup = trio.Event()
+        # journal position the listener's history ends at (None: history not read yet)
+        self.after: int | None = None
 
     def push(self, events) -> None:
         self.pending.extend(events)

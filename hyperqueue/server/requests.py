@@ -22,10 +22,6 @@ _JOB_FILTERS = {
 }
 
 
-MUTATING = frozenset({m.SubmitRequest, m.OpenJobRequest, m.CloseJobsRequest,
-                      m.CancelJobsRequest, m.ForgetJobsRequest, m.StopWorkersRequest})
-
-
 class Waiter:
     __slots__ = ("job_ids", "without_close", "event")
 
@@ -51,13 +47,12 @@ class ClientRequests:
         try:
             response = await handler(req)
         except (ValueError, reactor.SubmitError) as e:
-            return m.ErrorResponse(str(e))
-        journal = self.server.journal
-        if journal is not None and type(req) in MUTATING:
-            # Answer only once the change is on disk (group commit: one fsync serves all
-            # requests waiting at the same time).
-            self.server.flush()
-            await journal.durable()
+            response = m.ErrorResponse(str(e))
+        # Every answer reflects the state at this moment (a change it made, a task it shows
+        # FINISHED, a wait it ends): it leaves only once that state is on disk, so nothing a
+        # client was told can be lost by a crash. Group commit: one fsync serves every request
+        # waiting at the same time; none is needed when nothing changed since the last one.
+        await self.server.reported()
         return response
 
     def _select_jobs(self, wire) -> tuple[list, list[int]]:
@@ -194,6 +189,8 @@ class ClientRequests:
         return job.is_done if without_close else job.is_terminated
 
     def check_waiters(self, changed: set[int]) -> None:
+        """Wakes the waits whose jobs are all done (called by the server's flush). A woken
+        wait answers through `handle`, i.e. only once what it reports is on disk."""
         jobs = self.core.jobs
         for waiter in list(self.server.waiters):
             if not (waiter.job_ids & changed):
