@@ -14,6 +14,7 @@ import select
 import threading
 import time
 
+from ..common.waits import wait_slice_ms
 from ..streaming.format import SUFFIX, encode_header, encode_record
 
 FLUSH_AT = 1 << 16
@@ -89,7 +90,7 @@ def pump(writer: StreamWriter, job: int, task: int, instance: int, fds: dict[int
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                events = poller.poll(max(1, int(left * 1000)))
+                events = poller.poll(wait_slice_ms(left))  # bounded: loops to the deadline
             else:
                 events = poller.poll()
             for fd, _ev in events:
