@@ -362,7 +362,14 @@ class Runner:
 
                     deadline = None if time_limit is None else time.monotonic() + time_limit
                     fds, read_fds = read_fds, {}  # pump closes them
-                    pump(writer, spec.job_id, spec.task_id, spec.instance, fds, deadline)
+                    # the task ends with its main process: then whatever still holds a pipe
+                    # open is killed (as below for unstreamed tasks) and the pipes drain
+                    pidfd = os.pidfd_open(pid)
+                    try:
+                        pump(writer, spec.job_id, spec.task_id, spec.instance, fds, deadline,
+                             pidfd, run.kill)
+                    finally:
+                        os.close(pidfd)
                     if deadline is not None:
                         time_limit = max(0.0, deadline - time.monotonic())
                 if not wait_exit(pid, time_limit):
