@@ -147,6 +147,14 @@ def exit_error(returncode: int) -> str:
     return f"Program terminated with exit code {returncode}."
 
 
+def _close(fd: int) -> None:
+    """Closes one of our descriptors; never raises (it runs between a spawn and the reap)."""
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
 def _killpg(pgid: int, sig: int) -> None:
     try:
         os.killpg(pgid, sig)
@@ -334,10 +342,10 @@ class Runner:
             finally:
                 for fd in (out_fd, err_fd):
                     if fd >= 0 and fd != self.devnull_w:
-                        os.close(fd)
+                        _close(fd)
                 if not run.live:  # not started: nobody reads the pipes
                     for fd in read_fds:
-                        os.close(fd)
+                        _close(fd)
             # The process runs. Whatever happens from here on (the task ends, its time limit,
             # a cancel, or an exception of ours), the finally below kills its process group and
             # reaps it before this method returns; only then is the task reported and its
@@ -369,7 +377,7 @@ class Runner:
                         pump(writer, spec.job_id, spec.task_id, spec.instance, fds, deadline,
                              pidfd, run.kill)
                     finally:
-                        os.close(pidfd)
+                        _close(pidfd)
                     if deadline is not None:
                         time_limit = max(0.0, deadline - time.monotonic())
                 if not wait_exit(pid, time_limit):
@@ -379,9 +387,9 @@ class Runner:
             finally:
                 returncode = self._end_process(run, pid)
                 for fd in read_fds:  # left open only if pump was not reached
-                    os.close(fd)
+                    _close(fd)
                 if stdin_w is not None:
-                    os.close(stdin_w)
+                    _close(stdin_w)
                 stream_error = None
                 if writer is not None:
                     try:
@@ -490,7 +498,7 @@ class Runner:
             os.close(w)
             raise TaskOutcome(_spawn_error(args, e)) from None
         finally:
-            os.close(r)
+            _close(r)
         return pid, w
 
 def _feed(fd: int, data: bytes) -> None:
