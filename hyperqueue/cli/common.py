@@ -10,8 +10,15 @@ class DurationType(click.ParamType):
     name = "DURATION"
 
     def convert(self, value, param, ctx):
-        if isinstance(value, (int, float)):
-            return float(value)
+        """Text as `parse_duration` reads it, or a number of seconds; either way finite, not
+        negative and at most 10 years (core.limits.MAX_DURATION)."""
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            from ..core.limits import check_duration
+
+            try:
+                return check_duration(value, allow_zero=True)
+            except ValueError as e:
+                self.fail(str(e), param, ctx)
         from ..common.durations import parse_duration
 
         try:

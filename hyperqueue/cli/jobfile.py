@@ -33,15 +33,23 @@ def _check_keys(obj, allowed, where):
                   f"unknown key (allowed: {', '.join(sorted(allowed))})")
 
 
-def _duration(value, where) -> float:
+def _duration(value, where, *, allow_zero: bool = True) -> float:
+    """A duration key: a string (`"1h 30m"`, `"01:30:00"`) or a number of seconds; finite,
+    not negative (not zero unless `allow_zero`) and at most 10 years (core.limits)."""
     from ..common.durations import parse_duration
+    from ..core.limits import check_duration
 
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, str):
+        seconds = value
+    elif isinstance(value, str):
+        try:
+            seconds = parse_duration(value)
+        except ValueError as e:
+            _fail(where, str(e))
+    else:
         _fail(where, "expected a duration such as \"10s\" or \"1h 30m\"")
     try:
-        return parse_duration(value)
+        return check_duration(seconds, "duration", allow_zero=allow_zero)
     except ValueError as e:
         _fail(where, str(e))
 
@@ -153,8 +161,8 @@ def _template(t: dict, where: str, submit_dir: str, stream: str | None = None):
     except Exception:
         _fail(f"{where}.crash_limit", "expected a positive number, \"never-restart\" or "
                                       "\"unlimited\"")
-    time_limit = _duration(t["time_limit"], f"{where}.time_limit") if "time_limit" in t \
-        else None
+    time_limit = (_duration(t["time_limit"], f"{where}.time_limit", allow_zero=False)
+                  if "time_limit" in t else None)
     from ..core.model import StdioDef
 
     def channel(key, default):

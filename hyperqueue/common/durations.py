@@ -3,11 +3,16 @@
 Parsing is "hms-or-human": text containing a letter is a humantime string (`1h 30m`, `500ms`,
 `15days 2min 2s`), anything else is `HH:MM:SS`, `MM:SS` or bare seconds (`90`, `1.5`).
 Printing follows Rust humantime's `format_duration` (`1h 30m`, `1s 2ms`, `2days 3h`).
+
+Every parsed duration is finite and at most `core.limits.MAX_DURATION` (10 years): a longer one
+could not be waited for, so it is refused where it enters instead of failing later on a worker.
 """
 
 from __future__ import annotations
 
 import re
+
+from ..core.limits import MAX_DURATION
 
 __all__ = ["parse_duration", "format_duration"]
 
@@ -39,6 +44,10 @@ _ITEM_PAT = r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-zµ]*)"
 _HMS_PART_PAT = r"[0-9]+\Z"
 _SECONDS_PAT = r"[0-9]+(?:\.[0-9]+)?\Z"
 
+# More integer digits than this in one number is more than MAX_DURATION in any unit (10 years is
+# ~3.2e17 ns); such numbers are refused before int() (which limits digit strings) sees them.
+_MAX_DIGITS = 30
+
 _UNIT_HELP = "ns, us, ms, s, m (minutes), h, d, w, M (months), y"
 
 
@@ -49,17 +58,27 @@ def parse_duration(text: str) -> float:
     humantime sequence of `<number><unit>` items optionally separated by spaces (`1h30m`, `1h 30m`,
     `15days 2min 2s`, `500ms`). Units are case-sensitive (`m` = minutes, `M` = months).
 
+    The result is finite and at most MAX_DURATION (10 years).
+
     Raises:
-        ValueError: `Invalid duration '<text>': <reason>`.
+        ValueError: `Invalid duration '<text>': <reason>` (also for a duration longer than
+            10 years: `... too long (maximum is 10 years)`).
     """
     if not isinstance(text, str):
         raise ValueError(f"Invalid duration {text!r}: expected a string")
     stripped = text.strip()
     if not stripped:
         raise ValueError(f"Invalid duration '{text}': it is empty")
-    if any(c.isalpha() for c in stripped):
-        return _parse_human(text, stripped)
-    return _parse_hms(text, stripped)
+    try:
+        if any(c.isalpha() for c in stripped):
+            seconds = _parse_human(text, stripped)
+        else:
+            seconds = _parse_hms(text, stripped)
+    except OverflowError:  # digits beyond a float (the sum of parts)
+        seconds = float("inf")
+    if not seconds <= MAX_DURATION:  # also inf (and NaN, which the grammar cannot produce)
+        raise ValueError(f"Invalid duration '{text}': too long (maximum is 10 years)")
+    return seconds
 
 
 def _parse_hms(text: str, stripped: str) -> float:
@@ -71,6 +90,8 @@ def _parse_hms(text: str, stripped: str) -> float:
             f"Invalid duration '{text}': expected HH:MM:SS, MM:SS, seconds or a duration "
             f"such as 1h 30m"
         )
+    if any(len(p.split(".", 1)[0].lstrip("0")) > _MAX_DIGITS for p in parts):
+        raise OverflowError  # far beyond MAX_DURATION whatever the digits
     total = 0
     for p in parts[:-1]:
         total = total * 60 + int(p)
@@ -99,6 +120,8 @@ def _parse_human(text: str, stripped: str) -> float:
                 f"Invalid duration '{text}': unknown time unit '{unit}', "
                 f"supported units: {_UNIT_HELP}"
             )
+        if len(number.split(".", 1)[0].lstrip("0")) > _MAX_DIGITS:
+            raise OverflowError  # far beyond MAX_DURATION, even in nanoseconds
         factor = _NANOS.get(unit)
         if factor is not None and "." not in number:
             nanos += int(number) * factor

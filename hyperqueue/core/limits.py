@@ -16,8 +16,9 @@ __all__ = [
 ]
 
 # Durations (time limits, time requests, idle timeouts, heartbeats, ...): finite, > 0 where a
-# zero makes no sense, and at most ten years. Documented in README ("Limits").
-MAX_DURATION = 10 * 365 * 24 * 3600.0
+# zero makes no sense, and at most ten years. Documented in README ("Limits"). Years are
+# humantime's (365.25 days, what `10y` parses to), so `--time-limit 10y` is within the limit.
+MAX_DURATION = 10 * 365.25 * 24 * 3600.0
 
 # Any single blocking wait is cut into slices of at most this many seconds (a wait for a longer
 # time loops), so no OS call ever sees a timeout it cannot represent.

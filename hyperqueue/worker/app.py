@@ -20,6 +20,7 @@ import time
 import trio
 
 from ..common import serverdir
+from ..common.waits import sleep as clamped_sleep
 from ..core.model import WorkerConfig
 from ..errors import HqError
 from ..protocol import messages as m
@@ -28,7 +29,7 @@ from ..protocol.handshake import Handshake
 from ..transport.connection import open_connection
 from ..version import __version__
 from .allocator import Allocation, Allocator
-from .runner import KILL_GRACE, Runner, TaskRun, TaskSpec, kill_group_now
+from .runner import KILL_GRACE, Runner, TaskRun, TaskSpec
 from .spawner import Spawner
 
 log = logging.getLogger("hq.worker")
@@ -140,14 +141,14 @@ class Worker:
         """Stops every running task (SIGINT, SIGKILL after the grace period). Bounded."""
         with self.lock:
             runs = list(self.running.values())
-        pids = [p for p in (run.cancel() for run in runs) if p]
-        if not pids:
+        started = [run for run in runs if run.cancel() is not None]
+        if not started:
             return
         with trio.move_on_after(KILL_GRACE):
             while self.running:
                 await trio.sleep(0.02)
-        for pid in pids:
-            kill_group_now(pid)
+        for run in started:
+            run.kill()  # a no-op for runs that ended (their group was killed at the end)
 
     # -- connection -------------------------------------------------------------------------
     async def _connect(self, deadline: float | None, previous=None) -> None:
@@ -378,7 +379,7 @@ class Worker:
         with trio.move_on_after(KILL_GRACE):
             while self.running.get(run.spec.key) is run:
                 await trio.sleep(0.02)
-        kill_group_now(pid)
+        run.kill()  # a no-op if it ended meanwhile (the runner killed the group then)
 
     async def _writer(self) -> None:
         last = 0.0
@@ -409,7 +410,7 @@ class Worker:
     async def _heartbeats(self) -> None:
         payload = m.encode(m.Heartbeat())
         while True:
-            await trio.sleep(self.config.heartbeat)
+            await clamped_sleep(self.config.heartbeat)
             await self.conn.send(payload)
 
     async def _watchdog(self) -> None:

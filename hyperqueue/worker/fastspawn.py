@@ -105,19 +105,44 @@ def _child_error(data: bytes, program: str) -> OSError:
     return OSError(code, os.strerror(code), filename)
 
 
-def wait(pid: int, timeout: float | None) -> int | None:
-    """Waits for the process; returns its returncode (negative: signal), or None on timeout."""
-    if timeout is not None:
-        import select
+def wait_exit(pid: int, timeout: float | None) -> bool:
+    """Blocks until the process has exited, WITHOUT reaping it (it stays a zombie, so its pid,
+    which is also its process group id, cannot be reused until `reap`). Returns False if
+    `timeout` seconds passed first. Long timeouts wait in bounded slices (common.waits), so any
+    duration up to MAX_DURATION is honoured exactly.
 
-        fd = os.pidfd_open(pid)
-        try:
-            poller = select.poll()
-            poller.register(fd, select.POLLIN)
-            if not poller.poll(max(0, int(timeout * 1000))):
-                return None
-        finally:
-            os.close(fd)
+    Raises:
+        OSError: the pidfd could not be opened (for example no descriptor left).
+    """
+    if timeout is None:
+        while True:
+            try:
+                os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+            except ChildProcessError:  # already reaped elsewhere
+                return True
+            except InterruptedError:
+                continue
+            return True
+    import select
+    import time
+
+    from ..common.waits import wait_slice_ms
+
+    deadline = time.monotonic() + timeout
+    fd = os.pidfd_open(pid)
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while not poller.poll(wait_slice_ms(deadline - time.monotonic())):
+            if time.monotonic() >= deadline:
+                return False
+        return True
+    finally:
+        os.close(fd)
+
+
+def reap(pid: int) -> int:
+    """Reaps the process (blocking until it exits); returns its returncode (negative: signal)."""
     while True:
         try:
             _, status = os.waitpid(pid, 0)

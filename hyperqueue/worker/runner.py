@@ -14,10 +14,11 @@ import time
 from ..core.placeholders import resolve_task_paths
 from ..core.resources import ALL
 from ..streaming.format import STDERR, STDOUT
-from .fastspawn import encode_env, spawn, wait
+from .fastspawn import encode_env, reap, spawn, wait_exit
 
 PER_TASK_PLACEHOLDERS = ("JOB_ID", "TASK_ID", "INSTANCE_ID")
 KILL_GRACE = 1.0  # SIGINT first, SIGKILL after this many seconds
+STDIN_INLINE = 65536  # stdin up to a pipe's capacity is written inline (never blocks)
 ERROR_FILE_LIMIT = 2048
 TRUNCATED_MARK = "\n[The message was truncated]"
 
@@ -146,6 +147,14 @@ def exit_error(returncode: int) -> str:
     return f"Program terminated with exit code {returncode}."
 
 
+def _close(fd: int) -> None:
+    """Closes one of our descriptors; never raises (it runs between a spawn and the reap)."""
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
 def _killpg(pgid: int, sig: int) -> None:
     try:
         os.killpg(pgid, sig)
@@ -157,10 +166,14 @@ class TaskRun:
     """One task execution, run to completion by `execute` in a spawner thread.
 
     The trio side may call `cancel()` at any time (thread-safe): before the spawn it prevents
-    it; after, it sends SIGINT to the task's process group (the caller escalates to SIGKILL).
+    it; after, it sends SIGINT to the task's process group (the caller escalates with `kill()`).
+
+    `live` is True from the spawn until the runner has killed the task's process group at its
+    end; signals are only sent under `lock` while it is True. The runner kills the group before
+    it reaps the leader, so while `live` the group id (the leader's pid) cannot have been reused.
     """
 
-    __slots__ = ("spec", "allocation", "lock", "canceled", "pid", "error", "runner")
+    __slots__ = ("spec", "allocation", "lock", "canceled", "pid", "live", "error", "runner")
 
     def __init__(self, runner: "Runner", spec: TaskSpec, allocation):
         self.runner = runner
@@ -169,16 +182,26 @@ class TaskRun:
         self.lock = threading.Lock()
         self.canceled = False
         self.pid: int | None = None
+        self.live = False
         self.error: str | None = None  # None = finished successfully
 
     def cancel(self) -> int | None:
         """Marks the run canceled; returns the process group to escalate on, if started."""
         with self.lock:
             self.canceled = True
-            pid = self.pid
-        if pid is not None:
-            _killpg(pid, signal.SIGINT)
-        return pid
+            if not self.live:
+                return None
+            _killpg(self.pid, signal.SIGINT)
+            return self.pid
+
+    def signal(self, sig: int) -> None:
+        """Sends `sig` to the task's process group if it still runs (thread-safe)."""
+        with self.lock:
+            if self.live:
+                _killpg(self.pid, sig)
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
 
     def execute(self) -> None:
         """Blocking: prepares, spawns and waits for the task; sets `error` if it failed."""
@@ -294,6 +317,7 @@ class Runner:
                 except OSError as e:
                     raise TaskOutcome(f"Streaming: cannot open the stream: {e}") from None
             out_fd = err_fd = -1
+            stdin_w = None
             try:
                 out_fd = (self._stream_pipe(read_fds, STDOUT) if program.stdout.streamed
                           else self._open_output(stdout))
@@ -306,47 +330,74 @@ class Runner:
                         pid, stdin_w = self._spawn_with_stdin(args, cwd, env_list, path_value,
                                                               out_fd, err_fd)
                     else:
-                        stdin_w = None
                         try:
                             pid = spawn(args, cwd, env_list, path_value, self.devnull_r,
                                         out_fd, err_fd)
                         except OSError as e:
                             raise TaskOutcome(_spawn_error(args, e)) from None
                     run.pid = pid
-                    self._tell_reaper(b"+%d\n" % pid)
+                    run.live = True
             except OSError as e:
                 raise TaskOutcome(f"Cannot open task output: {e}") from None
             finally:
                 for fd in (out_fd, err_fd):
                     if fd >= 0 and fd != self.devnull_w:
-                        os.close(fd)
-                if run.pid is None:  # not started: nobody reads the pipes
+                        _close(fd)
+                if not run.live:  # not started: nobody reads the pipes
                     for fd in read_fds:
-                        os.close(fd)
-            if stdin_w is not None:
-                if read_fds:  # the task may write a lot before it reads: feed it on the side
-                    threading.Thread(target=_feed, args=(stdin_w, program.stdin),
-                                     daemon=True).start()
-                else:
-                    _feed(stdin_w, program.stdin)
+                        _close(fd)
+            # The process runs. Whatever happens from here on (the task ends, its time limit,
+            # a cancel, or an exception of ours), the finally below kills its process group and
+            # reaps it before this method returns; only then is the task reported and its
+            # resources freed (by the caller).
+            returncode = None
+            timed_out = False
             try:
+                self._tell_reaper(b"+%d\n" % pid)
+                if stdin_w is not None:
+                    fd, data = stdin_w, program.stdin
+                    if read_fds or len(data) > STDIN_INLINE or template.time_limit is not None:
+                        # the task may not read it all before it writes, or at all: feed it on
+                        # the side (the time limit and the output keep being served)
+                        threading.Thread(target=_feed, args=(fd, data), daemon=True).start()
+                        stdin_w = None
+                    else:
+                        stdin_w = None
+                        _feed(fd, data)  # fits in the pipe: does not block
                 time_limit = template.time_limit
                 if read_fds:
                     from .streamer import pump
 
                     deadline = None if time_limit is None else time.monotonic() + time_limit
-                    pump(writer, spec.job_id, spec.task_id, spec.instance, read_fds, deadline)
+                    fds, read_fds = read_fds, {}  # pump closes them
+                    # the task ends with its main process: then whatever still holds a pipe
+                    # open is killed (as below for unstreamed tasks) and the pipes drain
+                    pidfd = os.pidfd_open(pid)
+                    try:
+                        pump(writer, spec.job_id, spec.task_id, spec.instance, fds, deadline,
+                             pidfd, run.kill)
+                    finally:
+                        _close(pidfd)
                     if deadline is not None:
                         time_limit = max(0.0, deadline - time.monotonic())
-                returncode = self._wait(pid, time_limit)
+                if not wait_exit(pid, time_limit):
+                    timed_out = True
+                    run.signal(signal.SIGINT)
+                    wait_exit(pid, KILL_GRACE)
             finally:
-                self._tell_reaper(b"-%d\n" % pid)
+                returncode = self._end_process(run, pid)
+                for fd in read_fds:  # left open only if pump was not reached
+                    _close(fd)
+                if stdin_w is not None:
+                    _close(stdin_w)
                 stream_error = None
                 if writer is not None:
                     try:
                         writer.flush()  # in the file before the result is reported
                     except OSError as e:
                         stream_error = e
+            if timed_out:
+                raise TaskOutcome("Time limit reached")
             if stream_error is not None:
                 raise TaskOutcome(f"Streaming: cannot write the stream: {stream_error}")
             if run.canceled:
@@ -365,6 +416,17 @@ class Runner:
         finally:
             if task_dir is not None:
                 shutil.rmtree(task_dir, ignore_errors=True)
+
+    def _end_process(self, run: TaskRun, pid: int) -> int:
+        """The end of every started task: SIGKILL to its process group (what it left running
+        in the background dies with it; one syscall, a no-op when nothing is left), then the
+        leader is reaped (waiting for it if it still runs, e.g. after an exception of ours).
+        The group is killed before the reap, while the leader's pid is still taken."""
+        with run.lock:
+            _killpg(pid, signal.SIGKILL)
+            run.live = False
+        self._tell_reaper(b"-%d\n" % pid)
+        return reap(pid)
 
     def _paths(self, spec: TaskSpec, program) -> tuple[str, str | None, str | None]:
         key = (program, spec.submit_dir)
@@ -436,22 +498,8 @@ class Runner:
             os.close(w)
             raise TaskOutcome(_spawn_error(args, e)) from None
         finally:
-            os.close(r)
+            _close(r)
         return pid, w
-
-    @staticmethod
-    def _wait(pid: int, time_limit: float | None) -> int:
-        returncode = wait(pid, time_limit)
-        if returncode is not None:
-            return returncode
-        _killpg(pid, signal.SIGINT)
-        if wait(pid, KILL_GRACE) is None:
-            _killpg(pid, signal.SIGKILL)
-            wait(pid, None)
-        else:
-            _killpg(pid, signal.SIGKILL)  # leftovers in the group
-        raise TaskOutcome("Time limit reached")
-
 
 def _feed(fd: int, data: bytes) -> None:
     """Writes a task's stdin and closes it (a task that exits early just ends the write)."""
@@ -463,10 +511,6 @@ def _feed(fd: int, data: bytes) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def kill_group_now(pid: int) -> None:
-    _killpg(pid, signal.SIGKILL)
 
 
 def _write_node_files(task_dir: str, hostnames: list[str]) -> None:

@@ -14,6 +14,7 @@ import select
 import threading
 import time
 
+from ..common.waits import wait_slice_ms
 from ..streaming.format import SUFFIX, encode_header, encode_record
 
 FLUSH_AT = 1 << 16
@@ -75,13 +76,19 @@ class StreamWriter:
 
 
 def pump(writer: StreamWriter, job: int, task: int, instance: int, fds: dict[int, int],
-         deadline: float | None) -> bool:
+         deadline: float | None, exit_fd: int | None = None, on_exit=None) -> bool:
     """Copies the task's pipes (`fd -> channel`) into the stream until every pipe is closed
     (then each channel gets its end record) or `deadline` (monotonic) passes. Closes the fds.
-    Returns False when the deadline cut it short."""
+    Returns False when the deadline cut it short.
+
+    `exit_fd` (a pidfd of the task's main process) becoming readable calls `on_exit()` once,
+    which kills what is left of the task (background children holding a pipe open), so the
+    pipes reach their end when the task does."""
     poller = select.poll()
     for fd in fds:
         poller.register(fd, select.POLLIN)
+    if exit_fd is not None:
+        poller.register(exit_fd, select.POLLIN)
     open_fds = dict(fds)
     try:
         while open_fds:
@@ -89,10 +96,15 @@ def pump(writer: StreamWriter, job: int, task: int, instance: int, fds: dict[int
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                events = poller.poll(max(1, int(left * 1000)))
+                events = poller.poll(wait_slice_ms(left))  # bounded: loops to the deadline
             else:
                 events = poller.poll()
             for fd, _ev in events:
+                if fd == exit_fd:
+                    poller.unregister(exit_fd)
+                    exit_fd = None
+                    on_exit()
+                    continue
                 if fd not in open_fds:
                     continue
                 try:

@@ -3,6 +3,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hyperqueue.common.durations import format_duration, parse_duration
+from hyperqueue.core.limits import MAX_DURATION
 
 
 @pytest.mark.parametrize(
@@ -115,8 +116,46 @@ def test_format(seconds, text):
     assert format_duration(seconds) == text
 
 
-@given(st.integers(min_value=0, max_value=10**18))
+@given(st.integers(min_value=0, max_value=int(MAX_DURATION) * 10**9))
 def test_format_parse_roundtrip(nanos):
     # humantime's own output is accepted by the parser
     text = format_duration(nanos / 1e9)
     assert parse_duration(text) == pytest.approx(nanos / 1e9, rel=1e-9, abs=1e-9)
+
+
+# -- limits: every parsed duration is finite and at most MAX_DURATION (10 years) -------------
+
+@pytest.mark.parametrize("text", ["10y", "3652days 12h", "119months", "315576000", "87660:00:00",
+                                  "0000000000000000000000000000000000000000005s"])
+def test_parse_up_to_ten_years(text):
+    assert 0 < parse_duration(text) <= MAX_DURATION
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["11y", "10y 1s", "315576001", "87660:00:01", "30000000000000000000000000000000ns",
+     "1" + "0" * 400, "1" + "0" * 400 + "s", "9" * 5000 + "h", "1:" + "9" * 5000 + ":00",
+     "99999999999.5y", " ".join(["1y"] * 11)],
+)
+def test_parse_longer_than_ten_years_is_refused(text):
+    with pytest.raises(ValueError) as exc:
+        parse_duration(text)
+    assert str(exc.value) == f"Invalid duration '{text}': too long (maximum is 10 years)"
+
+
+@pytest.mark.parametrize("text", ["inf", "nan", "infinity", "-inf", "1e400", "1e3s", "-1s"])
+def test_parse_non_finite_or_negative_is_refused(text):
+    with pytest.raises(ValueError, match=f"^Invalid duration '{text}': "):
+        parse_duration(text)
+
+
+@given(st.floats(min_value=0, max_value=1e30, allow_nan=False))
+def test_parse_result_always_within_limit(seconds):
+    text = repr(seconds) if "e" not in repr(seconds) else f"{seconds:.0f}"
+    try:
+        value = parse_duration(text)
+    except ValueError as e:
+        assert "too long (maximum is 10 years)" in str(e)
+        assert seconds > MAX_DURATION * 0.999
+    else:
+        assert 0 <= value <= MAX_DURATION
