@@ -21,7 +21,7 @@ import trio
 
 from ..common import serverdir
 from ..core.model import WorkerConfig
-from ..errors import HqError
+from ..errors import HqError, UnsafeAccess
 from ..protocol import messages as m
 from ..protocol.errors import ConnectionClosed, HandshakeError, ProtocolError
 from ..protocol.handshake import Handshake
@@ -175,7 +175,7 @@ class Worker:
                 if not isinstance(reply, m.WorkerRegistered):
                     raise ProtocolError("unexpected reply to the registration")
                 break
-            except HandshakeError as e:
+            except (HandshakeError, UnsafeAccess) as e:
                 raise HqError(f"Cannot connect to the server: {e}") from None
             except (HqError, OSError, ConnectionClosed, ProtocolError,
                     trio.BrokenResourceError) as e:
