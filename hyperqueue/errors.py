@@ -31,3 +31,8 @@ class AccessRecordError(HqError):
 
 class RequestFailed(HqError):
     """The server answered a request with an error."""
+
+
+class UnsafeAccess(HqError):
+    """The server directory or its access record cannot be used safely (another user could
+    control it, or it has no key for this side): refused, never retried."""

@@ -68,9 +68,10 @@ def start(host, client_port, worker_port, idle_timeout, journal, journal_flush_p
 
     setup_logging()
     root = server_root()
-    _refuse_if_running(root)
     from ..common import serverdir
     from ..server.boot import prepare
+
+    _refuse_if_running(root)
 
     journal_path = os.path.abspath(journal) if journal else None
     # A stop signal that arrives before the event loop listens for signals is kept and acted
@@ -81,8 +82,20 @@ def start(host, client_port, worker_port, idle_timeout, journal, journal_flush_p
     # Bound, restored and published before the event loop (and trio) is even imported: the
     # access record and the info table appear within a few tens of ms; early clients wait in
     # the listen backlog.
-    boot = prepare(root, host=host, client_port=client_port, worker_port=worker_port,
-                   access_file=access_file, journal_path=journal_path)
+    disable_client = disable_client_authentication_and_encryption
+    disable_worker = disable_worker_authentication_and_encryption
+    try:
+        boot = prepare(root, host=host, client_port=client_port, worker_port=worker_port,
+                       access_file=access_file, journal_path=journal_path,
+                       disable_client_auth=disable_client, disable_worker_auth=disable_worker)
+    except HqError:
+        raise
+    except Exception as e:
+        import logging
+
+        logging.getLogger("hq.server").critical("The server crashed while starting",
+                                                exc_info=True)
+        raise HqError(f"Cannot start the server: {type(e).__name__}: {e}") from None
     try:
         print_server_info(boot.info(), with_dir=True)
         from ..server.app import Server
@@ -90,10 +103,17 @@ def start(host, client_port, worker_port, idle_timeout, journal, journal_flush_p
         srv = Server(root, host=host, client_port=client_port, worker_port=worker_port,
                      access_file=access_file, idle_timeout=idle_timeout,
                      journal_path=journal_path, journal_flush_period=journal_flush_period,
-                     boot=boot, early_signals=early_signals)
+                     boot=boot, early_signals=early_signals,
+                     disable_client_auth=disable_client, disable_worker_auth=disable_worker)
         trio_run(srv.run)
-    except OSError as e:
-        raise HqError(f"Cannot start the server: {e}") from None
+    except (HqError, KeyboardInterrupt):
+        raise
+    except Exception as e:  # Server.run logged the traceback
+        from .common import _first_leaf
+
+        leaf = _first_leaf(e, (Exception,)) if isinstance(e, BaseExceptionGroup) else e
+        leaf = leaf or e
+        raise HqError(f"The server crashed: {type(leaf).__name__}: {leaf}") from None
     finally:  # also when the server never ran (Server.run removes it otherwise)
         serverdir.remove_current_link(root, boot.instance_dir)
     return 0

@@ -1,14 +1,22 @@
 """The server directory: numbered instance directories, the `hq-current` link and `access.json`.
 
 Blocking file I/O only (used by the CLI, the server and the worker alike).
+
+The root decides who controls the server a client or worker talks to (`hq-current` and the
+`access.json` it leads to hold the host, port and keys; a worker runs whatever that server
+sends). So the root must be a directory owned by the user and not writable by group or
+others; anything else is refused before `access.json` is read through it (and the read goes
+through a descriptor of the checked directory, so the root cannot be swapped in between).
+A root the server creates is 0700.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 
-from ..errors import AccessRecordError, ServerNotFound
+from ..errors import AccessRecordError, ServerNotFound, UnsafeAccess
 from ..version import __version__
 
 CURRENT_LINK = "hq-current"
@@ -17,9 +25,11 @@ _UID_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
 
 def default_server_dir() -> str:
+    """`~/.hq-server`; without HOME, a per-user directory in TMPDIR (or /tmp)."""
     home = os.environ.get("HOME")
-    base = home if home else os.environ.get("TMPDIR", "/tmp")
-    return os.path.join(base, ".hq-server")
+    if home:
+        return os.path.join(home, ".hq-server")
+    return os.path.join(os.environ.get("TMPDIR") or "/tmp", f".hq-server-{os.geteuid()}")
 
 
 def resolve_server_dir(path: str | None) -> str:
@@ -27,6 +37,68 @@ def resolve_server_dir(path: str | None) -> str:
     if not path:
         path = os.environ.get("HQ_SERVER_DIR") or default_server_dir()
     return os.path.abspath(os.path.expanduser(path))
+
+
+def check_root_stat(root: str, st: os.stat_result) -> None:
+    """Refuses a root that is not a directory owned by this user and closed to others.
+
+    Raises:
+        UnsafeAccess: with what is wrong and how to fix it.
+    """
+    uid = os.geteuid()
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafeAccess(f"Server directory {root!r} is not a directory")
+    if st.st_uid != uid:
+        raise UnsafeAccess(
+            f"Server directory {root!r} is owned by another user (uid {st.st_uid}, you are "
+            f"uid {uid}); refusing to use it: its owner could direct you to their own server",
+            "Use a directory of your own (--server-dir or HQ_SERVER_DIR).")
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o022:
+        who = " and ".join(w for w, bit in (("group", 0o020), ("others", 0o002)) if mode & bit)
+        raise UnsafeAccess(
+            f"Server directory {root!r} is writable by {who} (mode {mode:04o}); refusing to "
+            f"use it: anyone who can write there could direct you to their own server",
+            f"Remove that permission (`chmod go-w {root}`) or use another directory.")
+
+
+def check_root(root: str) -> None:
+    """`check_root_stat` of an existing root (a symlink is followed).
+
+    Raises:
+        ServerNotFound: there is no such directory.
+        UnsafeAccess: see `check_root_stat`.
+    """
+    try:
+        st = os.stat(root)
+    except (FileNotFoundError, NotADirectoryError):
+        raise _not_found(root) from None
+    check_root_stat(root, st)
+
+
+def ensure_root(root: str) -> None:
+    """The server's root: created 0700 if missing (with its parents), then checked.
+
+    Raises:
+        UnsafeAccess: see `check_root_stat`.
+        OSError: it cannot be created.
+    """
+    parent = os.path.dirname(root)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    try:
+        os.mkdir(root, 0o700)
+    except FileExistsError:
+        pass
+    else:
+        os.chmod(root, 0o700)  # the umask must not widen it
+    check_root(root)
+
+
+def _not_found(root: str) -> ServerNotFound:
+    return ServerNotFound(
+        f"No running instance of HQ found at {root!r}.",
+        "Try to start a server with `hq server start` or use a different server directory.")
 
 
 def active_dir(root: str) -> str:
@@ -77,9 +149,19 @@ def read_access_file(path: str, *, check_version: bool = True) -> dict:
     """
     try:
         with open(path) as f:
-            record = json.load(f)
+            text = f.read()
     except OSError as e:
         raise AccessRecordError(f"Cannot read access record {path}: {e.strerror}") from None
+    except ValueError:
+        raise AccessRecordError(f"Access record {path} is not valid JSON") from None
+    return parse_access(text, path, check_version=check_version)
+
+
+def parse_access(text: str, path: str, *, check_version: bool = True) -> dict:
+    """Validates the text of an access record (`path` is for messages); see
+    `read_access_file`."""
+    try:
+        record = json.loads(text)
     except ValueError:
         raise AccessRecordError(f"Access record {path} is not valid JSON") from None
     if not isinstance(record, dict):
@@ -97,7 +179,8 @@ def read_access_file(path: str, *, check_version: bool = True) -> dict:
                 and isinstance(sec.get("port"), int)):
             raise AccessRecordError(f"Access record {path}: malformed '{section}' section")
         key = sec.get("secret_key")
-        if key is not None and not (isinstance(key, str) and len(key) == 64):
+        if key is not None and not (isinstance(key, str) and len(key) == 64
+                                    and all(c in "0123456789abcdefABCDEF" for c in key)):
             raise AccessRecordError(f"Access record {path}: malformed secret key")
     return record
 
@@ -105,19 +188,58 @@ def read_access_file(path: str, *, check_version: bool = True) -> dict:
 def load_access(root: str, section: str) -> tuple[dict, dict]:
     """The access record of the server in `root` and its `section` ("client" or "worker").
 
+    The root is checked (`check_root_stat`) and the record read through a descriptor of it.
+    The section must hold a key, or say explicitly (`"secret_key": null`, written by a
+    server started with `--disable-<section>-authentication-and-encryption`) that this side
+    runs without authentication and encryption.
+
     Raises:
         ServerNotFound: no access record there.
+        UnsafeAccess: the root is unsafe, or the section has no `secret_key` entry.
         AccessRecordError: see `read_access_file`.
     """
-    path = os.path.join(active_dir(root), ACCESS_FILE)
-    if not os.path.exists(path):
-        raise ServerNotFound(
-            f"No running instance of HQ found at {root!r}.",
-            "Try to start a server with `hq server start` or use a different server directory.")
-    record = read_access_file(path)
+    try:
+        dfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        raise _not_found(root) from None
+    except OSError as e:
+        raise AccessRecordError(f"Cannot open server directory {root}: {e.strerror}") from None
+    try:
+        check_root_stat(root, os.fstat(dfd))
+        name = ACCESS_FILE
+        try:
+            os.lstat(CURRENT_LINK, dir_fd=dfd)
+            name = os.path.join(CURRENT_LINK, ACCESS_FILE)
+        except FileNotFoundError:
+            pass
+        path = os.path.join(root, name)
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dfd)
+        except (FileNotFoundError, NotADirectoryError):
+            raise _not_found(root) from None
+        except OSError as e:
+            raise AccessRecordError(f"Cannot read access record {path}: {e.strerror}") from None
+    finally:
+        os.close(dfd)
+    try:
+        with os.fdopen(fd, "rb") as f:
+            data = f.read(1 << 20)
+    except OSError as e:
+        raise AccessRecordError(f"Cannot read access record {path}: {e.strerror}") from None
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        raise AccessRecordError(f"Access record {path} is not valid JSON") from None
+    record = parse_access(text, path)
     sec = record.get(section)
     if sec is None:
         raise AccessRecordError(f"Access record {path} has no '{section}' section")
+    if "secret_key" not in sec:
+        raise UnsafeAccess(
+            f"Access record {path} has no secret key for {section}s; refusing to connect "
+            "without authentication and encryption",
+            "A server started with "
+            f"--disable-{section}-authentication-and-encryption records `\"secret_key\": null`.")
     return record, sec
 
 
@@ -127,10 +249,15 @@ def key_bytes(section: dict) -> bytes | None:
 
 
 def create_instance_dir(root: str) -> str:
-    """Creates `<root>/NNN` (the next number) owner-only and returns its absolute path."""
-    os.makedirs(root, mode=0o700, exist_ok=True)
+    """Creates `<root>/NNN` (the next number) owner-only and returns its absolute path.
+
+    Raises:
+        UnsafeAccess: the root is unsafe (see `ensure_root`).
+    """
+    ensure_root(root)
     while True:
-        numbers = [int(n) for n in os.listdir(root) if n.isdigit()]
+        # ASCII digits only: `str.isdigit()` also accepts e.g. "²", which int() refuses.
+        numbers = [int(n) for n in os.listdir(root) if n.isascii() and n.isdigit()]
         path = os.path.join(root, f"{max(numbers, default=0) + 1:03d}")
         try:
             os.mkdir(path, 0o700)

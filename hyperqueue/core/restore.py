@@ -60,7 +60,9 @@ def _apply(core: Core, outbox: Outbox, time: float, kind: str, p: dict) -> None:
     elif kind == "job-cancel":
         reactor.cancel_job(core, outbox, _job(core, p["job_id"]), p["reason"], time)
     elif kind == "job-forget":
-        reactor.forget_job(core, outbox, _job(core, p["job_id"]), time)
+        job = core.jobs.get(p["job_id"])
+        if job is not None:  # else pruned from the journal (`journal prune`) before
+            reactor.forget_job(core, outbox, job, time)
     elif kind == "worker-connected":
         core.next_worker_id = p["id"]
         reactor.add_worker(core, outbox, WorkerConfig.from_wire(p["configuration"]), time)

@@ -5,16 +5,22 @@ fsyncs the buffer in a worker thread when someone needs durability (`durable()`:
 client, a worker registration; `request_flush()`: a live event stream), and at least every flush
 period (task results nobody has looked at yet). Everyone who asked while an fsync was running is
 served by the next one: one fsync for a whole burst.
+
+A write that fails (disk full, quota, EIO, the file-size limit) is final: it is logged with the
+path, `failed` keeps the error, `on_failure` tells the owner (the server stops), and nothing
+appended after it is ever reported durable.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import secrets
 
 import trio
 
-from .format import encode_header, encode_record
+from .format import JournalError, encode_header, encode_record
 
 log = logging.getLogger("hq.journal")
 
@@ -31,6 +37,8 @@ class JournalWriter:
         self._wakeup = trio.Event()
         self._lock = trio.Lock()  # one file operation at a time (flush / rewrite)
         self.on_durable = None  # callback(pos) after each successful fsync
+        self.failed: OSError | None = None  # the write error that ended this journal
+        self.on_failure = None  # callback(error), once, when a write fails
 
     def open(self) -> None:
         """Opens the file for appending, writing the header if it is new or empty."""
@@ -53,8 +61,11 @@ class JournalWriter:
     async def durable(self, pos: int | None = None) -> None:
         """Returns once everything appended up to `pos` (default: now) is fsynced.
 
-        Cancellation: the records stay buffered and are flushed later anyway.
+        Cancellation: the records stay buffered and are flushed later anyway. After a write
+        failure this never returns (the owner stops, which cancels the caller).
         """
+        if self.failed is not None:
+            await trio.sleep_forever()
         target = self.appended if pos is None else pos
         if self.durable_pos >= target:
             return
@@ -92,18 +103,43 @@ class JournalWriter:
             await self.flush()
 
     async def flush(self) -> None:
+        """Writes and fsyncs what is buffered (a failure is reported through `on_failure`)."""
         async with self._lock:
-            if not self.buffer:
-                self._notify()
-                return
-            data = bytes(self.buffer)
-            self.buffer.clear()
-            target = self.durable_pos + len(data)
-            await trio.to_thread.run_sync(_write_all_fsync, self.fd, data)
-            self.durable_pos = target
-            self._notify()
-        if self.on_durable is not None:
+            await self._flush_locked()
+        if self.on_durable is not None and self.failed is None:
             self.on_durable(self.durable_pos)
+
+    async def _flush_locked(self) -> None:
+        # The buffer is taken before the first checkpoint: exactly what was appended up to
+        # the call is written; later appends wait for the next flush.
+        if self.failed is not None:
+            return
+        if not self.buffer:
+            self._notify()
+            return
+        data = bytes(self.buffer)
+        self.buffer.clear()
+        target = self.durable_pos + len(data)
+        try:
+            await trio.to_thread.run_sync(_write_all_fsync, self.fd, data)
+        except OSError as e:
+            self._fail(e)
+            return
+        self.durable_pos = target
+        self._notify()
+
+    def _fail(self, error: OSError) -> None:
+        if self.failed is not None:
+            return
+        self.failed = error
+        log.error("Cannot write the journal %s: %s", self.path, _describe(error))
+        if self.on_failure is not None:
+            self.on_failure(error)
+
+    def _check_usable(self) -> None:
+        if self.failed is not None:
+            raise JournalError(f"the journal {self.path} cannot be written: "
+                               f"{_describe(self.failed)}")
 
     def _notify(self) -> None:
         keep = []
@@ -114,33 +150,33 @@ class JournalWriter:
                 keep.append((pos, event))
         self._waiters = keep
 
-    async def rewrite(self, select) -> tuple[int, int]:
-        """Rewrites the file with the records `select(records)` returns, atomically (temporary
-        file + fsync + rename). Returns (records kept, records dropped)."""
-        from .format import read_all
+    async def rewrite(self, snapshot) -> tuple[int, int]:
+        """Rewrites the file with a subset of its records, atomically; returns (kept, dropped).
 
-        await self.flush()
+        `snapshot()` is called on the caller's (trio) thread with the journal locked; whatever
+        it appends is part of the rewritten file. It returns `select(records) -> kept`, a pure
+        function run in a worker thread on every record appended before that moment. Records
+        appended later (while the rewrite runs) stay buffered and are written to the new file.
+
+        The new file is created beside the old one under an unpredictable name with
+        O_CREAT|O_EXCL|O_NOFOLLOW and mode 0600, fsynced, renamed over the old one, and then
+        becomes the file appended to. On failure the old file stays as it was and the
+        temporary file is removed.
+
+        Raises:
+            OSError, JournalError: the rewrite failed (the journal itself is unharmed).
+        """
         async with self._lock:
-            def work():
-                with open(self.path, "rb") as f:
-                    records, _tail = read_all(f.read())
-                kept = select(records)
-                tmp = self.path + ".tmp"
-                with open(tmp, "wb") as f:
-                    f.write(encode_header())
-                    for r in kept:
-                        f.write(encode_record(r))
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, self.path)
-                _fsync_dir(self.path)
-                return len(kept), len(records) - len(kept)
-
-            result = await trio.to_thread.run_sync(work)
-            os.close(self.fd)
-            self.fd = None
-            self.open()
-            return result
+            self._check_usable()
+            select = snapshot()
+            await self._flush_locked()  # no checkpoint before it takes the buffer
+            self._check_usable()
+            fd, kept, dropped = await trio.to_thread.run_sync(_rewrite_file, self.path, select)
+            old, self.fd = self.fd, fd
+            os.close(old)
+        if self.on_durable is not None:
+            self.on_durable(self.durable_pos)
+        return kept, dropped
 
     async def aclose(self) -> None:
         """Flushes what is buffered and closes the file. Shielded and bounded by the caller."""
@@ -151,11 +187,58 @@ class JournalWriter:
                 self.fd = None
 
 
-def _write_all_fsync(fd: int, data: bytes) -> None:
+_CHUNK = 1 << 20
+
+
+def _rewrite_file(path: str, select) -> tuple[int, int, int]:
+    """Blocking part of `rewrite`: returns (descriptor of the new file, kept, dropped)."""
+    from .format import read_all
+
+    # A journal path that is a symlink stays one: the file it points to is replaced.
+    path = os.path.realpath(path)
+    with open(path, "rb") as f:
+        records, _tail = read_all(f.read(), path=path)
+    kept = select(records)
+    directory, name = os.path.split(path)
+    tmp = os.path.join(directory, f".{name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_APPEND
+                 | os.O_CLOEXEC, 0o600)
+    try:
+        chunk = bytearray(encode_header())
+        for r in kept:
+            chunk += encode_record(r)
+            if len(chunk) >= _CHUNK:
+                _write_all(fd, bytes(chunk))
+                chunk.clear()
+        _write_all(fd, bytes(chunk))
+        os.fsync(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        os.close(fd)
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(path)
+    return fd, len(kept), len(records) - len(kept)
+
+
+def _write_all(fd: int, data) -> None:
     view = memoryview(data)
     while view:
         n = os.write(fd, view)
         view = view[n:]
+
+
+def _describe(error: OSError) -> str:
+    name = errno.errorcode.get(error.errno, "") if error.errno else ""
+    text = error.strerror or str(error)
+    return f"{text} ({name})" if name else text
+
+
+def _write_all_fsync(fd: int, data: bytes) -> None:
+    _write_all(fd, data)
     os.fsync(fd)
 
 

@@ -22,6 +22,7 @@ from ..core import reactor, scheduler
 from ..core.model import WorkerState
 from ..core.outbox import Outbox
 from ..core.state import Core
+from ..errors import HqError
 from ..protocol import messages as m
 from ..protocol.errors import ConnectionClosed, ProtocolError
 from ..protocol.handshake import Handshake
@@ -64,7 +65,8 @@ class Server:
                  worker_port: int = 0, access_file: str | None = None,
                  idle_timeout: float | None = None, journal_path: str | None = None,
                  journal_flush_period: float = 30.0, boot=None,
-                 early_signals: list[int] | None = None):
+                 early_signals: list[int] | None = None, disable_client_auth: bool = False,
+                 disable_worker_auth: bool = False):
         """`boot`: the result of `boot.prepare` when the caller already bound and published
         (see `hq server start`); otherwise `run` prepares first. `early_signals`: stop signals
         the caller caught before the event loop could (acted on once it runs)."""
@@ -74,6 +76,8 @@ class Server:
         self.client_port = client_port
         self.worker_port = worker_port
         self.access_file = access_file
+        self.disable_client_auth = disable_client_auth
+        self.disable_worker_auth = disable_worker_auth
         self.idle_timeout = idle_timeout
         self.journal_path = journal_path
         self.journal = None
@@ -102,7 +106,26 @@ class Server:
 
     # -- lifetime -----------------------------------------------------------------------------
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """Serves until stopped; `task_status.started(info)` once the access file exists."""
+        """Serves until stopped; `task_status.started(info)` once the access file exists.
+
+        Raises:
+            HqError: the server cannot start, or it stopped because its journal cannot be
+                written (after a clean stop: workers told, `hq-current` removed).
+        An unexpected error is logged with its traceback before it propagates.
+        """
+        try:
+            await self._run(task_status)
+        except HqError:
+            raise
+        except Exception:
+            log.critical("The server crashed", exc_info=True)
+            raise
+        failed = self.journal.failed if self.journal is not None else None
+        if failed is not None:
+            raise HqError(f"The server stopped because it cannot write its journal "
+                          f"{self.journal_path}: {failed.strerror or failed}")
+
+    async def _run(self, task_status) -> None:
         boot = self.boot
         if boot is None:
             from .boot import prepare
@@ -110,12 +133,20 @@ class Server:
             boot = self.boot = prepare(self.root, host=self.host, client_port=self.client_port,
                                        worker_port=self.worker_port,
                                        access_file=self.access_file,
-                                       journal_path=self.journal_path)
+                                       journal_path=self.journal_path,
+                                       disable_client_auth=self.disable_client_auth,
+                                       disable_worker_auth=self.disable_worker_auth)
         try:
             client_listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s))
                                 for s in boot.client_socks]
             worker_listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s))
                                 for s in boot.worker_socks]
+            if self.journal is not None:
+                try:
+                    self.journal.open()
+                except OSError as e:
+                    raise HqError(f"Cannot start the server: cannot open the journal "
+                                  f"{self.journal_path}: {e.strerror or e}") from None
         except BaseException:
             boot.close_sockets()
             serverdir.remove_current_link(self.root, boot.instance_dir)
@@ -129,14 +160,15 @@ class Server:
         try:
             async with trio.open_nursery() as nursery:
                 if self.journal is not None:
-                    self.journal.open()
                     self.journal.on_durable = self._on_journal_durable
+                    # A journal that cannot be written stops the server (cleanly: below).
+                    self.journal.on_failure = lambda _error: self.stop()
                     self._after_restore()
                     self.journal.append([(self.start_date, "server-start",
                                           {"server_uid": self.core.server_uid})])
                     self.flush()
                     nursery.start_soon(self.journal.run)
-                    await self.journal.durable()
+                    await self.journal.flush()
                 else:
                     self.event_log.append((self.start_date, "server-start",
                                            {"server_uid": self.core.server_uid}))
@@ -209,32 +241,35 @@ class Server:
             self.event_listeners.remove(listener)
 
     async def prune_journal(self) -> tuple[int, int]:
-        """Drops the events of completed jobs and of workers that are gone (and not needed to
-        replay a live job) from the journal file."""
+        """Drops the events of terminated jobs and of workers that are gone (and not needed to
+        replay a live job) from the journal file; returns (kept, dropped).
+
+        What is live is decided here, on the server's thread, with the journal locked and
+        the outbox appended first: the file the rewrite reads ends exactly at that decision,
+        and everything recorded later is kept (see `journal.prune`).
+
+        Raises:
+            ValueError: the journal could not be rewritten (it is unchanged).
+        """
+        from functools import partial
+
+        from ..journal.format import JournalError
+        from ..journal.prune import select_records
+
         core = self.core
-        live_jobs = {j.id for j in core.jobs.values() if not j.is_terminated}
 
-        def select(records):
-            workers = {w.id for w in core.workers.values() if w.is_running}
-            for r in records:
-                kind, p = r[1], r[2]
-                if kind == "task-started" and p.get("job") in live_jobs:
-                    workers.add(p["worker"])
-            kept = []
-            for r in records:
-                kind, p = r[1], r[2]
-                if kind.startswith("server-"):
-                    kept.append(r)
-                elif kind.startswith("worker-"):
-                    if p.get("id") in workers:
-                        kept.append(r)
-                else:
-                    job = p.get("job", p.get("job_id"))
-                    if job in live_jobs:
-                        kept.append(r)
-            return kept
+        def snapshot():
+            self.flush()
+            live_jobs = frozenset(j.id for j in core.jobs.values() if not j.is_terminated)
+            live_workers = frozenset(w.id for w in core.workers.values() if w.is_running)
+            return partial(select_records, live_jobs=live_jobs, live_workers=live_workers)
 
-        return await self.journal.rewrite(select)
+        try:
+            return await self.journal.rewrite(snapshot)
+        except (OSError, JournalError) as e:
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            log.warning("Journal prune failed: %s", reason)
+            raise ValueError(f"Cannot prune the journal: {reason}") from None
 
     def _after_restore(self) -> None:
         """Workers of the previous server run: those that can reconnect get a grace period

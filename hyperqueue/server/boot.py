@@ -62,14 +62,35 @@ class Boot:
 
 
 def prepare(root: str, *, host: str | None = None, client_port: int = 0, worker_port: int = 0,
-            access_file: str | None = None, journal_path: str | None = None) -> Boot:
+            access_file: str | None = None, journal_path: str | None = None,
+            disable_client_auth: bool = False, disable_worker_auth: bool = False) -> Boot:
     """Binds, restores and publishes (in that order; nothing is written if a step fails).
 
+    `disable_*_auth`: that side runs without authentication and encryption (its key is
+    recorded as null); otherwise it must have a key (an access file without one is refused).
+
     Raises:
-        HqError: a port cannot be bound, the journal or the access file cannot be used.
+        HqError: the server directory is unsafe, a port cannot be bound, the journal or the
+            access file cannot be used.
     """
+    try:
+        serverdir.ensure_root(root)
+    except OSError as e:
+        raise HqError(f"Cannot start the server: cannot create the server directory {root}: "
+                      f"{e.strerror or e}") from None
     hostname = host or socket.gethostname()
+    disabled = {"client": disable_client_auth, "worker": disable_worker_auth}
     record = serverdir.read_access_file(access_file) if access_file else None
+    if record is not None:
+        for side in ("client", "worker"):
+            if record.get(side) is None:
+                raise HqError(f"Access file {access_file} has no '{side}' section")
+            if record[side].get("secret_key") is None and not disabled[side]:
+                raise HqError(
+                    f"Access file {access_file} has no secret key for {side}s",
+                    f"Authentication and encryption of {side} connections can only be turned "
+                    f"off explicitly: `hq server start "
+                    f"--disable-{side}-authentication-and-encryption`.")
     client_port = client_port or (record["client"]["port"] if record else 0)
     worker_port = worker_port or (record["worker"]["port"] if record else 0)
     client_socks = worker_socks = []
@@ -87,6 +108,9 @@ def prepare(root: str, *, host: str | None = None, client_port: int = 0, worker_
             record["worker"] = dict(record["worker"], port=worker_port)
         else:
             record = serverdir.generate_access(hostname, client_port, worker_port)
+        for side in ("client", "worker"):
+            if disabled[side]:
+                record[side] = dict(record[side], secret_key=None)
         core = restore(journal_path) if journal_path is not None else None
         if core is not None:
             record["server_uid"] = core.server_uid
@@ -102,6 +126,12 @@ def prepare(root: str, *, host: str | None = None, client_port: int = 0, worker_
         if isinstance(e, OSError):
             raise HqError(f"Cannot start the server: {e}") from None
         raise
+    for side, what in (("client", "control this server and run commands as this user"),
+                       ("worker", "join as a worker and receive every task to run")):
+        if disabled[side]:
+            log.warning("AUTHENTICATION AND ENCRYPTION OF %s CONNECTIONS ARE DISABLED "
+                        "(--disable-%s-authentication-and-encryption): anyone who can reach "
+                        "port %d can %s", side.upper(), side, record[side]["port"], what)
     return Boot(root, client_socks, worker_socks, core, record, instance_dir, start_date,
                 journal_path)
 

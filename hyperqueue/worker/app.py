@@ -22,7 +22,7 @@ import trio
 from ..common import serverdir
 from ..common.waits import sleep as clamped_sleep
 from ..core.model import WorkerConfig
-from ..errors import HqError
+from ..errors import HqError, UnsafeAccess
 from ..protocol import messages as m
 from ..protocol.errors import ConnectionClosed, HandshakeError, ProtocolError
 from ..protocol.handshake import Handshake
@@ -178,7 +178,7 @@ class Worker:
                 if not isinstance(reply, m.WorkerRegistered):
                     raise ProtocolError("unexpected reply to the registration")
                 break
-            except HandshakeError as e:
+            except (HandshakeError, UnsafeAccess) as e:
                 raise HqError(f"Cannot connect to the server{where}: {e}") from None
             except (HqError, OSError, ConnectionClosed, ProtocolError,
                     trio.BrokenResourceError) as e:
