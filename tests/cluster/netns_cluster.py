@@ -21,7 +21,9 @@ stops only the processes this helper started (by pid: SIGTERM, then SIGKILL), th
 runs inside its own namespaces (descendants of those: tasks of killed workers), then deletes the
 namespaces. It is safe to call more than once and after a failed `start()`.
 
-Standard library only (the benchmark imports it too).
+Standard library only (the benchmark imports it too). The `hq` command, the environment
+clean-up and the readiness checks come from `tests/hqenv.py`, shared with the e2e tests and the
+benchmarks.
 """
 
 from __future__ import annotations
@@ -36,26 +38,18 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/: hqenv
+
+from hqenv import ENV_DROP, Process, hq_command, pid_alive, server_ready, worker_banner_id  # noqa: E402
+
 NAME_RE = re.compile(r"^hqc-(\d+)-([0-9a-f]{6})-")
 SUBNET = "10.77.0"
 DOMAIN = "hqc.test"
 LOGIN_ALIAS = "login"  # what the server is started with: `--host login`
-_ENV_DROP = ("HQ_SERVER_DIR", "HQ_OUTPUT_MODE", "HQ_DEBUG", "HQ_JOB_ID", "HQ_TASK_ID",
-             "HQ_INSTANCE_ID", "HQ_SUBMIT_DIR", "HQ_CPUS", "HQ")
 
 
 class ClusterError(RuntimeError):
     pass
-
-
-def _hq_command() -> list[str]:
-    local = os.path.join(os.path.dirname(sys.executable), "hq")
-    if os.path.isfile(local) and os.access(local, os.X_OK):
-        return [local]
-    found = shutil.which("hq")
-    if found:
-        return [found]
-    return [sys.executable, "-c", "from hyperqueue.cli.main import main; main()"]
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -92,13 +86,7 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
+_pid_alive = pid_alive
 
 
 def _kill_pids(pids, grace: float = 3.0) -> None:
@@ -218,7 +206,7 @@ class Cluster:
         self.procs: list[subprocess.Popen] = []  # everything started, in order
         self.created: list[str] = []  # namespaces created, in order
         base = env if env is not None else os.environ
-        self.env = {k: v for k, v in base.items() if k not in _ENV_DROP}
+        self.env = {k: v for k, v in base.items() if k not in ENV_DROP}
         self.closed = False
 
     @property
@@ -326,7 +314,7 @@ class HqCluster(Cluster):
 
     def __init__(self, root: Path, n_compute: int = 3, **kw):
         super().__init__(root, n_compute, **kw)
-        self.hq = _hq_command()
+        self.hq = hq_command()
         self.server_dir = self.root / "sd"
         self.work = self.root / "work"  # the shared file system (submit dir, task outputs)
         self.work.mkdir(exist_ok=True)
@@ -355,13 +343,14 @@ class HqCluster(Cluster):
         host_args = ["--host", host] if host else []
         p = self._spawn(self.login, "server", ["server", "start", *host_args, *args])
         access = self.server_dir / "hq-current" / "access.json"
+        proc = Process("server", p, Path(p.hq_out), Path(p.hq_err))
         deadline = time.monotonic() + timeout
         while True:
-            if p.poll() is not None:
-                raise ClusterError(f"server exited with {p.returncode}: {self.log_text(p)}")
-            text = Path(p.hq_out).read_text(errors="replace")
-            if access.exists() and "Journal path" in text and text.rstrip().endswith("+"):
-                break
+            try:
+                if server_ready(proc, access):
+                    break
+            except AssertionError:
+                raise ClusterError(f"server exited with {p.returncode}: {self.log_text(p)}") from None
             if time.monotonic() > deadline:
                 raise ClusterError(f"server not ready after {timeout} s: {self.log_text(p)}")
             time.sleep(0.05)
@@ -375,14 +364,16 @@ class HqCluster(Cluster):
                         ["worker", "start", "--cpus", cpus, "--work-dir", work_dir, *args])
         self.workers[node.short] = p
         if wait:
+            proc = Process(f"worker on {node.short}", p, Path(p.hq_out), Path(p.hq_err))
             deadline = time.monotonic() + timeout
             while True:
-                if p.poll() is not None:
+                try:
+                    worker_id = worker_banner_id(proc)
+                except AssertionError:
                     raise ClusterError(f"worker on {node.short} exited with {p.returncode}: "
-                                       f"{self.log_text(p)}")
-                m = re.search(r"^\| Worker +\| (\d+) +\|", Path(p.hq_out).read_text(), re.M)
-                if m:
-                    p.worker_id = int(m.group(1))
+                                       f"{self.log_text(p)}") from None
+                if worker_id is not None:
+                    p.worker_id = worker_id
                     break
                 if time.monotonic() > deadline:
                     raise ClusterError(f"worker on {node.short} not up after {timeout} s: "

@@ -1,0 +1,129 @@
+"""hq's own processes for the workloads: a server and (optionally) one worker on the test suite's
+`HqEnv` (tests/hqenv.py), every process in its own session and tracked by the run's `Ctx`, so
+that an error or Ctrl-C anywhere stops them all by pid."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+
+from hqenv import HqEnv
+
+
+def vmrss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+class HqCluster:
+    """An hq server (and optionally one worker) in their own processes in a temp dir.
+
+    `worker_argv` replaces the `hq` command of the worker (a wrapper such as _frames_worker.py);
+    start-up (until the server lists the worker) is not part of any timing.
+    """
+
+    READY_TIMEOUT = 60.0
+
+    def __init__(self, ctx, name: str, *, worker: bool = True, zero_spawn: bool = False,
+                 cpus: int = 2, server_args: tuple = (), worker_argv: list | None = None):
+        self.ctx = ctx
+        self.dir = ctx.tmpdir(name)
+        self.env = HqEnv(self.dir, hq=[ctx.hq], env=ctx.env, procs=ctx.procs,
+                         work_dir=self.dir / "cwd")
+        self.sd = self.env.server_dir
+        self.cwd = self.env.work_dir
+        self.want_worker = worker
+        self.zero_spawn = zero_spawn
+        self.cpus = cpus
+        self.server_args = [str(a) for a in server_args]
+        self.worker_argv = worker_argv
+        self.server = None  # hqenv.Process
+        self.worker = None
+
+    def __enter__(self) -> "HqCluster":
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.server = self.env.start_server(*self.server_args, timeout=self.READY_TIMEOUT)
+        # Ready means "has answered a client": the first connection's one-off costs (e.g. the
+        # RSS that submit-1m measures) are paid before any figure is taken.
+        self.hq("server", "info", timeout=self.READY_TIMEOUT)
+        if self.want_worker:
+            args = ["--zero-spawn"] if self.zero_spawn else []
+            self.worker = self.env.start_worker(*args, cpus=self.cpus, timeout=self.READY_TIMEOUT,
+                                                command=self.worker_argv)
+
+    def hq(self, *args, cwd=None, timeout: float = 600.0, check: bool = True) -> tuple[str, float]:
+        """Runs `hq --server-dir SD ARGS...`; returns (stdout, wall seconds)."""
+        args = [str(a) for a in args]
+        t0 = time.perf_counter()
+        try:
+            res = self.env.run(args, cwd=cwd, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"timed out after {timeout:.0f} s: hq {' '.join(args)}") from None
+        dt = time.perf_counter() - t0
+        if check and res.returncode != 0:
+            raise RuntimeError(f"`hq {' '.join(args)}` exited with {res.returncode}: "
+                               f"{(res.stderr or res.stdout).strip()[-400:]}")
+        return res.stdout, dt
+
+    def job_stats(self, job_id: int) -> dict:
+        out, _ = self.hq("--output-mode", "json", "job", "info", str(job_id))
+        return json.loads(out)[0]["info"]["task_stats"]
+
+    def stop(self) -> None:
+        # The worker first (a graceful stop: _frames_worker.py writes its counts at exit).
+        self.env.stop(self.worker)
+        self.env.stop(self.server)
+        self.env.close()
+        self.worker = self.server = None
+
+
+def hq_true(ctx, n: int, *, files: bool, server_args: tuple = ()) -> tuple[float, dict]:
+    """N `true` tasks on a fresh server + 2-CPU worker, timed from `hq submit` to `hq job wait`
+    returning; every task is then checked to have finished (and, with files, its 2 files)."""
+    with HqCluster(ctx, "hq-true", server_args=server_args) as c:
+        stdio = [] if files else ["--stdout", "none", "--stderr", "none"]
+        t0 = time.perf_counter()
+        out, t_submit = c.hq("--output-mode", "quiet", "submit", "--array", f"1-{n}", *stdio, "--", "true")
+        _, t_wait = c.hq("job", "wait", "last")
+        elapsed = time.perf_counter() - t0
+        job_id = int(out.strip().splitlines()[-1])
+        stats = c.job_stats(job_id)
+        if stats.get("finished") != n:
+            raise RuntimeError(f"expected {n} finished tasks, got {stats}")
+        extra = {"submit_s": t_submit, "wait_s": t_wait}
+        if files:
+            job_dir = c.cwd / f"job-{job_id}"
+            extra["files"] = len(os.listdir(job_dir)) if job_dir.is_dir() else 0
+            if extra["files"] != 2 * n:
+                raise RuntimeError(f"expected {2 * n} stdout/stderr files, found {extra['files']}")
+    return elapsed, extra
+
+
+def hq_zero_spawn(ctx, n: int, worker_argv=None) -> tuple[float, dict]:
+    """N tasks on a `--zero-spawn` worker (completed without a process), timed like hq_true."""
+    with HqCluster(ctx, "hq-zero", zero_spawn=True, worker_argv=worker_argv) as c:
+        t0 = time.perf_counter()
+        out, t_submit = c.hq("--output-mode", "quiet", "submit", "--array", f"1-{n}", "--stdout", "none",
+                             "--stderr", "none", "--", "true")
+        _, t_wait = c.hq("job", "wait", "last")
+        elapsed = time.perf_counter() - t0
+        job_id = int(out.strip().splitlines()[-1])
+        stats = c.job_stats(job_id)
+        if stats.get("finished") != n:
+            raise RuntimeError(f"expected {n} finished tasks, got {stats}")
+    return elapsed, {"submit_s": t_submit, "wait_s": t_wait}
