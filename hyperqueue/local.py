@@ -94,7 +94,7 @@ async def _run(root, request, worker_cpus, out, zero_spawn) -> int:
         while d is not None and d.get("tasks_next") is not None:  # more than one page
             page = await server.requests.handle(m.TaskPageRequest(job_id, None, ["failed"],
                                                                   d["tasks_next"]))
-            d["tasks"].extend(page.tasks)
+            d["tasks"].extend(page.items)
             d["tasks_next"] = page.next
         server.stop()
         nursery.cancel_scope.cancel()

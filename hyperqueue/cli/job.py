@@ -8,7 +8,7 @@ import time
 
 from ._click import click
 from .common import RANGES, SELECTOR, SelectorType, connect
-from .joblist import JOB_STATES, list_jobs, parse_states
+from .joblist import JOB_STATES, all_jobs, list_jobs, parse_states
 from .main import output
 from .output import duration, jsonify_times, local_time, resources_text
 
@@ -63,9 +63,9 @@ def fetch_tasks(client, d: dict, task_sel, states, *, on_page=None) -> None:
     while nxt is not None:
         resp = client.request(m.TaskPageRequest(d["info"]["id"], task_sel, states, nxt))
         if on_page is not None:
-            on_page(resp.tasks)
+            on_page(resp.items)
         else:
-            d["tasks"].extend(resp.tasks)
+            d["tasks"].extend(resp.items)
         nxt = resp.next
 
 
@@ -99,7 +99,7 @@ def summary():
     from ..protocol import messages as m
 
     with connect() as client:
-        jobs = client.request(m.JobListRequest(None)).jobs
+        jobs = all_jobs(client)
     order = ["RUNNING", "WAITING", "FINISHED", "FAILED", "ABORTED", "CANCELED"]
     counts = dict.fromkeys(order, 0)
     for j in jobs:

@@ -308,6 +308,7 @@ class SubmitRequest(Message):
 
 @message(FROM_CLIENT, 4, states=_opt(_STATE_NAMES))
 class JobListRequest(Message):
+    """The first page of jobs (at most `JOB_PAGE`); use JobListPageRequest for all."""
     states: list | None  # None = every job
 
 
@@ -391,6 +392,13 @@ class TaskPageRequest(Message):
     after: int
 
 
+@message(FROM_CLIENT, 18, states=_opt(_STATE_NAMES), after=_int_in(-1, MAX_ID, "a job id"))
+class JobListPageRequest(Message):
+    """Jobs with an id greater than `after` (`job list` asks page by page)."""
+    states: list | None
+    after: int
+
+
 # -- server -> client -------------------------------------------------------------------------------
 
 
@@ -436,10 +444,11 @@ class ExplainResponse(Message):
     explanation: dict
 
 
-@message(TO_CLIENT, 110, tasks=_dicts, next=_opt(_int_in(-1, MAX_ID, "a task id")))
-class TasksResponse(Message):
-    tasks: list
-    next: int | None  # where the next page starts (TaskPageRequest.after); None: no more
+@message(TO_CLIENT, 110, items=_dicts, next=_opt(_int_in(-1, MAX_ID, "an id")))
+class PageResponse(Message):
+    """One page of a long listing (tasks of a job, jobs)."""
+    items: list
+    next: int | None  # where the next page starts (the request's `after`); None: no more
 
 
 @message(TO_CLIENT, 108, events=_list_of(LIST), done=BOOL)

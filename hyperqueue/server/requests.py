@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
 
@@ -21,6 +22,9 @@ _JOB_FILTERS = {
     "opened": JobState.OPENED,
 }
 
+
+JOB_PAGE = 10_000  # job views in one answer
+JOB_SCAN = 100_000  # jobs examined for one answer (a state filter may skip most)
 
 MUTATING = frozenset({m.SubmitRequest, m.OpenJobRequest, m.CloseJobsRequest,
                       m.CancelJobsRequest, m.ForgetJobsRequest, m.StopWorkersRequest})
@@ -106,19 +110,37 @@ class ClientRequests:
                                req.submit_dir, time.time())
         return m.SubmitResponse(job.id)
 
-    async def on_JobListRequest(self, req: m.JobListRequest):
-        states = None
-        if req.states is not None:
-            try:
-                states = {_JOB_FILTERS[s] for s in req.states}
-            except KeyError as e:
-                raise ValueError(f"unknown job state {e.args[0]!r}") from None
+    def _job_states(self, names):
+        if names is None:
+            return None
+        try:
+            return {_JOB_FILTERS[s] for s in names}
+        except KeyError as e:
+            raise ValueError(f"unknown job state {e.args[0]!r}") from None
+
+    def _jobs_page(self, states, after: int) -> tuple[list, int | None]:
+        """Views of jobs with an id greater than `after`: at most JOB_PAGE views and JOB_SCAN
+        examined jobs per answer, and where to continue (None: no more)."""
+        keys = sorted(self.core.jobs)  # linear: jobs are added with increasing ids
+        start = bisect.bisect_right(keys, after)
         out = []
-        for job in self.core.jobs.values():
-            if states is not None and job.state() not in states:
-                continue
-            out.append(views.job_info(job))
+        jobs = self.core.jobs
+        for i in range(start, min(len(keys), start + JOB_SCAN)):
+            job = jobs[keys[i]]
+            if states is None or job.state() in states:
+                out.append(views.job_info(job))
+                if len(out) >= JOB_PAGE:
+                    return out, (keys[i] if i + 1 < len(keys) else None)
+        end = start + JOB_SCAN
+        return out, (keys[end - 1] if end < len(keys) else None)
+
+    async def on_JobListRequest(self, req: m.JobListRequest):
+        out, _nxt = self._jobs_page(self._job_states(req.states), -1)
         return m.JobsResponse(out, [])
+
+    async def on_JobListPageRequest(self, req: m.JobListPageRequest):
+        out, nxt = self._jobs_page(self._job_states(req.states), req.after)
+        return m.PageResponse(out, nxt)
 
     @staticmethod
     def _task_ids(wire) -> IntRanges | None:
@@ -149,7 +171,7 @@ class ClientRequests:
             raise ValueError(f"Job {req.job_id} not found")
         task_ids = self._task_ids(req.task_selector)
         tasks, nxt = views.job_tasks_page(self.core, job, task_ids, req.task_states, req.after)
-        return m.TasksResponse(tasks, nxt)
+        return m.PageResponse(tasks, nxt)
 
     async def on_CancelJobsRequest(self, req: m.CancelJobsRequest):
         sel = Selector.from_wire(req.selector)
