@@ -90,6 +90,12 @@ async def _run(root, request, worker_cpus, out, zero_spawn) -> int:
                 await trio.sleep(0.01)
         detail = await server.requests.handle(m.JobInfoRequest([[job_id, job_id, 1]], True,
                                                                None, ["failed"]))
+        d = detail.jobs[0] if detail.jobs else None
+        while d is not None and d.get("tasks_next") is not None:  # more than one page
+            page = await server.requests.handle(m.TaskPageRequest(job_id, None, ["failed"],
+                                                                  d["tasks_next"]))
+            d["tasks"].extend(page.items)
+            d["tasks_next"] = page.next
         server.stop()
         nursery.cancel_scope.cancel()
     stats = job.task_stats()

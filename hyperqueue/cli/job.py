@@ -8,11 +8,65 @@ import time
 
 from ._click import click
 from .common import RANGES, SELECTOR, SelectorType, connect
-from .joblist import JOB_STATES, list_jobs, parse_states
+from .joblist import JOB_STATES, all_jobs, list_jobs, parse_states
 from .main import output
 from .output import duration, jsonify_times, local_time, resources_text
 
 TASK_STATES = ("waiting", "running", "finished", "failed", "canceled", "aborted")
+
+
+#: Up to this many ids not found, each gets its own line (`Job 5 not found`), as always; a
+#: larger set (e.g. `job info 0-4294967295`) is reported per range (`Jobs 10-4294967295 not
+#: found`) instead of billions of lines.
+MISSING_LINES = 10_000
+
+
+def missing_items(wire) -> list:
+    """The ids of a "not found" answer (`[start, end, step]` triples) as what to print: every
+    id ascending when there are at most MISSING_LINES, else the ranges as texts (`5-100`)."""
+    from ..core.ranges import IntRanges
+
+    ids = IntRanges.from_ranges(wire)
+    if len(ids) <= MISSING_LINES:
+        return sorted(ids)
+    return [r[0] if r[0] == r[1] else IntRanges((r,)).to_text() for r in ids.sorted_ranges()]
+
+
+def missing_text(item, singular: str, plural: str, rest: str) -> str:
+    """`<Singular> 5<rest>` for one id, `<Plural> 5-9<rest>` for a range text."""
+    return f"{singular if isinstance(item, int) else plural} {item}{rest}"
+
+
+def item_results(results) -> list:
+    """ItemResultsResponse rows, with the "not found" rows (`[[start, end, step], status, ...]`)
+    turned into one row per id, ascending, as before (or one row per range text when there
+    are more than MISSING_LINES ids)."""
+    found = [r for r in results if not isinstance(r[0], list)]
+    missing = [r for r in results if isinstance(r[0], list)]
+    if not missing:
+        return found
+    rest = missing[0][1:]
+    return found + [[item, *rest] for item in missing_items([r[0] for r in missing])]
+
+
+def fetch_tasks(client, d: dict, task_sel, states, *, on_page=None) -> None:
+    """Completes the job detail `d` (from a JobInfoRequest with tasks): asks the server for the
+    remaining pages of tasks. With `on_page`, each page (including the first) is handed to it
+    and not kept (bounded memory); otherwise `d["tasks"]` ends up holding every task.
+    `d["tasks_next"]` is removed either way."""
+    from ..protocol import messages as m
+
+    nxt = d.pop("tasks_next", None)
+    if on_page is not None:
+        on_page(d["tasks"])
+        d["tasks"] = []
+    while nxt is not None:
+        resp = client.request(m.TaskPageRequest(d["info"]["id"], task_sel, states, nxt))
+        if on_page is not None:
+            on_page(resp.items)
+        else:
+            d["tasks"].extend(resp.items)
+        nxt = resp.next
 
 
 def _states_option(value, allowed, hint):
@@ -45,7 +99,7 @@ def summary():
     from ..protocol import messages as m
 
     with connect() as client:
-        jobs = client.request(m.JobListRequest(None)).jobs
+        jobs = all_jobs(client)
     order = ["RUNNING", "WAITING", "FINISHED", "FAILED", "ABORTED", "CANCELED"]
     counts = dict.fromkeys(order, 0)
     for j in jobs:
@@ -133,8 +187,10 @@ def info(selector):
     states = None if out.is_json else ["failed"]  # the cli table shows only failed tasks
     with connect() as client:
         resp = client.request(m.JobInfoRequest(selector.to_wire(), True, None, states))
-    for jid in resp.missing:
-        output().note(f"Job {jid} not found")
+        for d in resp.jobs:
+            fetch_tasks(client, d, None, states)
+    for item in missing_items(resp.missing):
+        output().note(missing_text(item, "Job", "Jobs", " not found"))
     if out.is_json:
         out.json(jsonify_times(resp.jobs))
         return
@@ -163,7 +219,8 @@ def cancel(selector, reason):
         raise click.BadParameter("the reason can have at most 200 characters",
                                  param_hint="'--reason'")
     with connect() as client:
-        results = client.request(m.CancelJobsRequest(selector.to_wire(), reason)).results
+        results = item_results(client.request(m.CancelJobsRequest(selector.to_wire(),
+                                                                  reason)).results)
     out = output()
     if out.is_json:
         out.json([{"id": r[0], "result": r[1]} for r in results])
@@ -274,7 +331,7 @@ def close(selector):
     from ..protocol import messages as m
 
     with connect() as client:
-        results = client.request(m.CloseJobsRequest(selector.to_wire())).results
+        results = item_results(client.request(m.CloseJobsRequest(selector.to_wire())).results)
     out = output()
     if out.is_json:
         out.json([{"id": r[0], "result": r[1]} for r in results])
@@ -319,17 +376,22 @@ def task_ids(selector, filter_):
     from ..protocol import messages as m
 
     states = _states_option(filter_, TASK_STATES, "'--filter'")
+    out = output()
     with connect() as client:
         jobs = client.request(m.JobInfoRequest(selector.to_wire(), True, None, states)).jobs
-    out = output()
+        ids: dict[int, list[int]] = {}
+        for d in jobs:
+            acc = ids.setdefault(d["info"]["id"], [])
+            fetch_tasks(client, d, None, states,
+                        on_page=lambda page, acc=acc: acc.extend(t["id"] for t in page))
     if out.is_json:
-        out.json({str(d["info"]["id"]): [t["id"] for t in d["tasks"]] for d in jobs})
+        out.json({str(jid): tids for jid, tids in ids.items()})
         return
     if len(jobs) == 1:
-        out.line(compress_ids(t["id"] for t in jobs[0]["tasks"]))
+        out.line(compress_ids(ids[jobs[0]["info"]["id"]]))
     else:
         for d in jobs:
-            out.line(f"{d['info']['id']}: {compress_ids(t['id'] for t in d['tasks'])}")
+            out.line(f"{d['info']['id']}: {compress_ids(ids[d['info']['id']])}")
 
 
 @job.command()
@@ -348,17 +410,10 @@ def cat(selector, stream, tasks, task_status, print_task_header):
         raise HqError("`job cat` does not support the JSON output mode")
     states = _states_option(task_status, TASK_STATES, "'--task-status'")
     task_sel = Selector.of_ids(tasks).to_wire() if tasks is not None else None
-    with connect() as client:
-        jobs = client.request(m.JobInfoRequest(selector.to_wire(), True, task_sel, states)).jobs
     write = sys.stdout.buffer.write
-    for d in jobs:
-        streamed = [s["array"]["program"] for s in d["submits"]
-                    if s["array"]["program"].get(f"{stream}_streamed")]
-        if streamed:
-            raise HqError(f"The {stream} of job {d['info']['id']} is streamed into "
-                          f"{streamed[0]['stream']}; read it with `hq output-log "
-                          f"{streamed[0]['stream']} cat {d['info']['id']} {stream}`")
-        for t in d["tasks"]:
+
+    def print_tasks(d, tasks):
+        for t in tasks:
             path = t.get(stream)
             if print_task_header:
                 write(f"# Job {d['info']['id']}, task {t['id']}\n".encode())
@@ -371,6 +426,19 @@ def cat(selector, stream, tasks, task_status, print_task_header):
                         write(chunk)
             except OSError:
                 sys.stderr.write(f"Warning: cannot read {stream} of task {t['id']}: {path}\n")
+
+    with connect() as client:
+        jobs = client.request(m.JobInfoRequest(selector.to_wire(), True, task_sel, states)).jobs
+        for d in jobs:
+            streamed = [s["array"]["program"] for s in d["submits"]
+                        if s["array"]["program"].get(f"{stream}_streamed")]
+            if streamed:
+                raise HqError(f"The {stream} of job {d['info']['id']} is streamed into "
+                              f"{streamed[0]['stream']}; read it with `hq output-log "
+                              f"{streamed[0]['stream']} cat {d['info']['id']} {stream}`")
+            # Page by page: a huge array is printed as it comes, never held whole.
+            fetch_tasks(client, d, task_sel, states,
+                        on_page=lambda tasks, d=d: print_tasks(d, tasks))
     sys.stdout.flush()
 
 

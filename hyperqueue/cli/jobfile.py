@@ -150,7 +150,8 @@ def _template(t: dict, where: str, submit_dir: str, stream: str | None = None):
     if not isinstance(task_dir, bool):
         _fail(f"{where}.task_dir", "expected true or false")
     priority = t.get("priority", 0)
-    if isinstance(priority, bool) or not isinstance(priority, int):
+    if isinstance(priority, bool) or not isinstance(priority, int) or not (
+            -(2**31) <= priority < 2**31):
         _fail(f"{where}.priority", "expected an integer")
     stdin = t.get("stdin")
     if stdin is not None and not isinstance(stdin, str):

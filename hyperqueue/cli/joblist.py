@@ -29,13 +29,25 @@ def parse_states(value: str | None, allowed: tuple[str, ...]) -> list[str] | Non
     return states
 
 
+def all_jobs(client, states=None) -> list[dict]:
+    """Every job (or those in `states`), asked page by page (`JobListPageRequest`)."""
+    from ..protocol import messages as m
+
+    out: list[dict] = []
+    after = -1
+    while after is not None:
+        resp = client.request(m.JobListPageRequest(states, after))
+        out.extend(resp.items)
+        after = resp.next
+    return out
+
+
 def list_jobs(all_: bool, states: list[str] | None, verbose: bool) -> None:
     from ..client.blocking import BlockingClient
-    from ..protocol import messages as m
     from .main import output, server_root
 
     with BlockingClient(server_root()) as client:
-        jobs = client.request(m.JobListRequest(None)).jobs
+        jobs = all_jobs(client)
     total = len(jobs)
     if states is not None:
         shown = [j for j in jobs if j["state"].lower() in states]

@@ -46,6 +46,12 @@ def _stdio(value: str | None, default: str, stream: str | None = None):
     return StdioDef(value)
 
 
+def _check_priority(_ctx, _param, value):
+    if value is not None and not -(2**31) <= value < 2**31:
+        raise click.BadParameter(f"{value} is not in the range -2147483648<=x<=2147483647")
+    return value
+
+
 def _crash_limit(value: str | None) -> int:
     from ..core.model import (CRASH_LIMIT_NEVER_RESTART, CRASH_LIMIT_UNLIMITED,
                               DEFAULT_CRASH_LIMIT)
@@ -60,7 +66,7 @@ def _crash_limit(value: str | None) -> int:
         n = int(value)
     except ValueError:
         n = -1
-    if n <= 0:
+    if n <= 0 or n > 2**32 - 1:
         raise click.BadParameter("expected a positive number, 'never-restart' or 'unlimited'",
                                  param_hint="'--crash-limit'")
     return n
@@ -91,7 +97,8 @@ def submit_options(f):
                      help="Run each task on this many whole workers of one group"),
         click.option("--time-request", type=DURATION,
                      help="Minimal remaining worker lifetime to start a task"),
-        click.option("--priority", type=int, default=0, help="Higher runs first"),
+        click.option("--priority", type=int, default=0, help="Higher runs first",
+                     callback=_check_priority),
         click.option("--time-limit", type=DURATION, help="Per-task time limit"),
         click.option("--max-fails", type=click.IntRange(0),
                      help="Cancel the rest of the job when more tasks fail"),

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from ._click import click
 from .common import RANGES, SelectorType, connect
-from .job import TASK_STATES, _states_option, _stdio_text
+from .job import (TASK_STATES, _states_option, _stdio_text, fetch_tasks, missing_items,
+                  missing_text)
 from .main import output
 from .output import duration, jsonify_times, local_time, resources_text
 
@@ -44,18 +45,24 @@ def list_(job_selector, tasks, task_status, verbose):
 
     states = _states_option(task_status, TASK_STATES, "'--task-status'")
     task_sel = Selector.of_ids(tasks).to_wire() if tasks is not None else None
+    out = output()
     with connect() as client:
         resp = client.request(m.JobInfoRequest(job_selector.to_wire(), True, task_sel, states))
-    for jid in resp.missing:
-        output().note(f"Job {jid} not found")
-    out = output()
+        for item in missing_items(resp.missing):
+            out.note(missing_text(item, "Job", "Jobs", " not found"))
+        if out.is_quiet:
+            # Printed page by page as the server sends them: bounded memory, and the first
+            # lines of a huge array come at once.
+            def print_page(tasks):
+                for t in tasks:
+                    out.line(f"{t['id']} {t['state'].upper()}")
+            for d in resp.jobs:
+                fetch_tasks(client, d, task_sel, states, on_page=print_page)
+            return
+        for d in resp.jobs:
+            fetch_tasks(client, d, task_sel, states)
     if out.is_json:
         out.json({str(d["info"]["id"]): jsonify_times(d["tasks"]) for d in resp.jobs})
-        return
-    if out.is_quiet:
-        for d in resp.jobs:
-            for t in d["tasks"]:
-                out.line(f"{t['id']} {t['state'].upper()}")
         return
     multi = len(resp.jobs) > 1
     rows = []
@@ -80,16 +87,22 @@ def info(job_selector, task_selector, verbose):
 
     if job_selector.kind == "ids" and len(job_selector.ids) != 1:
         raise click.BadParameter("expected a single job id or 'last'")
+    task_sel = Selector.of_ids(task_selector).to_wire()
     with connect() as client:
-        resp = client.request(m.JobInfoRequest(job_selector.to_wire(), True,
-                                               Selector.of_ids(task_selector).to_wire()))
-    if not resp.jobs:
-        raise HqError(f"Job {job_selector.to_text()} not found")
-    d = resp.jobs[0]
-    found = {t["id"] for t in d["tasks"]}
-    for tid in task_selector:
-        if tid not in found:
-            output().note(f"Task {tid} not found")
+        resp = client.request(m.JobInfoRequest(job_selector.to_wire(), True, task_sel))
+        if not resp.jobs:
+            raise HqError(f"Job {job_selector.to_text()} not found")
+        d = resp.jobs[0]
+        fetch_tasks(client, d, task_sel, None)
+    found = [t["id"] for t in d["tasks"]]
+    missing = task_selector.without_members(found)
+    from .job import MISSING_LINES
+
+    # In the order the ids were given, as before (ranges beyond MISSING_LINES ids).
+    items = list(missing) if len(missing) <= MISSING_LINES else missing_items(
+        [list(r) for r in missing.ranges])
+    for item in items:
+        output().note(missing_text(item, "Task", "Tasks", " not found"))
     out = output()
     if out.is_json:
         out.json(jsonify_times(d["tasks"]))

@@ -270,8 +270,10 @@ def info(selector):
 
     with connect() as client:
         resp = client.request(m.WorkerInfoRequest(selector.to_wire()))
-    for wid in resp.missing:
-        output().note(f"Worker {wid} not found")
+    from .job import missing_items, missing_text
+
+    for item in missing_items(resp.missing):
+        output().note(missing_text(item, "Worker", "Workers", " not found"))
     print_workers(resp.workers, detailed=True)
 
 
@@ -283,6 +285,9 @@ def stop(selector):
 
     with connect() as client:
         results = client.request(m.StopWorkersRequest(selector.to_wire())).results
+    from .job import item_results
+
+    results = item_results(results)
     out = output()
     if out.is_json:
         out.json([{"id": wid, "result": text} for wid, text in results])

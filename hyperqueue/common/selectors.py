@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from ..core.limits import MAX_RANGES
 from ..core.ranges import IntRanges
 
-__all__ = ["Selector", "parse_selector"]
+__all__ = ["Selector", "parse_selector", "select_ids", "missing_to_wire", "missing_from_wire"]
 
 _KINDS = ("all", "last", "ids")
 
@@ -45,6 +46,20 @@ class Selector:
             return [existing_ids[-1]] if existing_ids else []
         return sorted(self.ids)  # type: ignore[arg-type]
 
+    def select(self, existing) -> tuple[list[int], IntRanges]:
+        """The existing ids targeted (ascending) and the targeted ids that do not exist.
+
+        Never expands the selector: see `select_ids`.
+
+        Args:
+            existing: the ids that exist (a dict, set or sorted list; `in` and iteration).
+        """
+        if self.kind == "all":
+            return sorted(existing), IntRanges.from_ids(())
+        if self.kind == "last":
+            return ([max(existing)] if existing else []), IntRanges.from_ids(())
+        return select_ids(self.ids, existing)  # type: ignore[arg-type]
+
     def to_text(self) -> str:
         """`all`, `last` or the ranges text (`1,3,5-8`)."""
         return self.kind if self.ids is None else self.ids.to_text()
@@ -64,6 +79,8 @@ class Selector:
             raise ValueError(f"Invalid selector {obj!r}")
         if not isinstance(obj, (list, tuple)):
             raise ValueError(f"Invalid selector: expected 'all', 'last' or a list of ranges, got {type(obj).__name__}")
+        if len(obj) > MAX_RANGES:
+            raise ValueError(f"Invalid selector: more than {MAX_RANGES} ranges")
         return cls("ids", IntRanges.from_ranges(obj))
 
     def __eq__(self, other: object) -> bool:
@@ -96,4 +113,32 @@ def parse_selector(text: str, *, allow_all: bool = True, allow_last: bool = True
         if not allow_last:
             raise ValueError("'last' is not allowed here")
         return Selector("last")
-    return Selector("ids", IntRanges.parse(text))
+    ids = IntRanges.parse(text)
+    if len(ids.ranges) > MAX_RANGES:
+        raise ValueError(f"Invalid selector: more than {MAX_RANGES} ranges")
+    return Selector("ids", ids)
+
+
+def select_ids(ids: IntRanges, existing) -> tuple[list[int], IntRanges]:
+    """`(found, missing)`: the ids of `ids` that are in `existing`, ascending, and the rest.
+
+    Iterates over whichever side is smaller: a selector `0-4294967295` against three existing
+    ids costs three membership tests, a selector of three ids against a million existing ids
+    three lookups. Never expands `ids` beyond the size of `existing`.
+    """
+    if len(ids) <= len(existing):
+        found = sorted(x for x in ids if x in existing)
+    else:
+        found = sorted(x for x in existing if x in ids)
+    missing = ids.without_members(found) if found else ids
+    return found, missing
+
+
+def missing_to_wire(missing: IntRanges) -> list:
+    """The wire form of "ids that were not found": `[start, end, step]` triples sorted by start."""
+    return [list(r) for r in missing.sorted_ranges()]
+
+
+def missing_from_wire(obj) -> IntRanges:
+    """Inverse of `missing_to_wire`. Raises ValueError on anything malformed."""
+    return IntRanges.from_ranges(obj)

@@ -9,8 +9,24 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from .limits import (MAX_ID, MAX_LIST_LEN, MAX_NAME_LEN, MAX_PRIORITY, MAX_STRING_LEN,
+                     check_duration)
 from .ranges import IntRanges
 from .resources import ResourceRequest
+
+
+def _check_str(v, what: str, max_len: int = MAX_STRING_LEN, optional: bool = False) -> None:
+    if v is None and optional:
+        return
+    if not isinstance(v, str):
+        raise ValueError(f"{what} must be a string")
+    if len(v) > max_len:
+        raise ValueError(f"{what} is longer than {max_len} characters")
+
+
+def _check_bool(v, what: str) -> None:
+    if not isinstance(v, bool):
+        raise ValueError(f"{what} must be true or false")
 
 
 class TaskState(IntEnum):
@@ -127,9 +143,11 @@ class StdioDef:
         if not (isinstance(obj, list) and len(obj) in (2, 3)):
             raise ValueError("stdio definition must be [path, rm_if_finished, streamed]")
         path, rm = obj[0], obj[1]
-        if path is not None and not isinstance(path, str):
-            raise ValueError("stdio path must be a string or null")
-        return cls(path, bool(rm), bool(obj[2]) if len(obj) == 3 else False)
+        _check_str(path, "stdio path", optional=True)
+        _check_bool(rm, "stdio rm_if_finished")
+        streamed = obj[2] if len(obj) == 3 else False
+        _check_bool(streamed, "stdio streamed")
+        return cls(path, rm, streamed)
 
     def __eq__(self, other):
         return isinstance(other, StdioDef) and self.to_wire() == other.to_wire()
@@ -165,17 +183,18 @@ class ProgramDef:
             raise ValueError("malformed program definition")
         args, env, cwd, out, err, stdin, task_dir = obj[:7]
         stream = obj[7] if len(obj) == 8 else None
-        if stream is not None and not isinstance(stream, str):
-            raise ValueError("program stream directory must be a string or null")
-        if not (isinstance(args, list) and args and all(isinstance(a, str) for a in args)):
+        _check_str(stream, "program stream directory", optional=True)
+        if not (isinstance(args, list) and 0 < len(args) <= MAX_LIST_LEN
+                and all(isinstance(a, str) and len(a) <= MAX_STRING_LEN for a in args)):
             raise ValueError("program arguments must be a non-empty list of strings")
-        if not (isinstance(env, dict) and all(
-                isinstance(k, str) and isinstance(v, str) for k, v in env.items())):
+        if not (isinstance(env, dict) and len(env) <= MAX_LIST_LEN and all(
+                isinstance(k, str) and isinstance(v, str) and len(k) <= MAX_STRING_LEN
+                and len(v) <= MAX_STRING_LEN for k, v in env.items())):
             raise ValueError("program environment must map strings to strings")
-        if not isinstance(cwd, str):
-            raise ValueError("program cwd must be a string")
+        _check_str(cwd, "program cwd")
         if stdin is not None and not isinstance(stdin, bytes):
             raise ValueError("program stdin must be bytes or null")
+        _check_bool(task_dir, "program task_dir")
         stdout, stderr = StdioDef.from_wire(out), StdioDef.from_wire(err)
         if (stdout.streamed or stderr.streamed) and stream is None:
             raise ValueError("a streamed channel needs a stream directory")
@@ -183,6 +202,7 @@ class ProgramDef:
 
 
 MAX_VARIANTS = 32
+MAX_RESOURCES = 1024  # resource pools of one worker
 
 
 class TaskTemplate:
@@ -230,14 +250,17 @@ class TaskTemplate:
         if not (isinstance(obj, list) and len(obj) == 6):
             raise ValueError("malformed task template")
         program, request, time_limit, priority, crash_limit, pin = obj
-        if time_limit is not None and not (isinstance(time_limit, (int, float)) and time_limit > 0):
-            raise ValueError("time limit must be a positive number of seconds")
-        if not isinstance(priority, int) or not isinstance(crash_limit, int) or crash_limit < -1:
-            raise ValueError("priority and crash limit must be integers")
-        if pin not in (None, "taskset", "omp"):
-            raise ValueError(f"invalid pin mode {pin!r}")
-        if not isinstance(request, list):
-            raise ValueError("resource requests must be a list of variants")
+        if time_limit is not None:
+            time_limit = check_duration(time_limit, "time limit")
+        if type(priority) is not int or not -MAX_PRIORITY - 1 <= priority <= MAX_PRIORITY:
+            raise ValueError(f"priority must be an integer between {-MAX_PRIORITY - 1} and "
+                             f"{MAX_PRIORITY}")
+        if type(crash_limit) is not int or not -1 <= crash_limit <= MAX_ID:
+            raise ValueError(f"crash limit must be an integer between -1 and {MAX_ID}")
+        if pin is not None and pin not in ("taskset", "omp"):
+            raise ValueError(f"invalid pin mode {str(pin)[:50]!r}")
+        if not (isinstance(request, list) and 1 <= len(request) <= MAX_VARIANTS):
+            raise ValueError(f"resource requests must be a list of 1 to {MAX_VARIANTS} variants")
         requests = [ResourceRequest.from_wire(r) for r in request]
         if any(r.n_nodes for r in requests) and len(requests) > 1:
             raise ValueError("a multi-node task cannot have resource variants")
@@ -306,7 +329,7 @@ class Task:
 class Job:
     __slots__ = ("id", "name", "max_fails", "is_open", "submit_dir", "submit_date",
                  "cancel_reason", "batches", "tasks", "bulk", "counts", "n_tasks",
-                 "started_at", "finished_at", "workers_used", "_id_set")
+                 "started_at", "finished_at", "workers_used", "_id_set", "sorted_record_ids")
 
     def __init__(self, job_id: int, name: str, max_fails: int | None, is_open: bool,
                  submit_dir: str, submit_date: float):
@@ -327,6 +350,7 @@ class Job:
         self.finished_at: float | None = None
         self.workers_used: dict[int, str] = {}
         self._id_set: IntRanges | None = None
+        self.sorted_record_ids: list[int] | None = None  # cache of core.views
 
     @property
     def n_completed(self) -> int:
@@ -372,10 +396,16 @@ class Job:
 
     def all_ids(self) -> IntRanges:
         if self._id_set is None:
-            acc = IntRanges.from_ids(())
-            for b in self.batches:
-                acc = acc.union(b.ids)
-            self._id_set = acc
+            # One sort of all the ranges (the batches never share an id): linear in the
+            # number of ranges, not quadratic in the number of batches.
+            rs = sorted(r for b in self.batches for r in b.ids.ranges)
+            out: list = []
+            for r in rs:
+                if out and out[-1][2] == 1 and r[2] == 1 and out[-1][1] + 1 == r[0]:
+                    out[-1] = (out[-1][0], r[1], 1)
+                else:
+                    out.append(r)
+            self._id_set = IntRanges(tuple(out), self.n_tasks)
         return self._id_set
 
     def add_batch(self, batch: TaskBatch) -> None:
@@ -431,20 +461,32 @@ class WorkerConfig:
         if not (isinstance(obj, list) and len(obj) == len(cls.FIELDS)):
             raise ValueError("malformed worker configuration")
         kw = dict(zip(cls.FIELDS, obj))
-        if not isinstance(kw["hostname"], str) or not isinstance(kw["resources"], list):
-            raise ValueError("malformed worker configuration")
+        _check_str(kw["hostname"], "worker hostname", MAX_NAME_LEN)
+        if not (isinstance(kw["resources"], list) and len(kw["resources"]) <= MAX_RESOURCES):
+            raise ValueError(f"worker resources must be a list of at most {MAX_RESOURCES}")
+        _check_str(kw["group"], "worker group", MAX_NAME_LEN)
+        _check_str(kw["work_dir"], "worker work_dir")
+        _check_str(kw["manager"], "worker manager", MAX_NAME_LEN, optional=True)
+        _check_str(kw["manager_job_id"], "worker manager job id", MAX_NAME_LEN, optional=True)
+        _check_str(kw["listen_address"], "worker listen address", MAX_NAME_LEN)
+        if type(kw["pid"]) is not int or not 0 <= kw["pid"] <= MAX_ID:
+            raise ValueError(f"worker pid must be an integer between 0 and {MAX_ID}")
+        mu = kw["min_utilization"]
+        if isinstance(mu, bool) or not isinstance(mu, (int, float)) or not 0 <= mu <= 1:
+            raise ValueError("worker min_utilization must be a number between 0 and 1")
         kw["resources"] = [ResourceDef.from_wire(r) for r in kw["resources"]]
         for f in ("time_limit", "idle_timeout", "overview_interval", "reconnect_timeout"):
-            if kw[f] is not None and not isinstance(kw[f], (int, float)):
-                raise ValueError(f"worker {f} must be a number")
-        if not isinstance(kw["heartbeat"], (int, float)) or kw["heartbeat"] <= 0:
-            raise ValueError("worker heartbeat must be a positive number")
+            if kw[f] is not None:
+                kw[f] = check_duration(kw[f], f"worker {f}", allow_zero=True)
+        kw["heartbeat"] = check_duration(kw["heartbeat"], "worker heartbeat")
         coupling = kw["coupling"]
         if coupling is None:
             kw["coupling"] = []
-        elif not (isinstance(coupling, list) and all(
+        elif not (isinstance(coupling, list) and len(coupling) <= MAX_LIST_LEN and all(
                 isinstance(c, list) and len(c) == 5 and isinstance(c[0], str)
-                and isinstance(c[2], str) and all(isinstance(x, int) for x in (c[1], c[3], c[4]))
+                and isinstance(c[2], str) and len(c[0]) <= MAX_NAME_LEN
+                and len(c[2]) <= MAX_NAME_LEN
+                and all(type(x) is int and 0 <= x <= MAX_ID for x in (c[1], c[3], c[4]))
                 for c in coupling)):
             raise ValueError("malformed resource coupling")
         if kw["on_server_lost"] not in ("stop", "finish-running", "reconnect"):

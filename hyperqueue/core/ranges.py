@@ -19,10 +19,15 @@ from heapq import heappop, heappush, merge
 from itertools import chain
 from math import gcd
 
-__all__ = ["IntRanges", "compress_ids", "MAX_ID"]
+__all__ = ["IntRanges", "compress_ids", "MAX_ID", "MAX_INTERLEAVE"]
 
 #: Largest accepted id (ids are u32 upstream).
 MAX_ID = 2**32 - 1
+
+#: At most this many ranges of one parsed/decoded set may cover the same point with their
+#: [start, end] intervals (stepped ranges such as `0-99:2,1-99:2` interleave). It keeps the
+#: overlap check and membership tests of outside input linear instead of quadratic.
+MAX_INTERLEAVE = 64
 
 # Compiled on first use (re caches it): importing this module stays cheap.
 _ITEM_PAT = r"([0-9][0-9_]*)(?:\s*-\s*([0-9][0-9_]*)(?:\s*:\s*([0-9][0-9_]*))?)?\Z"
@@ -46,35 +51,44 @@ def _normalize(start: int, end: int, step: int) -> Range:
     return (start, end, step)
 
 
-def _share_id(a: Range, b: Range) -> bool:
-    """True when the two arithmetic ranges have an id in common."""
+def _meet(a: Range, b: Range) -> Range | None:
+    """The ids the two arithmetic ranges have in common, as one normalized range, or None."""
     s1, e1, k1 = a
     s2, e2, k2 = b
     lo = s1 if s1 > s2 else s2
     hi = e1 if e1 < e2 else e2
     if lo > hi:
-        return False
+        return None
     if k1 == 1 and k2 == 1:
-        return True
+        return (lo, hi, 1)
     # Solve x = s1 (mod k1), x = s2 (mod k2), then look for such an x in [lo, hi].
     g = gcd(k1, k2)
     diff = s2 - s1
     if diff % g:
-        return False
+        return None
     m = k2 // g
     t = (diff // g) * pow(k1 // g, -1, m) % m if m > 1 else 0
     x0 = s1 + k1 * t
     lcm = k1 // g * k2
     x = lo + (x0 - lo) % lcm
-    return x <= hi
+    if x > hi:
+        return None
+    return _normalize(x, hi, lcm)
 
 
-def _find_conflict(first: tuple[Range, ...], second: tuple[Range, ...] | None):
+def _share_id(a: Range, b: Range) -> bool:
+    """True when the two arithmetic ranges have an id in common."""
+    return _meet(a, b) is not None
+
+
+def _find_conflict(first: tuple[Range, ...], second: tuple[Range, ...] | None,
+                   max_active: int | None = None):
     """A pair of ranges sharing an id, or None.
 
     With `second` None, looks for a conflict among the ranges of `first`; otherwise only for pairs
     with one range from each side. A sweep over the starts: O(r log r) unless stepped ranges
-    interleave heavily.
+    interleave heavily. With `max_active`, more than that many ranges covering one point raise
+    ValueError (bounds the sweep for outside input).
     """
     if second is None:
         if all(first[i][1] < first[i + 1][0] for i in range(len(first) - 1)):
@@ -88,6 +102,8 @@ def _find_conflict(first: tuple[Range, ...], second: tuple[Range, ...] | None):
         start = r[0]
         while active and active[0][0] < start:
             heappop(active)
+        if max_active is not None and len(active) >= max_active:
+            raise ValueError(f"Invalid ranges: more than {max_active} ranges interleave")
         for _end, _seq, other, other_side in active:
             if (second is None or other_side != side) and _share_id(other, r):
                 return (other, r)
@@ -105,7 +121,7 @@ def _parse_number(text: str, item: str) -> int:
 class IntRanges:
     """An immutable, compact set of non-negative ids, iterated in the order of its ranges."""
 
-    __slots__ = ("_ranges", "_len", "_starts", "_hash")
+    __slots__ = ("_ranges", "_len", "_starts", "_hash", "_layers")
 
     def __init__(self, ranges: tuple[Range, ...] = (), _length: int | None = None):
         # Internal: `ranges` must already be normalized and free of shared ids.
@@ -116,6 +132,7 @@ class IntRanges:
         self._len = _length
         self._starts: list[int] | bool | None = None
         self._hash: int | None = None
+        self._layers: list | None = None
 
     # ----------------------------------------------------------------------------- constructors
 
@@ -174,7 +191,11 @@ class IntRanges:
             out.append(r)
         ranges = tuple(out)
         if len(ranges) > 1:
-            conflict = _find_conflict(ranges, None)
+            try:
+                conflict = _find_conflict(ranges, None, MAX_INTERLEAVE)
+            except ValueError:
+                raise ValueError(f"Invalid range '{text[:100]}': more than {MAX_INTERLEAVE} "
+                                 "stepped ranges interleave") from None
             if conflict is not None:
                 a, b = conflict
                 raise ValueError(
@@ -239,7 +260,7 @@ class IntRanges:
                 raise ValueError(f"Invalid range {item!r}: the step must be greater than 0")
             out.append(_normalize(start, end, step))
         ranges_t = tuple(out)
-        if len(ranges_t) > 1 and _find_conflict(ranges_t, None) is not None:
+        if len(ranges_t) > 1 and _find_conflict(ranges_t, None, MAX_INTERLEAVE) is not None:
             raise ValueError("Invalid ranges: two ranges overlap")
         return cls(ranges_t)
 
@@ -295,22 +316,146 @@ class IntRanges:
             self._starts = starts
         return starts or None
 
+    def _get_layers(self) -> list[tuple[list[int], list[int]]]:
+        """The ranges split into chains of sorted, non-overlapping [start, end] intervals, as
+        `(starts, range indices)` pairs (one chain unless stepped ranges interleave). Cached."""
+        layers = self._layers
+        if layers is None:
+            rs = self._ranges
+            if self._sorted_starts() is not None:
+                layers = [([r[0] for r in rs], list(range(len(rs))))]
+            else:
+                layers = []
+                ends: list[tuple[int, int]] = []  # heap of (last end, layer number)
+                for i in sorted(range(len(rs)), key=lambda i: rs[i][0]):
+                    s, e, _k = rs[i]
+                    if ends and ends[0][0] < s:
+                        _, n = heappop(ends)
+                    else:
+                        n = len(layers)
+                        layers.append(([], []))
+                    layers[n][0].append(s)
+                    layers[n][1].append(i)
+                    heappush(ends, (e, n))
+            self._layers = layers
+        return layers
+
+    def locate(self, x: int) -> int | None:
+        """Index in `ranges` of the range holding `x`, or None. O(layers * log ranges)."""
+        rs = self._ranges
+        if len(rs) <= 8:
+            for i, (s, e, k) in enumerate(rs):
+                if s <= x <= e and (x - s) % k == 0:
+                    return i
+            return None
+        for starts, idxs in self._get_layers():
+            j = bisect_right(starts, x) - 1
+            if j >= 0:
+                i = idxs[j]
+                s, e, k = rs[i]
+                if x <= e and (x - s) % k == 0:
+                    return i
+        return None
+
     def __contains__(self, x: object) -> bool:
         if type(x) is not int:
             return False
+        return self.locate(x) is not None
+
+    def sorted_ranges(self) -> tuple[Range, ...]:
+        """The ranges ordered by start (iterating them in that order is ascending only when no
+        stepped ranges interleave; see `iter_sorted`)."""
+        if self._sorted_starts() is not None:
+            return self._ranges
+        return tuple(sorted(self._ranges))
+
+    def iter_sorted(self, after: int = -1) -> Iterator[int]:
+        """The ids greater than `after`, ascending, lazily (no expansion): costs
+        O(layers * log ranges) to start, then O(log layers) per id."""
         rs = self._ranges
-        if len(rs) > 8:
-            starts = self._sorted_starts()
-            if starts is not None:
-                i = bisect_right(starts, x) - 1
-                if i < 0:
-                    return False
-                s, e, k = rs[i]
-                return x <= e and (x - s) % k == 0
-        for s, e, k in rs:
-            if s <= x <= e and (x - s) % k == 0:
-                return True
-        return False
+        chains = []
+        for starts, idxs in self._get_layers():
+            j = max(bisect_right(starts, after) - 1, 0)
+
+            def chain_from(j=j, idxs=idxs):
+                for i in idxs[j:]:
+                    s, e, k = rs[i]
+                    if e <= after:
+                        continue
+                    if s <= after:
+                        s = s + ((after - s) // k + 1) * k
+                    yield from range(s, e + 1, k)
+            chains.append(chain_from())
+        if len(chains) == 1:
+            return chains[0]
+        return merge(*chains)
+
+    def intersection(self, other: "IntRanges") -> "IntRanges":
+        """The ids in both sets, ranges sorted by start. O((r1 + r2) log) when neither side has
+        interleaving stepped ranges; never expands the ranges."""
+        if not self._ranges or not other._ranges:
+            return _EMPTY
+        tagged = sorted([(r, 0) for r in self._ranges] + [(r, 1) for r in other._ranges])
+        active: list[tuple[int, int, Range, int]] = []
+        out: list[Range] = []
+        for seq, (r, side) in enumerate(tagged):
+            while active and active[0][0] < r[0]:
+                heappop(active)
+            for _end, _seq, o, o_side in active:
+                if o_side != side:
+                    m = _meet(o, r)
+                    if m is not None:
+                        out.append(m)
+            heappush(active, (r[1], seq, r, side))
+        if not out:
+            return _EMPTY
+        out.sort()
+        merged: list[Range] = [out[0]]
+        for r in out[1:]:
+            p = merged[-1]
+            if p[2] == 1 and r[2] == 1 and p[1] + 1 == r[0]:
+                merged[-1] = (p[0], r[1], 1)
+            else:
+                merged.append(r)
+        return IntRanges(tuple(merged))
+
+    def without_members(self, members: Iterable[int]) -> "IntRanges":
+        """This set minus `members`, which must all be in it (e.g. the ids found among a
+        selection). Ranges that lose an id are split; the others are kept as they are.
+        O(len(members) * log ranges)."""
+        by_range: dict[int, list[int]] = {}
+        n = 0
+        for x in members:
+            i = self.locate(x)
+            if i is None:
+                raise ValueError(f"{x} is not in {self!r}")
+            by_range.setdefault(i, []).append(x)
+            n += 1
+        if not by_range:
+            return self
+        out: list[Range] = []
+        for i, r in enumerate(self._ranges):
+            points = by_range.get(i)
+            if points is None:
+                out.append(r)
+                continue
+            s, e, k = r
+            cur = s
+            for p in sorted(set(points)):
+                if p - k >= cur:
+                    out.append(_normalize(cur, p - k, k))
+                cur = p + k
+            if cur <= e:
+                out.append(_normalize(cur, e, k))
+        return IntRanges(tuple(out))
+
+    def after(self, x: int) -> "IntRanges":
+        """The ids greater than `x`."""
+        if x < 0:
+            return self
+        if x >= MAX_ID:
+            return _EMPTY
+        return self.intersection(IntRanges(((x + 1, MAX_ID, 1),)))
 
     def min(self) -> int:
         """The smallest id. Raises ValueError when empty."""

@@ -8,6 +8,7 @@ wake-up, after all pending reactions (batching on the hot path).
 from __future__ import annotations
 
 from collections import deque
+from itertools import islice
 
 from .model import (
     CRASH_LIMIT_NEVER_RESTART,
@@ -22,8 +23,18 @@ from .model import (
     WorkerState,
 )
 from .outbox import Outbox
-from .ranges import IntRanges
+from .limits import MAX_LIST_LEN
+from .ranges import IntRanges, _find_conflict
 from .state import Core, cursor_remaining, queue_key, task_amounts
+
+
+#: Tasks of a submit with dependencies get records at once: at most this many.
+MAX_GRAPH_TASKS = MAX_LIST_LEN
+#: Task -> dependency edges of one submit (each task of a batch has the batch's deps).
+MAX_GRAPH_EDGES = 4 * MAX_LIST_LEN
+#: Ranges of one submit (with the job's existing ones) covering one point: bounds the overlap
+#: sweep (stepped arrays interleave; ordinary submits have one range over any point).
+MAX_SUBMIT_INTERLEAVE = 1024
 
 
 class SubmitError(ValueError):
@@ -106,23 +117,37 @@ def submit(core: Core, outbox: Outbox, spec: SubmitSpec, now: float) -> Job:
     else:
         job = None
         existing = IntRanges.from_ids(())
-    # Validate ids and dependencies before touching anything.
-    seen = existing
+    # Validate ids and dependencies before touching anything. Everything here works on the
+    # ranges and on the explicit dependency lists, never on the expanded ids.
+    new_ranges = [r for b in spec.batches for r in b.ids.ranges]
     for b in spec.batches:
         if len(b.ids) == 0:
             raise SubmitError("a task array with no task ids")
-        if seen.overlaps(b.ids):
+    if len(spec.batches) > 1 or existing:
+        # One sweep over all ranges (existing and new): linear for ordinary submits.
+        new = tuple(new_ranges)
+        if len(spec.batches) > 1 and _find_conflict(new, None, MAX_SUBMIT_INTERLEAVE):
             raise SubmitError("Task ids collide: some ids already exist in the job")
-        seen = seen.union(b.ids)
+        if existing and _find_conflict(existing.ranges, new, MAX_SUBMIT_INTERLEAVE):
+            raise SubmitError("Task ids collide: some ids already exist in the job")
     graph = any(b.deps for b in spec.batches)
     if graph:
+        n_new = sum(len(b.ids) for b in spec.batches)
+        if n_new > MAX_GRAPH_TASKS:
+            raise SubmitError(f"A submit with dependencies can have at most {MAX_GRAPH_TASKS} "
+                              "tasks")
+        n_edges = sum(len(b.ids) * len(b.deps) for b in spec.batches)
+        if n_edges > MAX_GRAPH_EDGES:
+            raise SubmitError(f"A submit with dependencies can have at most {MAX_GRAPH_EDGES} "
+                              "task dependencies in total")
+        owner = _RangeOwner(spec.batches)
         for b in spec.batches:
             for d in b.deps:
-                if d not in seen:
-                    raise SubmitError(f"Invalid dependency: task {d} does not exist in the job")
                 if d in b.ids:
                     raise SubmitError(f"Invalid dependency: task {d} depends on itself")
-        _check_acyclic(spec.batches)
+                if owner.batch_of(d) is None and d not in existing:
+                    raise SubmitError(f"Invalid dependency: task {d} does not exist in the job")
+        _check_acyclic(spec.batches, owner)
         if job is not None:
             # A task still in compact array form has no record to hang consumers on; refuse
             # here, before anything changes, rather than half-way through creating the tasks.
@@ -207,30 +232,62 @@ def submit(core: Core, outbox: Outbox, spec: SubmitSpec, now: float) -> Job:
     return job
 
 
-def _check_acyclic(batches: list[BatchSpec]) -> None:
-    deps = {}
-    for b in batches:
-        for tid in b.ids:
-            deps[tid] = b.deps
-    indegree = {t: 0 for t in deps}
-    consumers: dict[int, list[int]] = {}
-    for t, ds in deps.items():
-        for d in ds:
-            if d in deps:
-                indegree[t] += 1
-                consumers.setdefault(d, []).append(t)
-    ready = deque(t for t, n in indegree.items() if n == 0)
+class _RangeOwner:
+    """Which batch of a submit holds a task id: a lookup over the ranges (never expanded)."""
+
+    __slots__ = ("ids", "owner")
+
+    def __init__(self, batches: list[BatchSpec]):
+        ranges = []
+        owner = []
+        for i, b in enumerate(batches):
+            for r in b.ids.ranges:
+                ranges.append(r)
+                owner.append(i)
+        self.ids = IntRanges(tuple(ranges))
+        self.owner = owner
+
+    def batch_of(self, task_id: int) -> int | None:
+        i = self.ids.locate(task_id)
+        return None if i is None else self.owner[i]
+
+
+def _check_acyclic(batches: list[BatchSpec], owner: _RangeOwner) -> None:
+    """Refuses a dependency cycle among the new tasks.
+
+    Every task of a batch has the batch's dependencies, so the tasks form a cycle exactly when
+    the batches do (an edge from a batch to the batch holding each of its dependencies; a task
+    depending on its own batch was refused before). The check is on the batches and the
+    explicit dependency lists: O(batches + dependencies), whatever the number of tasks.
+    """
+    n = len(batches)
+    consumers: list[set[int]] = [set() for _ in range(n)]
+    indegree = [0] * n
+    for i, b in enumerate(batches):
+        targets = set()
+        for d in b.deps:
+            j = owner.batch_of(d)
+            if j is not None:
+                targets.add(j)
+        indegree[i] = len(targets)
+        for j in targets:
+            consumers[j].add(i)
+    ready = deque(i for i in range(n) if indegree[i] == 0)
     seen = 0
     while ready:
-        t = ready.popleft()
+        j = ready.popleft()
         seen += 1
-        for c in consumers.get(t, ()):
+        for c in consumers[j]:
             indegree[c] -= 1
             if indegree[c] == 0:
                 ready.append(c)
-    if seen != len(deps):
-        cyc = sorted(t for t, n in indegree.items() if n > 0)
-        raise SubmitError(f"Invalid dependency: the tasks {cyc[:10]} form a dependency cycle")
+    if seen != n:
+        cyc: list[int] = []  # the 10 smallest ids of the tasks left, as before
+        for i in range(n):
+            if indegree[i] > 0:
+                cyc.extend(islice(batches[i].ids.iter_sorted(), 10))
+        raise SubmitError(
+            f"Invalid dependency: the tasks {sorted(cyc)[:10]} form a dependency cycle")
 
 
 def close_job(core: Core, outbox: Outbox, job: Job, now: float) -> bool:

@@ -41,6 +41,25 @@ KINDS = ("list", "range", "groups", "sum")
 CPUS = "cpus"
 #: Largest numeric index of a range pool (indices are u32 upstream).
 MAX_INDEX = 2**32 - 1
+#: Largest amount in units (sum sizes, requested amounts, weights): u64 upstream.
+MAX_AMOUNT = 2**63 - 1
+#: Entries/labels/groups accepted from the wire for one request or pool.
+_MAX_WIRE_ITEMS = 1 << 20
+_MAX_WIRE_NAME = 4096
+
+
+def _wire_name(obj, what: str) -> str:
+    name = obj
+    if not isinstance(name, str) or len(name) > _MAX_WIRE_NAME:
+        raise ValueError(f"Invalid {what}: the name must be a string of at most "
+                         f"{_MAX_WIRE_NAME} characters")
+    return name
+
+
+def _wire_amount(v, what: str) -> int:
+    if type(v) is not int or not 0 < v <= MAX_AMOUNT:
+        raise ValueError(f"Invalid {what}: expected an integer between 1 and {MAX_AMOUNT}")
+    return v
 
 # Patterns are compiled on first use (re caches them): importing this module stays cheap.
 _AMOUNT_PAT = r"([0-9][0-9_]*)?(?:\.([0-9]+))?\Z"
@@ -88,6 +107,13 @@ def format_amount(units: int) -> str:
     if not frac:
         return str(whole)
     return f"{whole}.{frac:04d}".rstrip("0")
+
+
+def _check_labels(name: str, labels: list) -> None:
+    for label in labels:
+        if isinstance(label, str) and len(label) > _MAX_WIRE_NAME:
+            raise ValueError(f"Invalid resource definition of '{name}': a label is longer than "
+                             f"{_MAX_WIRE_NAME} characters")
 
 
 def validate_resource_name(name: str) -> str:
@@ -304,24 +330,29 @@ class ResourceDef:
             raise ValueError("Invalid resource definition: expected a map")
         name = obj.get("name")
         kind = obj.get("kind")
-        if not isinstance(name, str) or kind not in KINDS:
+        _wire_name(name, "resource definition")
+        if not isinstance(kind, str) or kind not in KINDS:
             raise ValueError("Invalid resource definition: bad name or kind")
         expected = {"sum": {"size"}, "range": {"start", "end"}, "list": {"labels"},
                     "groups": {"groups"}}[kind] | {"name", "kind"}
         if set(obj) != expected:
             raise ValueError(f"Invalid resource definition of '{name}': unexpected fields")
         if kind == "sum":
-            return cls(name, "sum", size=obj["size"])
+            return cls(name, "sum", size=_wire_amount(obj["size"], f"size of '{name}'"))
         if kind == "range":
             return cls(name, "range", start=obj["start"], end=obj["end"])
         if kind == "list":
             labels = obj["labels"]
-            if not isinstance(labels, list):
+            if not isinstance(labels, list) or len(labels) > _MAX_WIRE_ITEMS:
                 raise ValueError(f"Invalid resource definition of '{name}': labels must be a list")
+            _check_labels(name, labels)
             return cls(name, "list", (labels,))
         groups = obj["groups"]
-        if not isinstance(groups, list) or not all(isinstance(g, list) for g in groups):
+        if not isinstance(groups, list) or not all(isinstance(g, list) for g in groups) or (
+                sum(len(g) for g in groups) > _MAX_WIRE_ITEMS):
             raise ValueError(f"Invalid resource definition of '{name}': groups must be lists")
+        for g in groups:
+            _check_labels(name, g)
         return cls(name, "groups", groups)
 
     def _key(self):
@@ -540,8 +571,11 @@ class ResourceRequestEntry:
         if not isinstance(obj, (list, tuple)) or len(obj) != 3:
             raise ValueError("Invalid resource request entry: expected [name, amount, policy]")
         name, amount, policy = obj
-        if not isinstance(name, str) or not isinstance(policy, str):
+        _wire_name(name, "resource request entry")
+        if not isinstance(policy, str) or len(policy) > 16:
             raise ValueError("Invalid resource request entry: name and policy must be strings")
+        if amount != ALL or type(amount) is not int:
+            _wire_amount(amount, f"amount of '{name}'")
         return cls(name, amount, policy)
 
     def _key(self):
@@ -669,8 +703,15 @@ class ResourceRequest:
         if not isinstance(obj, dict) or set(obj) != {"entries", "n_nodes", "min_time", "weight"}:
             raise ValueError("Invalid resource request: expected {entries, n_nodes, min_time, weight}")
         entries = obj["entries"]
-        if not isinstance(entries, list):
+        if not isinstance(entries, list) or len(entries) > 1024:
             raise ValueError("Invalid resource request: entries must be a list")
+        n_nodes, min_time, weight = obj["n_nodes"], obj["min_time"], obj["weight"]
+        if type(n_nodes) is not int or not 0 <= n_nodes <= MAX_INDEX:
+            raise ValueError(f"Invalid resource request: nodes must be between 0 and {MAX_INDEX}")
+        from .limits import check_duration
+
+        check_duration(min_time, "minimal time", allow_zero=True)
+        _wire_amount(weight, "resource request weight")
         return cls(
             [ResourceRequestEntry.from_wire(e) for e in entries],
             obj["n_nodes"],

@@ -145,9 +145,8 @@ class Core:
         t = job.tasks.get(task_id)
         if t is not None:
             return t.state
-        for batch in job.batches:
-            if position_of(batch.ids, task_id) is not None:
-                return unmaterialized_state(job, task_id)
+        if task_id in job.all_ids():  # a lookup over the ranges, whatever the job's size
+            return unmaterialized_state(job, task_id)
         return None
 
     # -- invariants -----------------------------------------------------------------------

@@ -16,6 +16,8 @@ from .model import (
     TaskState,
     Worker,
 )
+from bisect import bisect_right
+
 from .placeholders import resolve_task_paths
 from .resources import ALL
 from .state import Core, unmaterialized_state
@@ -121,35 +123,104 @@ def task_view(core: Core, job: Job, task: Task | None, task_id: int, state: Task
     return out
 
 
-def job_tasks(core: Core, job: Job, ids=None, states: list[str] | None = None) -> list[dict]:
-    """Views of the job's tasks (all, or the given ids), in ascending id order."""
-    wanted_states = None
-    if states is not None:
-        wanted_states = {s for name in states for s in _STATE_BY_NAME.get(name, ())}
-    out = []
-    if wanted_states is not None and wanted_states <= _ONLY_WITH_RECORDS:
+#: Task views in one answer (the CLI asks for the next page with `TaskPageRequest`).
+TASK_PAGE = 10_000
+#: Task ids examined for one answer: a state filter may skip most of a huge array, and every
+#: answer must stay short so the server keeps serving others between pages.
+TASK_SCAN = 100_000
+
+
+def _wanted_states(states: list[str] | None):
+    if states is None:
+        return None
+    return {s for name in states for s in _STATE_BY_NAME.get(name, ())}
+
+
+def sorted_record_ids(job: Job) -> list[int]:
+    """The ids of the job's task records, ascending. Cached on the job: records are only ever
+    added (in dict order), so an update sorts the old list plus the new ids (linear)."""
+    cache = job.sorted_record_ids
+    n = len(job.tasks)
+    if cache is None or len(cache) != n:
+        if cache is None:
+            cache = sorted(job.tasks)
+        else:
+            from itertools import islice
+
+            cache = cache + list(islice(job.tasks, len(cache), None))
+            cache.sort()
+        job.sorted_record_ids = cache
+    return cache
+
+
+def job_tasks_page(core: Core, job: Job, ids=None, states: list[str] | None = None,
+                   after: int = -1, limit: int = TASK_PAGE,
+                   scan: int = TASK_SCAN) -> tuple[list[dict], int | None]:
+    """Views of the job's tasks with an id greater than `after` (all, or those in the
+    `IntRanges` `ids`), ascending, and where to continue: `(views, next_after)`, with
+    `next_after` None when nothing is left. At most `limit` views and `scan` examined ids:
+    bounded work, whatever the size of the arrays (they are walked as ranges, never expanded).
+    """
+    wanted = _wanted_states(states)
+    out: list[dict] = []
+    scanned = 0
+    if wanted is not None and wanted <= _ONLY_WITH_RECORDS:
         # Running, finished and failed tasks always have records: no need to walk the arrays
         # (`job info` of a million-task job asks for the failed ones only).
-        for tid in sorted(job.tasks):
-            task = job.tasks[tid]
-            if task.state in wanted_states and (ids is None or tid in ids):
+        tids = sorted_record_ids(job)
+        tasks = job.tasks
+        for i in range(bisect_right(tids, after), len(tids)):
+            tid = tids[i]
+            scanned += 1
+            task = tasks[tid]
+            if task.state in wanted and (ids is None or tid in ids):
                 out.append(task_view(core, job, task, tid, task.state, task.batch))
-        return out
-    for batch in job.batches:
-        for tid in batch.ids:
-            if ids is not None and tid not in ids:
-                continue
-            task = job.tasks.get(tid)
-            state = task.state if task is not None else unmaterialized_state(job, tid)
-            if wanted_states is not None and state not in wanted_states:
-                continue
-            out.append(task_view(core, job, task, tid, state, batch))
-    out.sort(key=lambda v: v["id"])
-    return out
+            if len(out) >= limit or scanned >= scan:
+                return out, (tid if i + 1 < len(tids) else None)
+        return out, None
+    candidates = job.all_ids() if ids is None else ids.intersection(job.all_ids())
+    tasks = job.tasks
+    last = None
+    for tid in candidates.iter_sorted(after):
+        if last is not None:
+            return out, last  # the page is full and there is more
+        scanned += 1
+        task = tasks.get(tid)
+        if task is not None:
+            state = task.state
+        else:
+            state = unmaterialized_state(job, tid)
+        if wanted is None or state in wanted:
+            out.append(task_view(core, job, task, tid, state,
+                                 task.batch if task is not None else None))
+        if len(out) >= limit or scanned >= scan:
+            last = tid
+    return out, None
+
+
+def job_tasks(core: Core, job: Job, ids=None, states: list[str] | None = None) -> list[dict]:
+    """Views of all the job's tasks (or the given ids), ascending. Unbounded: for tests and
+    small jobs; the server answers clients page by page (`job_tasks_page`)."""
+    out: list[dict] = []
+    after = -1
+    while True:
+        page, after = job_tasks_page(core, job, ids, states, after)
+        out.extend(page)
+        if after is None:
+            return out
 
 
 def job_detail(core: Core, job: Job, with_tasks: bool, task_ids=None,
-               task_states: list[str] | None = None) -> dict:
+               task_states: list[str] | None = None, task_limit: int = TASK_PAGE) -> dict:
+    """The job's details with its first page of tasks; `tasks_next` is where the next page
+    starts (`TaskPageRequest`), None when `tasks` holds them all. `task_limit` 0 sends no
+    tasks and `tasks_next` -1 (start from the beginning)."""
+    if not with_tasks:
+        tasks, nxt = [], None
+    elif task_limit <= 0:
+        tasks, nxt = [], -1
+    else:
+        tasks, nxt = job_tasks_page(core, job, task_ids, task_states, -1, task_limit)
     return {
         "info": job_info(job),
         "max_fails": job.max_fails,
@@ -159,7 +230,8 @@ def job_detail(core: Core, job: Job, with_tasks: bool, task_ids=None,
         "submit_dir": job.submit_dir,
         "workers": sorted(set(job.workers_used.values())),
         "submits": [{"array": batch_view(b)} for b in job.batches],
-        "tasks": job_tasks(core, job, task_ids, task_states) if with_tasks else [],
+        "tasks": tasks,
+        "tasks_next": nxt,
     }
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import cbor2
 
+from ..core.limits import MAX_ID, MAX_LIST_LEN, MAX_NAME_LEN, MAX_STRING_LEN
 from .errors import ProtocolError
 
 if TYPE_CHECKING:
@@ -41,50 +42,105 @@ NUM = _is(int, float)
 ANY = lambda v: v  # noqa: E731 - selectors/views validate themselves where they are used
 
 
-def _list_of(check):
+def _int_in(lo: int, hi: int, what: str = "integer") -> Callable[[Any], int]:
+    def check(v):
+        if type(v) is not int or not lo <= v <= hi:
+            raise ValueError(f"{what} must be an integer between {lo} and {hi}")
+        return v
+    return check
+
+
+def _str_max(n: int, what: str = "string") -> Callable[[Any], str]:
+    def check(v):
+        if not isinstance(v, str):
+            raise ValueError(f"{what}: expected str, got {type(v).__name__}")
+        if len(v) > n:
+            raise ValueError(f"{what} is longer than {n} characters")
+        return v
+    return check
+
+
+ID = _int_in(0, MAX_ID, "an id")  # job, task and worker ids (u32)
+SEQ = _int_in(0, 2**63 - 1, "a sequence number")
+INSTANCE = _int_in(0, MAX_ID, "a task instance")
+COUNT = _int_in(0, MAX_ID, "a count")
+NAME = _str_max(MAX_NAME_LEN, "a name")
+TEXT = _str_max(MAX_STRING_LEN, "a string")
+
+
+def _list_of(check, max_len: int = MAX_LIST_LEN):
     def conv(v):
         if not isinstance(v, list):
             raise ValueError("expected a list")
+        if len(v) > max_len:
+            raise ValueError(f"a list of more than {max_len} items")
         return [check(x) for x in v]
     return conv
+
+
+def _selector(v):
+    """A job/worker/task selector on the wire: checked here (ids, range count, interleaving),
+    kept in wire form (handlers build the `Selector` where they use it)."""
+    from ..common.selectors import Selector
+
+    Selector.from_wire(v)
+    return v
+
+
+def _id_ranges(v):
+    """`[start, end, step]` triples (the ids that were not found)."""
+    from ..core.ranges import IntRanges
+
+    if not isinstance(v, list):
+        raise ValueError("expected a list of id ranges")
+    IntRanges.from_ranges(v)
+    return v
 
 
 def _dicts(v):
     return _list_of(DICT)(v)
 
 
+def _is_id(x) -> bool:
+    return type(x) is int and 0 <= x <= MAX_ID
+
+
 def _task_update(v):
     if not (isinstance(v, list) and len(v) == 5):
         raise ValueError("malformed task update")
     kind, job, task, inst, err = v
-    if kind not in (0, 1, 2) or not all(isinstance(x, int) for x in (job, task, inst)):
+    if type(kind) is not int or kind not in (0, 1, 2) or not all(
+            _is_id(x) for x in (job, task, inst)):
         raise ValueError("malformed task update")
-    if err is not None and not isinstance(err, str):
+    if err is not None and not (isinstance(err, str) and len(err) <= MAX_STRING_LEN):
         raise ValueError("malformed task update")
     return v
 
 
 def _task_ref(v):
-    if not (isinstance(v, list) and len(v) == 3 and all(isinstance(x, int) for x in v)):
+    if not (isinstance(v, list) and len(v) == 3 and all(_is_id(x) for x in v)):
         raise ValueError("malformed task reference")
     return v
 
 
 def _compute_task(v):
-    if not (isinstance(v, list) and len(v) == 7 and all(isinstance(x, int) for x in v[:4])
-            and isinstance(v[5], int)):
+    from ..core.model import MAX_VARIANTS
+
+    if not (isinstance(v, list) and len(v) == 7 and all(_is_id(x) for x in v[:4])
+            and type(v[5]) is int and 0 <= v[5] < MAX_VARIANTS):
         raise ValueError("malformed task assignment")
-    if v[4] is not None and not isinstance(v[4], bytes):
+    if v[4] is not None and not (isinstance(v[4], bytes) and len(v[4]) <= MAX_STRING_LEN):
         raise ValueError("malformed task entry")
-    if v[6] is not None and not (isinstance(v[6], list) and v[6]
-                                 and all(isinstance(h, str) for h in v[6])):
+    if v[6] is not None and not (isinstance(v[6], list) and 0 < len(v[6]) <= MAX_LIST_LEN
+                                 and all(isinstance(h, str) and len(h) <= MAX_NAME_LEN
+                                         for h in v[6])):
         raise ValueError("malformed node list")
     return v
 
 
 def _template_entry(v):
-    if not (isinstance(v, list) and len(v) == 3 and isinstance(v[0], int)
-            and isinstance(v[2], str)):
+    if not (isinstance(v, list) and len(v) == 3 and _is_id(v[0])
+            and isinstance(v[2], str) and len(v[2]) <= MAX_STRING_LEN):
         raise ValueError("malformed template")
     return [v[0], _template(v[1]), v[2]]
 
@@ -93,14 +149,41 @@ def _batch(v):
     if not (isinstance(v, list) and len(v) == 4):
         raise ValueError("malformed task batch")
     template, ids, entries, deps = v
-    if not isinstance(ids, str):
+    if not (isinstance(ids, str) and len(ids) <= MAX_STRING_LEN):
         raise ValueError("batch ids must be a range string")
-    if entries is not None and not (isinstance(entries, list)
-                                    and all(isinstance(e, bytes) for e in entries)):
+    if entries is not None and not (isinstance(entries, list) and len(entries) <= MAX_LIST_LEN
+                                    and all(isinstance(e, bytes) and len(e) <= MAX_STRING_LEN
+                                            for e in entries)):
         raise ValueError("batch entries must be a list of bytes")
-    if not (isinstance(deps, list) and all(isinstance(d, int) for d in deps)):
+    if not (isinstance(deps, list) and len(deps) <= MAX_LIST_LEN
+            and all(_is_id(d) for d in deps)):
         raise ValueError("batch dependencies must be a list of task ids")
     return [_template(template), ids, entries, deps]
+
+
+def _item_result(v):
+    """`[id or [start, end, step], status, ...numbers]` (ids not found come as ranges)."""
+    if not (isinstance(v, list) and 1 <= len(v) <= 4):
+        raise ValueError("malformed item result")
+    first = v[0]
+    if isinstance(first, list):
+        _id_ranges([first])
+    elif type(first) is not int or first < 0:
+        raise ValueError("malformed item result")
+    for x in v[1:]:
+        if not ((isinstance(x, str) and len(x) <= MAX_NAME_LEN)
+                or (type(x) is int and 0 <= x <= 2**63)):
+            raise ValueError("malformed item result")
+    return v
+
+
+_STATE_NAMES = _list_of(NAME, 64)
+
+
+def _duration(v):
+    from ..core.limits import check_duration
+
+    return check_duration(v, "duration", allow_zero=True)
 
 
 # The model is imported on first use: most CLI calls never decode a template or a worker
@@ -213,7 +296,7 @@ class StopServerRequest(Message):
     pass
 
 
-@message(FROM_CLIENT, 3, name=STR, max_fails=_opt(INT), submit_dir=STR, job_id=_opt(INT),
+@message(FROM_CLIENT, 3, name=NAME, max_fails=_opt(COUNT), submit_dir=TEXT, job_id=_opt(ID),
          batches=_list_of(_batch))
 class SubmitRequest(Message):
     name: str
@@ -223,13 +306,14 @@ class SubmitRequest(Message):
     batches: list  # [TaskTemplate, ids text, entries | None, deps]
 
 
-@message(FROM_CLIENT, 4, states=_opt(_list_of(STR)))
+@message(FROM_CLIENT, 4, states=_opt(_STATE_NAMES))
 class JobListRequest(Message):
+    """The first page of jobs (at most `JOB_PAGE`); use JobListPageRequest for all."""
     states: list | None  # None = every job
 
 
-@message(FROM_CLIENT, 5, selector=ANY, with_tasks=BOOL, task_selector=ANY,
-         task_states=_opt(_list_of(STR)))
+@message(FROM_CLIENT, 5, selector=_selector, with_tasks=BOOL, task_selector=_opt(_selector),
+         task_states=_opt(_STATE_NAMES))
 class JobInfoRequest(Message):
     selector: Any
     with_tasks: bool
@@ -237,13 +321,13 @@ class JobInfoRequest(Message):
     task_states: list | None = None
 
 
-@message(FROM_CLIENT, 6, selector=ANY, reason=_opt(STR))
+@message(FROM_CLIENT, 6, selector=_selector, reason=_opt(NAME))
 class CancelJobsRequest(Message):
     selector: Any
     reason: str | None
 
 
-@message(FROM_CLIENT, 7, selector=ANY, without_close=BOOL)
+@message(FROM_CLIENT, 7, selector=_selector, without_close=BOOL)
 class WaitJobsRequest(Message):
     selector: Any
     without_close: bool
@@ -254,40 +338,40 @@ class WorkerListRequest(Message):
     include_offline: bool
 
 
-@message(FROM_CLIENT, 9, selector=ANY)
+@message(FROM_CLIENT, 9, selector=_selector)
 class WorkerInfoRequest(Message):
     selector: Any
 
 
-@message(FROM_CLIENT, 10, selector=ANY)
+@message(FROM_CLIENT, 10, selector=_selector)
 class StopWorkersRequest(Message):
     selector: Any
 
 
-@message(FROM_CLIENT, 11, name=STR, max_fails=_opt(INT), submit_dir=STR)
+@message(FROM_CLIENT, 11, name=NAME, max_fails=_opt(COUNT), submit_dir=TEXT)
 class OpenJobRequest(Message):
     name: str
     max_fails: int | None
     submit_dir: str
 
 
-@message(FROM_CLIENT, 12, selector=ANY)
+@message(FROM_CLIENT, 12, selector=_selector)
 class CloseJobsRequest(Message):
     selector: Any
 
 
-@message(FROM_CLIENT, 13, selector=ANY, states=_list_of(STR))
+@message(FROM_CLIENT, 13, selector=_selector, states=_STATE_NAMES)
 class ForgetJobsRequest(Message):
     selector: Any
     states: list
 
 
-@message(FROM_CLIENT, 14, action=STR)
+@message(FROM_CLIENT, 14, action=NAME)
 class JournalRequest(Message):
     action: str  # "flush" or "prune"
 
 
-@message(FROM_CLIENT, 16, job_id=ANY, task_id=INT)
+@message(FROM_CLIENT, 16, job_id=_selector, task_id=ID)
 class TaskExplainRequest(Message):
     job_id: Any  # a job selector (single id or last)
     task_id: int
@@ -298,6 +382,23 @@ class StreamEventsRequest(Message):
     live: bool  # False: the history only (replay); True: then follow new events (stream)
 
 
+@message(FROM_CLIENT, 17, job_id=ID, task_selector=_opt(_selector),
+         task_states=_opt(_STATE_NAMES), after=_int_in(-1, MAX_ID, "a task id"))
+class TaskPageRequest(Message):
+    """The next page of a job's tasks: those with an id greater than `after`."""
+    job_id: int
+    task_selector: Any
+    task_states: list | None
+    after: int
+
+
+@message(FROM_CLIENT, 18, states=_opt(_STATE_NAMES), after=_int_in(-1, MAX_ID, "a job id"))
+class JobListPageRequest(Message):
+    """Jobs with an id greater than `after` (`job list` asks page by page)."""
+    states: list | None
+    after: int
+
+
 # -- server -> client -------------------------------------------------------------------------------
 
 
@@ -306,41 +407,48 @@ class ServerInfoResponse(Message):
     info: dict
 
 
-@message(TO_CLIENT, 102, message=_opt(STR))
+@message(TO_CLIENT, 102, message=_opt(TEXT))
 class OkResponse(Message):
     message: str | None = None
 
 
-@message(TO_CLIENT, 103, message=STR)
+@message(TO_CLIENT, 103, message=TEXT)
 class ErrorResponse(Message):
     message: str
 
 
-@message(TO_CLIENT, 104, job_id=INT)
+@message(TO_CLIENT, 104, job_id=ID)
 class SubmitResponse(Message):
     job_id: int
 
 
-@message(TO_CLIENT, 105, jobs=_dicts, missing=_list_of(INT))
+@message(TO_CLIENT, 105, jobs=_dicts, missing=_id_ranges)
 class JobsResponse(Message):
     jobs: list
-    missing: list
+    missing: list  # [start, end, step] triples: the selected ids that are no job
 
 
-@message(TO_CLIENT, 106, results=_list_of(LIST))
+@message(TO_CLIENT, 106, results=_list_of(_item_result))
 class ItemResultsResponse(Message):
-    results: list  # [[id, text], ...]
+    results: list  # [[id, text, ...], ...]; ids not found as [[start, end, step], text, ...]
 
 
-@message(TO_CLIENT, 107, workers=_dicts, missing=_list_of(INT))
+@message(TO_CLIENT, 107, workers=_dicts, missing=_id_ranges)
 class WorkersResponse(Message):
     workers: list
-    missing: list
+    missing: list  # [start, end, step] triples
 
 
 @message(TO_CLIENT, 109, explanation=DICT)
 class ExplainResponse(Message):
     explanation: dict
+
+
+@message(TO_CLIENT, 110, items=_dicts, next=_opt(_int_in(-1, MAX_ID, "an id")))
+class PageResponse(Message):
+    """One page of a long listing (tasks of a job, jobs)."""
+    items: list
+    next: int | None  # where the next page starts (the request's `after`); None: no more
 
 
 @message(TO_CLIENT, 108, events=_list_of(LIST), done=BOOL)
@@ -356,7 +464,7 @@ def _previous(v):
     if v is None:
         return None
     if not (isinstance(v, list) and len(v) == 2 and isinstance(v[0], str)
-            and isinstance(v[1], int)):
+            and len(v[0]) <= MAX_NAME_LEN and _is_id(v[1])):
         raise ValueError("malformed previous registration")
     return v
 
@@ -372,7 +480,7 @@ class RegisterWorker(Message):
     results: list = []
 
 
-@message(FROM_WORKER, 202, seq=INT, updates=_list_of(_task_update))
+@message(FROM_WORKER, 202, seq=SEQ, updates=_list_of(_task_update))
 class TaskUpdates(Message):
     seq: int  # increasing per connection; the server confirms results up to a seq
     updates: list  # [kind, job, task, instance, error | None]
@@ -389,7 +497,7 @@ class Heartbeat(Message):
     pass
 
 
-@message(FROM_WORKER, 204, reason=STR)
+@message(FROM_WORKER, 204, reason=NAME)
 class WorkerStopping(Message):
     reason: str  # a WorkerState name: IDLE_TIMEOUT, TIME_LIMIT_REACHED, CONNECTION_LOST
 
@@ -397,7 +505,7 @@ class WorkerStopping(Message):
 # -- server -> worker -------------------------------------------------------------------------------
 
 
-@message(TO_WORKER, 301, worker_id=INT, server_uid=STR, idle_timeout=_opt(NUM),
+@message(TO_WORKER, 301, worker_id=ID, server_uid=NAME, idle_timeout=_opt(_duration),
          rejected=_list_of(_task_ref))
 class WorkerRegistered(Message):
     worker_id: int
@@ -427,7 +535,7 @@ class RetractTasks(Message):
     tasks: list  # [job, task, instance] prefilled tasks the server wants back
 
 
-@message(TO_WORKER, 305, seq=INT)
+@message(TO_WORKER, 305, seq=SEQ)
 class ConfirmResults(Message):
     seq: int  # task results of TaskUpdates up to this seq are durable: the worker drops them
 

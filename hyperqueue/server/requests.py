@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
 
 import trio
 
-from ..common.selectors import Selector
+from ..common.selectors import Selector, missing_to_wire
 from ..core import reactor, views
 from ..core.model import JobState
 from ..core.ranges import IntRanges
@@ -20,6 +21,10 @@ _JOB_FILTERS = {
     "failed": JobState.FAILED, "canceled": JobState.CANCELED, "aborted": JobState.ABORTED,
     "opened": JobState.OPENED,
 }
+
+
+JOB_PAGE = 10_000  # job views in one answer
+JOB_SCAN = 100_000  # jobs examined for one answer (a state filter may skip most)
 
 
 class Waiter:
@@ -55,12 +60,12 @@ class ClientRequests:
         await self.server.reported()
         return response
 
-    def _select_jobs(self, wire) -> tuple[list, list[int]]:
+    def _select_jobs(self, wire) -> tuple[list, IntRanges]:
+        """The selected jobs (ascending ids) and the selected ids that are no job. Resolved
+        against the jobs that exist: a selector `0-4294967295` is never expanded."""
         sel = Selector.from_wire(wire)
-        ids = sel.resolve(sorted(self.core.jobs))
-        jobs = [self.core.jobs[i] for i in ids if i in self.core.jobs]
-        missing = [i for i in ids if i not in self.core.jobs]
-        return jobs, missing
+        found, missing = sel.select(self.core.jobs)
+        return [self.core.jobs[i] for i in found], missing
 
     def _changed(self):
         self.server.kick()
@@ -101,32 +106,68 @@ class ClientRequests:
                                req.submit_dir, time.time())
         return m.SubmitResponse(job.id)
 
-    async def on_JobListRequest(self, req: m.JobListRequest):
-        states = None
-        if req.states is not None:
-            try:
-                states = {_JOB_FILTERS[s] for s in req.states}
-            except KeyError as e:
-                raise ValueError(f"unknown job state {e.args[0]!r}") from None
+    def _job_states(self, names):
+        if names is None:
+            return None
+        try:
+            return {_JOB_FILTERS[s] for s in names}
+        except KeyError as e:
+            raise ValueError(f"unknown job state {e.args[0]!r}") from None
+
+    def _jobs_page(self, states, after: int) -> tuple[list, int | None]:
+        """Views of jobs with an id greater than `after`: at most JOB_PAGE views and JOB_SCAN
+        examined jobs per answer, and where to continue (None: no more)."""
+        keys = sorted(self.core.jobs)  # linear: jobs are added with increasing ids
+        start = bisect.bisect_right(keys, after)
         out = []
-        for job in self.core.jobs.values():
-            if states is not None and job.state() not in states:
-                continue
-            out.append(views.job_info(job))
+        jobs = self.core.jobs
+        for i in range(start, min(len(keys), start + JOB_SCAN)):
+            job = jobs[keys[i]]
+            if states is None or job.state() in states:
+                out.append(views.job_info(job))
+                if len(out) >= JOB_PAGE:
+                    return out, (keys[i] if i + 1 < len(keys) else None)
+        end = start + JOB_SCAN
+        return out, (keys[end - 1] if end < len(keys) else None)
+
+    async def on_JobListRequest(self, req: m.JobListRequest):
+        out, _nxt = self._jobs_page(self._job_states(req.states), -1)
         return m.JobsResponse(out, [])
+
+    async def on_JobListPageRequest(self, req: m.JobListPageRequest):
+        out, nxt = self._jobs_page(self._job_states(req.states), req.after)
+        return m.PageResponse(out, nxt)
+
+    @staticmethod
+    def _task_ids(wire) -> IntRanges | None:
+        """The task ids of a task selector (None: every task). `all`/`last` are refused."""
+        if wire is None:
+            return None
+        sel = Selector.from_wire(wire)
+        if sel.ids is None:
+            raise ValueError("a task selector must list task ids")
+        return sel.ids
 
     async def on_JobInfoRequest(self, req: m.JobInfoRequest):
         jobs, missing = self._select_jobs(req.selector)
-        task_ids = None
-        if req.task_selector is not None:
-            task_ids = Selector.from_wire(req.task_selector)
+        task_ids = self._task_ids(req.task_selector)
         out = []
+        budget = views.TASK_PAGE  # task views in this answer, over all jobs
         for job in jobs:
-            ids = None
-            if task_ids is not None:
-                ids = set(task_ids.resolve(list(job.all_ids())))
-            out.append(views.job_detail(self.core, job, req.with_tasks, ids, req.task_states))
-        return m.JobsResponse(out, missing)
+            d = views.job_detail(self.core, job, req.with_tasks, task_ids, req.task_states,
+                                 budget)
+            budget -= len(d["tasks"])
+            out.append(d)
+        return m.JobsResponse(out, missing_to_wire(missing))
+
+    async def on_TaskPageRequest(self, req: m.TaskPageRequest):
+        """The next page of a job's tasks (after `job info`/`task list` sent the first)."""
+        job = self.core.jobs.get(req.job_id)
+        if job is None:
+            raise ValueError(f"Job {req.job_id} not found")
+        task_ids = self._task_ids(req.task_selector)
+        tasks, nxt = views.job_tasks_page(self.core, job, task_ids, req.task_states, req.after)
+        return m.PageResponse(tasks, nxt)
 
     async def on_CancelJobsRequest(self, req: m.CancelJobsRequest):
         sel = Selector.from_wire(req.selector)
@@ -141,7 +182,7 @@ class ClientRequests:
                 results.append([job.id, "canceled", n, job.task_stats()["finished"]])
             else:
                 results.append([job.id, "finished", 0, job.task_stats()["finished"]])
-        results.extend([i, "not-found", 0, 0] for i in missing)
+        results.extend([r, "not-found", 0, 0] for r in missing_to_wire(missing))
         self._changed()
         return m.ItemResultsResponse(results)
 
@@ -154,7 +195,7 @@ class ClientRequests:
                 continue
             ok = reactor.close_job(self.core, self.server.outbox, job, time.time())
             results.append([job.id, "closed" if ok else "not-open"])
-        results.extend([i, "not-found"] for i in missing)
+        results.extend([r, "not-found"] for r in missing_to_wire(missing))
         self._changed()
         return m.ItemResultsResponse(results)
 
@@ -182,7 +223,7 @@ class ClientRequests:
                 if waiter in self.server.waiters:
                     self.server.waiters.remove(waiter)
         out = [views.job_info(self.core.jobs[j.id]) for j in jobs if j.id in self.core.jobs]
-        return m.JobsResponse(out, missing)
+        return m.JobsResponse(out, missing_to_wire(missing))
 
     @staticmethod
     def _job_done(job, without_close: bool) -> bool:
@@ -209,7 +250,7 @@ class ClientRequests:
 
         jobs, missing = self._select_jobs(req.job_id)
         if not jobs:
-            raise ValueError(f"Job {missing[0] if missing else ''} not found".strip())
+            raise ValueError(f"Job {missing.min() if missing else ''} not found".strip())
         job = jobs[0]
         task = job.tasks.get(req.task_id)
         state = self.core.task_state(job, req.task_id)
@@ -255,26 +296,26 @@ class ClientRequests:
                if req.include_offline or w.is_running]
         return m.WorkersResponse(out, [])
 
-    def _select_workers(self, wire):
+    def _select_workers(self, wire) -> tuple[list, IntRanges]:
         sel = Selector.from_wire(wire)
         ws = self.core.workers
+        found, missing = sel.select(ws)
         if sel.kind == "all":
-            ids = [i for i in sorted(ws) if ws[i].is_running]
-        else:
-            ids = sel.resolve(sorted(ws))
-        return [ws[i] for i in ids if i in ws], [i for i in ids if i not in ws]
+            found = [i for i in found if ws[i].is_running]
+        return [ws[i] for i in found], missing
 
     async def on_WorkerInfoRequest(self, req: m.WorkerInfoRequest):
         workers, missing = self._select_workers(req.selector)
         now = time.time()
-        return m.WorkersResponse([views.worker_view(w, now) for w in workers], missing)
+        return m.WorkersResponse([views.worker_view(w, now) for w in workers],
+                                 missing_to_wire(missing))
 
     async def on_StopWorkersRequest(self, req: m.StopWorkersRequest):
         workers, missing = self._select_workers(req.selector)
         results = []
         for w in workers:
             results.append([w.id, reactor.stop_worker(self.core, self.server.outbox, w)])
-        results.extend([i, "worker not found"] for i in missing)
+        results.extend([r, "worker not found"] for r in missing_to_wire(missing))
         self._changed()
         return m.ItemResultsResponse(results)
 

@@ -1,0 +1,348 @@
+"""Every field of every decoded message is validated (issue 10, item 2): out-of-range ids,
+counts, priorities, durations, string and list lengths become a ProtocolError for that one
+connection, never another exception and never a message that carries them."""
+
+from __future__ import annotations
+
+import math
+
+import cbor2
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hyperqueue.core.limits import MAX_DURATION, MAX_ID, MAX_NAME_LEN, MAX_STRING_LEN
+from hyperqueue.core.model import ProgramDef, StdioDef, TaskTemplate, WorkerConfig
+from hyperqueue.core.resources import ResourceDef, ResourceRequest, ResourceRequestEntry
+from hyperqueue.protocol import messages as m
+from hyperqueue.protocol.errors import ProtocolError
+
+
+def _template():
+    prog = ProgramDef(["echo", "hi"], {"A": "1"}, "/tmp", StdioDef("/o"), StdioDef(None),
+                      None, False, None)
+    req = ResourceRequest([ResourceRequestEntry("cpus", 10000, "compact")], 0, 0.0, 10000)
+    return TaskTemplate(prog, [req], 10.0, 0, 5, None)
+
+
+def _config():
+    return WorkerConfig("host", [ResourceDef.range_of("cpus", 0, 3),
+                                 ResourceDef("mem", "sum", size=10000)],
+                        time_limit=100.0, idle_timeout=5.0, overview_interval=1.0,
+                        reconnect_timeout=2.0, coupling=[])
+
+
+SAMPLES = {
+    m.ServerInfoRequest: m.ServerInfoRequest(),
+    m.StopServerRequest: m.StopServerRequest(),
+    m.SubmitRequest: m.SubmitRequest("job", 3, "/submit", 1,
+                                     [[_template(), "0-3", None, [7]]]),
+    m.JobListRequest: m.JobListRequest(["waiting"]),
+    m.JobInfoRequest: m.JobInfoRequest([[1, 5, 1]], True, [[0, 9, 1]], ["failed"]),
+    m.CancelJobsRequest: m.CancelJobsRequest([[1, 1, 1]], "why"),
+    m.WaitJobsRequest: m.WaitJobsRequest("all", False),
+    m.WorkerListRequest: m.WorkerListRequest(True),
+    m.WorkerInfoRequest: m.WorkerInfoRequest([[1, 2, 1]]),
+    m.StopWorkersRequest: m.StopWorkersRequest("last"),
+    m.OpenJobRequest: m.OpenJobRequest("job", None, "/submit"),
+    m.CloseJobsRequest: m.CloseJobsRequest([[1, 1, 1]]),
+    m.ForgetJobsRequest: m.ForgetJobsRequest("all", ["finished"]),
+    m.JournalRequest: m.JournalRequest("flush"),
+    m.TaskExplainRequest: m.TaskExplainRequest([[1, 1, 1]], 0),
+    m.StreamEventsRequest: m.StreamEventsRequest(False),
+    m.TaskPageRequest: m.TaskPageRequest(1, [[0, 100, 1]], ["waiting"], 5),
+    m.ServerInfoResponse: m.ServerInfoResponse({"a": 1}),
+    m.OkResponse: m.OkResponse("ok"),
+    m.ErrorResponse: m.ErrorResponse("bad"),
+    m.SubmitResponse: m.SubmitResponse(1),
+    m.JobsResponse: m.JobsResponse([{"a": 1}], [[2, 2, 1], [5, MAX_ID, 1]]),
+    m.ItemResultsResponse: m.ItemResultsResponse([[1, "canceled", 2, 3],
+                                                  [[4, 9, 1], "not-found", 0, 0]]),
+    m.WorkersResponse: m.WorkersResponse([{"a": 1}], [[3, 3, 1]]),
+    m.ExplainResponse: m.ExplainResponse({"a": 1}),
+    m.EventsResponse: m.EventsResponse([[1.0, "x", {}]], True),
+    m.PageResponse: m.PageResponse([{"id": 1}], 1),
+    m.JobListPageRequest: m.JobListPageRequest(["waiting"], 7),
+    m.RegisterWorker: m.RegisterWorker(_config(), ["uid", 3], [[1, 2, 0]],
+                                       [[1, 1, 2, 0, None]]),
+    m.TaskUpdates: m.TaskUpdates(4, [[2, 1, 2, 0, "err"]]),
+    m.TasksRetracted: m.TasksRetracted([[1, 2, 0]], [[1, 3, 0]]),
+    m.Heartbeat: m.Heartbeat(),
+    m.WorkerStopping: m.WorkerStopping("IDLE_TIMEOUT"),
+    m.WorkerRegistered: m.WorkerRegistered(1, "uid", 3.0, [[1, 2, 0]]),
+    m.ComputeTasks: m.ComputeTasks([[1, _template(), "/submit"]],
+                                   [[1, 2, 0, 1, b"entry", 0, ["h1", "h2"]]]),
+    m.CancelTasks: m.CancelTasks([[1, 2, 0]]),
+    m.StopWorkerCommand: m.StopWorkerCommand(),
+    m.RetractTasks: m.RetractTasks([[1, 2, 0]]),
+    m.ConfirmResults: m.ConfirmResults(3),
+}
+
+
+def _wire(msg):
+    """The message as plain CBOR data (nested objects already in wire form)."""
+    return cbor2.loads(m.encode(msg))
+
+
+def test_every_message_type_has_a_sample_that_decodes():
+    registered = {cls for table in m._REGISTRY.values() for cls in table.values()}
+    assert registered == set(SAMPLES), registered ^ set(SAMPLES)
+    for cls, msg in SAMPLES.items():
+        data = m.encode(msg)
+        assert m.encode(m.decode(data, cls.DIRECTION)) == data
+
+
+def _decode_wire(wire, direction):
+    return m.decode(cbor2.dumps(wire), direction)
+
+
+def _set(obj, path, value):
+    obj = _copy(obj)
+    cur = obj
+    for key in path[:-1]:
+        cur = cur[key]
+    cur[path[-1]] = value
+    return obj
+
+
+def _copy(obj):
+    if isinstance(obj, list):
+        return [_copy(x) for x in obj]
+    if isinstance(obj, dict):
+        return {k: _copy(v) for k, v in obj.items()}
+    return obj
+
+
+def _paths(obj, prefix=()):
+    """Every position inside a wire value (list indices and dict keys), depth first."""
+    out = []
+    if isinstance(obj, list):
+        for i, x in enumerate(obj):
+            out.append(prefix + (i,))
+            out.extend(_paths(x, prefix + (i,)))
+    elif isinstance(obj, dict):
+        for k, x in obj.items():
+            out.append(prefix + (k,))
+            out.extend(_paths(x, prefix + (k,)))
+    return out
+
+
+# -- hand-made out-of-range values: each must be a ProtocolError ------------------------------------
+BIG = 2**70
+T = 1  # index of the first field in the wire array (0 is the tag)
+TPL = [T + 4, 0, 0]  # the template of the first batch of the SubmitRequest sample
+OUT_OF_RANGE = [
+    # ids / counts
+    (m.SubmitRequest, (T + 3,), MAX_ID + 1),
+    (m.SubmitRequest, (T + 3,), -1),
+    (m.SubmitRequest, (T + 3,), BIG),
+    (m.SubmitRequest, (T + 1,), -1),
+    (m.SubmitRequest, (T + 1,), BIG),
+    (m.SubmitRequest, (T + 4, 0, 3), [MAX_ID + 1]),
+    (m.SubmitRequest, (T + 4, 0, 3), [-5]),
+    (m.TaskExplainRequest, (T + 1,), MAX_ID + 1),
+    (m.TaskExplainRequest, (T + 1,), BIG),
+    (m.TaskPageRequest, (T,), -1),
+    (m.TaskPageRequest, (T + 3,), -2),
+    (m.TaskPageRequest, (T + 3,), MAX_ID + 1),
+    (m.TaskUpdates, (T,), -1),
+    (m.TaskUpdates, (T,), BIG),
+    (m.TaskUpdates, (T + 1, 0, 1), MAX_ID + 1),
+    (m.TaskUpdates, (T + 1, 0, 3), -1),
+    (m.TaskUpdates, (T + 1, 0, 0), True),
+    (m.TasksRetracted, (T, 0, 0), BIG),
+    (m.CancelTasks, (T, 0, 2), -1),
+    (m.ConfirmResults, (T,), -3),
+    (m.WorkerRegistered, (T,), MAX_ID + 1),
+    (m.RegisterWorker, (T + 1, 1), -1),
+    (m.ComputeTasks, (T + 1, 0, 5), 99),  # variant
+    (m.ComputeTasks, (T + 1, 0, 0), MAX_ID + 1),
+    (m.ComputeTasks, (T, 0, 0), -1),  # template id
+    (m.SubmitResponse, (T,), -1),
+    (m.JobsResponse, (T + 1,), [[0, MAX_ID + 1, 1]]),
+    (m.JobsResponse, (T + 1,), [[5, 2, 1]]),
+    (m.ItemResultsResponse, (T, 0, 0), -1),
+    (m.PageResponse, (T + 1,), BIG),
+    (m.JobListPageRequest, (T + 1,), -2),
+    (m.JobListPageRequest, (T + 1,), MAX_ID + 1),
+    # selectors
+    (m.JobInfoRequest, (T,), [[0, MAX_ID + 1, 1]]),
+    (m.JobInfoRequest, (T,), [[-1, 5, 1]]),
+    (m.JobInfoRequest, (T,), [[0, 5, 0]]),
+    (m.JobInfoRequest, (T,), [[0, 5]]),
+    (m.JobInfoRequest, (T,), "everything"),
+    (m.JobInfoRequest, (T,), [[i, i, 1] for i in range(0, 140_000, 2)]),
+    (m.JobInfoRequest, (T,), [[i, MAX_ID - (MAX_ID - i) % 1000, 1000] for i in range(100)]),
+    (m.JobInfoRequest, (T + 2,), [[0, BIG, 1]]),
+    (m.CancelJobsRequest, (T,), {"a": 1}),
+    (m.WaitJobsRequest, (T,), 5),
+    (m.WorkerInfoRequest, (T,), [[0, 1, 1], [1, 2, 1]]),
+    (m.StopWorkersRequest, (T,), [[BIG, BIG, 1]]),
+    (m.CloseJobsRequest, (T,), None),
+    (m.ForgetJobsRequest, (T,), [[0, 1, -1]]),
+    (m.TaskExplainRequest, (T,), [[0, MAX_ID + 1, 1]]),
+    # strings and lists
+    (m.SubmitRequest, (T,), "x" * (MAX_NAME_LEN + 1)),
+    (m.OpenJobRequest, (T,), "x" * (MAX_NAME_LEN + 1)),
+    (m.SubmitRequest, (T + 2,), "x" * (MAX_STRING_LEN + 1)),
+    (m.CancelJobsRequest, (T + 1,), "x" * (MAX_NAME_LEN + 1)),
+    (m.JobListRequest, (T,), ["waiting"] * 100),
+    (m.JournalRequest, (T,), "x" * (MAX_NAME_LEN + 1)),
+    (m.WorkerStopping, (T,), "x" * (MAX_NAME_LEN + 1)),
+    (m.TaskUpdates, (T + 1, 0, 4), "e" * (MAX_STRING_LEN + 1)),
+    (m.RegisterWorker, (T + 1, 0), "u" * (MAX_NAME_LEN + 1)),
+    (m.ComputeTasks, (T + 1, 0, 6), ["h" * (MAX_NAME_LEN + 1)]),
+    (m.ComputeTasks, (T + 1, 0, 6), []),
+    # task template (through the submit and through ComputeTasks)
+    (m.SubmitRequest, (*TPL, 2), math.inf),
+    (m.SubmitRequest, (*TPL, 2), math.nan),
+    (m.SubmitRequest, (*TPL, 2), -1.0),
+    (m.SubmitRequest, (*TPL, 2), 0),
+    (m.SubmitRequest, (*TPL, 2), MAX_DURATION * 2),
+    (m.SubmitRequest, (*TPL, 2), 30 * 24 * 3600 * 1000),
+    (m.SubmitRequest, (*TPL, 2), BIG),
+    (m.SubmitRequest, (*TPL, 2), True),
+    (m.SubmitRequest, (*TPL, 3), 2**31),
+    (m.SubmitRequest, (*TPL, 3), -(2**31) - 1),
+    (m.SubmitRequest, (*TPL, 3), 1.5),
+    (m.SubmitRequest, (*TPL, 4), -2),
+    (m.SubmitRequest, (*TPL, 4), BIG),
+    (m.SubmitRequest, (*TPL, 5), "numa"),
+    (m.SubmitRequest, (*TPL, 1), []),
+    (m.SubmitRequest, (*TPL, 1), [_wire(SAMPLES[m.SubmitRequest])[T + 4][0][0][1][0]] * 40),
+    (m.SubmitRequest, (*TPL, 1, 0, "n_nodes"), -1),
+    (m.SubmitRequest, (*TPL, 1, 0, "n_nodes"), BIG),
+    (m.SubmitRequest, (*TPL, 1, 0, "min_time"), math.inf),
+    (m.SubmitRequest, (*TPL, 1, 0, "min_time"), -1),
+    (m.SubmitRequest, (*TPL, 1, 0, "weight"), 0),
+    (m.SubmitRequest, (*TPL, 1, 0, "weight"), BIG),
+    (m.SubmitRequest, (*TPL, 1, 0, "entries", 0, 1), 0),
+    (m.SubmitRequest, (*TPL, 1, 0, "entries", 0, 1), -5),
+    (m.SubmitRequest, (*TPL, 1, 0, "entries", 0, 1), 1.5),
+    (m.SubmitRequest, (*TPL, 1, 0, "entries", 0, 1), BIG),
+    (m.SubmitRequest, (*TPL, 1, 0, "entries", 0, 0), "x" * 5000),
+    (m.SubmitRequest, (*TPL, 0, 0), []),
+    (m.SubmitRequest, (*TPL, 0, 0), ["x" * (MAX_STRING_LEN + 1)]),
+    (m.SubmitRequest, (*TPL, 0, 1), {"A": 5}),
+    (m.SubmitRequest, (*TPL, 0, 2), 7),
+    (m.SubmitRequest, (*TPL, 0, 3), ["/o", 1, False]),
+    (m.SubmitRequest, (*TPL, 0, 3), ["/o" * (MAX_STRING_LEN), False, False]),
+    (m.SubmitRequest, (*TPL, 0, 6), "yes"),
+    (m.ComputeTasks, (T, 0, 1, 2), math.inf),
+    (m.ComputeTasks, (T, 0, 1, 3), BIG),
+    # worker configuration
+    (m.RegisterWorker, (T, 0), "h" * (MAX_NAME_LEN + 1)),
+    (m.RegisterWorker, (T, 2), "g" * (MAX_NAME_LEN + 1)),
+    (m.RegisterWorker, (T, 3), math.inf),  # time_limit
+    (m.RegisterWorker, (T, 3), -1),
+    (m.RegisterWorker, (T, 4), 0),  # heartbeat
+    (m.RegisterWorker, (T, 4), math.nan),
+    (m.RegisterWorker, (T, 4), BIG),
+    (m.RegisterWorker, (T, 5), math.inf),  # idle_timeout
+    (m.RegisterWorker, (T, 10), -1),  # pid
+    (m.RegisterWorker, (T, 10), BIG),
+    (m.RegisterWorker, (T, 11), MAX_DURATION + 1),  # overview_interval
+    (m.RegisterWorker, (T, 12), 2),  # min_utilization
+    (m.RegisterWorker, (T, 12), math.nan),
+    (m.RegisterWorker, (T, 14), math.inf),  # reconnect_timeout
+    (m.RegisterWorker, (T, 15), [["cpus", 0, "gpus", 0, -1]]),
+    (m.RegisterWorker, (T, 1, 0, "end"), MAX_ID + 1),
+    (m.RegisterWorker, (T, 1, 1, "size"), -1),
+    (m.RegisterWorker, (T, 1, 1, "size"), 0.5),
+    (m.RegisterWorker, (T, 1, 1, "size"), BIG),
+    (m.RegisterWorker, (T, 1, 1, "name"), "m" * 5000),
+    (m.WorkerRegistered, (T + 2,), math.inf),
+    (m.WorkerRegistered, (T + 2,), -1.0),
+]
+
+
+@pytest.mark.parametrize("cls, path, value", OUT_OF_RANGE,
+                         ids=[f"{c.__name__}-{'.'.join(map(str, p))}-{str(v)[:12]}"
+                              for c, p, v in OUT_OF_RANGE])
+def test_out_of_range_value_is_a_protocol_error(cls, path, value):
+    wire = _set(_wire(SAMPLES[cls]), path, value)
+    with pytest.raises(ProtocolError):
+        _decode_wire(wire, cls.DIRECTION)
+
+
+def test_limits_themselves_are_accepted():
+    wire = _wire(SAMPLES[m.SubmitRequest])
+    wire = _set(wire, (*TPL, 2), MAX_DURATION)
+    wire = _set(wire, (*TPL, 3), 2**31 - 1)
+    wire = _set(wire, (T + 3,), MAX_ID)
+    msg = _decode_wire(wire, m.FROM_CLIENT)
+    assert msg.batches[0][0].time_limit == MAX_DURATION and msg.job_id == MAX_ID
+    wire = _set(_wire(SAMPLES[m.JobInfoRequest]), (T,), [[0, MAX_ID, 1]])
+    assert _decode_wire(wire, m.FROM_CLIENT).selector == [[0, MAX_ID, 1]]
+
+
+# -- hypothesis: any value at any position gives a message or a ProtocolError, nothing else -------
+_hostile_scalars = st.one_of(
+    st.integers(min_value=-(2**80), max_value=2**80),
+    st.sampled_from([-1, 0, MAX_ID, MAX_ID + 1, 2**31, 2**63, -(2**63) - 1]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=20),
+    st.binary(max_size=20),
+    st.booleans(),
+    st.none(),
+)
+_hostile = st.recursive(_hostile_scalars,
+                        lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                st.dictionaries(st.text(max_size=5), inner,
+                                                                max_size=3)),
+                        max_leaves=8)
+
+
+@st.composite
+def _mutated(draw):
+    cls = draw(st.sampled_from(sorted(SAMPLES, key=lambda c: c.__name__)))
+    wire = _wire(SAMPLES[cls])
+    paths = [p for p in _paths(wire) if p != (0,)]
+    for _ in range(draw(st.integers(1, 3))):
+        if not paths:
+            break
+        path = draw(st.sampled_from(paths))
+        wire = _set(wire, path, draw(_hostile))
+        paths = [p for p in _paths(wire) if p != (0,)]
+    return cls, wire
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_mutated())
+def test_mutated_messages_decode_or_raise_protocol_error(case):
+    cls, wire = case
+    try:
+        msg = _decode_wire(wire, cls.DIRECTION)
+    except ProtocolError:
+        return
+    assert isinstance(msg, m.Message)
+    # what got through is well-formed: re-encoding works and decodes to the same message
+    data = m.encode(msg)
+    assert m.encode(m.decode(data, cls.DIRECTION)) == data
+
+
+_ID_FIELDS = [
+    (m.SubmitRequest, (T + 3,)), (m.TaskExplainRequest, (T + 1,)), (m.TaskPageRequest, (T,)),
+    (m.TaskUpdates, (T + 1, 0, 1)), (m.TaskUpdates, (T + 1, 0, 2)), (m.CancelTasks, (T, 0, 1)),
+    (m.RetractTasks, (T, 0, 0)), (m.TasksRetracted, (T + 1, 0, 2)), (m.SubmitResponse, (T,)),
+    (m.WorkerRegistered, (T,)), (m.ComputeTasks, (T + 1, 0, 1)), (m.RegisterWorker, (T + 2, 0, 1)),
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(_ID_FIELDS),
+       st.one_of(st.integers(max_value=-1), st.integers(min_value=MAX_ID + 1)))
+def test_any_id_outside_u32_is_refused(field, value):
+    cls, path = field
+    with pytest.raises(ProtocolError):
+        _decode_wire(_set(_wire(SAMPLES[cls]), path, value), cls.DIRECTION)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.floats(allow_nan=True, allow_infinity=True).filter(
+    lambda x: not (0 < x <= MAX_DURATION)),
+    st.integers().filter(lambda x: not (0 < x <= MAX_DURATION))))
+def test_any_time_limit_outside_the_maximum_is_refused(value):
+    wire = _set(_wire(SAMPLES[m.SubmitRequest]), (*TPL, 2), value)
+    with pytest.raises(ProtocolError):
+        _decode_wire(wire, m.FROM_CLIENT)
