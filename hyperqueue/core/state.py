@@ -152,13 +152,15 @@ class Core:
 
     # -- invariants -----------------------------------------------------------------------
     @staticmethod
-    def _check_placement(t: Task) -> None:
+    def _check_placement(t: Task, n_lost: int) -> None:
         """The variant and nodes of an assigned or running task fit its template and worker."""
         template = t.batch.template
         assert 0 <= t.variant < len(template.requests), (t, t.variant)
         if template.is_multi_node:
             nodes = t.nodes
             assert nodes and nodes[0] is t.worker, (t, nodes)
+            # It holds all its nodes; only secondary nodes lost since leave it with fewer.
+            assert 0 <= template.request.n_nodes - len(nodes) <= n_lost, (t, nodes)
             assert len({n.id for n in nodes}) == len(nodes), (t, nodes)
             for n in nodes:
                 assert n.is_running and n.mn_task is t and n.load == n.capacity, (t, n)
@@ -172,6 +174,7 @@ class Core:
 
     def sanity_check(self) -> None:
         """Asserts the invariants that every reaction must keep (used by tests)."""
+        n_lost = sum(1 for w in self.workers.values() if not w.is_running)
         for job in self.jobs.values():
             counts = [0] * len(TaskState)
             for t in job.tasks.values():
@@ -179,7 +182,7 @@ class Core:
                 if t.state in (TaskState.ASSIGNED, TaskState.RUNNING):
                     assert t.worker is not None and t in t.worker.tasks, t
                     assert t.worker.is_running, (t, t.worker)
-                    self._check_placement(t)
+                    self._check_placement(t, n_lost)
                 else:
                     assert t.nodes is None, t
             for ids, state in job.bulk:
@@ -197,14 +200,6 @@ class Core:
             queued += len(q)
         assert len(self.queue_keys) == len(self.queues)
         assert self.queue_keys == sorted(self.queue_keys)
-        lost = sum(1 for w in self.workers.values() if not w.is_running)
-        for job in self.jobs.values():
-            for t in job.tasks.values():
-                if t.nodes is not None:
-                    # A multi-node task holds all its nodes; only a secondary node that was
-                    # lost since leaves it with fewer.
-                    missing = t.batch.template.request.n_nodes - len(t.nodes)
-                    assert 0 <= missing <= lost, (t, [n.id for n in t.nodes])
         for w in self.workers.values():
             # The load is what the tasks here take, each for the variant it was given.
             load = dict.fromkeys(w.capacity, 0)

@@ -208,3 +208,128 @@ def test_restore_rejects_an_impossible_history():
     with pytest.raises(RestoreError, match="unknown event type"):
         restore(events)
     assert w.is_running
+
+
+def _variant_and_multi_node_running(env):
+    """Three 2-cpu workers; a 2-node task runs on workers 1+2, and a task whose first variant
+    (3 cpus) can never fit runs with its second (1 cpu) on worker 3."""
+    w1, w2, w3 = env.worker(2), env.worker(2), env.worker(2)
+    env.submit(array_spec("0", req=ResourceRequest([], n_nodes=2), name="mn"))
+    env.submit(array_spec("0", req=[request(cpus=3), request(cpus=1)], name="variants"))
+    env.schedule()
+    for w in (w1, w2, w3):
+        env.start(w, sorted(w.tasks, key=lambda t: t.key))
+    env.check()
+    return w1, w2, w3
+
+
+def test_restore_keeps_the_variant_and_all_nodes_of_running_tasks():
+    env = Env(record_events=True)
+    w1, w2, w3 = _variant_and_multi_node_running(env)
+    mn, var = env.core.jobs[1].tasks[0], env.core.jobs[2].tasks[0]
+    assert [n.id for n in mn.nodes] == [1, 2] and var.variant == 1 and var.worker is w3
+    assert w3.load == {"cpus": 10_000}
+
+    back = restore(list(env.out.events))
+    back.sanity_check()
+    bmn, bvar = back.jobs[1].tasks[0], back.jobs[2].tasks[0]
+    assert bmn.state == bvar.state == TaskState.RUNNING
+    assert [n.id for n in bmn.nodes] == [1, 2]
+    assert back.workers[2].mn_task is bmn and back.workers[2].load == {"cpus": 20_000}
+    assert bvar.variant == 1 and bvar.worker.id == 3
+    assert back.workers[3].load == {"cpus": 10_000}  # 1 cpu, not the first variant's 3
+    assert back.jobs[1].workers_used == {1: "node", 2: "node"}
+
+    # The restored server places new work as the live one would: nothing on the reserved
+    # node 2; the new 1-cpu tasks go next to the variant task on worker 3 (one to run now,
+    # one prefilled).
+    out = reactor.Outbox()
+    reactor.submit(back, out, array_spec("0-1", req=request(cpus=1)), env.now)
+    from hyperqueue.core.scheduler import schedule
+    schedule(back, out, env.now)
+    assert {wid: len(ts) for wid, ts in out.compute.items()} == {3: 2}
+    # Ending the multi-node task frees both of its nodes.
+    reactor.task_updates(back, out, back.workers[1],
+                         [[reactor.UPDATE_FINISHED, 1, 0, 0, None]], env.now)
+    assert back.workers[2].mn_task is None and back.workers[2].load == {"cpus": 0}
+    back.sanity_check()
+
+
+def test_restore_of_records_without_variant_or_nodes_takes_the_defaults():
+    # Journals written before variants/multi-node tasks have neither field in `task-started`.
+    env = Env(record_events=True)
+    env.worker(2)
+    env.submit(array_spec("0-1", req=request(cpus=1)))
+    env.schedule()
+    env.start(env.core.workers[1], sorted(env.core.workers[1].tasks, key=lambda t: t.key))
+    events = list(env.out.events)
+    assert all("variant" not in p and "nodes" not in p for _, k, p in events)
+    back = restore(events, server_uid=env.core.server_uid)
+    back.sanity_check()
+    assert snapshot(back) == snapshot(env.core)
+    assert back.workers[1].load == {"cpus": 20_000}
+    assert all(t.variant == 0 and t.nodes is None for t in back.jobs[1].tasks.values())
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"variant": 2}, "cannot start"),
+    ({"variant": -1}, "invalid resource variant"),
+    ({"variant": "1"}, "invalid resource variant"),
+    ({"nodes": [3]}, "cannot start"),  # nodes for a task that is not multi-node
+])
+def test_restore_rejects_a_variant_or_nodes_that_do_not_fit(change, message):
+    env = Env(record_events=True)
+    _variant_and_multi_node_running(env)
+    events = list(env.out.events)
+    i = next(i for i, (_, k, p) in enumerate(events) if k == "task-started" and p["job"] == 2)
+    when, kind, payload = events[i]
+    events[i] = (when, kind, {**payload, **change})
+    with pytest.raises(RestoreError, match=message):
+        restore(events)
+
+
+@pytest.mark.parametrize("nodes, message", [
+    ([2, 1], "invalid nodes"),  # the root must come first
+    ([1, 1], "invalid nodes"),
+    ([1, 9], "unknown worker 9"),
+    ([1, 2, 3], "cannot start"),  # more nodes than the task asked for
+    ("1,2", "invalid nodes"),
+])
+def test_restore_rejects_wrong_nodes_of_a_multi_node_task(nodes, message):
+    env = Env(record_events=True)
+    _variant_and_multi_node_running(env)
+    events = list(env.out.events)
+    i = next(i for i, (_, k, p) in enumerate(events) if k == "task-started" and p["job"] == 1)
+    when, kind, payload = events[i]
+    events[i] = (when, kind, {**payload, "nodes": nodes})
+    with pytest.raises(RestoreError, match=message):
+        restore(events)
+
+
+def test_sanity_check_catches_a_wrong_variant_or_missing_nodes():
+    # What the old restore produced: the first variant's CPUs counted, one node of two held.
+    env = Env(record_events=True)
+    w1, w2, w3 = _variant_and_multi_node_running(env)
+    var = env.core.jobs[2].tasks[0]
+    var.variant = 0
+    w3.load = {"cpus": 30_000}  # consistent with the wrong variant
+    with pytest.raises(AssertionError):
+        env.core.sanity_check()
+    var.variant = 1
+    w3.load = {"cpus": 10_000}
+    env.core.sanity_check()
+
+    mn = env.core.jobs[1].tasks[0]
+    mn.nodes = [w1]
+    w2.mn_task, w2.load = None, {"cpus": 0}
+    with pytest.raises(AssertionError):
+        env.core.sanity_check()
+    # ... while a secondary node that was lost legitimately leaves the task with fewer.
+    mn.nodes = [w1, w2]
+    w2.mn_task, w2.load = mn, {"cpus": 20_000}
+    env.lose(w2, WorkerState.CONNECTION_LOST)
+    assert mn.nodes == [w1] and mn.state == TaskState.RUNNING
+    env.core.sanity_check()
+    back = restore(list(env.out.events))
+    back.sanity_check()
+    assert [n.id for n in back.jobs[1].tasks[0].nodes] == [1]
