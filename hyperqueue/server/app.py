@@ -204,6 +204,7 @@ class Server:
                 kind, p = r[1], r[2]
                 if kind == "task-started" and p.get("job") in live_jobs:
                     workers.add(p["worker"])
+                    workers.update(p.get("nodes") or ())  # restore needs every node
             kept = []
             for r in records:
                 kind, p = r[1], r[2]
