@@ -508,15 +508,21 @@ def adopt_task(core: Core, outbox: Outbox, worker: Worker, job_id: int, task_id:
         return None
     if task.state != TaskState.WAITING or task.deps_pending or task.instance > instance:
         return None
-    if not 0 <= variant < len(task.batch.template.requests):
+    template = task.batch.template
+    if not 0 <= variant < len(template.requests):
         return None
-    if task.batch.template.is_multi_node:
+    if nodes is not None and not (template.is_multi_node and nodes[0] is worker
+                                  and len(nodes) <= template.request.n_nodes):
+        return None
+    if template.is_multi_node:
+        # (Without the nodes, e.g. a worker reconnecting with a task whose start the journal
+        # missed, only the root is known.)
         nodes = nodes or [worker]
         if any(n.mn_task is not None or n.tasks or not n.is_running for n in nodes):
             return None
     _unqueue(core, task)
     task.instance = instance
-    assign(task, worker, variant, nodes if task.batch.template.is_multi_node else None)
+    assign(task, worker, variant, nodes if template.is_multi_node else None)
     _start(core, outbox, task, worker, now)
     return task
 

@@ -77,8 +77,9 @@ def _apply(core: Core, outbox: Outbox, time: float, kind: str, p: dict) -> None:
                             count_crash=p.get("count_crash", True))
     elif kind == "task-started":
         worker = _worker(core, p["worker"])
+        variant, nodes = _placement(core, worker, p)
         if reactor.adopt_task(core, outbox, worker, p["job"], p["task"], p["instance"],
-                              time) is None:
+                              time, variant, nodes) is None:
             # Already applied by the replay of a `worker-reconnected` event (which adopts and
             # settles the worker's tasks itself) and recorded again after it: nothing to do.
             task = _job(core, p["job"]).tasks.get(p["task"])
@@ -95,6 +96,22 @@ def _apply(core: Core, outbox: Outbox, time: float, kind: str, p: dict) -> None:
                              [[code, job.id, task.id, p["instance"], p.get("error")]], time)
     else:
         raise RestoreError(f"unknown event type {kind!r}")
+
+
+def _placement(core: Core, worker, p: dict) -> tuple[int, list | None]:
+    """The resource variant and the nodes (multi-node: all reserved workers, root first) a
+    `task-started` event records. Both are optional in the payload: a variant 0 and a
+    single-node task are left out, and journals older than variants have neither."""
+    variant = p.get("variant", 0)
+    if type(variant) is not int or variant < 0:
+        raise RestoreError(f"task {p['job']}@{p['task']}: invalid resource variant {variant!r}")
+    ids = p.get("nodes")
+    if ids is None:
+        return variant, None
+    if not (isinstance(ids, list) and ids and all(type(i) is int for i in ids)
+            and len(set(ids)) == len(ids) and ids[0] == worker.id):
+        raise RestoreError(f"task {p['job']}@{p['task']}: invalid nodes {ids!r}")
+    return variant, [_worker(core, i) for i in ids]
 
 
 def _job(core: Core, job_id: int):

@@ -150,8 +150,30 @@ class Core:
         return None
 
     # -- invariants -----------------------------------------------------------------------
+    @staticmethod
+    def _check_placement(t: Task, n_lost: int) -> None:
+        """The variant and nodes of an assigned or running task fit its template and worker."""
+        template = t.batch.template
+        assert 0 <= t.variant < len(template.requests), (t, t.variant)
+        if template.is_multi_node:
+            nodes = t.nodes
+            assert nodes and nodes[0] is t.worker, (t, nodes)
+            # It holds all its nodes; only secondary nodes lost since leave it with fewer.
+            assert 0 <= template.request.n_nodes - len(nodes) <= n_lost, (t, nodes)
+            assert len({n.id for n in nodes}) == len(nodes), (t, nodes)
+            for n in nodes:
+                assert n.is_running and n.mn_task is t and n.load == n.capacity, (t, n)
+        else:
+            assert t.nodes is None, t
+            cap = t.worker.capacity
+            for e in template.requests[t.variant].entries:
+                # A variant the worker could never run cannot be the one it runs.
+                assert cap.get(e.name, 0) > 0 and (e.amount == ALL or e.amount <= cap[e.name]), (
+                    t, t.variant, t.worker)
+
     def sanity_check(self) -> None:
         """Asserts the invariants that every reaction must keep (used by tests)."""
+        n_lost = sum(1 for w in self.workers.values() if not w.is_running)
         for job in self.jobs.values():
             counts = [0] * len(TaskState)
             for t in job.tasks.values():
@@ -159,9 +181,7 @@ class Core:
                 if t.state in (TaskState.ASSIGNED, TaskState.RUNNING):
                     assert t.worker is not None and t in t.worker.tasks, t
                     assert t.worker.is_running, (t, t.worker)
-                    if t.nodes is not None:
-                        assert t.nodes[0] is t.worker, t
-                        assert all(n.mn_task is t for n in t.nodes), t
+                    self._check_placement(t, n_lost)
                 else:
                     assert t.nodes is None, t
             for ids, state in job.bulk:
@@ -180,10 +200,12 @@ class Core:
         assert len(self.queue_keys) == len(self.queues)
         assert self.queue_keys == sorted(self.queue_keys)
         for w in self.workers.values():
+            # The load is what the tasks here take, each for the variant it was given.
             load = dict.fromkeys(w.capacity, 0)
             for t in w.tasks:
                 assert t.worker is w and t.state in (TaskState.ASSIGNED, TaskState.RUNNING), t
                 for name, amount in task_amounts(t, w):
+                    assert name in load, (w, t, t.variant, name)
                     load[name] += amount
             if w.mn_task is not None:
                 assert w.mn_task.nodes and w in w.mn_task.nodes, w
