@@ -376,15 +376,18 @@ def register_worker(core: Core, outbox: Outbox, config: WorkerConfig, previous, 
                    running=[list(r) for r in running], results=[list(r) for r in results])
     if worker is None:
         worker = add_worker(core, outbox, config, now)
-    reported = {(j, t): i for j, t, i in running}
+    # `running`: [job, task, instance] or [job, task, instance, variant] (newer workers).
+    reported = {(r[0], r[1]): r[2] for r in running}
     for _kind, j, t, i, _err in results:
         reported[(j, t)] = i
     for task in sorted(worker.tasks, key=lambda t: (t.job.id, t.id)):
         if reported.get(task.key) != task.instance:
             _requeue(core, outbox, task)
     rejected = []
-    for j, t, i in running:
-        if adopt_task(core, outbox, worker, j, t, i, now) is None:
+    for ref in running:
+        j, t, i = ref[0], ref[1], ref[2]
+        variant = ref[3] if len(ref) > 3 else 0
+        if adopt_task(core, outbox, worker, j, t, i, now, variant) is None:
             rejected.append([j, t, i])
     for update in results:
         if adopt_task(core, outbox, worker, update[1], update[2], update[3], now) is not None:

@@ -123,6 +123,18 @@ def _task_ref(v):
     return v
 
 
+def _running_ref(v):
+    """A task a reconnecting worker still runs: [job, task, instance] or, since the variant is
+    reported too, [job, task, instance, variant]."""
+    from ..core.model import MAX_VARIANTS
+
+    if not (isinstance(v, list) and len(v) in (3, 4) and all(_is_id(x) for x in v[:3])):
+        raise ValueError("malformed running task reference")
+    if len(v) == 4 and not (type(v[3]) is int and 0 <= v[3] < MAX_VARIANTS):
+        raise ValueError("malformed running task variant")
+    return v
+
+
 def _compute_task(v):
     from ..core.model import MAX_VARIANTS
 
@@ -470,11 +482,12 @@ def _previous(v):
 
 
 @message(FROM_WORKER, 201, config=_worker_config, previous=_previous,
-         running=_list_of(_task_ref), results=_list_of(_task_update))
+         running=_list_of(_running_ref), results=_list_of(_task_update))
 class RegisterWorker(Message):
     config: WorkerConfig
     # A worker reconnecting after losing its server: [server_uid, worker_id] it had, the
-    # tasks it still runs, and the results the server has not confirmed as durable.
+    # tasks it still runs ([job, task, instance, variant]), and the results the server has not
+    # confirmed as durable.
     previous: list | None = None
     running: list = []
     results: list = []

@@ -215,7 +215,7 @@ class Worker:
         point) sent as a normal update after the registration, never lost between the two."""
         self.carried += [u for u in self.updates if u[0] != UPDATE_RUNNING]
         self.updates = []
-        running = [[r.spec.job_id, r.spec.task_id, r.spec.instance]
+        running = [[r.spec.job_id, r.spec.task_id, r.spec.instance, r.spec.variant]
                    for r in self.running.values() if not r.canceled]
         results = [u for _seq, batch in self.unconfirmed for u in batch] + self.carried
         return running, results

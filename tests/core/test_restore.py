@@ -333,3 +333,25 @@ def test_sanity_check_catches_a_wrong_variant_or_missing_nodes():
     back = restore(list(env.out.events))
     back.sanity_check()
     assert [n.id for n in back.jobs[1].tasks[0].nodes] == [1]
+
+
+def test_a_reconnecting_worker_reports_the_variant_the_journal_missed():
+    # The server was killed before the `task-started` of the variant task reached the disk;
+    # the worker that still runs it reconnects and says which variant it runs.
+    env = Env(record_events=True)
+    _, _, w3 = _variant_and_multi_node_running(env)
+    var = env.core.jobs[2].tasks[0]
+    events = [e for e in env.out.events
+              if not (e[1] == "task-started" and e[2]["job"] == 2)]
+    back = restore(events, server_uid=env.core.server_uid)
+    assert back.jobs[2].tasks.get(0) is None or back.jobs[2].tasks[0].worker is None
+    back.awaiting[3] = float("inf")  # a `reconnect` worker of the previous run
+    out = reactor.Outbox()
+    worker, rejected = reactor.register_worker(
+        back, out, w3.config, [env.core.server_uid, 3],
+        [[2, 0, var.instance, var.variant]], [], env.now)
+    assert rejected == [] and worker.id == 3
+    task = back.jobs[2].tasks[0]
+    assert task.state == TaskState.RUNNING and task.worker is worker and task.variant == 1
+    assert worker.load == {"cpus": 10_000}  # its 1 cpu, not the first variant's 3
+    back.sanity_check()
