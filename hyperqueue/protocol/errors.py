@@ -11,3 +11,27 @@ class HandshakeError(ProtocolError):
 
 class ConnectionClosed(Exception):
     """The peer closed the connection cleanly, at a frame boundary."""
+
+
+SHOWN_LIMIT = 200  # characters of a peer-supplied value shown in an error or a log line
+
+
+def shown(value: object, limit: int = SHOWN_LIMIT) -> str:
+    """`repr` of a peer-supplied value, cut to about `limit` characters (never raises).
+
+    Strings and bytes are cut before `repr` so a huge value costs nothing; newlines and control
+    characters come out escaped, so a peer cannot forge log lines.
+    """
+    try:
+        if isinstance(value, (str, bytes)):
+            if len(value) > limit:
+                return f"{value[:limit]!r}... ({len(value)} in all)"
+            return repr(value)
+        if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+            return f"<an integer of {value.bit_length()} bits>"
+        text = repr(value)
+    except Exception:
+        return f"<unprintable {type(value).__name__}>"
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return text
