@@ -35,3 +35,18 @@ def shown(value: object, limit: int = SHOWN_LIMIT) -> str:
     if len(text) > limit:
         text = text[:limit] + "..."
     return text
+
+
+def describe(e: BaseException, with_type: bool = True) -> str:
+    """One bounded line about an exception for an error message or a log line (never raises):
+    "TypeName: text" (or the text alone when `with_type` is false and there is text)."""
+    try:
+        text = str(e)
+    except Exception:
+        text = ""
+    if len(text) > SHOWN_LIMIT:
+        text = text[:SHOWN_LIMIT] + "..."
+    text = " ".join(text.split("\n"))
+    if with_type or not text:
+        return f"{type(e).__name__}: {text}" if text else type(e).__name__
+    return text

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import cbor2
 
-from .errors import SHOWN_LIMIT, ProtocolError, shown
+from .errors import ProtocolError, describe, shown
 
 if TYPE_CHECKING:
     from ..core.model import WorkerConfig
@@ -476,14 +476,6 @@ def decode(data: bytes, direction: str) -> Message:
     try:
         return cls(*[check(v) for check, v in zip(cls.CHECKS, values)])
     except (ValueError, TypeError) as e:
-        raise ProtocolError(f"malformed {cls.__name__}: {_reason(e)}") from None
+        raise ProtocolError(f"malformed {cls.__name__}: {describe(e, with_type=False)}") from None
     except Exception as e:  # a validator choking on a value (OverflowError, RecursionError...)
         raise ProtocolError(f"malformed {cls.__name__} ({e.__class__.__name__})") from None
-
-
-def _reason(e: Exception) -> str:
-    try:
-        text = str(e)
-    except Exception:
-        return e.__class__.__name__
-    return text if len(text) <= SHOWN_LIMIT else text[:SHOWN_LIMIT] + "..."

@@ -26,7 +26,7 @@ from ..core.model import WorkerState
 from ..core.outbox import Outbox
 from ..core.state import Core
 from ..protocol import messages as m
-from ..protocol.errors import SHOWN_LIMIT, ConnectionClosed, ProtocolError
+from ..protocol.errors import ConnectionClosed, ProtocolError, describe
 from ..protocol.handshake import Handshake
 from ..transport.connection import Connection, perform_handshake
 from ..version import __version__
@@ -601,17 +601,7 @@ def _leaves(e: BaseException) -> list[BaseException]:
 
 
 def _reasons(errors: list[BaseException], with_type: bool) -> str:
-    parts = []
-    for e in errors[:3]:
-        try:
-            text = str(e)
-        except Exception:
-            text = ""
-        if len(text) > SHOWN_LIMIT:
-            text = text[:SHOWN_LIMIT] + "..."
-        if with_type or not text:
-            text = f"{type(e).__name__}: {text}" if text else type(e).__name__
-        parts.append(text)
+    parts = [describe(e, with_type) for e in errors[:3]]
     if len(errors) > 3:
         parts.append(f"and {len(errors) - 3} more")
     return "; ".join(parts)

@@ -17,6 +17,7 @@ import time
 from datetime import datetime, timezone
 
 from ..common import serverdir
+from ..common.rlimit import raise_open_file_limit
 from ..core.state import Core
 from ..errors import HqError
 from ..version import __version__
@@ -68,6 +69,7 @@ def prepare(root: str, *, host: str | None = None, client_port: int = 0, worker_
     Raises:
         HqError: a port cannot be bound, the journal or the access file cannot be used.
     """
+    raise_open_file_limit()  # a descriptor per connection: use all the system allows
     hostname = host or socket.gethostname()
     record = serverdir.read_access_file(access_file) if access_file else None
     client_port = client_port or (record["client"]["port"] if record else 0)
