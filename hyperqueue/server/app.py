@@ -270,16 +270,16 @@ class Server:
             async with trio.open_nursery() as nursery:
                 for listener in client_listeners:
                     nursery.start_soon(self._accept_loop, nursery, listener, ports[0],
-                                       self._client_connection, client_key)
+                                       self._client_connection, client_key, ports)
                 for listener in worker_listeners:
                     nursery.start_soon(self._accept_loop, nursery, listener, ports[1],
-                                       self._worker_connection, worker_key)
+                                       self._worker_connection, worker_key, ports)
                 while True:  # summaries of rate-limited log lines
                     await trio.sleep(1.0)
                     for port in ports:
                         port.log.flush()
 
-    async def _accept_loop(self, nursery, listener, port: _Port, handler, key) -> None:
+    async def _accept_loop(self, nursery, listener, port: _Port, handler, key, ports) -> None:
         """Accepts connections forever; each one runs under `_supervise`. Accept errors (out
         of descriptors, ...) are logged rate-limited and retried after a short back-off."""
         while True:
@@ -288,11 +288,14 @@ class Server:
             except trio.ClosedResourceError:
                 return
             except OSError as e:
-                port.log.warning("Cannot accept a connection on the %s port: %s (retrying)",
-                                 port.kind, e.strerror or e)
-                if e.errno in (errno.EMFILE, errno.ENFILE):
-                    port.evict_oldest()  # frees a descriptor for a real peer
-                await trio.sleep(ACCEPT_BACKOFF)
+                port.log.warning("Cannot accept a connection on the %s port: %s", port.kind,
+                                 e.strerror or e)
+                # Out of descriptors: close the oldest unauthenticated connections (of any
+                # port) so that queued real peers get in; back off if there are none.
+                if e.errno in (errno.EMFILE, errno.ENFILE) and _evict_some(ports):
+                    await trio.sleep(0.005)  # let the evicted ones close their sockets
+                else:
+                    await trio.sleep(ACCEPT_BACKOFF)
                 continue
             nursery.start_soon(self._supervise, port, handler, stream, key)
 
@@ -592,6 +595,18 @@ class _ConnState:
             if self.evicted:
                 raise ProtocolError("evicted")  # logged by _supervise
             raise ProtocolError(f"not authenticated within {PREAUTH_TIMEOUT:g} s")
+
+
+def _evict_some(ports, n: int = 16) -> int:
+    """Evicts up to `n` unauthenticated connections, oldest first from the fullest port."""
+    evicted = 0
+    while evicted < n:
+        port = max(ports, key=lambda p: len(p.pending))
+        if not port.pending:
+            break
+        port.evict_oldest()
+        evicted += 1
+    return evicted
 
 
 def _leaves(e: BaseException) -> list[BaseException]:
