@@ -26,6 +26,7 @@ from ..core.model import WorkerState
 from ..core.outbox import Outbox
 from ..core.state import Core
 from ..protocol import messages as m
+from ..protocol.cborshape import SCAN_THRESHOLD, check_shape
 from ..protocol.errors import ConnectionClosed, ProtocolError, describe
 from ..protocol.handshake import Handshake
 from ..transport.connection import Connection, perform_handshake
@@ -425,7 +426,7 @@ class Server:
                 data = await conn.receive()
             except ConnectionClosed:
                 raise ProtocolError("connection closed before the worker registered") from None
-            msg = m.decode(data, m.FROM_WORKER)
+            msg = await _decode(data, m.FROM_WORKER)
             if not isinstance(msg, m.RegisterWorker):
                 raise ProtocolError(f"expected a worker registration, got {type(msg).__name__}")
         now = time.time()
@@ -475,7 +476,7 @@ class Server:
                     data = await conn.receive()
                 except ConnectionClosed:
                     return WorkerState.CONNECTION_LOST
-                msg = m.decode(data, m.FROM_WORKER)
+                msg = await _decode(data, m.FROM_WORKER)
                 if isinstance(msg, m.TaskUpdates):
                     reactor.task_updates(core, outbox, worker, msg.updates, time.time())
                     link.seen_seq = msg.seq
@@ -514,7 +515,7 @@ class Server:
                     data = await conn.receive()
                 except ConnectionClosed:
                     return
-                request = m.decode(data, m.FROM_CLIENT)
+                request = await _decode(data, m.FROM_CLIENT)
                 if isinstance(request, m.StreamEventsRequest):
                     await self._stream_events(conn, request.live)
                     continue
@@ -595,6 +596,14 @@ class _ConnState:
             if self.evicted:
                 raise ProtocolError("evicted")  # logged by _supervise
             raise ProtocolError(f"not authenticated within {PREAUTH_TIMEOUT:g} s")
+
+
+async def _decode(data: bytes, direction: str) -> m.Message:
+    """`m.decode`, after a shape check of a large frame in a thread: decoding holds the event
+    loop (and the GIL), and a frame of tiny containers decodes to ~60 bytes per byte."""
+    if len(data) > SCAN_THRESHOLD:
+        await trio.to_thread.run_sync(check_shape, data)
+    return m.decode(data, direction)
 
 
 def _evict_some(ports, n: int = 16) -> int:

@@ -365,12 +365,53 @@ def test_hostile_after_authentication(live, port):
     live.check_job_progressing()
 
 
+@pytest.mark.parametrize("port", PORTS)
+def test_huge_frame_of_tiny_containers_is_refused_without_stalling(live, port):
+    """64 MiB of empty arrays in one sealed frame decodes to ~4 GB in ~25 s of held event loop;
+    the server refuses it after a shape check in a thread and keeps answering meanwhile."""
+    from hyperqueue.protocol.framing import MAX_FRAME
+
+    payload = b"\x9f" + b"\x80" * (MAX_FRAME - 64) + b"\xff"
+    s, ch = (live.registered_worker() if port == "worker" else live.authenticated(port))
+    data = encode_frames([ch.seal(payload)])
+    del payload
+    s.settimeout(30)
+    started = time.monotonic()
+    sender = threading.Thread(target=lambda: _send_ignoring_reset(s, data))
+    sender.start()
+    answered = []
+    while sender.is_alive() or time.monotonic() - started < 1.0:
+        t = time.monotonic()
+        live.check()
+        answered.append(time.monotonic() - t)
+    sender.join()
+    assert max(answered) < 1.0, answered
+    s.settimeout(10)
+    try:
+        while s.recv(65536):
+            pass  # the server closes the connection
+    except OSError:
+        pass
+    s.close()
+    assert time.monotonic() - started < 10
+    with open(f"/proc/{live.server.pid}/status") as f:
+        hwm_kb = int(re.search(r"VmHWM:\s+(\d+)", f.read()).group(1))
+    assert hwm_kb < 1_000_000, f"server peak memory {hwm_kb} kB"
+
+
+def _send_ignoring_reset(s, data):
+    try:
+        s.sendall(data)
+    except OSError:
+        pass
+
+
 def test_after_the_storm(live):
     """Runs last (module order): every input was sent, the job is intact, the log is sane."""
     for port in PORTS:
         assert live.sent[port] >= INPUTS, live.sent
     env = live.env
-    out = env.command(["job", "list"])
+    out = env.command(["job", "list", "--all"])
     assert f"| {live.job} " in out
     env.wait_job(live.job, timeout=120)
     tasks = env.tasks(live.job)

@@ -153,3 +153,36 @@ def test_shown_and_describe_are_bounded_and_escaped():
     assert shown(BIG) == "<an integer of 16001 bits>"
     assert len(describe(ValueError("y" * 10_000))) < 260
     assert "\n" not in describe(ValueError("a\nb"))
+
+
+# -- cborshape.check_shape ----------------------------------------------------------------------
+from hyperqueue.protocol.cborshape import check_shape  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(values)
+def test_shape_check_accepts_every_encoded_value(v):
+    check_shape(cbor2.dumps(v))
+
+
+@pytest.mark.parametrize("data", [b"\x9f\x01\x02\xff", b"\xbf\x61a\x01\xff", b"\x7f\x61a\x61b\xff",
+                                  b"\xc2\x41\x01", b"\x80", b"\xa0", cbor2.dumps([4, None])])
+def test_shape_check_accepts_indefinite_and_tagged_forms(data):
+    check_shape(data)
+
+
+@pytest.mark.parametrize("data", [b"", b"\x82\x01", b"\xff", b"\x01\x02", b"\x1c", b"\x9f\x01",
+                                  b"\x5a\xff\xff\xff\xff", b"\x9b" + b"\xff" * 8, b"\xc2"])
+def test_shape_check_refuses_malformed(data):
+    with pytest.raises(ProtocolError):
+        check_shape(data)
+
+
+def test_shape_check_bounds_items_and_containers():
+    with pytest.raises(ProtocolError, match="arrays and maps"):
+        check_shape(b"\x9f" + b"\x80" * 1001 + b"\xff", max_containers=1000)
+    with pytest.raises(ProtocolError, match="items"):
+        check_shape(b"\x9f" + b"\x00" * 1001 + b"\xff", max_items=1000)
+    check_shape(b"\x9f" + b"\x00" * 998 + b"\xff", max_items=1000)
+    # Many bytes in few items (a big submit's entries) are fine.
+    check_shape(cbor2.dumps([3, [b"x" * 1000] * 1000]), max_items=2000, max_containers=2)
