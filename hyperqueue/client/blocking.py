@@ -7,7 +7,7 @@ import socket
 from ..common import serverdir
 from ..errors import HqError, RequestFailed, ServerUnreachable
 from ..protocol import messages as m
-from ..protocol.errors import ConnectionClosed, HandshakeError, ProtocolError
+from ..protocol.errors import ConnectionClosed, HandshakeError, ProtocolError, describe
 from ..protocol.handshake import Handshake
 from ..transport.blocking import BlockingConnection
 from ..version import __version__
@@ -31,6 +31,9 @@ class BlockingClient:
             raise ServerUnreachable(
                 f"Access token found but HQ server {host}:{port} is unreachable",
                 "Is the server running? Start it with `hq server start`.") from None
+        except Exception as e:  # whatever a rogue peer causes: an error, not a traceback
+            raise HqError(f"Cannot connect to the server at {host}:{port}: "
+                          f"unexpected {describe(e)}") from None
 
     def request(self, msg: m.Message, timeout: float | None = 60.0) -> m.Message:
         """Sends one request and returns the response.
@@ -47,6 +50,8 @@ class BlockingClient:
             raise HqError(f"Connection to the server was lost: {e or 'closed'}") from None
         except ProtocolError as e:
             raise HqError(f"Protocol error: {e}") from None
+        except Exception as e:  # whatever a rogue peer causes: an error, not a traceback
+            raise HqError(f"Protocol error: unexpected {describe(e)}") from None
         if isinstance(response, m.ErrorResponse):
             raise RequestFailed(response.message)
         return response

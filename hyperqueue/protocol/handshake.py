@@ -30,7 +30,7 @@ import cbor2
 from nacl.bindings import crypto_generichash_blake2b_salt_personal as _blake2b
 from nacl.bindings import sodium_memcmp
 
-from hyperqueue.protocol.errors import HandshakeError, ProtocolError
+from hyperqueue.protocol.errors import HandshakeError, ProtocolError, shown
 from hyperqueue.protocol.secretbox import KEY_SIZE, PlainChannel, SealedChannel
 
 PROTOCOL_VERSION = 1
@@ -45,6 +45,10 @@ ROLE_WORKER_SERVER = "server"
 MAX_HANDSHAKE_FRAME = 4096
 
 CHALLENGE_SIZE = 32
+# Bounds on the peer's hello fields, checked before any of them is used or shown.
+MAX_PROTO = 2**32 - 1
+MAX_VERSION_LEN = 64  # an hq version string ("0.27.0", "1.0.0-dev+abc"); printable ASCII
+MAX_ROLE_LEN = 64
 _PROOF_TAG = b"hq-proof"
 _KDF_PERSON = b"hq-session-key"  # blake2b personalisation: keys derived here are for nothing else
 
@@ -165,7 +169,8 @@ class Handshake:
                 f"{PROTOCOL_VERSION} (peer hq version {hello['version']}, this hq {self._hq_version})"
             )
         if hello["role"] != self._peer_role:
-            raise HandshakeError(f"Unexpected peer role '{hello['role']}', expected '{self._peer_role}'")
+            raise HandshakeError(f"Unexpected peer role {shown(hello['role'])}, "
+                                 f"expected {self._peer_role!r}")
         if hello["auth"] != (self._key is not None):
             if self._key is None:
                 raise HandshakeError(
@@ -199,28 +204,35 @@ class Handshake:
 
 
 def _parse_hello(payload: bytes) -> dict[str, Any]:
-    """Decode and type-check a hello.
+    """Decode and strictly check a hello (types, ranges and lengths of every field).
 
     A hello of another protocol version is only checked for `proto` and `version`, so the
-    version mismatch is reported even if the other fields changed between versions.
+    version mismatch is reported even if the other fields changed between versions. The
+    error never contains a peer value: every field is bounded here before anything shows it.
     """
     malformed = HandshakeError("malformed handshake message")
     try:
+        # Bounded by MAX_HANDSHAKE_FRAME; cbor2 raises more than CBORDecodeError on garbage
+        # (RecursionError, ValueError, TypeError for unhashable keys, MemoryError, ...).
         hello = cbor2.loads(payload)
-    except cbor2.CBORDecodeError:
+    except Exception:
         raise malformed from None
-    if not isinstance(hello, dict):
+    if type(hello) is not dict:
         raise malformed
     proto, version = hello.get("proto"), hello.get("version")
-    if type(proto) is not int or not isinstance(version, str):
+    if type(proto) is not int or not 0 <= proto <= MAX_PROTO:
+        raise malformed
+    if (type(version) is not str or not 0 < len(version) <= MAX_VERSION_LEN
+            or not version.isascii() or not version.isprintable()):
         raise malformed
     if proto != PROTOCOL_VERSION:
         return hello
-    challenge = hello.get("challenge")
+    role, auth, challenge = hello.get("role"), hello.get("auth"), hello.get("challenge")
     if (
-        not isinstance(hello.get("role"), str)
-        or type(hello.get("auth")) is not bool
-        or not isinstance(challenge, bytes)
+        type(role) is not str
+        or len(role) > MAX_ROLE_LEN
+        or type(auth) is not bool
+        or type(challenge) is not bytes
         or len(challenge) != CHALLENGE_SIZE
     ):
         raise malformed

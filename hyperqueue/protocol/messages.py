@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar
 import cbor2
 
 from ..core.limits import MAX_ID, MAX_LIST_LEN, MAX_NAME_LEN, MAX_STRING_LEN
-from .errors import ProtocolError
+from .errors import ProtocolError, describe, shown
 
 if TYPE_CHECKING:
     from ..core.model import WorkerConfig
@@ -568,21 +568,28 @@ def encode(msg: Message) -> bytes:
     return cbor2.dumps([msg.TAG, *(getattr(msg, n) for n in msg._FIELDS)], default=_wire_default)
 
 
+MAX_TAG = 1 << 16  # tags are small positive integers; anything else is unknown
+
+
 def decode(data: bytes, direction: str) -> Message:
     """Parses and validates one message expected to travel in `direction`.
+
+    Never raises anything but ProtocolError for any `data` (garbage, deep nesting, huge
+    integers, wrong types), and its message never embeds an unbounded peer value.
 
     Raises:
         ProtocolError: not CBOR, an unknown tag for this direction, or a malformed field.
     """
     try:
         obj = cbor2.loads(data)
-    except Exception as e:  # cbor2 raises several types for garbage
+    except Exception as e:  # cbor2 raises several types for garbage (incl. RecursionError)
         raise ProtocolError(f"undecodable message ({e.__class__.__name__})") from None
-    if not isinstance(obj, list) or not obj or not isinstance(obj[0], int):
+    if type(obj) is not list or not obj or type(obj[0]) is not int:
         raise ProtocolError("malformed message: not a tagged array")
-    cls = _REGISTRY[direction].get(obj[0])
+    tag = obj[0]
+    cls = _REGISTRY[direction].get(tag) if 0 <= tag < MAX_TAG else None
     if cls is None:
-        raise ProtocolError(f"unknown message tag {obj[0]} for {direction}")
+        raise ProtocolError(f"unknown message tag {shown(tag)} for {direction}")
     values = obj[1:]
     if len(values) != len(cls.CHECKS):
         raise ProtocolError(f"malformed {cls.__name__}: expected {len(cls.CHECKS)} fields, "
@@ -590,4 +597,6 @@ def decode(data: bytes, direction: str) -> Message:
     try:
         return cls(*[check(v) for check, v in zip(cls.CHECKS, values)])
     except (ValueError, TypeError) as e:
-        raise ProtocolError(f"malformed {cls.__name__}: {e}") from None
+        raise ProtocolError(f"malformed {cls.__name__}: {describe(e, with_type=False)}") from None
+    except Exception as e:  # a validator choking on a value (OverflowError, RecursionError...)
+        raise ProtocolError(f"malformed {cls.__name__} ({e.__class__.__name__})") from None

@@ -10,6 +10,8 @@ Shape (one owner per lifetime):
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import signal
 from collections import deque
@@ -18,13 +20,15 @@ import time
 import trio
 
 from ..common import serverdir
+from ..common.ratelimit import RateLimitedLog
 from ..core import reactor, scheduler
 from ..core.model import WorkerState
 from ..core.outbox import Outbox
 from ..core.state import Core
 from ..errors import HqError
 from ..protocol import messages as m
-from ..protocol.errors import ConnectionClosed, ProtocolError
+from ..protocol.cborshape import SCAN_THRESHOLD, check_shape
+from ..protocol.errors import ConnectionClosed, ProtocolError, describe
 from ..protocol.handshake import Handshake
 from ..transport.connection import Connection, perform_handshake
 from ..version import __version__
@@ -320,14 +324,62 @@ class Server:
                 return
 
     async def _serve(self, scope, client_listeners, worker_listeners, client_key, worker_key):
+        ports = (_Port("client"), _Port("worker"))
         with scope:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(trio.serve_listeners,
-                                   lambda s: self._client_connection(s, client_key),
-                                   client_listeners)
-                nursery.start_soon(trio.serve_listeners,
-                                   lambda s: self._worker_connection(s, worker_key),
-                                   worker_listeners)
+                for listener in client_listeners:
+                    nursery.start_soon(self._accept_loop, nursery, listener, ports[0],
+                                       self._client_connection, client_key, ports)
+                for listener in worker_listeners:
+                    nursery.start_soon(self._accept_loop, nursery, listener, ports[1],
+                                       self._worker_connection, worker_key, ports)
+                while True:  # summaries of rate-limited log lines
+                    await trio.sleep(1.0)
+                    for port in ports:
+                        port.log.flush()
+
+    async def _accept_loop(self, nursery, listener, port: _Port, handler, key, ports) -> None:
+        """Accepts connections forever; each one runs under `_supervise`. Accept errors (out
+        of descriptors, ...) are logged rate-limited and retried after a short back-off."""
+        while True:
+            try:
+                stream = await listener.accept()
+            except trio.ClosedResourceError:
+                return
+            except OSError as e:
+                port.log.warning("Cannot accept a connection on the %s port: %s", port.kind,
+                                 e.strerror or e)
+                # Out of descriptors: close the oldest unauthenticated connections (of any
+                # port) so that queued real peers get in; back off if there are none.
+                if e.errno in (errno.EMFILE, errno.ENFILE) and _evict_some(ports):
+                    await trio.sleep(0.005)  # let the evicted ones close their sockets
+                else:
+                    await trio.sleep(ACCEPT_BACKOFF)
+                continue
+            nursery.start_soon(self._supervise, port, handler, stream, key)
+
+    async def _supervise(self, port: _Port, handler, stream, key) -> None:
+        """Runs one connection: whatever it raises closes this connection only, with one
+        (rate-limited) log line, and a traceback at DEBUG for an unexpected error."""
+        conn = _ConnState(_peer_name(stream), port)
+        try:
+            await handler(stream, key, conn)
+        except Exception as e:  # noqa: BLE001 - the supervisor; Cancelled etc. pass through
+            leaves = _leaves(e)
+            if conn.evicted:
+                port.log.warning("%s connection from %s closed: too many unauthenticated "
+                                 "connections on the %s port (at most %d)", port.title,
+                                 conn.peer, port.kind, port.limit)
+            elif all(isinstance(x, _EXPECTED) for x in leaves):
+                port.log.warning("%s: %s", conn.label(), _reasons(leaves, False))
+            else:
+                port.log.warning("%s: closed after an unexpected error: %s", conn.label(),
+                                 _reasons(leaves, True))
+                log.debug("Traceback of the error on %s", conn.label(), exc_info=e)
+        finally:
+            port.done(conn)
+            with trio.CancelScope(shield=True), trio.move_on_after(0.5):
+                await _close_quietly(stream)
 
     # -- the core's pulse ----------------------------------------------------------------------
     def kick(self) -> None:
@@ -427,29 +479,28 @@ class Server:
                     self.kick()
 
     # -- workers ---------------------------------------------------------------------------------
-    async def _worker_connection(self, stream, key) -> None:
-        peer = _peer_name(stream)
-        try:
-            hs = Handshake(role="server", peer_role="worker", key=key, hq_version=__version__)
-            conn = await perform_handshake(stream, hs, peer)
-            msg = m.decode(await conn.receive(), m.FROM_WORKER)
+    async def _worker_connection(self, stream, key, state: _ConnState) -> None:
+        peer = state.peer
+        hs = Handshake(role="server", peer_role="worker", key=key, hq_version=__version__)
+        with state.unauthenticated():  # handshake and registration: bounded time, capped
+            conn = await perform_handshake(stream, hs, peer, PREAUTH_TIMEOUT)
+            try:
+                data = await conn.receive()
+            except ConnectionClosed:
+                raise ProtocolError("connection closed before the worker registered") from None
+            msg = await _decode(data, m.FROM_WORKER)
             if not isinstance(msg, m.RegisterWorker):
                 raise ProtocolError(f"expected a worker registration, got {type(msg).__name__}")
-        except (ProtocolError, ConnectionClosed, trio.BrokenResourceError, OSError) as e:
-            log.warning("Worker connection from %s rejected: %s", peer, e)
-            await _close_quietly(stream)
-            return
         now = time.time()
         try:
             worker, rejected = reactor.register_worker(self.core, self.outbox, msg.config,
                                                        msg.previous, msg.running, msg.results,
                                                        now)
         except (ValueError, TypeError, AttributeError) as e:
-            log.warning("Worker registration from %s rejected: %s", peer, e)
-            await _close_quietly(conn)
-            return
+            raise ProtocolError(f"registration rejected: {e}") from None
         link = WorkerLink(worker, conn)
         self.links[worker.id] = link
+        state.what = f"Worker {worker.id} ({peer})"
         log.info("Worker %d %s from %s", worker.id,
                  "reconnected" if msg.previous else "registered", peer)
         reason = WorkerState.CONNECTION_LOST
@@ -465,11 +516,7 @@ class Server:
                 nursery.start_soon(self._worker_writer, link)
                 reason = await self._worker_reader(link)
                 nursery.cancel_scope.cancel()
-        except* (ProtocolError, trio.BrokenResourceError, trio.ClosedResourceError,
-                 OSError) as eg:
-            log.warning("Worker %d (%s): connection error: %s", worker.id, peer,
-                        "; ".join(str(e) for e in eg.exceptions))
-        finally:
+        finally:  # errors are logged by _supervise, once
             del self.links[worker.id]
             if link.stop_reason is not None:
                 reason = link.stop_reason
@@ -491,7 +538,7 @@ class Server:
                     data = await conn.receive()
                 except ConnectionClosed:
                     return WorkerState.CONNECTION_LOST
-                msg = m.decode(data, m.FROM_WORKER)
+                msg = await _decode(data, m.FROM_WORKER)
                 if isinstance(msg, m.TaskUpdates):
                     reactor.task_updates(core, outbox, worker, msg.updates, time.time())
                     link.seen_seq = msg.seq
@@ -519,23 +566,18 @@ class Server:
                 await link.conn.send_many(batch)
 
     # -- clients ---------------------------------------------------------------------------------
-    async def _client_connection(self, stream, key) -> None:
-        peer = _peer_name(stream)
-        try:
-            hs = Handshake(role="hq-server", peer_role="hq-client", key=key,
-                           hq_version=__version__)
-            conn = await perform_handshake(stream, hs, peer)
-        except (ProtocolError, ConnectionClosed, trio.BrokenResourceError, OSError) as e:
-            log.warning("Client connection from %s rejected: %s", peer, e)
-            await _close_quietly(stream)
-            return
+    async def _client_connection(self, stream, key, state: _ConnState) -> None:
+        hs = Handshake(role="hq-server", peer_role="hq-client", key=key, hq_version=__version__)
+        with state.unauthenticated():
+            conn = await perform_handshake(stream, hs, state.peer, PREAUTH_TIMEOUT)
+        state.what = f"Client {state.peer}"
         try:
             while True:
                 try:
                     data = await conn.receive()
                 except ConnectionClosed:
                     return
-                request = m.decode(data, m.FROM_CLIENT)
+                request = await _decode(data, m.FROM_CLIENT)
                 if isinstance(request, m.StreamEventsRequest):
                     await self._stream_events(conn, request.live)
                     continue
@@ -543,11 +585,112 @@ class Server:
                 await conn.send(m.encode(response))
                 if isinstance(request, m.StopServerRequest):
                     self.stop()
-        except (ProtocolError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
-            log.warning("Client %s: %s", peer, e)
-        finally:
+        finally:  # errors are logged by _supervise, once
             with trio.CancelScope(shield=True), trio.move_on_after(0.5):
-                await _close_quietly(conn if "conn" in locals() else stream)
+                await _close_quietly(conn)
+
+
+# -- connection supervision ---------------------------------------------------------------------
+MAX_UNAUTHENTICATED = 256  # per port; beyond it the oldest unauthenticated one is closed
+PREAUTH_TIMEOUT = 5.0  # seconds a peer has to authenticate (and a worker to register)
+ACCEPT_BACKOFF = 0.1  # seconds an accept loop waits after an accept error (e.g. EMFILE)
+
+# What a misbehaving or vanishing peer normally causes: one line, no traceback.
+_EXPECTED = (ProtocolError, ConnectionClosed, trio.BrokenResourceError,
+             trio.ClosedResourceError, OSError)
+
+
+class _Port:
+    """Bookkeeping of one listening port: its unauthenticated connections (at most `limit`;
+    a new one evicts the oldest, so a flood of idle connections cannot lock real peers out)
+    and its rate-limited log."""
+
+    def __init__(self, kind: str, limit: int = MAX_UNAUTHENTICATED):
+        self.kind = kind
+        self.title = kind.capitalize()
+        self.limit = limit
+        self.pending: dict[int, _ConnState] = {}  # insertion order: oldest first
+        self.log = RateLimitedLog(log, f"{kind} port")
+
+    def admit(self, state: _ConnState) -> None:
+        while len(self.pending) >= self.limit:
+            self.evict_oldest()
+        self.pending[id(state)] = state
+
+    def evict_oldest(self) -> None:
+        if self.pending:
+            state = self.pending.pop(next(iter(self.pending)))
+            state.evicted = True
+            state.scope.cancel()
+
+    def done(self, state: _ConnState) -> None:
+        self.pending.pop(id(state), None)
+
+
+class _ConnState:
+    """One supervised connection: its peer, and the log label for its stage."""
+
+    __slots__ = ("peer", "port", "scope", "evicted", "what")
+
+    def __init__(self, peer: str, port: _Port):
+        self.peer = peer
+        self.port = port
+        self.scope = trio.CancelScope()
+        self.evicted = False
+        self.what: str | None = None  # set once authenticated, e.g. "Client 1.2.3.4:5"
+
+    def label(self) -> str:
+        return self.what or f"{self.port.title} connection from {self.peer} rejected"
+
+    @contextlib.contextmanager
+    def unauthenticated(self):
+        """The pre-authentication stage: counted against the port's cap (eviction cancels it)."""
+        self.port.admit(self)
+        # The handshake has its own (same) timeout with a clearer message; this one also
+        # bounds a worker's registration.
+        self.scope.deadline = trio.current_time() + PREAUTH_TIMEOUT + 0.5
+        try:
+            with self.scope:
+                yield
+        finally:
+            self.port.done(self)
+        if self.scope.cancelled_caught:
+            if self.evicted:
+                raise ProtocolError("evicted")  # logged by _supervise
+            raise ProtocolError(f"not authenticated within {PREAUTH_TIMEOUT:g} s")
+
+
+async def _decode(data: bytes, direction: str) -> m.Message:
+    """`m.decode`, after a shape check of a large frame in a thread: decoding holds the event
+    loop (and the GIL), and a frame of tiny containers decodes to ~60 bytes per byte."""
+    if len(data) > SCAN_THRESHOLD:
+        await trio.to_thread.run_sync(check_shape, data)
+    return m.decode(data, direction)
+
+
+def _evict_some(ports, n: int = 16) -> int:
+    """Evicts up to `n` unauthenticated connections, oldest first from the fullest port."""
+    evicted = 0
+    while evicted < n:
+        port = max(ports, key=lambda p: len(p.pending))
+        if not port.pending:
+            break
+        port.evict_oldest()
+        evicted += 1
+    return evicted
+
+
+def _leaves(e: BaseException) -> list[BaseException]:
+    if isinstance(e, BaseExceptionGroup):
+        return [leaf for sub in e.exceptions for leaf in _leaves(sub)]
+    return [e]
+
+
+def _reasons(errors: list[BaseException], with_type: bool) -> str:
+    parts = [describe(e, with_type) for e in errors[:3]]
+    if len(errors) > 3:
+        parts.append(f"and {len(errors) - 3} more")
+    return "; ".join(parts)
 
 
 class _Listener:

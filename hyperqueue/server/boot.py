@@ -17,6 +17,7 @@ import time
 from datetime import datetime, timezone
 
 from ..common import serverdir
+from ..common.rlimit import raise_open_file_limit
 from ..core.state import Core
 from ..errors import HqError
 from ..version import __version__
@@ -73,6 +74,7 @@ def prepare(root: str, *, host: str | None = None, client_port: int = 0, worker_
         HqError: the server directory is unsafe, a port cannot be bound, the journal or the
             access file cannot be used.
     """
+    raise_open_file_limit()  # a descriptor per connection: use all the system allows
     try:
         serverdir.ensure_root(root)
     except OSError as e:

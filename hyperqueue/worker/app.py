@@ -21,10 +21,11 @@ import trio
 
 from ..common import serverdir
 from ..common.waits import sleep as clamped_sleep
+from ..common.rlimit import raise_open_file_limit
 from ..core.model import WorkerConfig
 from ..errors import HqError, UnsafeAccess
 from ..protocol import messages as m
-from ..protocol.errors import ConnectionClosed, HandshakeError, ProtocolError
+from ..protocol.errors import ConnectionClosed, HandshakeError, ProtocolError, describe
 from ..protocol.handshake import Handshake
 from ..transport.connection import open_connection
 from ..version import __version__
@@ -87,6 +88,7 @@ class Worker:
 
         `task_status.started(worker_id)` once registered.
         """
+        raise_open_file_limit()
         await self._connect(deadline=None)
         self.runner = Runner(work_dir=self.config.work_dir, hq_path=_hq_path(),
                              server_uid=self.server_uid, worker_id=self.worker_id)
@@ -191,6 +193,9 @@ class Worker:
                          delay)
                 await trio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+            except Exception as e:  # whatever a rogue server causes: a clear error, no traceback
+                log.debug("Traceback of the connection error", exc_info=True)
+                raise HqError(f"Cannot connect to the server: unexpected {describe(e)}") from None
         self.conn = conn
         self.worker_id = reply.worker_id
         if self.runner is not None:
@@ -245,33 +250,42 @@ class Worker:
             except (ConnectionClosed, ProtocolError, OSError, trio.BrokenResourceError,
                     trio.ClosedResourceError) as e:
                 log.error("Connection to the server lost: %s", e or "closed")
-                policy = self.config.on_server_lost
-                if policy == "finish-running":
-                    return LOST_FINISH
-                if policy == "reconnect":
-                    return LOST_RECONNECT
-                return 1
-            if isinstance(msg, m.ComputeTasks):
-                self._on_compute(msg)
-            elif isinstance(msg, m.ConfirmResults):
-                unconfirmed = self.unconfirmed
-                while unconfirmed and unconfirmed[0][0] <= msg.seq:
-                    unconfirmed.popleft()
-            elif isinstance(msg, m.RetractTasks):
-                retracted, refused = [], []
-                with self.lock:
+                return self._on_lost()
+            try:
+                if isinstance(msg, m.ComputeTasks):
+                    self._on_compute(msg)
+                elif isinstance(msg, m.ConfirmResults):
+                    unconfirmed = self.unconfirmed
+                    while unconfirmed and unconfirmed[0][0] <= msg.seq:
+                        unconfirmed.popleft()
+                elif isinstance(msg, m.RetractTasks):
+                    retracted, refused = [], []
+                    with self.lock:
+                        for job, task, instance in msg.tasks:
+                            if self.queue.remove((job, task), instance):
+                                retracted.append([job, task, instance])
+                            else:
+                                refused.append([job, task, instance])
+                    await self.conn.send(m.encode(m.TasksRetracted(retracted, refused)))
+                elif isinstance(msg, m.CancelTasks):
                     for job, task, instance in msg.tasks:
-                        if self.queue.remove((job, task), instance):
-                            retracted.append([job, task, instance])
-                        else:
-                            refused.append([job, task, instance])
-                await self.conn.send(m.encode(m.TasksRetracted(retracted, refused)))
-            elif isinstance(msg, m.CancelTasks):
-                for job, task, instance in msg.tasks:
-                    self._cancel((job, task), instance)
-            elif isinstance(msg, m.StopWorkerCommand):
-                log.info("Stopped by the server")
-                return 0
+                        self._cancel((job, task), instance)
+                elif isinstance(msg, m.StopWorkerCommand):
+                    log.info("Stopped by the server")
+                    return 0
+            except Exception as e:  # a message the worker cannot act on: drop the connection
+                log.error("Connection to the server lost: cannot handle its message: %s",
+                          describe(e))
+                log.debug("Traceback of the error", exc_info=True)
+                return self._on_lost()
+
+    def _on_lost(self) -> int:
+        policy = self.config.on_server_lost
+        if policy == "finish-running":
+            return LOST_FINISH
+        if policy == "reconnect":
+            return LOST_RECONNECT
+        return 1
 
     def _on_compute(self, msg: m.ComputeTasks) -> None:
         for tid, template, submit_dir in msg.templates:
