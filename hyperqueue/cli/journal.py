@@ -16,18 +16,13 @@ def journal():
 
 
 def event_json(record) -> str:
-    """One JSON line `{"time": ISO, "event": {"type": ..., ...}}` for a journal record."""
+    """One JSON line `{"time": ISO, "event": {"type": ..., ...}}` for a journal record (the
+    event's public shape: `core.events.to_public`)."""
+    from ..core.events import to_public
     from .output import iso
 
-    when, kind, payload = record
-    event = {"type": kind}
-    event.update(_jsonable(payload))
-    config = event.get("configuration")
-    if isinstance(config, list):
-        from ..core.model import WorkerConfig
-
-        event["configuration"] = dict(zip(WorkerConfig.FIELDS, config))
-    return json.dumps({"time": iso(when), "event": event}, separators=(",", ":"))
+    event = _jsonable(to_public(record))
+    return json.dumps({"time": iso(record[0]), "event": event}, separators=(",", ":"))
 
 
 def _jsonable(value):

@@ -21,7 +21,7 @@ class Outbox:
         self.retract: dict[int, list[tuple[int, int, int]]] = {}
         self.stop_workers: list[int] = []
         self.changed_jobs: set[int] = set()
-        self.events: list[tuple[float, str, dict]] = []
+        self.events: list = []  # `core.events.Event`s, in the order they happened
 
     def is_empty(self) -> bool:
         return not (self.compute or self.cancel or self.retract or self.stop_workers

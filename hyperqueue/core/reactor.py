@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import deque
 from itertools import islice
 
+from . import events as ev
 from .model import (
     CRASH_LIMIT_NEVER_RESTART,
     CRASH_LIMIT_UNLIMITED,
@@ -65,9 +66,6 @@ class SubmitSpec:
         self.batches = batches
 
 
-def _event(core: Core, outbox: Outbox, now: float, kind: str, **payload) -> None:
-    if core.record_events:
-        outbox.events.append((now, kind, payload))
 
 
 def _resolve_job_placeholders(template: TaskTemplate, job: Job, submit_dir: str,
@@ -93,8 +91,8 @@ def open_job(core: Core, outbox: Outbox, name: str, max_fails: int | None, submi
     job = Job(core.next_job_id, name, max_fails, True, submit_dir, now)
     core.next_job_id += 1
     core.jobs[job.id] = job
-    _event(core, outbox, now, "job-open", job_id=job.id, name=name, max_fails=max_fails,
-           submit_dir=submit_dir)
+    if core.record_events:
+        outbox.events.append(ev.JobOpen(now, job.id, name, max_fails, submit_dir))
     return job
 
 
@@ -179,11 +177,10 @@ def submit(core: Core, outbox: Outbox, spec: SubmitSpec, now: float) -> Job:
     if was_done:
         job.finished_at = None
     if core.record_events:
-        _event(core, outbox, now, "job-created", job=job.id, closed_job=spec.job_id is None,
-               job_desc={"name": job.name, "max_fails": job.max_fails},
-               submit_desc={"submit_dir": spec.submit_dir, "batches": [
-                   [b.template.to_wire(), b.ids.to_text(), b.entries, list(b.deps)]
-                   for b in new_batches]})
+        outbox.events.append(ev.JobCreated(
+            now, job.id, spec.job_id is None, job.name, job.max_fails, spec.submit_dir,
+            [[b.template.to_wire(), b.ids.to_text(), b.entries, list(b.deps)]
+             for b in new_batches]))
 
     if not graph:
         for batch in new_batches:
@@ -296,7 +293,8 @@ def close_job(core: Core, outbox: Outbox, job: Job, now: float) -> bool:
         return False
     job.is_open = False
     outbox.changed_jobs.add(job.id)
-    _event(core, outbox, now, "job-close", job_id=job.id)
+    if core.record_events:
+        outbox.events.append(ev.JobClose(now, job.id))
     if job.is_done:
         _job_completed(core, outbox, job, now)
     return True
@@ -307,8 +305,8 @@ def cancel_job(core: Core, outbox: Outbox, job: Job, reason: str | None, now: fl
     n = _end_open_tasks(core, outbox, job, TaskState.CANCELED, now, None)
     if n and reason is not None:
         job.cancel_reason = reason
-    if n:
-        _event(core, outbox, now, "job-cancel", job_id=job.id, reason=reason)
+    if n and core.record_events:
+        outbox.events.append(ev.JobCancel(now, job.id, reason))
     return n
 
 
@@ -317,7 +315,8 @@ def forget_job(core: Core, outbox: Outbox, job: Job, now: float) -> bool:
     if not job.is_terminated:
         return False
     del core.jobs[job.id]
-    _event(core, outbox, now, "job-forget", job_id=job.id)
+    if core.record_events:
+        outbox.events.append(ev.JobForget(now, job.id))
     for b in job.batches:
         core.batches_by_template.pop(b.template_id, None)
     return True
@@ -354,7 +353,8 @@ def add_worker(core: Core, outbox: Outbox, config: WorkerConfig, now: float) -> 
     core.next_worker_id += 1
     core.workers[worker.id] = worker
     core.needs_schedule = True
-    _event(core, outbox, now, "worker-connected", id=worker.id, configuration=config.to_wire())
+    if core.record_events:
+        outbox.events.append(ev.WorkerConnected(now, worker.id, config.to_wire()))
     return worker
 
 
@@ -371,9 +371,10 @@ def register_worker(core: Core, outbox: Outbox, config: WorkerConfig, previous, 
             worker = w
             worker.config = config
             core.needs_schedule = True
-            _event(core, outbox, now, "worker-reconnected", id=w.id,
-                   configuration=config.to_wire(), previous=list(previous),
-                   running=[list(r) for r in running], results=[list(r) for r in results])
+            if core.record_events:
+                outbox.events.append(ev.WorkerReconnected(
+                    now, w.id, config.to_wire(), list(previous), [list(r) for r in running],
+                    [list(r) for r in results]))
     if worker is None:
         worker = add_worker(core, outbox, config, now)
     # `running`: [job, task, instance] or [job, task, instance, variant] (newer workers).
@@ -441,8 +442,8 @@ def lose_worker(core: Core, outbox: Outbox, worker: Worker, reason: WorkerState,
         return
     worker.state = reason
     worker.ended_at = now
-    _event(core, outbox, now, "worker-lost", id=worker.id, reason=reason.label,
-           count_crash=count_crash)
+    if core.record_events:
+        outbox.events.append(ev.WorkerLost(now, worker.id, reason.label, count_crash))
     mn = worker.mn_task
     if mn is not None and mn.worker is not worker:
         # A secondary node of a multi-node task: the task goes on without it.
@@ -673,15 +674,13 @@ def _start(core: Core, outbox: Outbox, task: Task, worker: Worker, now: float) -
     worker.last_task_started = (job.id, task.id, now)
     outbox.changed_jobs.add(job.id)
     if core.record_events:
-        extra = {}
-        if task.variant:
-            extra["variant"] = task.variant
+        nodes = None
         if task.nodes is not None:
-            extra["nodes"] = [n.id for n in task.nodes]
+            nodes = [n.id for n in task.nodes]
             for n in task.nodes:
                 job.workers_used[n.id] = n.config.hostname
-        _event(core, outbox, now, "task-started", job=job.id, task=task.id,
-               instance=task.instance, worker=worker.id, **extra)
+        outbox.events.append(ev.TaskStarted(now, job.id, task.id, task.instance, worker.id,
+                                            task.variant, nodes))
 
 
 def _check_max_fails(core: Core, outbox: Outbox, job: Job, now: float) -> None:
@@ -740,15 +739,13 @@ def _complete(core: Core, outbox: Outbox, task: Task, state: TaskState, now: flo
     outbox.changed_jobs.add(job.id)
     if core.record_events:
         if state == TaskState.FINISHED:
-            _event(core, outbox, now, "task-finished", job=job.id, task=task.id,
-                   instance=task.instance)
+            outbox.events.append(ev.TaskFinished(now, job.id, task.id, task.instance))
         elif state == TaskState.FAILED:
-            _event(core, outbox, now, "task-failed", job=job.id, task=task.id,
-                   instance=task.instance, error=error)
+            outbox.events.append(ev.TaskFailed(now, job.id, task.id, task.instance, error))
         elif state == TaskState.CANCELED:
-            _event(core, outbox, now, "task-canceled", job=job.id, tasks=[task.id])
+            outbox.events.append(ev.TaskCanceled(now, job.id, [task.id]))
         else:
-            _event(core, outbox, now, "task-aborted", job=job.id, tasks=[task.id])
+            outbox.events.append(ev.TaskAborted(now, job.id, [task.id]))
     if task.consumers:
         consumers, task.consumers = task.consumers, None
         for c in consumers:
@@ -786,4 +783,5 @@ def _job_completed(core: Core, outbox: Outbox, job: Job, now: float) -> None:
     if job.finished_at is None:
         job.finished_at = now
         if not job.is_open:
-            _event(core, outbox, now, "job-completed", job=job.id)
+            if core.record_events:
+                outbox.events.append(ev.JobCompleted(now, job.id))

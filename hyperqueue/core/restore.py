@@ -7,6 +7,7 @@ aborts, crash-limit failures, job completion) follow from the reactor exactly as
 
 from __future__ import annotations
 
+from . import events as ev
 from . import reactor
 from .model import TaskTemplate, WorkerConfig, WorkerState
 from .outbox import Outbox
@@ -14,103 +15,111 @@ from .ranges import IntRanges
 from .state import Core
 
 _LOSS_BY_LABEL = {s.label: s for s in WorkerState}
-DERIVED = frozenset({"task-canceled", "task-aborted", "job-completed", "server-stop",
-                     "worker-overview"})
+# Kinds this hq no longer writes (or a newer one adds) that carry no decision: skipped.
+IGNORED_KINDS = frozenset({"worker-overview"})
 
 
 class RestoreError(ValueError):
     """An event that cannot be applied: the journal does not describe a possible history."""
 
 
-def apply_event(core: Core, outbox: Outbox, time: float, kind: str, p: dict) -> None:
-    """Applies one journal event to `core` (raises RestoreError if it does not fit)."""
+def apply_event(core: Core, outbox: Outbox, event: ev.Event) -> None:
+    """Applies one event to `core` (raises RestoreError if it does not fit)."""
     try:
-        _apply(core, outbox, time, kind, p)
+        _apply(core, outbox, event)
     except RestoreError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise RestoreError(f"cannot apply {kind} event: {e!r}") from None
+        raise RestoreError(f"cannot apply {_kind(event)} event: {e!r}") from None
 
 
-def _apply(core: Core, outbox: Outbox, time: float, kind: str, p: dict) -> None:
-    if kind in DERIVED:
-        return
-    if kind == "server-start":
-        if not core.jobs and not core.workers:
-            core.server_uid = p["server_uid"]
-    elif kind == "job-open":
-        core.next_job_id = p["job_id"]
-        reactor.open_job(core, outbox, p["name"], p["max_fails"], p["submit_dir"], time)
-    elif kind == "job-created":
-        desc, sub = p["job_desc"], p["submit_desc"]
-        batches = [reactor.BatchSpec(TaskTemplate.from_wire(t), IntRanges.parse(ids), entries,
-                                     deps) for t, ids, entries, deps in sub["batches"]]
-        if p["closed_job"]:
-            core.next_job_id = p["job"]
-            spec = reactor.SubmitSpec(desc["name"], sub["submit_dir"], batches,
-                                      desc["max_fails"])
-        else:
-            spec = reactor.SubmitSpec(desc["name"], sub["submit_dir"], batches,
-                                      desc["max_fails"], p["job"])
-        job = reactor.submit(core, outbox, spec, time)
-        if job.id != p["job"]:
-            raise RestoreError(f"job {p['job']} was restored with id {job.id}")
-    elif kind == "job-close":
-        reactor.close_job(core, outbox, _job(core, p["job_id"]), time)
-    elif kind == "job-cancel":
-        reactor.cancel_job(core, outbox, _job(core, p["job_id"]), p["reason"], time)
-    elif kind == "job-forget":
-        job = core.jobs.get(p["job_id"])
-        if job is not None:  # else pruned from the journal (`journal prune`) before
-            reactor.forget_job(core, outbox, job, time)
-    elif kind == "worker-connected":
-        core.next_worker_id = p["id"]
-        reactor.add_worker(core, outbox, WorkerConfig.from_wire(p["configuration"]), time)
-    elif kind == "worker-reconnected":
-        _worker(core, p["id"])
-        core.awaiting[p["id"]] = float("inf")
-        reactor.register_worker(core, outbox, WorkerConfig.from_wire(p["configuration"]),
-                                p["previous"], p["running"], p["results"], time)
-    elif kind == "worker-lost":
-        worker = _worker(core, p["id"])
-        reactor.lose_worker(core, outbox, worker, _LOSS_BY_LABEL[p["reason"]], time,
-                            count_crash=p.get("count_crash", True))
-    elif kind == "task-started":
-        worker = _worker(core, p["worker"])
-        variant, nodes = _placement(core, worker, p)
-        if reactor.adopt_task(core, outbox, worker, p["job"], p["task"], p["instance"],
-                              time, variant, nodes) is None:
-            # Already applied by the replay of a `worker-reconnected` event (which adopts and
-            # settles the worker's tasks itself) and recorded again after it: nothing to do.
-            task = _job(core, p["job"]).tasks.get(p["task"])
-            if task is None or not (task.state.is_terminal or task.instance > p["instance"]):
-                raise RestoreError(f"task {p['job']}@{p['task']} cannot start on worker "
-                                   f"{p['worker']}")
-    elif kind in ("task-finished", "task-failed"):
-        job = _job(core, p["job"])
-        task = job.tasks.get(p["task"])
-        if task is None or task.worker is None:
-            raise RestoreError(f"task {p['job']}@{p['task']} ended without starting")
-        code = reactor.UPDATE_FINISHED if kind == "task-finished" else reactor.UPDATE_FAILED
-        reactor.task_updates(core, outbox, task.worker,
-                             [[code, job.id, task.id, p["instance"], p.get("error")]], time)
-    else:
-        raise RestoreError(f"unknown event type {kind!r}")
+def _kind(event) -> str:
+    return event.record_kind if type(event) is ev.Unknown else event.kind
 
 
-def _placement(core: Core, worker, p: dict) -> tuple[int, list | None]:
+def _apply(core: Core, outbox: Outbox, e: ev.Event) -> None:
+    time = e.time
+    match e:
+        case ev.TaskStarted(job=job_id, task=task_id, instance=instance):
+            worker = _worker(core, e.worker)
+            variant, nodes = _placement(core, worker, e)
+            if reactor.adopt_task(core, outbox, worker, job_id, task_id, instance, time,
+                                  variant, nodes) is None:
+                # Already applied by the replay of a `worker-reconnected` event (which adopts
+                # and settles the worker's tasks itself) and recorded again after it: nothing
+                # to do.
+                task = _job(core, job_id).tasks.get(task_id)
+                if task is None or not (task.state.is_terminal or task.instance > instance):
+                    raise RestoreError(f"task {job_id}@{task_id} cannot start on worker "
+                                       f"{e.worker}")
+        case ev.TaskFinished() | ev.TaskFailed():
+            job = _job(core, e.job)
+            task = job.tasks.get(e.task)
+            if task is None or task.worker is None:
+                raise RestoreError(f"task {e.job}@{e.task} ended without starting")
+            if type(e) is ev.TaskFinished:
+                update = [reactor.UPDATE_FINISHED, job.id, task.id, e.instance, None]
+            else:
+                update = [reactor.UPDATE_FAILED, job.id, task.id, e.instance, e.error]
+            reactor.task_updates(core, outbox, task.worker, [update], time)
+        case ev.TaskCanceled() | ev.JobCompleted() | ev.ServerStop():
+            pass  # derived (TaskAborted too): follows from the events that caused it
+        case ev.ServerStart(server_uid=uid):
+            if not core.jobs and not core.workers:
+                core.server_uid = uid
+        case ev.JobOpen():
+            core.next_job_id = e.job
+            reactor.open_job(core, outbox, e.name, e.max_fails, e.submit_dir, time)
+        case ev.JobCreated():
+            batches = [reactor.BatchSpec(TaskTemplate.from_wire(t), IntRanges.parse(ids),
+                                         entries, deps) for t, ids, entries, deps in e.batches]
+            if e.closed_job:
+                core.next_job_id = e.job
+                spec = reactor.SubmitSpec(e.name, e.submit_dir, batches, e.max_fails)
+            else:
+                spec = reactor.SubmitSpec(e.name, e.submit_dir, batches, e.max_fails, e.job)
+            job = reactor.submit(core, outbox, spec, time)
+            if job.id != e.job:
+                raise RestoreError(f"job {e.job} was restored with id {job.id}")
+        case ev.JobClose():
+            reactor.close_job(core, outbox, _job(core, e.job), time)
+        case ev.JobCancel():
+            reactor.cancel_job(core, outbox, _job(core, e.job), e.reason, time)
+        case ev.JobForget():
+            job = core.jobs.get(e.job)
+            if job is not None:  # else pruned from the journal (`journal prune`) before
+                reactor.forget_job(core, outbox, job, time)
+        case ev.WorkerConnected():
+            core.next_worker_id = e.worker
+            reactor.add_worker(core, outbox, WorkerConfig.from_wire(e.configuration), time)
+        case ev.WorkerReconnected():
+            _worker(core, e.worker)
+            core.awaiting[e.worker] = float("inf")
+            reactor.register_worker(core, outbox, WorkerConfig.from_wire(e.configuration),
+                                    e.previous, e.running, e.results, time)
+        case ev.WorkerLost():
+            worker = _worker(core, e.worker)
+            reactor.lose_worker(core, outbox, worker, _LOSS_BY_LABEL[e.reason], time,
+                                count_crash=e.count_crash)
+        case ev.Unknown(record_kind=kind) if kind in IGNORED_KINDS:
+            pass
+        case _:
+            raise RestoreError(f"unknown event type {_kind(e)!r}")
+
+
+def _placement(core: Core, worker, e: ev.TaskStarted) -> tuple[int, list | None]:
     """The resource variant and the nodes (multi-node: all reserved workers, root first) a
-    `task-started` event records. Both are optional in the payload: a variant 0 and a
+    `task-started` event records. Both are optional in the record: a variant 0 and a
     single-node task are left out, and journals older than variants have neither."""
-    variant = p.get("variant", 0)
+    variant = e.variant
     if type(variant) is not int or variant < 0:
-        raise RestoreError(f"task {p['job']}@{p['task']}: invalid resource variant {variant!r}")
-    ids = p.get("nodes")
+        raise RestoreError(f"task {e.job}@{e.task}: invalid resource variant {variant!r}")
+    ids = e.nodes
     if ids is None:
         return variant, None
     if not (isinstance(ids, list) and ids and all(type(i) is int for i in ids)
             and len(set(ids)) == len(ids) and ids[0] == worker.id):
-        raise RestoreError(f"task {p['job']}@{p['task']}: invalid nodes {ids!r}")
+        raise RestoreError(f"task {e.job}@{e.task}: invalid nodes {ids!r}")
     return variant, [_worker(core, i) for i in ids]
 
 
@@ -129,10 +138,16 @@ def _worker(core: Core, worker_id: int):
 
 
 def restore(events, server_uid: str | None = None) -> Core:
-    """A core rebuilt from `(time, kind, payload)` events (recording events again)."""
+    """A core rebuilt from events (recording events again): `Event`s, or journal records
+    ``(time, kind, payload)`` (read with `events.from_record`; RestoreError if malformed)."""
     core = Core(server_uid=server_uid or "000000", record_events=True)
     outbox = Outbox()
-    for time, kind, payload in events:
-        apply_event(core, outbox, time, kind, payload)
+    for e in events:
+        if not isinstance(e, ev.Event):
+            try:
+                e = ev.from_record(e)
+            except ev.EventError as error:
+                raise RestoreError(str(error)) from None
+        apply_event(core, outbox, e)
         outbox.clear()
     return core

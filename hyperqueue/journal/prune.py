@@ -6,12 +6,12 @@ given here end exactly where that decision was taken; records appended later are
 
 Kept:
 * every `server-*` record (server uid, starts and stops);
-* every record of a live job (`job` or `job_id` in the payload);
-* every `worker-*` record (`id`) of a live worker, and of each worker a kept record needs: the
+* every record of a live job (the payload key of its job is the kind's `Event.JOB_KEY`);
+* every `worker-*` record of a live worker, and of each worker a kept record needs: the
   worker (and the other nodes) of a live job's task start, a worker that reconnected with one
   of a live job's tasks running or finished;
-* records of any other kind (not known here: kept rather than risk a history that no longer
-  restores).
+* records of any other kind (not in `core.events.KINDS`: kept rather than risk a history that
+  no longer restores), and malformed ones.
 
 Dropped: the records of terminated jobs, and of gone workers that no live job refers to.
 """
@@ -20,13 +20,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from hyperqueue.core import events as ev
+
 
 def job_of(payload: dict) -> int | None:
-    """The job a record is about (payloads say `job` or `job_id`), or None."""
+    """The job a raw payload names under either of the keys events use on disk (`job_id`,
+    `job`), or None: for tools holding a payload without its kind (the selection below knows
+    each kind's key, `Event.JOB_KEY`)."""
     job = payload.get("job_id")
     if job is None:
         job = payload.get("job")
     return job if type(job) is int else None
+
+
+def _int_or_none(value) -> int | None:
+    return value if type(value) is int else None
 
 
 def _referenced_workers(records: Iterable, live_jobs) -> set:
@@ -35,36 +43,43 @@ def _referenced_workers(records: Iterable, live_jobs) -> set:
         kind, p = r[1], r[2]
         if not isinstance(p, dict):
             continue
-        if kind == "task-started":
-            if job_of(p) in live_jobs:
-                needed.add(p.get("worker"))
+        cls = ev.KINDS.get(kind)
+        if cls is ev.TaskStarted:
+            if _int_or_none(p.get(cls.JOB_KEY)) in live_jobs:
+                needed.add(p.get(cls.WORKER_KEY))
                 nodes = p.get("nodes")
                 if isinstance(nodes, list):
                     needed.update(n for n in nodes if type(n) is int)
-        elif kind == "worker-reconnected":
+        elif cls is ev.WorkerReconnected:
             entries = []
             for key, at in (("running", 0), ("results", 1)):
                 value = p.get(key)
                 if isinstance(value, list):
                     entries.extend(e[at] for e in value if isinstance(e, list) and len(e) > at)
             if any(j in live_jobs for j in entries if type(j) is int):
-                needed.add(p.get("id"))
+                needed.add(p.get(cls.WORKER_KEY))
     return needed
 
 
 def select_records(records: list, live_jobs, live_workers) -> list:
-    """The records to keep, in their order (see the module docstring)."""
+    """The records to keep, in their order (see the module docstring).
+
+    Records are read by their kind's payload keys (`Event.JOB_KEY`, `Event.WORKER_KEY`), not
+    decoded: the kept ones are written back as they were read.
+    """
     workers = set(live_workers) | _referenced_workers(records, live_jobs)
     kept = []
     for r in records:
         kind, p = r[1], r[2]
-        if not isinstance(kind, str) or not isinstance(p, dict) or kind.startswith("server-"):
-            kept.append(r)
-        elif kind.startswith("worker-"):
-            if p.get("id") in workers:
-                kept.append(r)
-        else:
-            job = job_of(p)
-            if job is None or job in live_jobs:
-                kept.append(r)
+        cls = ev.KINDS.get(kind) if type(kind) is str and isinstance(p, dict) else None
+        match cls:
+            case None | ev.ServerStart | ev.ServerStop:
+                kept.append(r)  # and kinds not known here, malformed records
+            case ev.WorkerConnected | ev.WorkerReconnected | ev.WorkerLost:
+                if p.get(cls.WORKER_KEY) in workers:
+                    kept.append(r)
+            case _:  # the job events and the task events
+                job = _int_or_none(p.get(cls.JOB_KEY))
+                if job is None or job in live_jobs:
+                    kept.append(r)
     return kept

@@ -1,6 +1,7 @@
 """`hq journal report`: a self-contained HTML summary of a journal (stdlib only, no JavaScript).
 
-`render_report(records)` folds the `[time, kind, payload]` records in one pass into:
+`render_report(records)` folds the `[time, kind, payload]` records (decoded into
+`core.events` classes) in one pass into:
 
 * the server runs (start time, uid, stop time),
 * time series of running workers (per resource shape) and running tasks, aggregated into at most
@@ -10,7 +11,8 @@
 * a table of the workers and of the jobs, and the last task failures.
 
 Charts are inline SVG generated here; the page has no external resources. All text from the
-journal is escaped. Unknown event types and malformed payloads are ignored.
+journal is escaped. Unknown event types and malformed records (those `events.from_record`
+refuses) are counted and otherwise ignored.
 
 The optional window (`start_time`, `end_time`: seconds from the first server start) limits the
 counted events and the charts; the events before the window are still folded so the state at the
@@ -25,6 +27,8 @@ from collections import deque
 from datetime import datetime, timezone
 from html import escape
 
+from hyperqueue.core import events as ev
+from hyperqueue.core.events import from_record
 from hyperqueue.core.ranges import IntRanges
 
 __all__ = ["render_report", "MAX_BUCKETS"]
@@ -370,95 +374,87 @@ class _Fold:
         started, finished, failed = self.started, self.finished, self.failed
         durations = self.durations
         n_events = n_started = n_finished = n_failed = 0
-        for t, kind, p in records:
+        for rec in records:
+            t = rec[0]
+            inside = ws <= t <= we
+            if inside:
+                n_events += 1
             try:
-                inside = ws <= t <= we
-                if inside:
-                    n_events += 1
-                if kind == "task-started":
-                    job = p.get("job")
-                    task = p.get("task")
-                    if job is None or task is None:
-                        continue
-                    key = (job, task)
-                    ty = task_type(job, task)
-                    if key not in running:
-                        tasks_add(t, 1)
-                    running[key] = (t, p.get("worker"), ty)
-                    if inside:
-                        n_started += 1
-                        started[ty] += 1
-                elif kind == "task-finished" or kind == "task-failed":
-                    job = p.get("job")
-                    task = p.get("task")
-                    if job is None or task is None:
-                        continue
-                    r = running.pop((job, task), None)
-                    if r is not None:
-                        tasks_add(t, -1)
-                        ty = r[2]
-                    else:
+                e = from_record(rec)
+                match e:
+                    case ev.TaskStarted(job=job, task=task):
+                        key = (job, task)
                         ty = task_type(job, task)
-                    if inside:
-                        if kind == "task-finished":
-                            n_finished += 1
-                            finished[ty] += 1
-                            if r is not None:
-                                durations[ty].append(t - r[0])
-                        else:
-                            n_failed += 1
-                            failed[ty] += 1
-                            self.failures.append((t, job, task, p.get("error")))
-                elif kind == "task-canceled" or kind == "task-aborted":
-                    job = p.get("job")
-                    ids = p.get("tasks")
-                    if not isinstance(ids, (list, tuple)):
-                        ids = ()
-                    for tid in ids:
-                        if running.pop((job, tid), None) is not None:
+                        if key not in running:
+                            tasks_add(t, 1)
+                        running[key] = (t, e.worker, ty)
+                        if inside:
+                            n_started += 1
+                            started[ty] += 1
+                    case ev.TaskFinished(job=job, task=task) | ev.TaskFailed(job=job, task=task):
+                        r = running.pop((job, task), None)
+                        if r is not None:
                             tasks_add(t, -1)
-                    if inside:
-                        if kind == "task-canceled":
-                            self.n_canceled += len(ids)
+                            ty = r[2]
                         else:
-                            self.n_aborted += len(ids)
-                elif kind == "job-created":
-                    self._job_created(t, p, inside)
-                elif kind == "job-open":
-                    jid = p.get("job_id")
-                    if jid not in self.jobs:
-                        self.jobs[jid] = _Job(jid, p.get("name"), t)
-                    if inside:
-                        self.jobs_in_window.add(jid)
-                elif kind in ("job-close", "job-cancel", "job-forget", "job-completed"):
-                    jid = p.get("job_id", p.get("job"))
-                    ji = self.jobs.get(jid)
-                    if ji is not None:
-                        if kind == "job-cancel":
+                            ty = task_type(job, task)
+                        if inside:
+                            if type(e) is ev.TaskFinished:
+                                n_finished += 1
+                                finished[ty] += 1
+                                if r is not None:
+                                    durations[ty].append(t - r[0])
+                            else:
+                                n_failed += 1
+                                failed[ty] += 1
+                                self.failures.append((t, job, task, e.error))
+                    case ev.TaskCanceled(job=job, tasks=ids):  # and TaskAborted
+                        for tid in ids:
+                            if running.pop((job, tid), None) is not None:
+                                tasks_add(t, -1)
+                        if inside:
+                            if type(e) is ev.TaskCanceled:
+                                self.n_canceled += len(ids)
+                            else:
+                                self.n_aborted += len(ids)
+                    case ev.JobCreated():
+                        self._job_created(t, e, inside)
+                    case ev.JobOpen(job=jid):
+                        if jid not in self.jobs:
+                            self.jobs[jid] = _Job(jid, e.name, t)
+                        if inside:
+                            self.jobs_in_window.add(jid)
+                    case ev.JobCompleted(job=jid):
+                        ji = self.jobs.get(jid)
+                        if ji is not None and ji.state != "canceled":
+                            ji.state = "completed"
+                    case ev.JobCancel(job=jid):
+                        ji = self.jobs.get(jid)
+                        if ji is not None:
                             ji.state = "canceled"
-                        elif kind == "job-completed":
-                            if ji.state != "canceled":
-                                ji.state = "completed"
-                        elif kind == "job-close":
-                            if ji.state == "open":
-                                ji.state = "closed"
-                        elif kind == "job-forget":
+                    case ev.JobClose(job=jid):
+                        ji = self.jobs.get(jid)
+                        if ji is not None and ji.state == "open":
+                            ji.state = "closed"
+                    case ev.JobForget(job=jid):
+                        ji = self.jobs.get(jid)
+                        if ji is not None:
                             ji.state = "forgotten"
-                elif kind == "worker-connected":
-                    self._worker_connected(t, p)
-                elif kind == "worker-lost":
-                    self._worker_lost(t, p)
-                elif kind == "worker-reconnected":
-                    self._worker_reconnected(t, p)
-                elif kind == "server-start":
-                    self.servers.append([t, p.get("server_uid"), None])
-                elif kind == "server-stop":
-                    if self.servers and self.servers[-1][2] is None:
-                        self.servers[-1][2] = t
-                else:
-                    self.unknown_kinds += 1
+                    case ev.WorkerConnected():
+                        self._worker_connected(t, e)
+                    case ev.WorkerLost():
+                        self._worker_lost(t, e)
+                    case ev.WorkerReconnected():
+                        self._worker_reconnected(t, e)
+                    case ev.ServerStart(server_uid=uid):
+                        self.servers.append([t, uid, None])
+                    case ev.ServerStop():
+                        if self.servers and self.servers[-1][2] is None:
+                            self.servers[-1][2] = t
+                    case _:
+                        self.unknown_kinds += 1
             except (TypeError, ValueError, KeyError, IndexError, AttributeError):
-                self.malformed += 1
+                self.malformed += 1  # (EventError is a ValueError)
         self.n_events += n_events
         self.n_started += n_started
         self.n_finished += n_finished
@@ -468,10 +464,9 @@ class _Fold:
         for s in self.shape_series.values():
             s.finish()
 
-    def _job_created(self, t, p, inside) -> None:
-        jid = p.get("job")
-        desc = p.get("job_desc")
-        name = desc.get("name") if isinstance(desc, dict) else None
+    def _job_created(self, t, e: ev.JobCreated, inside) -> None:
+        jid = e.job
+        name = e.name
         ji = self.jobs.get(jid)
         if ji is None:
             ji = self.jobs[jid] = _Job(jid, name, t)
@@ -479,8 +474,7 @@ class _Fold:
             ji.name = name
         if inside:
             self.jobs_in_window.add(jid)
-        sub = p.get("submit_desc")
-        batches = sub.get("batches") if isinstance(sub, dict) else None
+        batches = e.batches
         if not isinstance(batches, (list, tuple)):
             return
         for batch in batches:
@@ -501,9 +495,9 @@ class _Fold:
             else:
                 ji.big.append((rng, ty))
 
-    def _worker_connected(self, t, p) -> None:
-        wid = p.get("id")
-        hostname, shape = _worker_info(p.get("configuration"))
+    def _worker_connected(self, t, e: ev.WorkerConnected) -> None:
+        wid = e.worker
+        hostname, shape = _worker_info(e.configuration)
         old = self.workers.get(wid)
         if old is not None and old.active:
             self._deactivate(old, t)
@@ -527,20 +521,20 @@ class _Fold:
             del running[k]
             self.tasks.add(t, -1)
 
-    def _worker_lost(self, t, p) -> None:
-        wid = p.get("id")
+    def _worker_lost(self, t, e: ev.WorkerLost) -> None:
+        wid = e.worker
         w = self.workers.get(wid)
         if w is not None:
             if w.active:
                 self._deactivate(w, t)
             w.lost = t
-            w.reason = str(p.get("reason", ""))
+            w.reason = str(e.reason)
         self._drop_tasks_of(wid, t)
 
-    def _worker_reconnected(self, t, p) -> None:
-        wid = p.get("id")
+    def _worker_reconnected(self, t, e: ev.WorkerReconnected) -> None:
+        wid = e.worker
         w = self.workers.get(wid)
-        config = p.get("configuration")
+        config = e.configuration
         if w is None:
             hostname, shape = _worker_info(config)
             w = self.workers[wid] = _Worker(wid, hostname, shape, t)
@@ -551,12 +545,12 @@ class _Fold:
             w.reason = ""
         # Tasks the worker did not report are requeued without an event of their own.
         keep = set()
-        for item in p.get("running") or ():
+        for item in e.running or ():
             try:
                 keep.add((item[0], item[1]))
             except (TypeError, IndexError, KeyError):
                 pass
-        for item in p.get("results") or ():
+        for item in e.results or ():
             try:
                 keep.add((item[1], item[2]))
             except (TypeError, IndexError, KeyError):

@@ -50,11 +50,12 @@ class JournalWriter:
             _fsync_dir(self.path)
 
     def append(self, records) -> int:
-        """Buffers `(time, kind, payload)` records; returns the position they end at."""
+        """Buffers `[time, kind, payload]` records (`Event.to_record()`); returns the
+        position they end at."""
         buf = self.buffer
         before = len(buf)
-        for time, kind, payload in records:
-            buf += encode_record([time, kind, payload])
+        for record in records:
+            buf += encode_record(record)
         self.appended += len(buf) - before
         return self.appended
 

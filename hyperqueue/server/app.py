@@ -23,6 +23,7 @@ from ..common import serverdir
 from ..common.ratelimit import RateLimitedLog
 from ..core import reactor, scheduler
 from ..core.model import WorkerState
+from ..core.events import ServerStart, ServerStop, to_records
 from ..core.outbox import Outbox
 from ..core.state import Core
 from ..errors import HqError
@@ -168,14 +169,13 @@ class Server:
                     # A journal that cannot be written stops the server (cleanly: below).
                     self.journal.on_failure = lambda _error: self.stop()
                     self._after_restore()
-                    self.journal.append([(self.start_date, "server-start",
-                                          {"server_uid": self.core.server_uid})])
+                    self.journal.append([ServerStart(self.start_date,
+                                                     self.core.server_uid).to_record()])
                     self.flush()
                     nursery.start_soon(self.journal.run)
                     await self.journal.flush()
                 else:
-                    self.event_log.append((self.start_date, "server-start",
-                                           {"server_uid": self.core.server_uid}))
+                    self.event_log.append(ServerStart(self.start_date, self.core.server_uid))
                 listen_scope = trio.CancelScope()
                 nursery.start_soon(self._serve, listen_scope, client_listeners, worker_listeners,
                                    client_key, worker_key)
@@ -192,7 +192,7 @@ class Server:
                     while self.links:
                         await trio.sleep(0.01)
                 if self.journal is not None:
-                    self.journal.append([(time.time(), "server-stop", {})])
+                    self.journal.append([ServerStop(time.time()).to_record()])
                     with trio.move_on_after(5):
                         await self.journal.aclose()
                 nursery.cancel_scope.cancel()
@@ -211,10 +211,10 @@ class Server:
         await self.journal.durable()
 
     async def history(self) -> tuple[list, int]:
-        """Every durable event so far (the journal file's records, or the in-memory log) and
-        the journal position they end at (0 without a journal)."""
+        """Every durable event so far as records (the journal file's, or those of the
+        in-memory log) and the journal position they end at (0 without a journal)."""
         if self.journal is None:
-            return list(self.event_log), 0
+            return to_records(self.event_log), 0
         from ..journal.format import read_all
 
         self.flush()
@@ -439,10 +439,11 @@ class Server:
             self.requests.check_waiters(outbox.changed_jobs)
         if self.journal is not None:
             if outbox.events:
-                pos = self.journal.append(outbox.events)
+                records = to_records(outbox.events)
+                pos = self.journal.append(records)
                 if self.event_listeners:
                     # streamed once on disk (`_on_journal_durable`), and soon
-                    self.undurable_events.append((pos, list(outbox.events)))
+                    self.undurable_events.append((pos, records))
                     self.journal.request_flush()
             else:
                 pos = self.journal.appended
@@ -451,9 +452,10 @@ class Server:
                     link.stamped_seq = link.seen_seq
                     link.stamps.append((pos, link.seen_seq))
         else:
-            if outbox.events:
+            if outbox.events and self.event_listeners:
+                records = to_records(outbox.events)
                 for listener in self.event_listeners:
-                    listener.push(outbox.events)
+                    listener.push(records)
             self.event_log.extend(outbox.events)
             for link in self.links.values():
                 if link.seen_seq != link.stamped_seq:

@@ -168,6 +168,7 @@ def restore(path: str) -> Core | None:
     A torn last record (the server died mid-write) is cut off with a warning; damage in the
     middle raises (the server refuses to start rather than lose events silently).
     """
+    from ..core.events import EventError, from_record
     from ..core.outbox import Outbox
     from ..core.restore import RestoreError, apply_event
     from ..journal.format import read_all
@@ -192,9 +193,8 @@ def restore(path: str) -> Core | None:
     outbox = Outbox()
     for i, record in enumerate(records):
         try:
-            when, kind, payload = record
-            apply_event(core, outbox, when, kind, payload)
-        except (RestoreError, ValueError, TypeError) as e:
+            apply_event(core, outbox, from_record(record))
+        except (RestoreError, EventError, ValueError, TypeError) as e:
             raise HqError(f"Cannot restore from journal {path}: record {i + 1}: {e}") from None
         outbox.clear()
     log.info("Restored %d jobs and %d workers from journal %s (%d events)", len(core.jobs),

@@ -65,7 +65,7 @@ class RecordingOutbox(Outbox):
         self.changed_jobs.clear()
         return out
 
-    def take_events(self) -> list[tuple[float, str, dict]]:
+    def take_events(self) -> list:
         out = list(self.events)
         self.events.clear()
         return out

@@ -521,7 +521,7 @@ def test_events_are_recorded_when_asked():
     env = Env(record_events=True)
     w, job, task = run_one(env)
     env.finish(w, [task])
-    kinds = [k for _, k, _ in env.out.take_events()]
+    kinds = [e.kind for e in env.out.take_events()]
     assert kinds == ["worker-connected", "job-created", "task-started", "task-finished",
                      "job-completed"]
     env2 = Env()
@@ -537,7 +537,7 @@ def test_a_result_without_running_update_records_the_same_history():
     env.tick(0.5)
     env.fail(w, [task], "exit 3")
     events = env.out.take_events()
-    assert [k for _, k, _ in events] == ["worker-connected", "job-created", "task-started",
+    assert [e.kind for e in events] == ["worker-connected", "job-created", "task-started",
                                          "task-failed", "job-completed"]
     assert task.state == TaskState.FAILED and task.error == "exit 3"
     assert task.start_time == task.end_time == env.now

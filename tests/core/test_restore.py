@@ -262,7 +262,7 @@ def test_restore_of_records_without_variant_or_nodes_takes_the_defaults():
     env.submit(array_spec("0-1", req=request(cpus=1)))
     env.schedule()
     env.start(env.core.workers[1], sorted(env.core.workers[1].tasks, key=lambda t: t.key))
-    events = list(env.out.events)
+    events = [e.to_record() for e in env.out.events]
     assert all("variant" not in p and "nodes" not in p for _, k, p in events)
     back = restore(events, server_uid=env.core.server_uid)
     back.sanity_check()
@@ -280,7 +280,7 @@ def test_restore_of_records_without_variant_or_nodes_takes_the_defaults():
 def test_restore_rejects_a_variant_or_nodes_that_do_not_fit(change, message):
     env = Env(record_events=True)
     _variant_and_multi_node_running(env)
-    events = list(env.out.events)
+    events = [e.to_record() for e in env.out.events]
     i = next(i for i, (_, k, p) in enumerate(events) if k == "task-started" and p["job"] == 2)
     when, kind, payload = events[i]
     events[i] = (when, kind, {**payload, **change})
@@ -298,7 +298,7 @@ def test_restore_rejects_a_variant_or_nodes_that_do_not_fit(change, message):
 def test_restore_rejects_wrong_nodes_of_a_multi_node_task(nodes, message):
     env = Env(record_events=True)
     _variant_and_multi_node_running(env)
-    events = list(env.out.events)
+    events = [e.to_record() for e in env.out.events]
     i = next(i for i, (_, k, p) in enumerate(events) if k == "task-started" and p["job"] == 1)
     when, kind, payload = events[i]
     events[i] = (when, kind, {**payload, "nodes": nodes})
@@ -342,7 +342,7 @@ def test_a_reconnecting_worker_reports_the_variant_the_journal_missed():
     _, _, w3 = _variant_and_multi_node_running(env)
     var = env.core.jobs[2].tasks[0]
     events = [e for e in env.out.events
-              if not (e[1] == "task-started" and e[2]["job"] == 2)]
+              if not (e.kind == "task-started" and e.job == 2)]
     back = restore(events, server_uid=env.core.server_uid)
     assert back.jobs[2].tasks.get(0) is None or back.jobs[2].tasks[0].worker is None
     back.awaiting[3] = float("inf")  # a `reconnect` worker of the previous run

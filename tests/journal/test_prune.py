@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "core"))
 
 from core_testkit import Env, array_spec, graph_spec  # noqa: E402
 from hyperqueue.core import reactor  # noqa: E402
+from hyperqueue.core.events import ServerStart  # noqa: E402
 from hyperqueue.core.model import TaskState, WorkerState  # noqa: E402
 from hyperqueue.core.restore import restore  # noqa: E402
 from hyperqueue.journal.format import (JournalError, encode_header, encode_record,  # noqa: E402
@@ -102,7 +103,7 @@ def _job_view(core, job):
 
 def _through_file(events) -> list:
     """The records as a journal file gives them back (CBOR round trip)."""
-    data = encode_header() + b"".join(encode_record([t, k, p]) for t, k, p in events)
+    data = encode_header() + b"".join(encode_record(e.to_record()) for e in events)
     records, tail = read_all(data)
     assert tail.clean
     return records
@@ -136,7 +137,7 @@ def test_pruned_journal_restores_everything_live_random_histories():
 def _check_prune(before, after) -> None:
     env = Env(record_events=True)
     core = env.core
-    env.out.events.append((env.now, "server-start", {"server_uid": core.server_uid}))
+    env.out.events.append(ServerStart(env.now, core.server_uid))
     for op, r in before:
         _step(env, op, r)
     # The prune, as the server does it: what is live is decided on the core with every
@@ -147,7 +148,7 @@ def _check_prune(before, after) -> None:
     records = _through_file(env.out.events)
     kept = select_records(records, live_jobs, live_workers)
     n_before = len(env.out.events)
-    env.out.events.append((env.now, "server-start", {"server_uid": core.server_uid}))
+    env.out.events.append(ServerStart(env.now, core.server_uid))
     for op, r in after:
         _step(env, op, r)
     later = _through_file(env.out.events[n_before:])

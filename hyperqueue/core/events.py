@@ -1,0 +1,538 @@
+"""Every event the core records: one small class per event type (pure, stdlib only).
+
+The reactor puts these objects into `Outbox.events`; the journal stores each as a record
+``[time, kind, payload]`` (`Event.to_record`, read back with `from_record`); restore, prune,
+the journal report, the event stream and export all consume them with a ``match`` over the
+classes below.
+
+Fields have one spelling across all events: ``time``, ``job``, ``task``, ``tasks``,
+``instance``, ``worker``, ... On disk (and so in `hq journal export/replay/stream`, which print
+the payload as it is: see `to_public`) the payload keys are the ones hq has always written --
+the job is ``job_id`` in the job-level events of the user's hand (open, close, cancel, forget)
+and ``job`` elsewhere, a worker event names its worker ``id`` -- so journals written by earlier
+versions read unchanged, and the public shapes stay. That mapping lives in each class's
+`to_record` / `_decode` and nowhere else.
+
+An event may be about many tasks (`TaskCanceled.tasks`); events that batch completions into
+ranges can be added the same way.
+
+Adding an event: a class here (fields, `kind`, `to_record`, `_decode`; it registers itself in
+`KINDS`), then a ``case`` in the consumers that must react to it (restore, prune, the report).
+
+Construction is positional and cheap (``__slots__``, no validation): events are made per task
+start and end. Decoding (`from_record`) checks what it reads: the record's shape, the presence
+of each required payload key, and that ids are ints; anything else is the consumer's to check.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "Event", "EventError", "Unknown", "KINDS", "from_record", "to_records", "to_public",
+    "ServerStart", "ServerStop",
+    "JobOpen", "JobCreated", "JobClose", "JobCancel", "JobForget", "JobCompleted",
+    "WorkerConnected", "WorkerReconnected", "WorkerLost",
+    "TaskStarted", "TaskFinished", "TaskFailed", "TaskCanceled", "TaskAborted",
+]
+
+
+class EventError(ValueError):
+    """A journal record that is not a well-formed event (message says what is wrong)."""
+
+
+KINDS: dict[str, type[Event]] = {}  # kind -> class, filled as the classes are defined
+_DECODERS: dict = {}  # kind -> the class's `_decode`
+
+
+class Event:
+    """Base of every event: `time` (Unix seconds) and the class's `kind` (the record's tag)."""
+
+    __slots__ = ("time",)
+    kind = ""
+    # The payload keys (on disk) of the job and of the worker the event is about, if any: for
+    # tools that read records without decoding them (`journal prune` keeps them byte for byte).
+    JOB_KEY: str | None = None
+    WORKER_KEY: str | None = None
+    # The fields in constructor order (also `__match_args__`); set by each subclass.
+    fields: tuple[str, ...] = ("time",)
+
+    def __init_subclass__(cls, **kw) -> None:
+        super().__init_subclass__(**kw)
+        cls.__match_args__ = cls.fields
+        if cls.kind:
+            KINDS[cls.kind] = cls
+            _DECODERS[cls.kind] = cls._decode
+
+    def to_record(self) -> list:
+        """The journal record ``[time, kind, payload]`` (payload keys as on disk)."""
+        raise NotImplementedError
+
+    @classmethod
+    def _decode(cls, time, p: dict) -> Event:
+        raise NotImplementedError
+
+    def __eq__(self, other) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(getattr(self, f) == getattr(other, f) for f in self.fields)
+
+    __hash__ = None  # mutable payloads (lists)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{f}={getattr(self, f)!r}" for f in self.fields)
+        return f"{type(self).__name__}({args})"
+
+
+def _ids(kind: str, p: dict, *keys: str) -> None:
+    for key in keys:
+        if type(p[key]) is not int:
+            raise EventError(f"{kind} event: {key} is not an integer: {p[key]!r}")
+
+
+# -- server ---------------------------------------------------------------------------------------
+class ServerStart(Event):
+    __slots__ = ("server_uid",)
+    kind = "server-start"
+    fields = ("time", "server_uid")
+
+    def __init__(self, time, server_uid):
+        self.time = time
+        self.server_uid = server_uid
+
+    def to_record(self) -> list:
+        return [self.time, "server-start", {"server_uid": self.server_uid}]
+
+    @classmethod
+    def _decode(cls, time, p):
+        return cls(time, p["server_uid"])
+
+
+class ServerStop(Event):
+    __slots__ = ()
+    kind = "server-stop"
+    fields = ("time",)
+
+    def __init__(self, time):
+        self.time = time
+
+    def to_record(self) -> list:
+        return [self.time, "server-stop", {}]
+
+    @classmethod
+    def _decode(cls, time, p):
+        return cls(time)
+
+
+# -- jobs -----------------------------------------------------------------------------------------
+class JobOpen(Event):
+    """An open job was created (`hq job open`): its id, name, max fails and submit dir."""
+
+    __slots__ = ("job", "name", "max_fails", "submit_dir")
+    kind = "job-open"
+    JOB_KEY = "job_id"
+    fields = ("time", "job", "name", "max_fails", "submit_dir")
+
+    def __init__(self, time, job, name, max_fails, submit_dir):
+        self.time = time
+        self.job = job
+        self.name = name
+        self.max_fails = max_fails
+        self.submit_dir = submit_dir
+
+    def to_record(self) -> list:
+        return [self.time, "job-open", {"job_id": self.job, "name": self.name,
+                                        "max_fails": self.max_fails,
+                                        "submit_dir": self.submit_dir}]
+
+    @classmethod
+    def _decode(cls, time, p):
+        _ids(cls.kind, p, "job_id")
+        return cls(time, p["job_id"], p["name"], p["max_fails"], p["submit_dir"])
+
+
+class JobCreated(Event):
+    """A submit: a new job (`closed_job`) or tasks added to an open one.
+
+    `batches`: one ``[template (wire form), ids (range text), entries, deps]`` per batch.
+    """
+
+    __slots__ = ("job", "closed_job", "name", "max_fails", "submit_dir", "batches")
+    kind = "job-created"
+    JOB_KEY = "job"
+    fields = ("time", "job", "closed_job", "name", "max_fails", "submit_dir", "batches")
+
+    def __init__(self, time, job, closed_job, name, max_fails, submit_dir, batches):
+        self.time = time
+        self.job = job
+        self.closed_job = closed_job
+        self.name = name
+        self.max_fails = max_fails
+        self.submit_dir = submit_dir
+        self.batches = batches
+
+    def to_record(self) -> list:
+        return [self.time, "job-created", {
+            "job": self.job, "closed_job": self.closed_job,
+            "job_desc": {"name": self.name, "max_fails": self.max_fails},
+            "submit_desc": {"submit_dir": self.submit_dir, "batches": self.batches}}]
+
+    @classmethod
+    def _decode(cls, time, p):
+        _ids(cls.kind, p, "job")
+        desc, sub = p["job_desc"], p["submit_desc"]
+        if not isinstance(desc, dict) or not isinstance(sub, dict):
+            raise EventError("job-created event: job_desc and submit_desc must be maps")
+        return cls(time, p["job"], p["closed_job"], desc["name"], desc["max_fails"],
+                   sub["submit_dir"], sub["batches"])
+
+
+class JobClose(Event):
+    __slots__ = ("job",)
+    kind = "job-close"
+    JOB_KEY = "job_id"
+    fields = ("time", "job")
+
+    def __init__(self, time, job):
+        self.time = time
+        self.job = job
+
+    def to_record(self) -> list:
+        return [self.time, "job-close", {"job_id": self.job}]
+
+    @classmethod
+    def _decode(cls, time, p):
+        _ids(cls.kind, p, "job_id")
+        return cls(time, p["job_id"])
+
+
+class JobCancel(Event):
+    __slots__ = ("job", "reason")
+    kind = "job-cancel"
+    JOB_KEY = "job_id"
+    fields = ("time", "job", "reason")
+
+    def __init__(self, time, job, reason):
+        self.time = time
+        self.job = job
+        self.reason = reason
+
+    def to_record(self) -> list:
+        return [self.time, "job-cancel", {"job_id": self.job, "reason": self.reason}]
+
+    @classmethod
+    def _decode(cls, time, p):
+        _ids(cls.kind, p, "job_id")
+        return cls(time, p["job_id"], p["reason"])
+
+
+class JobForget(Event):
+    __slots__ = ("job",)
+    kind = "job-forget"
+    JOB_KEY = "job_id"
+    fields = ("time", "job")
+
+    def __init__(self, time, job):
+        self.time = time
+        self.job = job
+
+    def to_record(self) -> list:
+        return [self.time, "job-forget", {"job_id": self.job}]
+
+    @classmethod
+    def _decode(cls, time, p):
+        _ids(cls.kind, p, "job_id")
+        return cls(time, p["job_id"])
+
+
+class JobCompleted(Event):
+    __slots__ = ("job",)
+    kind = "job-completed"
+    JOB_KEY = "job"
+    fields = ("time", "job")
+
+    def __init__(self, time, job):
+        self.time = time
+        self.job = job
+
+    def to_record(self) -> list:
+        return [self.time, "job-completed", {"job": self.job}]
+
+    @classmethod
+    def _decode(cls, time, p):
+        _ids(cls.kind, p, "job")
+        return cls(time, p["job"])
+
+
+# -- workers --------------------------------------------------------------------------------------
+class WorkerConnected(Event):
+    """A new worker; `configuration` is `WorkerConfig.to_wire()`."""
+
+    __slots__ = ("worker", "configuration")
+    kind = "worker-connected"
+    WORKER_KEY = "id"
+    fields = ("time", "worker", "configuration")
+
+    def __init__(self, time, worker, configuration):
+        self.time = time
+        self.worker = worker
+        self.configuration = configuration
+
+    def to_record(self) -> list:
+        return [self.time, "worker-connected", {"id": self.worker,
+                                                "configuration": self.configuration}]
+
+    @classmethod
+    def _decode(cls, time, p):
+        _ids(cls.kind, p, "id")
+        return cls(time, p["id"], p["configuration"])
+
+
+class WorkerReconnected(Event):
+    """A worker of the previous server run came back with its id (`previous`: [server uid,
+    worker id]) and reported what it still runs and the results it kept (wire lists)."""
+
+    __slots__ = ("worker", "configuration", "previous", "running", "results")
+    kind = "worker-reconnected"
+    WORKER_KEY = "id"
+    fields = ("time", "worker", "configuration", "previous", "running", "results")
+
+    def __init__(self, time, worker, configuration, previous, running, results):
+        self.time = time
+        self.worker = worker
+        self.configuration = configuration
+        self.previous = previous
+        self.running = running
+        self.results = results
+
+    def to_record(self) -> list:
+        return [self.time, "worker-reconnected", {
+            "id": self.worker, "configuration": self.configuration, "previous": self.previous,
+            "running": self.running, "results": self.results}]
+
+    @classmethod
+    def _decode(cls, time, p):
+        _ids(cls.kind, p, "id")
+        return cls(time, p["id"], p["configuration"], p["previous"], p["running"],
+                   p["results"])
+
+
+class WorkerLost(Event):
+    """A worker is gone; `reason` is the `WorkerState` label; `count_crash`: whether its
+    running tasks count a crash (journals older than the field mean True)."""
+
+    __slots__ = ("worker", "reason", "count_crash")
+    kind = "worker-lost"
+    WORKER_KEY = "id"
+    fields = ("time", "worker", "reason", "count_crash")
+
+    def __init__(self, time, worker, reason, count_crash=True):
+        self.time = time
+        self.worker = worker
+        self.reason = reason
+        self.count_crash = count_crash
+
+    def to_record(self) -> list:
+        return [self.time, "worker-lost", {"id": self.worker, "reason": self.reason,
+                                           "count_crash": self.count_crash}]
+
+    @classmethod
+    def _decode(cls, time, p):
+        _ids(cls.kind, p, "id")
+        return cls(time, p["id"], p["reason"], p.get("count_crash", True))
+
+
+# -- tasks ----------------------------------------------------------------------------------------
+class TaskStarted(Event):
+    """A task instance started on `worker`. `variant` (0: the first resource request) and
+    `nodes` (multi-node tasks: every reserved worker, root first; else None) are left out of
+    the record when they have these defaults (and journals older than them have neither)."""
+
+    __slots__ = ("job", "task", "instance", "worker", "variant", "nodes")
+    kind = "task-started"
+    JOB_KEY = "job"
+    WORKER_KEY = "worker"
+    fields = ("time", "job", "task", "instance", "worker", "variant", "nodes")
+
+    def __init__(self, time, job, task, instance, worker, variant=0, nodes=None):
+        self.time = time
+        self.job = job
+        self.task = task
+        self.instance = instance
+        self.worker = worker
+        self.variant = variant
+        self.nodes = nodes
+
+    def to_record(self) -> list:
+        p = {"job": self.job, "task": self.task, "instance": self.instance,
+             "worker": self.worker}
+        if self.variant:
+            p["variant"] = self.variant
+        if self.nodes is not None:
+            p["nodes"] = self.nodes
+        return [self.time, "task-started", p]
+
+    @classmethod
+    def _decode(cls, time, p):
+        job, task, instance, worker = p["job"], p["task"], p["instance"], p["worker"]
+        if (type(job) is not int or type(task) is not int or type(instance) is not int
+                or type(worker) is not int):
+            _ids(cls.kind, p, "job", "task", "instance", "worker")
+        return cls(time, job, task, instance, worker, p.get("variant", 0), p.get("nodes"))
+
+
+class TaskFinished(Event):
+    __slots__ = ("job", "task", "instance")
+    kind = "task-finished"
+    JOB_KEY = "job"
+    fields = ("time", "job", "task", "instance")
+
+    def __init__(self, time, job, task, instance):
+        self.time = time
+        self.job = job
+        self.task = task
+        self.instance = instance
+
+    def to_record(self) -> list:
+        return [self.time, "task-finished", {"job": self.job, "task": self.task,
+                                             "instance": self.instance}]
+
+    @classmethod
+    def _decode(cls, time, p):
+        job, task, instance = p["job"], p["task"], p["instance"]
+        if type(job) is not int or type(task) is not int or type(instance) is not int:
+            _ids(cls.kind, p, "job", "task", "instance")
+        return cls(time, job, task, instance)
+
+
+class TaskFailed(Event):
+    __slots__ = ("job", "task", "instance", "error")
+    kind = "task-failed"
+    JOB_KEY = "job"
+    fields = ("time", "job", "task", "instance", "error")
+
+    def __init__(self, time, job, task, instance, error):
+        self.time = time
+        self.job = job
+        self.task = task
+        self.instance = instance
+        self.error = error
+
+    def to_record(self) -> list:
+        return [self.time, "task-failed", {"job": self.job, "task": self.task,
+                                           "instance": self.instance, "error": self.error}]
+
+    @classmethod
+    def _decode(cls, time, p):
+        job, task, instance = p["job"], p["task"], p["instance"]
+        if type(job) is not int or type(task) is not int or type(instance) is not int:
+            _ids(cls.kind, p, "job", "task", "instance")
+        return cls(time, job, task, instance, p.get("error"))
+
+
+class TaskCanceled(Event):
+    """Tasks of `job` canceled (derived: follows from a cancel, replayed by restore)."""
+
+    __slots__ = ("job", "tasks")
+    kind = "task-canceled"
+    JOB_KEY = "job"
+    fields = ("time", "job", "tasks")
+
+    def __init__(self, time, job, tasks):
+        self.time = time
+        self.job = job
+        self.tasks = tasks
+
+    def to_record(self) -> list:
+        return [self.time, self.kind, {"job": self.job, "tasks": self.tasks}]
+
+    @classmethod
+    def _decode(cls, time, p):
+        _ids(cls.kind, p, "job")
+        tasks = p["tasks"]
+        if not isinstance(tasks, list) or any(type(t) is not int for t in tasks):
+            raise EventError(f"{cls.kind} event: tasks is not a list of integers")
+        return cls(time, p["job"], tasks)
+
+
+class TaskAborted(TaskCanceled):
+    """Tasks of `job` aborted (a dependency failed, max fails reached; derived)."""
+
+    __slots__ = ()
+    kind = "task-aborted"
+
+
+class Unknown(Event):
+    """A record of a kind this hq does not know (a newer writer, or a kind no longer written):
+    kept as it is, so tools can pass it on and restore can tell what it refuses."""
+
+    __slots__ = ("record_kind", "payload")
+    fields = ("time", "record_kind", "payload")
+
+    def __init__(self, time, record_kind, payload):
+        self.time = time
+        self.record_kind = record_kind
+        self.payload = payload
+
+    def to_record(self) -> list:
+        return [self.time, self.record_kind, self.payload]
+
+
+
+
+def from_record(record) -> Event:
+    """The event of a journal record ``[time, kind, payload]`` (a list or tuple).
+
+    A kind not in `KINDS` gives an `Unknown` event.
+
+    Raises:
+        EventError: not a 3-item record, a time that is not a number, a kind that is not a
+            string, a payload that is not a map, a required payload key missing, or an id that
+            is not an integer.
+    """
+    try:
+        time, kind, p = record
+    except (TypeError, ValueError):
+        raise EventError("not a [time, kind, payload] record") from None
+    cls = _DECODERS.get(kind) if type(kind) is str else None
+    if type(p) is not dict or (type(time) is not float and type(time) is not int) \
+            or time != time:
+        if type(kind) is not str:
+            raise EventError(f"event type is not a string: {kind!r}")
+        if type(p) is not dict:
+            raise EventError(f"{kind} event: payload is not a map")
+        raise EventError(f"event time is not a number: {time!r}")
+    if cls is None:
+        if type(kind) is not str:
+            raise EventError(f"event type is not a string: {kind!r}")
+        return Unknown(time, kind, p)
+    try:
+        return cls(time, p)
+    except KeyError as e:
+        raise EventError(f"{kind} event without {e.args[0]!r}") from None
+    except TypeError as e:  # a nested desc that is not a map
+        raise EventError(f"{kind} event: {e}") from None
+
+
+def to_records(events) -> list:
+    """The records of `events` (for the journal and the event stream)."""
+    return [e.to_record() for e in events]
+
+
+def to_public(record) -> dict:
+    """The event of a record as `hq journal export/replay/stream` show it:
+    ``{"type": kind, **payload}``, with a worker's wire configuration as a map.
+
+    The on-disk payload keys are the public ones, so this is the one place where the shape is
+    decided; it takes the record as read (unknown kinds pass through unchanged).
+
+    Raises:
+        ValueError, TypeError: not a ``[time, kind, payload]`` record with a map payload.
+    """
+    _when, kind, payload = record
+    event = {"type": kind}
+    event.update(payload)
+    config = event.get("configuration")
+    if isinstance(config, list):
+        from .model import WorkerConfig
+
+        event["configuration"] = dict(zip(WorkerConfig.FIELDS, config))
+    return event
