@@ -59,6 +59,8 @@ _PUBLIC_NAMES = {
 }
 
 # Legal transitions of a task, in one table (h11 style): anything else is a bug in the caller.
+# Enforced by `reactor._set_state`, the only place that changes a task's state (a task record
+# is born WAITING; an array remainder ends in bulk from WAITING, checked by `reactor._end_bulk`).
 TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     TaskState.WAITING: frozenset(
         {TaskState.ASSIGNED, TaskState.FAILED, TaskState.CANCELED, TaskState.ABORTED}
@@ -76,6 +78,18 @@ TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     TaskState.CANCELED: frozenset(),
     TaskState.ABORTED: frozenset(),
 }
+
+
+class IllegalTransition(RuntimeError):
+    """A state change that the transition table forbids: a bug in the core (never something a
+    peer sent, which the reactor filters before changing any state). Raised before anything of
+    the change is applied; names the task or worker and both states."""
+
+    def __init__(self, subject: str, old, new):
+        super().__init__(f"{subject}: illegal state change {old.name} -> {new.name}")
+        self.subject = subject
+        self.old = old
+        self.new = new
 
 
 class JobState(IntEnum):
@@ -115,6 +129,15 @@ class WorkerState(IntEnum):
     def is_failure(self) -> bool:
         """A loss that counts as a crash for the tasks that were running there."""
         return self in (WorkerState.CONNECTION_LOST, WorkerState.HEARTBEAT_LOST)
+
+
+# Legal transitions of a worker: a running worker ends once, for one reason; an ended worker
+# stays ended (a reconnecting worker of a previous run comes back while still RUNNING, awaited).
+# Enforced by `reactor._set_worker_state`, the only place that changes a worker's state.
+WORKER_TRANSITIONS: dict[WorkerState, frozenset[WorkerState]] = {
+    WorkerState.RUNNING: frozenset(s for s in WorkerState if s != WorkerState.RUNNING),
+    **{s: frozenset() for s in WorkerState if s != WorkerState.RUNNING},
+}
 
 
 # Crash limit encodings (a positive number is the limit itself).

@@ -14,6 +14,9 @@ from . import events as ev
 from .model import (
     CRASH_LIMIT_NEVER_RESTART,
     CRASH_LIMIT_UNLIMITED,
+    TASK_TRANSITIONS,
+    WORKER_TRANSITIONS,
+    IllegalTransition,
     Job,
     Task,
     TaskBatch,
@@ -330,11 +333,8 @@ def _end_open_tasks(core: Core, outbox: Outbox, job: Job, state: TaskState, now:
     for key in [k for k in core.queue_keys if k[2] == job.id]:
         q = core.queues[key]
         if q.cursor is not None and q.cursor.remaining:
-            rest = cursor_remaining(q.cursor)
+            _end_bulk(job, cursor_remaining(q.cursor), state)
             q.cursor.position = q.cursor.total
-            job.bulk.append((rest, state))
-            job.counts[TaskState.WAITING] -= len(rest)
-            job.counts[state] += len(rest)
         core.drop_queue(key)
     for task in list(job.tasks.values()):
         if not task.state.is_terminal:
@@ -440,7 +440,7 @@ def lose_worker(core: Core, outbox: Outbox, worker: Worker, reason: WorkerState,
     """
     if not worker.is_running:
         return
-    worker.state = reason
+    _set_worker_state(worker, reason)
     worker.ended_at = now
     if core.record_events:
         outbox.events.append(ev.WorkerLost(now, worker.id, reason.label, count_crash))
@@ -542,10 +542,7 @@ def unassign(core: Core, task: Task) -> None:
 
 def assign(task: Task, worker: Worker, variant: int, nodes: list[Worker] | None) -> None:
     """Hands a waiting task to a worker (root of `nodes` for a multi-node task)."""
-    counts = task.job.counts
-    counts[task.state] -= 1
-    counts[TaskState.ASSIGNED] += 1
-    task.state = TaskState.ASSIGNED
+    _set_state(task, TaskState.ASSIGNED)
     task.worker = worker
     task.variant = variant
     worker.tasks.add(task)
@@ -646,24 +643,24 @@ MAX_PREFILL = 1024
 
 def tasks_retracted(core: Core, outbox: Outbox, worker: Worker, retracted: list,
                     refused: list) -> None:
-    """The worker gave back prefilled tasks (they wait again) or had already started them."""
+    """The worker gave back prefilled tasks (they wait again) or had already started them
+    (they stay where they are; their RUNNING update is on its way). Answers about another
+    assignment than the task's current one (another worker or instance) are ignored."""
     for job_id, task_id, instance in retracted:
         job = core.jobs.get(job_id)
         task = job.tasks.get(task_id) if job is not None else None
         if (task is not None and task.worker is worker and task.instance == instance
                 and task.state == TaskState.ASSIGNED):
-            task.retracting = False
             _requeue(core, outbox, task)
-    for job_id, task_id, _instance in refused:
+    for job_id, task_id, instance in refused:
         job = core.jobs.get(job_id)
         task = job.tasks.get(task_id) if job is not None else None
-        if task is not None:
+        if task is not None and task.worker is worker and task.instance == instance:
             task.retracting = False
     core.needs_schedule = True
 
 
 def _start(core: Core, outbox: Outbox, task: Task, worker: Worker, now: float) -> None:
-    task.retracting = False
     _set_state(task, TaskState.RUNNING)
     worker.n_running += 1
     task.start_time = now
@@ -691,10 +688,36 @@ def _check_max_fails(core: Core, outbox: Outbox, job: Job, now: float) -> None:
 
 
 def _set_state(task: Task, state: TaskState) -> None:
+    """The one place a task record changes state (and its job's counters), checked against
+    `TASK_TRANSITIONS`: an illegal move raises `IllegalTransition` before anything changes.
+    Leaving a state ends any retraction in flight (`Task.retracting` is a sub-state of
+    ASSIGNED)."""
+    old = task.state
+    if state not in TASK_TRANSITIONS[old]:
+        raise IllegalTransition(f"task {task.job.id}@{task.id}", old, state)
     counts = task.job.counts
-    counts[task.state] -= 1
+    counts[old] -= 1
     counts[state] += 1
     task.state = state
+    task.retracting = False  # a retraction in flight is about the assignment that just ended
+
+
+def _end_bulk(job: Job, ids: IntRanges, state: TaskState) -> None:
+    """Ends waiting tasks still in array form (no records) in `state`, checked like
+    `_set_state`."""
+    if state not in TASK_TRANSITIONS[TaskState.WAITING]:
+        raise IllegalTransition(f"tasks {job.id}@{ids.to_text()}", TaskState.WAITING, state)
+    job.bulk.append((ids, state))
+    job.counts[TaskState.WAITING] -= len(ids)
+    job.counts[state] += len(ids)
+
+
+def _set_worker_state(worker: Worker, state: WorkerState) -> None:
+    """The one place a worker changes state, checked against `WORKER_TRANSITIONS`."""
+    old = worker.state
+    if state not in WORKER_TRANSITIONS[old]:
+        raise IllegalTransition(f"worker {worker.id}", old, state)
+    worker.state = state
 
 
 def _release(task: Task) -> None:

@@ -184,6 +184,8 @@ class Core:
                     self._check_placement(t, n_lost)
                 else:
                     assert t.nodes is None, t
+                if t.retracting:  # asked back: only a prefilled single-node task
+                    assert t.state == TaskState.ASSIGNED and t.nodes is None, t
             for ids, state in job.bulk:
                 counts[state] += len(ids)
             materialized_or_bulk = sum(counts)

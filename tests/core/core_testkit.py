@@ -55,6 +55,20 @@ class RecordingOutbox(Outbox):
             assert len(refs) == n, (wid, refs)
         return refs
 
+    def take_retractions(self, worker: Worker | int, n: int | None = None) -> list[tuple]:
+        """Removes and returns the `(job, task, instance)` the core asks `worker` to give back;
+        asserts the count if `n` given."""
+        wid = worker if isinstance(worker, int) else worker.id
+        refs = self.retract.pop(wid, [])
+        if n is not None:
+            assert len(refs) == n, (wid, refs)
+        return refs
+
+    def take_all_retractions(self) -> dict[int, list[tuple]]:
+        out = dict(self.retract)
+        self.retract.clear()
+        return out
+
     def take_stop_workers(self) -> list[int]:
         out = list(self.stop_workers)
         self.stop_workers.clear()
@@ -75,6 +89,7 @@ class RecordingOutbox(Outbox):
         """Asserts nothing is left to send (job-change notices and events optionally ignored)."""
         assert not self.compute, self.compute
         assert not self.cancel, self.cancel
+        assert not self.retract, self.retract
         assert not self.stop_workers, self.stop_workers
         if not ignore_changed_jobs:
             assert not self.changed_jobs, self.changed_jobs

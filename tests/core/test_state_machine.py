@@ -1,6 +1,7 @@
 """A hypothesis state machine over the pure core: random submits (arrays and graphs), workers
-coming and going, scheduling, task reports, cancels and open jobs, with the core's invariants
-checked after every step and a drain to completion at the end."""
+coming and going, scheduling, task reports, cancels and open jobs, retraction of prefilled tasks
+for higher-priority work (and the workers' answers), with the core's invariants checked after
+every step and a drain to completion at the end."""
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -54,6 +55,11 @@ class CoreMachine(RuleBasedStateMachine):
         # The largest prefill factor each worker had while tasks could be assigned to it
         # (the factor adapts to the worker's completion rate; it never goes below 2).
         self.max_factor: dict[int, float] = {}
+        # Retractions each simulated worker was asked for and has not answered yet.
+        self.asked: dict[int, list[tuple[int, int, int]]] = {}
+        # (worker, job, task, instance) the simulated worker reported on (it started it, so
+        # it can no longer give it back).
+        self.reported: set[tuple[int, int, int, int]] = set()
 
     # ----------------------------------------------------------------------- helpers
     def drain_outbox(self):
@@ -61,7 +67,38 @@ class CoreMachine(RuleBasedStateMachine):
         for wid, tasks in out.compute.items():
             self.received.setdefault(wid, []).extend(
                 (t.job.id, t.id, t.instance) for t in tasks)
+        for wid, refs in out.take_all_retractions().items():
+            self.asked.setdefault(wid, []).extend(refs)
         out.clear()
+
+    def check_retractions(self):
+        """After a scheduling pass: the retractions asked for are exactly what the priorities
+        call for (prefilled lower-priority tasks, as many as higher-priority tasks wait)."""
+        core, out = self.core, self.env.out
+        asked = 0
+        for wid, refs in out.retract.items():
+            w = core.workers[wid]
+            assert w.is_running and not w.stopping, w
+            for job_id, task_id, instance in refs:
+                t = core.jobs[job_id].tasks[task_id]
+                assert (t.worker is w and t.instance == instance and t.retracting
+                        and t.state == TaskState.ASSIGNED and t.nodes is None), t
+                assert t.batch.template.priority < -core.queue_keys[0][0], t
+                asked += 1
+        if not core.queue_keys or len(core.priorities) < 2:
+            assert asked == 0
+            return
+        top = -core.queue_keys[0][0]
+        waiting_top = sum(len(core.queues[k]) for k in core.queue_keys if -k[0] == top)
+        assert asked <= waiting_top
+        if asked < waiting_top:
+            # Nothing else could have been asked back.
+            for w in core.workers.values():
+                if w.is_running and not w.stopping and w.mn_task is None:
+                    for t in w.tasks:
+                        assert not (t.state == TaskState.ASSIGNED and not t.retracting
+                                    and t.nodes is None
+                                    and t.batch.template.priority < top), t
 
     def running_workers(self):
         return [w for w in self.core.workers.values() if w.is_running]
@@ -189,6 +226,8 @@ class CoreMachine(RuleBasedStateMachine):
                                                    and reason.is_failure)
         # Nothing may be sent to a worker that is gone.
         assert w.id not in self.env.out.compute and w.id not in self.env.out.cancel
+        assert w.id not in self.env.out.retract
+        self.asked.pop(w.id, None)
         self.drain_outbox()
 
     @precondition(lambda self: self.running_workers())
@@ -217,6 +256,58 @@ class CoreMachine(RuleBasedStateMachine):
                 mt = t.batch.template.request.min_time
                 if mt and w.config.time_limit is not None:
                     assert w.remaining_time(self.env.now) >= mt
+        self.check_retractions()
+        self.drain_outbox()
+
+    @precondition(lambda self: any(t.state == TaskState.ASSIGNED and t.nodes is None
+                                   for w in self.running_workers() for t in w.tasks))
+    @rule(size=st.integers(1, 12), req=st.sampled_from(REQUESTS[:3]))
+    def submit_urgent(self, size, req):
+        """Higher-priority work arrives while workers hold prefilled (assigned, not started)
+        tasks: once it cannot be placed, some of those are asked back."""
+        top = max(t.batch.template.priority for w in self.running_workers() for t in w.tasks)
+        spec = R.SubmitSpec("urgent", "/submit", [R.BatchSpec(
+            template(req, top + 1), IntRanges.from_ranges([(0, size - 1, 1)]))])
+        self.env.submit(spec)
+        self.env.schedule()
+        self.check_retractions()
+        self.drain_outbox()
+
+    @precondition(lambda self: any(self.asked.get(w.id) for w in self.running_workers()))
+    @rule(data=st.data())
+    def answer_retraction(self, data):
+        """A worker answers a retraction: tasks it had only queued are given back (they wait
+        again), tasks it already started are refused (they stay)."""
+        ws = [w for w in self.running_workers() if self.asked.get(w.id)]
+        w = data.draw(st.sampled_from(ws))
+        refs = data.draw(st.lists(st.sampled_from(self.asked[w.id]), min_size=1, unique=True))
+        retracted, refused, before = [], [], {}
+        for ref in refs:
+            started = (w.id, *ref) in self.reported
+            if not started and data.draw(st.booleans()):
+                retracted.append(ref)
+            else:
+                refused.append(ref)
+            job = self.core.jobs.get(ref[0])
+            t = job.tasks.get(ref[1]) if job else None
+            if t is not None:
+                current = t.worker is w and t.instance == ref[2]
+                before[ref] = (t, current, t.state, t.instance, t.worker, t.retracting)
+        R.tasks_retracted(self.core, self.env.out, w, [list(r) for r in retracted],
+                          [list(r) for r in refused])
+        for ref, (t, current, state, instance, worker, retracting) in before.items():
+            if not current:  # stale: about an earlier assignment, ignored
+                assert (t.state, t.instance, t.worker, t.retracting) == (
+                    state, instance, worker, retracting), t
+            elif ref in retracted and state == TaskState.ASSIGNED:
+                assert t.state == TaskState.WAITING and t.worker is None, t
+                assert t.instance == instance and not t.retracting and t not in w.tasks, t
+            else:  # refused (or already started): stays on the worker
+                assert (t.state, t.instance, t.worker) == (state, instance, worker), t
+                assert not t.retracting, t
+        for ref in refs:
+            self.asked[w.id].remove(ref)
+        self.env.out.emptiness_check()
         self.drain_outbox()
 
     @precondition(lambda self: any(self.received.get(w.id) for w in self.running_workers()))
@@ -226,6 +317,7 @@ class CoreMachine(RuleBasedStateMachine):
         w = data.draw(st.sampled_from(ws))
         job_id, task_id, instance = data.draw(st.sampled_from(self.received[w.id]))
         kind = data.draw(st.sampled_from(UPDATE_KINDS))
+        self.reported.add((w.id, job_id, task_id, instance))
         job = self.core.jobs.get(job_id)
         task = job.tasks.get(task_id) if job else None
         current = (task is not None and task.worker is w and task.instance == instance
@@ -255,6 +347,7 @@ class CoreMachine(RuleBasedStateMachine):
         chosen = data.draw(st.lists(st.sampled_from(tasks), min_size=1, unique=True))
         ups = [[data.draw(st.sampled_from(UPDATE_KINDS)), t.job.id, t.id, t.instance, None]
                for t in chosen]
+        self.reported.update((w.id, t.job.id, t.id, t.instance) for t in chosen)
         R.task_updates(self.core, self.env.out, w, ups, self.env.now)
         self.drain_outbox()
 
@@ -314,6 +407,13 @@ class CoreMachine(RuleBasedStateMachine):
         check_ready_tasks_queued(self.core)
 
     @invariant()
+    def retracting_tasks_were_asked_back(self):
+        for w in self.running_workers():
+            for t in w.tasks:
+                if t.retracting:
+                    assert (t.job.id, t.id, t.instance) in self.asked.get(w.id, ()), t
+
+    @invariant()
     def loads_within_prefill_bound(self):
         for w in self.core.workers.values():
             assert PREFILL_FACTOR <= w.prefill <= 1 + MAX_PREFILL
@@ -359,6 +459,9 @@ class CoreMachine(RuleBasedStateMachine):
         env.worker(8, parse_resource_def("gpus", "[a,b]"), ResourceDef("mem", "sum", size=20000))
         for _ in range(500):
             env.schedule()
+            # The workers start everything they hold: every retraction is refused.
+            for wid, refs in env.out.take_all_retractions().items():
+                R.tasks_retracted(core, env.out, core.workers[wid], [], [list(r) for r in refs])
             env.out.clear()
             for w in self.running_workers():
                 if w.tasks:
