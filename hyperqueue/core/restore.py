@@ -29,7 +29,7 @@ def apply_event(core: Core, outbox: Outbox, event: ev.Event) -> None:
         _apply(core, outbox, event)
     except RestoreError:
         raise
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError, reactor.IllegalTransition) as e:
         raise RestoreError(f"cannot apply {_kind(event)} event: {e!r}") from None
 
 
