@@ -53,7 +53,7 @@ def test_retracted_task_waits_again_and_runs_elsewhere():
     env.schedule()
     assert env.out.take_worker_msgs(w2, 1) == [t1]
     env.start(w2, [t1])
-    started = [p for _, kind, p in env.out.take_events() if kind == "task-started"]
+    started = [e.to_record()[2] for e in env.out.take_events() if e.kind == "task-started"]
     assert started == [{"job": low.id, "task": 1, "instance": 0, "worker": w2.id}]
     env.finish(w2, [t1])
     assert t1.state == TaskState.FINISHED
@@ -72,7 +72,7 @@ def test_refused_task_stays_and_runs_where_it_is():
     assert t1.state == TaskState.ASSIGNED and t1.worker is w and not t1.retracting
     env.start(w, [t1])
     assert t1.state == TaskState.RUNNING and t1.instance == 0
-    started = [p for _, kind, p in env.out.take_events() if kind == "task-started"]
+    started = [e.to_record()[2] for e in env.out.take_events() if e.kind == "task-started"]
     assert started == [{"job": low.id, "task": 1, "instance": 0, "worker": w.id}]
     env.schedule()  # a running task is never asked back
     env.out.emptiness_check()

@@ -12,7 +12,10 @@ from hyperqueue.core.model import TASK_TRANSITIONS, IllegalTransition, WorkerSta
 PACKAGE = Path(R.__file__).resolve().parent.parent
 #: Where `.state` of a task or worker may be assigned: (file, function).
 ALLOWED = {("core/model.py", "__init__"), ("core/reactor.py", "_set_state"),
-           ("core/reactor.py", "_set_worker_state")}
+           ("core/reactor.py", "_set_worker_state"),
+           # autoalloc queues and allocations: every move there goes through `_move` and its
+           # own transition tables (QUEUE_TRANSITIONS, ALLOC_TRANSITIONS)
+           ("autoalloc/state.py", "apply")}
 
 
 def busy_worker(env):
