@@ -125,10 +125,6 @@ def _resource_request(opts: dict):
                                  opts.get("weight") or 1.0)
 
 
-def print_submitted(job_id: int) -> None:
-    printer().submitted(job_id)
-
-
 DIRECTIVE_SCAN_LIMIT = 32 * 1024
 NOT_IN_DIRECTIVES = {"job_id", "wait", "progress", "directives"}
 
