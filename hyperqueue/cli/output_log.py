@@ -75,6 +75,14 @@ def summary(ctx):
 
 
 @output_log.command()
+@click.pass_context
+def jobs(ctx):
+    """Print the ids of the jobs in the stream files."""
+    log = _load(ctx)
+    printer().log_jobs(log.job_ids())
+
+
+@output_log.command()
 @click.option("--job", type=int, help="Only chunks of this job")
 @click.option("--channel", type=click.Choice(CHANNEL_NAMES), help="Only chunks of this channel")
 @click.pass_context
