@@ -36,3 +36,16 @@ class RequestFailed(HqError):
 class UnsafeAccess(HqError):
     """The server directory or its access record cannot be used safely (another user could
     control it, or it has no key for this side): refused, never retried."""
+
+
+class SpecError(HqError):
+    """A job or task specification is invalid (raised by `client.spec` before anything is sent).
+
+    `field` names the offending value in the builder's terms (`"cwd"`, `"crash_limit"`,
+    `"resources"`, ...), or is None for a problem of the whole submission; each front end (CLI
+    options, job files, the Python API) turns it into its own wording (`'--cwd'`, `task[2].cwd`).
+    """
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field

@@ -73,8 +73,8 @@ async def _run(root, request, worker_cpus, out, zero_spawn) -> int:
                     return
 
             nursery.start_soon(on_signal)
-            progress = _Progress(job) if (out is not None and sys.stdout.isatty()
-                                          and not out.is_json and not out.is_quiet) else None
+            progress = _Progress(job) if (out is not None and out.shows_progress
+                                          and sys.stdout.isatty()) else None
             try:
                 while not job.is_terminated:
                     if progress:
@@ -140,16 +140,5 @@ class _Progress:
 
 
 def _summary(out, job, stats, failed) -> None:
-    if out.is_json:
-        out.json({"id": job.id, "task_count": job.n_tasks, "task_stats": stats,
-                  "failed_tasks": [{"id": t["id"], "error": t.get("error")} for t in failed]})
-        return
-    if out.is_quiet:
-        return
-    out.line(f"Job finished: {stats['finished']} finished, {stats['failed']} failed, "
-             f"{stats['canceled'] + stats['aborted']} canceled (of {job.n_tasks} tasks)")
-    for t in failed[:20]:
-        out.line(f"  task {t['id']} failed: {t.get('error', '')}")
-    if len(failed) > 20:
-        out.line(f"  ... and {len(failed) - 20} more failed tasks")
+    out.run_summary(job.id, job.n_tasks, stats, failed)
 

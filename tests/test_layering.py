@@ -16,7 +16,8 @@ FORBIDDEN = {
                  "hyperqueue.client", "hyperqueue.cli", "hyperqueue.transport"},
     "server": {"hyperqueue.worker", "hyperqueue.client", "hyperqueue.cli"},
     "worker": {"hyperqueue.server", "hyperqueue.client", "hyperqueue.cli"},
-    "client": {"trio", "hyperqueue.server", "hyperqueue.worker", "hyperqueue.cli"},
+    "client": {"trio", "click", "rich_click", "rich", "hyperqueue.server", "hyperqueue.worker",
+               "hyperqueue.cli"},
     "journal": {"hyperqueue.server", "hyperqueue.worker", "hyperqueue.client", "hyperqueue.cli"},
     "autoalloc": {"trio", "anyio", "cbor2", "nacl", "os", "time", "socket", "subprocess",
                   "hyperqueue.protocol", "hyperqueue.server", "hyperqueue.worker",
@@ -62,3 +63,147 @@ def test_journal_format_is_pure():
     bad = [m for m in _imports(ROOT / "journal" / "format.py")
            if m.split(".")[0] in ("trio", "anyio", "os", "time", "socket")]
     assert not bad, bad
+
+
+# -- the CLI: a thin shell over the client library --------------------------------------------
+
+#: Packages any cli module may import (protocol: for now, until every call is in client.calls).
+CLI_MAY_IMPORT = {"hyperqueue.cli", "hyperqueue.client", "hyperqueue.common", "hyperqueue.core",
+                  "hyperqueue.protocol", "hyperqueue.errors", "hyperqueue.version"}
+#: The shells a command starts or the files it reads, each from its own command module only.
+CLI_ENTRY_POINTS = {
+    "server.py": {"hyperqueue.server.app", "hyperqueue.server.boot"},
+    "worker.py": {"hyperqueue.worker.app", "hyperqueue.worker.hwdetect",
+                  "hyperqueue.worker.manager"},
+    "run.py": {"hyperqueue.local"},
+    "journal.py": {"hyperqueue.journal.format", "hyperqueue.journal.report"},
+    "output_log.py": {"hyperqueue.streaming.format", "hyperqueue.streaming.reader"},
+}
+
+
+def _within(mod: str, packages) -> bool:
+    return any(mod == p or mod.startswith(p + ".") for p in packages)
+
+
+def test_cli_imports_only_the_client_side_and_its_entry_points():
+    bad = []
+    for path in sorted((ROOT / "cli").rglob("*.py")):
+        allowed = CLI_MAY_IMPORT | CLI_ENTRY_POINTS.get(path.name, set())
+        for mod in _imports(path):
+            if mod.startswith("hyperqueue") and not _within(mod, allowed):
+                bad.append(f"cli/{path.name} imports {mod}")
+    assert not bad, "\n".join(bad)
+
+
+def test_nothing_imports_the_cli():
+    bad = []
+    for path in ROOT.rglob("*.py"):
+        if path.relative_to(ROOT).parts[0] == "cli":
+            continue
+        bad += [f"{path.relative_to(ROOT)} imports {m}" for m in _imports(path)
+                if _within(m, {"hyperqueue.cli"})]
+    assert not bad, "\n".join(bad)
+
+
+def _module_name(path: pathlib.Path) -> str:
+    parts = ("hyperqueue", *path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _module_graph(packages) -> dict[str, set[str]]:
+    """Static import graph (top-level and function-level imports) of the given packages'
+    modules; `from . import x` counts as importing module `x`."""
+    paths = [p for pkg in packages for p in (ROOT / pkg).rglob("*.py")]
+    names = {_module_name(p): p for p in paths}
+    graph: dict[str, set[str]] = {}
+    for name, path in names.items():
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    mod = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    mod = node.module or ""
+                targets = [mod] + [f"{mod}.{a.name}" for a in node.names]
+            else:
+                continue
+            edges |= {t for t in targets if t in names and t != name}
+        graph[name] = edges
+    return graph
+
+
+def _cycle(graph):
+    state: dict[str, int] = {}
+    for root in graph:
+        if state.get(root):
+            continue
+        stack = [(root, iter(sorted(graph[root])))]
+        state[root] = 1
+        while stack:
+            node, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                state[node] = 2
+                stack.pop()
+            elif state.get(nxt) == 1:
+                path = [n for n, _ in stack]
+                return path[path.index(nxt):] + [nxt]
+            elif not state.get(nxt):
+                state[nxt] = 1
+                stack.append((nxt, iter(sorted(graph[nxt]))))
+    return None
+
+
+def test_cli_and_client_have_no_import_cycles():
+    graph = _module_graph(["cli", "client"])
+    assert "hyperqueue.cli.job" in graph and graph["hyperqueue.cli.job"], graph
+    cycle = _cycle(graph)
+    assert cycle is None, " -> ".join(cycle)
+
+
+def test_the_cycle_check_finds_a_cycle():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_private_names_are_imported_across_modules():
+    bad = []
+    for pkg in ("cli", "client"):
+        for path in (ROOT / pkg).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom):
+                    def is_private(n):
+                        return n.startswith("_") and not n.startswith("__")
+
+                    private = [a.name for a in node.names if is_private(a.name)]
+                    if is_private((node.module or "").split(".")[-1]) or private:
+                        bad.append(f"{path.relative_to(ROOT)}: from {'.' * node.level}"
+                                   f"{node.module or ''} import {', '.join(private) or '...'}")
+    assert not bad, "\n".join(bad)
+
+
+CLI_MODULES = sorted(p.stem for p in (ROOT / "cli").glob("*.py") if p.stem != "__init__")
+
+
+@pytest.mark.timeout(60)
+def test_every_cli_module_imports_alone_in_a_fresh_interpreter():
+    """Each command module imports by itself (no hidden order, no cycle at run time) and
+    without choosing the click flavour from sys.argv."""
+    import subprocess
+    import sys
+
+    script = ("import importlib, sys\n"
+              "name = sys.argv[1]\n"
+              "sys.argv = ['hq', '--help']  # must not matter at import time\n"
+              "importlib.import_module('hyperqueue.cli.' + name)\n"
+              "assert 'rich_click' not in sys.modules, name\n")
+    env = dict(__import__("os").environ, PYTHONPATH=str(ROOT.parent))
+    procs = [subprocess.Popen([sys.executable, "-c", script, name], env=env,
+                              stderr=subprocess.PIPE) for name in CLI_MODULES]
+    failed = {name: p.communicate()[1].decode()[-500:] for name, p in zip(CLI_MODULES, procs)
+              if p.wait() != 0}
+    assert not failed, failed

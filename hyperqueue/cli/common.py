@@ -1,9 +1,11 @@
-"""Helpers shared by the command modules: parameter types and the client connection."""
+"""Helpers shared by the command modules: parameter types, option checks, errors of the client
+library as click errors, and `trio.run` for the long-running commands."""
 
 from __future__ import annotations
 
-from ._click import click
-from .main import server_root
+from .flavour import click
+
+TASK_STATES = ("waiting", "running", "finished", "failed", "canceled", "aborted")
 
 
 class DurationType(click.ParamType):
@@ -64,11 +66,28 @@ SELECTOR = SelectorType()
 RANGES = RangesType()
 
 
-def connect():
-    """A blocking client for the current server directory (raises HqError if none)."""
-    from ..client.blocking import BlockingClient
+def states_option(value, allowed, hint):
+    """`--filter a,b` as a list of states (None if not given); a bad state is a usage error."""
+    from .joblist import parse_states
 
-    return BlockingClient(server_root())
+    try:
+        return parse_states(value, allowed)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint=hint)
+
+
+#: SpecError fields whose option is not simply `--<field>`.
+SPEC_OPTIONS = {"resources": "--resource", "crash_limit": "--crash-limit",
+                "time_limit": "--time-limit", "max_fails": "--max-fails"}
+
+
+def click_error(e):
+    """A client-library SpecError as click shows it: a bad option value (exit 2, naming the
+    option) or, for a problem of the whole command, a usage error."""
+    if e.field is None:
+        return click.UsageError(e.message)
+    option = SPEC_OPTIONS.get(e.field, "--" + e.field.replace("_", "-"))
+    return click.BadParameter(e.message, param_hint=f"'{option}'")
 
 
 def trio_run(afn, *args):
@@ -80,18 +99,24 @@ def trio_run(afn, *args):
     try:
         return trio.run(afn, *args)
     except BaseExceptionGroup as eg:
-        leaf = _first_leaf(eg, (HqError, KeyboardInterrupt, OSError))
+        leaf = first_leaf(eg, (HqError, KeyboardInterrupt, OSError))
         if leaf is not None:
             raise leaf from None
         raise
 
 
-def _first_leaf(eg, types):
+def first_leaf(eg, types):
+    """The first exception of one of `types` in a (nested) exception group, or None."""
     for e in eg.exceptions:
         if isinstance(e, BaseExceptionGroup):
-            found = _first_leaf(e, types)
+            found = first_leaf(e, types)
             if found is not None:
                 return found
         elif isinstance(e, types):
             return e
     return None
+
+
+def missing_text(item, singular: str, plural: str, rest: str) -> str:
+    """`<Singular> 5<rest>` for one id, `<Plural> 5-9<rest>` for a range text."""
+    return f"{singular if isinstance(item, int) else plural} {item}{rest}"

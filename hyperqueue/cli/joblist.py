@@ -8,14 +8,6 @@ in `job.py`; both produce the same output because they call the same function.
 from __future__ import annotations
 
 JOB_STATES = ("waiting", "running", "finished", "failed", "canceled", "aborted", "opened")
-MAX_NAME = 50
-
-
-def short_name(name: str) -> str:
-    if len(name) <= MAX_NAME:
-        return name
-    half = (MAX_NAME - 3) // 2
-    return name[:half] + "..." + name[-(MAX_NAME - 3 - half):]
 
 
 def parse_states(value: str | None, allowed: tuple[str, ...]) -> list[str] | None:
@@ -29,25 +21,12 @@ def parse_states(value: str | None, allowed: tuple[str, ...]) -> list[str] | Non
     return states
 
 
-def all_jobs(client, states=None) -> list[dict]:
-    """Every job (or those in `states`), asked page by page (`JobListPageRequest`)."""
-    from ..protocol import messages as m
-
-    out: list[dict] = []
-    after = -1
-    while after is not None:
-        resp = client.request(m.JobListPageRequest(states, after))
-        out.extend(resp.items)
-        after = resp.next
-    return out
-
-
 def list_jobs(all_: bool, states: list[str] | None, verbose: bool) -> None:
-    from ..client.blocking import BlockingClient
-    from .main import output, server_root
+    from ..client import calls
+    from .context import connect, printer
 
-    with BlockingClient(server_root()) as client:
-        jobs = all_jobs(client)
+    with connect() as client:
+        jobs = client.call(calls.job_list())
     total = len(jobs)
     if states is not None:
         shown = [j for j in jobs if j["state"].lower() in states]
@@ -57,29 +36,7 @@ def list_jobs(all_: bool, states: list[str] | None, verbose: bool) -> None:
         shown = [j for j in jobs if j["state"] in ("WAITING", "RUNNING", "OPENED")
                  or j["is_open"]]
     shown.sort(key=lambda j: j["id"])
-    out = output()
-    if out.is_json:
-        out.json([{k: v for k, v in j.items() if k != "state"} for j in shown])
-        return
-    if out.is_quiet:
-        for j in shown:
-            out.line(f"{j['id']} {j['state']}")
-        return
-    header = ["ID", "Name", "State", "Tasks"] + (["Cancel Reason"] if verbose else [])
-    rows = []
-    for j in shown:
-        row = [("*" if j["is_open"] else "") + str(j["id"]), short_name(j["name"]),
-               j["state"], j["task_count"]]
-        if verbose:
-            row.append(j["cancel_reason"] or "")
-        rows.append(row)
-    out.horizontal(header, rows)
-    if any(j["is_open"] for j in shown):
-        out.line("* = Open jobs")
-    if not all_:
-        verb = "is" if total == 1 else "are"
-        noun = "job" if total == 1 else "jobs"
-        out.line(f"There {verb} {total} {noun} in total. Use `--all` to display all jobs.")
+    printer().job_list(shown, total, all_, verbose)
 
 
 def parse_fast(args: list[str]) -> dict | None:

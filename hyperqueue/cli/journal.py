@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import sys
 
-from ._click import click
-from .common import DURATION, connect
-from .main import output
+from .common import DURATION
+from .context import connect, printer
+from .flavour import click
 
 
 @click.group()
@@ -101,10 +101,7 @@ def flush():
 
     with connect() as client:
         msg = client.request(m.JournalRequest("flush")).message
-    if output().is_json:
-        output().json({})
-    elif not output().is_quiet:
-        output().line(msg)
+    printer().ok(msg)
 
 
 @journal.command()
@@ -114,10 +111,7 @@ def prune():
 
     with connect() as client:
         msg = client.request(m.JournalRequest("prune"), timeout=None).message
-    if output().is_json:
-        output().json({})
-    elif not output().is_quiet:
-        output().line(msg)
+    printer().ok(msg)
 
 
 @journal.command()
@@ -132,5 +126,4 @@ def report(file, out, start_time, end_time):
     html = render_report(_read_journal(file), start_time=start_time, end_time=end_time)
     with open(out, "w") as f:
         f.write(html)
-    if not output().is_quiet and not output().is_json:
-        output().line(f"Report written to {out}")
+    printer().note(f"Report written to {out}")

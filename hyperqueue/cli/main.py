@@ -1,5 +1,8 @@
-"""Entry point of `hq`: global options (accepted before or after the subcommand), the command
-tree, and the one place where errors become messages and exit codes."""
+"""Entry point of `hq`: the command tree (each noun's module imported only when it runs), the
+click-free fast path, and the one place where errors become messages and exit codes.
+
+Global options and the printer live in `context`; nothing imports this module but the `hq`
+script."""
 
 from __future__ import annotations
 
@@ -8,82 +11,8 @@ import signal
 import sys
 
 from ..version import __version__
-from .output import Output
-
-GLOBAL_FLAGS = {"--server-dir": "server_dir", "--output-mode": "output_mode",
-                "--colors": "colors"}
-OUTPUT_MODES = ("cli", "json", "quiet")
-
-
-class GlobalOptionError(Exception):
-    """A bad global option, found before click is loaded; shown as click's usage error."""
-
-    def __init__(self, message: str, hint: str | None = None):
-        super().__init__(message)
-        self.hint = hint
-
-
-class Globals:
-    server_dir: str | None = None
-    output_mode: str = "cli"
-    colors: str = "auto"
-    debug: bool = False
-
-
-G = Globals()
-
-
-def output() -> Output:
-    return Output(G.output_mode, G.colors)
-
-
-def server_root() -> str:
-    from ..common.serverdir import resolve_server_dir
-
-    return resolve_server_dir(G.server_dir)
-
-
-def extract_globals(argv: list[str]) -> list[str]:
-    """Removes global options from anywhere before `--` and stores them in `G`."""
-    out = []
-    i = 0
-    G.server_dir = os.environ.get("HQ_SERVER_DIR") or None
-    G.output_mode = os.environ.get("HQ_OUTPUT_MODE") or "cli"
-    G.debug = bool(os.environ.get("HQ_DEBUG"))
-    while i < len(argv):
-        a = argv[i]
-        if a == "--":
-            out.extend(argv[i:])
-            break
-        name, eq, value = a.partition("=")
-        if name in GLOBAL_FLAGS:
-            if not eq:
-                if i + 1 >= len(argv):
-                    raise GlobalOptionError(f"Option '{name}' requires an argument.")
-                value = argv[i + 1]
-                i += 1
-            setattr(G, GLOBAL_FLAGS[name], value)
-        elif a == "--debug":
-            G.debug = True
-        else:
-            out.append(a)
-        i += 1
-    if G.output_mode not in OUTPUT_MODES:
-        raise GlobalOptionError(f"'{G.output_mode}' is not one of {', '.join(OUTPUT_MODES)}",
-                                "'--output-mode'")
-    if G.colors not in ("auto", "always", "never"):
-        raise GlobalOptionError(f"'{G.colors}' is not one of auto, always, never", "'--colors'")
-    return out
-
-
-def setup_logging(level=None) -> None:
-    import logging
-
-    level = level or (logging.DEBUG if G.debug else logging.INFO)
-    fmt = "%(asctime)s %(levelname)s %(message)s"
-    logging.basicConfig(level=level, format=fmt, datefmt="%Y-%m-%dT%H:%M:%SZ",
-                        stream=sys.stderr)
-
+from .context import OUTPUT_MODES, G, GlobalOptionError, extract_globals, printer
+from .flavour import choose, wants_help
 
 # noun -> (module, attribute): imported only when that command runs (fast start-up).
 COMMANDS = {
@@ -100,8 +29,9 @@ COMMANDS = {
 }
 
 
-def _build_cli():
-    from ._click import click
+def build_cli():
+    """The root click group (call after `flavour.choose`)."""
+    from .flavour import click
 
     class LazyGroup(click.Group):
         def list_commands(self, ctx):
@@ -160,13 +90,13 @@ def _fail(e: Exception) -> None:
     from ..errors import HqError
 
     if isinstance(e, HqError):
-        output().error(str(e))
+        printer().error(str(e))
         sys.exit(e.exit_code)
     if isinstance(e, KeyboardInterrupt):
         sys.exit(130)
     if G.debug:
         raise e
-    output().error(f"{type(e).__name__}: {e}")
+    printer().error(f"{type(e).__name__}: {e}")
     sys.exit(1)
 
 
@@ -182,10 +112,11 @@ def _is_long_running(argv: list[str]) -> bool:
 def main(argv: list[str] | None = None) -> None:
     if argv is None:
         argv = sys.argv[1:]
+    choose(rich=wants_help(argv))
     try:
         argv = extract_globals(argv)
     except GlobalOptionError as e:
-        from ._click import click
+        from .flavour import click
 
         err = (click.BadParameter(str(e), param_hint=e.hint) if e.hint
                else click.UsageError(str(e)))
@@ -202,10 +133,10 @@ def main(argv: list[str] | None = None) -> None:
         except (Exception, KeyboardInterrupt) as e:
             _fail(e)
         sys.exit(0)
-    from ._click import click
+    from .flavour import click
 
     try:
-        rv = _build_cli().main(args=argv, prog_name="hq", standalone_mode=False)
+        rv = build_cli().main(args=argv, prog_name="hq", standalone_mode=False)
     except click.exceptions.Abort:
         sys.exit(130)
     except click.ClickException as e:

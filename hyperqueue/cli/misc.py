@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..version import __version__
-from ._click import click
+from .flavour import click
 
 DOC_BASE = "https://it4innovations.github.io/hyperqueue"
 # page -> path in the documentation site; aliases as upstream accepts them
@@ -55,13 +55,12 @@ def generate_completion(shell):
     """Print a shell completion script for `hq` (e.g. `hq generate-completion bash > ~/.hq.bash`)."""
     from click.shell_completion import get_completion_class
 
-    from .main import _build_cli
-
     cls = get_completion_class(shell)
     if cls is None:
         raise click.ClickException(f"completion for {shell} is not available in this version; "
                                    "bash, fish and zsh are")
-    comp = cls(_build_cli(), {}, "hq", "_HQ_COMPLETE")
+    root = click.get_current_context().find_root().command  # the whole `hq` tree
+    comp = cls(root, {}, "hq", "_HQ_COMPLETE")
     sys.stdout.write(comp.source())
     sys.stdout.flush()
     hint = {"bash": "source it from ~/.bashrc", "zsh": "source it from ~/.zshrc",

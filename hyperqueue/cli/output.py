@@ -1,54 +1,24 @@
-"""Printers for the three output modes (cli / json / quiet) behind one small interface."""
+"""The printers of the three output modes (cli / json / quiet) and their formatting helpers.
+
+A command gets its results from the client library and hands them to the printer of the run
+(`context.printer()`, chosen once from `--output-mode`); each result kind has one method, and
+each mode decides how (or whether) to show it. Nothing else checks the output mode.
+
+`QuietPrinter` is a `CliPrinter` that overrides only what quiet mode shows differently (several
+results print the same lines in both modes).
+"""
 
 from __future__ import annotations
 
 import sys
+import time
 
 from ..common.durations import format_duration
 from ..common.table import horizontal_table, vertical_table
 
 
-class Output:
-    def __init__(self, mode: str = "cli", colors: str = "auto"):
-        self.mode = mode
-        self.colors = colors
-
-    @property
-    def is_json(self) -> bool:
-        return self.mode == "json"
-
-    @property
-    def is_quiet(self) -> bool:
-        return self.mode == "quiet"
-
-    def json(self, value) -> None:
-        import json
-
-        sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
-        sys.stdout.flush()
-
-    def line(self, text: str = "") -> None:
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
-
-    def vertical(self, rows) -> None:
-        self.line(vertical_table([(k, "" if v is None else str(v)) for k, v in rows]))
-
-    def horizontal(self, header, rows) -> None:
-        self.line(horizontal_table(header, [[str(c) for c in r] for r in rows]))
-
-    def note(self, text: str) -> None:
-        """A per-item outcome ("Job 5 not found"): a line on stdout in cli mode only (it is a
-        normal result, and callers often merge stderr into what they parse)."""
-        if self.mode == "cli":
-            self.line(text)
-
-    def error(self, message: str) -> None:
-        if self.is_json:
-            self.json({"error": message})
-        else:
-            sys.stderr.write(f"Error: {message}\n")
-            sys.stderr.flush()
+# ---------------------------------------------------------------------------------------------
+# Formatting helpers
 
 
 def iso(ts: float | None) -> str | None:
@@ -97,3 +67,624 @@ def jsonify_times(obj, keys=("started_at", "finished_at", "submission_date", "st
     if isinstance(obj, list):
         return [jsonify_times(v, keys) for v in obj]
     return obj
+
+
+MAX_NAME = 50
+
+
+def short_name(name: str) -> str:
+    if len(name) <= MAX_NAME:
+        return name
+    half = (MAX_NAME - 3) // 2
+    return name[:half] + "..." + name[-(MAX_NAME - 3 - half):]
+
+
+def stdio_text(program: dict, channel: str) -> str:
+    """Where `channel` ("stdout"/"stderr") of a submit's program goes, as job/task info show it."""
+    if program.get(f"{channel}_streamed"):
+        return f"<stream: {program['stream']}>"
+    path = program[channel]
+    if path is None:
+        return "None"
+    return path + (" (rm-if-finished)" if program[f"{channel}_rm_if_finished"] else "")
+
+
+def job_state_text(info: dict) -> str:
+    stats = info["task_stats"]
+    if info["task_count"] == 1:
+        return info["state"]
+    lines = []
+    for key in ("running", "waiting", "finished", "failed", "canceled", "aborted"):
+        if stats[key]:
+            lines.append(f"{key.upper()} ({stats[key]})")
+    return "\n".join(lines) or info["state"]
+
+
+def job_detail_rows(d: dict) -> list:
+    info = d["info"]
+    submits = [s["array"] for s in d["submits"]]
+    all_ids = ",".join(s["ids"] for s in submits)
+    from ..core.ranges import IntRanges
+
+    try:
+        ids_text = IntRanges.parse(all_ids).to_text() if all_ids else ""
+    except ValueError:
+        ids_text = all_ids
+    workers = d["workers"]
+    workers_text = ", ".join(workers[:2]) + (f", ... ({len(workers)} total)"
+                                             if len(workers) > 2 else "")
+    rows = [("ID", info["id"]), ("Name", info["name"]), ("State", job_state_text(info)),
+            ("Cancel Reason", info["cancel_reason"] or ""),
+            ("Session", "open" if info["is_open"] else "closed"),
+            ("Tasks", f"{info['task_count']}; Ids: {ids_text}"), ("Workers", workers_text)]
+    if len(submits) == 1:
+        s = submits[0]
+        p = s["program"]
+        rows += [
+            ("Resources", resources_text(s["resources"])),
+            ("Pin", s["pin_mode"] or "none"),
+            ("Priority", s["priority"]),
+            ("Command", " ".join(p["args"])),
+            ("Stdout", stdio_text(p, "stdout")),
+            ("Stderr", stdio_text(p, "stderr")),
+            ("Environment", "\n".join(f"{k}={v}" for k, v in p["env"].items())),
+            ("Working directory", p["cwd"]),
+            ("Task time limit", duration(s["time_limit"])),
+            ("Crash limit", s["crash_limit"]),
+        ]
+    rows.append(("Submission date", local_time(d["submission_date"], "%Y-%m-%d %H:%M:%S")))
+    if len(submits) == 1:
+        rows.append(("Submission directory", d["submit_dir"]))
+    start = d["started_at"]
+    end = d["finished_at"] or (time.time() if start else None)
+    rows.append(("Makespan", duration(end - start) if start else "0s"))
+    return rows
+
+
+def task_makespan(t: dict) -> str:
+    start = t.get("started_at")
+    if start is None:
+        return ""
+    end = t.get("finished_at") or time.time()
+    return duration(end - start)
+
+
+def task_error(t: dict, verbose: bool, limit: int) -> str:
+    err = t.get("error") or ""
+    if not verbose and len(err) > limit:
+        return err[:limit] + "…"
+    return err
+
+
+def task_info_rows(t: dict, s: dict, verbose: bool) -> list:
+    """The vertical table of one task (`s`: the submit it belongs to)."""
+    p = s["program"]
+    return [
+        ("Task ID", t["id"]), ("State", t["state"].upper()),
+        ("Command", " ".join(p["args"])),
+        ("Environment", "\n".join(f"{k}={v}" for k, v in p["env"].items())),
+        ("Worker", t.get("worker_hostname", "")),
+        ("Start", local_time(t.get("started_at"))),
+        ("End", local_time(t.get("finished_at"))),
+        ("Makespan", task_makespan(t)),
+        ("Workdir", t.get("cwd", p["cwd"])),
+        ("Stdout", t.get("stdout") or stdio_text(p, "stdout")),
+        ("Stderr", t.get("stderr") or stdio_text(p, "stderr")),
+        ("Time limit", duration(s["time_limit"])),
+        ("Resources", resources_text(s["resources"])),
+        ("Priority", s["priority"]),
+        ("Pin", s["pin_mode"] or "none"),
+        ("Task dir", "yes" if s["task_dir"] else "no"),
+        ("Crash limit", s["crash_limit"]),
+        ("Dependencies", ",".join(str(x) for x in s["deps"])),
+        ("Error", task_error(t, verbose, 237)),
+    ]
+
+
+def public_descriptor(descriptor: dict) -> dict:
+    """A resource descriptor as JSON output shows it (without our exact wire form)."""
+    return dict(descriptor, resources=[{k: x for k, x in r.items() if k != "wire"}
+                                       for r in descriptor["resources"]])
+
+
+def worker_resources_lines(view) -> str:
+    from ..core.resources import ResourceDef
+
+    lines = []
+    for r in view["configuration"]["resources"]["resources"]:
+        lines.append(ResourceDef.from_wire(r["wire"]).describe_full())
+    return "\n".join(lines)
+
+
+def worker_detail_rows(v: dict) -> list:
+    cfg = v["configuration"]
+    alloc = v["allocation"] or {}
+    rt = v["runtime_info"]
+    last = v["last_task_started"]
+    return [
+        ("Worker", v["id"]),
+        ("State", v["state"]),
+        ("Hostname", cfg["hostname"]),
+        ("Started", local_time(v["started"], "%Y-%m-%d %H:%M:%S")),
+        ("Data provider", cfg["listen_address"] or "None"),
+        ("Working directory", cfg["work_dir"]),
+        ("Heartbeat", duration(cfg["heartbeat_interval"])),
+        ("Idle timeout", duration(cfg["idle_timeout"])),
+        ("Overview interval", duration(cfg["overview_interval"])),
+        ("Resources", worker_resources_lines(v)),
+        ("Time Limit", duration(cfg["time_limit"])),
+        ("Process pid", cfg["pid"]),
+        ("Group", cfg["group"]),
+        ("Manager", alloc.get("manager") or "None"),
+        ("Manager Job ID", alloc.get("id") or "N/A"),
+        ("Last task started",
+         f"{last['job']}@{last['task']}; Time: {local_time(last['time'])}" if last else ""),
+        ("Runtime Info", f"running multinode task; {rt['multinode']} node"
+         if rt.get("multinode") else f"assigned tasks: {rt['assigned_tasks']}; "
+                                     f"running tasks: {rt['running_tasks']}"),
+    ]
+
+
+SERVER_ROWS = [("Server UID", "server_uid"), ("Client host", "client_host"),
+               ("Client port", "client_port"), ("Worker host", "worker_host"),
+               ("Worker port", "worker_port"), ("Version", "version"), ("Pid", "pid"),
+               ("Start date", "start_date"), ("Journal path", "journal_path")]
+
+OUTPUT_LOG_CHANNELS = ("stdout", "stderr")
+
+
+# ---------------------------------------------------------------------------------------------
+# Printers
+
+
+class Printer:
+    """What every mode shares: the primitives (a line, a JSON document, tables) and the
+    interface of results. Subclasses implement each result method for their mode."""
+
+    mode = ""
+
+    def __init__(self, colors: str = "auto"):
+        self.colors = colors
+
+    # -- primitives (also for output that is the same in every mode, e.g. a raw address) --
+    def json(self, value) -> None:
+        import json
+
+        sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+        sys.stdout.flush()
+
+    def line(self, text: str = "") -> None:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
+    def vertical(self, rows) -> None:
+        self.line(vertical_table([(k, "" if v is None else str(v)) for k, v in rows]))
+
+    def horizontal(self, header, rows) -> None:
+        self.line(horizontal_table(header, [[str(c) for c in r] for r in rows]))
+
+    def error(self, message: str) -> None:
+        sys.stderr.write(f"Error: {message}\n")
+        sys.stderr.flush()
+
+    # -- mode facts a command needs before it asks the server --
+    #: `job info` asks for every task (json) or only the failed ones (the table shows those).
+    job_info_task_states: list[str] | None = ["failed"]
+    #: `hq run` may draw a live progress bar (on a terminal).
+    shows_progress = False
+
+    def require_text(self, what: str) -> None:
+        """Raises for a command whose output is raw text when the mode cannot show it."""
+
+    def task_page_printer(self):
+        """A callback printing `task list` pages as they come, or None (print at the end)."""
+        return None
+
+
+class CliPrinter(Printer):
+    """Tables and sentences for people."""
+
+    mode = "cli"
+    shows_progress = True
+
+    def note(self, text: str) -> None:
+        """A per-item outcome ("Job 5 not found") or a remark: a line on stdout, in cli mode
+        only (it is a normal result, and callers often merge stderr into what they parse)."""
+        self.line(text)
+
+    def ok(self, text: str | None = None) -> None:
+        """A command that succeeded with nothing to report but `text`."""
+        if text is not None:
+            self.line(text)
+
+    def job_id(self, job_id: int, cli_text: str) -> None:
+        self.line(cli_text)
+
+    def submitted(self, job_id: int) -> None:
+        self.job_id(job_id, f"Job submitted successfully, job ID: {job_id}")
+
+    # -- jobs --
+    def job_list(self, shown: list[dict], total: int, all_: bool, verbose: bool) -> None:
+        header = ["ID", "Name", "State", "Tasks"] + (["Cancel Reason"] if verbose else [])
+        rows = []
+        for j in shown:
+            row = [("*" if j["is_open"] else "") + str(j["id"]), short_name(j["name"]),
+                   j["state"], j["task_count"]]
+            if verbose:
+                row.append(j["cancel_reason"] or "")
+            rows.append(row)
+        self.horizontal(header, rows)
+        if any(j["is_open"] for j in shown):
+            self.line("* = Open jobs")
+        if not all_:
+            verb = "is" if total == 1 else "are"
+            noun = "job" if total == 1 else "jobs"
+            self.line(f"There {verb} {total} {noun} in total. Use `--all` to display all jobs.")
+
+    def job_summary(self, counts: dict[str, int]) -> None:
+        self.horizontal(["Status", "Count"], [[s, n] for s, n in counts.items()])
+
+    def job_info(self, jobs: list[dict]) -> None:
+        for d in jobs:
+            self.vertical(job_detail_rows(d))
+            failed = d["tasks"]
+            if failed:
+                shown = failed[:5]
+                self.horizontal(["Task ID", "Worker", "Error"],
+                                [[t["id"], t.get("worker_hostname", ""), t.get("error", "")]
+                                 for t in shown])
+                extra = f" ({len(shown)} shown)" if len(shown) < len(failed) else ""
+                self.line(f"{len(failed)} task{'s' if len(failed) != 1 else ''} failed.{extra}")
+
+    def cancel_results(self, results) -> None:
+        for jid, status, n, finished in results:
+            if status == "canceled":
+                self.line(f"Job {jid} canceled ({n} tasks canceled, {finished} tasks already "
+                          "finished)")
+            elif status == "not-found":
+                self.line(f"Canceling job {jid} failed: job not found")
+            else:
+                self.line(f"Canceling job {jid} failed: all tasks are already finished")
+
+    def wait_finished(self, jobs: list[dict], elapsed: float) -> None:
+        counts: dict[str, int] = {}
+        for j in jobs:
+            counts[j["state"].lower()] = counts.get(j["state"].lower(), 0) + 1
+        parts = ", ".join(f"{n} job{'s' if n != 1 else ''} {s}" for s, n in sorted(counts.items()))
+        self.line(f"Wait finished in {duration(elapsed)}: {parts or 'no jobs'}")
+
+    def close_results(self, results) -> None:
+        for jid, status in results:
+            if status == "closed":
+                self.line(f"Job {jid} closed")
+            elif status == "not-found":
+                self.line(f"Closing job {jid} failed: job not found")
+            else:
+                self.line(f"Closing job {jid} failed: job is already closed")
+
+    def forget_result(self, forgotten: int, ignored: int) -> None:
+        text = f"{forgotten} job(s) were forgotten"
+        if ignored:
+            text += f", {ignored} were ignored due to wrong state or invalid ID"
+        self.line(text)
+
+    def task_ids(self, ids: dict[int, list[int]]) -> None:
+        from ..core.ranges import compress_ids
+
+        if len(ids) == 1:
+            self.line(compress_ids(next(iter(ids.values()))))
+        else:
+            for jid, tids in ids.items():
+                self.line(f"{jid}: {compress_ids(tids)}")
+
+    # -- tasks --
+    def task_list(self, jobs: list[dict], verbose: bool) -> None:
+        multi = len(jobs) > 1
+        rows = []
+        for d in jobs:
+            for t in d["tasks"]:
+                row = [t["id"], t["state"].upper(), t.get("worker_hostname", ""),
+                       task_makespan(t), task_error(t, verbose, 16)]
+                rows.append(([d["info"]["id"]] if multi else []) + row)
+        header = (["Job ID"] if multi else []) + ["Task ID", "State", "Worker", "Makespan",
+                                                  "Error"]
+        self.horizontal(header, rows)
+
+    def task_info(self, d: dict, verbose: bool) -> None:
+        from ..core.ranges import IntRanges
+
+        submits = [s["array"] for s in d["submits"]]
+
+        def submit_of(tid):
+            for s in submits:
+                if tid in IntRanges.parse(s["ids"]):
+                    return s
+            return submits[0]
+
+        for t in d["tasks"]:
+            self.vertical(task_info_rows(t, submit_of(t["id"]), verbose))
+
+    def task_explain(self, task_id: int, ex: dict) -> None:
+        deps = ex["dependencies"]
+        if deps["total"]:
+            if deps["pending"]:
+                self.line(f"Task is waiting for {deps['pending']}/{deps['total']} dependencies.")
+            else:
+                self.line("All dependencies of the task are finished.")
+        else:
+            self.line("The task has no dependencies.")
+        runnable = []
+        rows = []
+        n_var = ex["n_variants"]
+        for w in ex["workers"]:
+            ok = [v for v in w["variants"] if v["runnable"]]
+            if ok:
+                runnable.append(str(w["worker_id"]))
+            if n_var > 1:
+                verdict = f"Yes ({len(ok)}/{n_var} variants)" if ok else "No"
+            else:
+                verdict = "Yes" if ok else "No"
+            first = True
+            for v in w["variants"]:
+                for item in v["items"] or [{"type": "", "provides": "", "request": "",
+                                            "ok": True}]:
+                    rows.append([w["worker_id"] if first else "", verdict if first else "",
+                                 v["variant"] if n_var > 1 else "", item["type"],
+                                 item["provides"], item["request"] + ("" if item["ok"]
+                                                                      else "  (blocking)")])
+                    first = False
+        if runnable:
+            self.line(f"The task can run on workers: {', '.join(runnable)}")
+        else:
+            self.line("The task cannot run on any connected worker.")
+        self.horizontal(["Worker Id", "Runnable", "Variant", "Type", "Provides", "Request"],
+                        rows)
+
+    # -- workers --
+    def workers(self, views: list[dict], detailed: bool) -> None:
+        if not detailed:
+            rows = []
+            for v in views:
+                cfg = v["configuration"]
+                alloc = v["allocation"] or {}
+                rows.append([v["id"], v["state"], cfg["hostname"], cfg["resources_text"],
+                             alloc.get("manager") or "None", alloc.get("id") or "N/A"])
+            self.horizontal(["ID", "State", "Hostname", "Resources", "Manager",
+                             "Manager Job ID"], rows)
+            return
+        for v in views:
+            self.vertical(worker_detail_rows(v))
+
+    def worker_stop_results(self, results) -> None:
+        for wid, text in results:
+            if text == "stopped":
+                self.line(f"Worker {wid} stopped")
+            else:
+                self.line(f"Stopping worker {wid} failed: {text}" if text not in
+                          ("worker not found", "worker is already stopped")
+                          else f"Worker {wid}: {text}")
+
+    def hwdetect(self, text, descriptor) -> None:
+        """`text`, `descriptor`: thunks giving the detected resources as text / a descriptor."""
+        self.line(text())
+
+    # -- server --
+    def server_info(self, info: dict, with_dir: bool) -> None:
+        rows = [("Server directory", info["server_dir"])] if with_dir else []
+        for label, key in SERVER_ROWS:
+            value = info.get(key)
+            if key == "start_date" and value:
+                from datetime import datetime
+
+                value = datetime.fromisoformat(value).astimezone().strftime(
+                    "%Y-%m-%d %H:%M:%S %Z")
+            rows.append((label, "None" if value is None else value))
+        self.vertical(rows)
+
+    # -- hq run --
+    def run_summary(self, job_id: int, n_tasks: int, stats: dict, failed: list[dict]) -> None:
+        self.line(f"Job finished: {stats['finished']} finished, {stats['failed']} failed, "
+                  f"{stats['canceled'] + stats['aborted']} canceled (of {n_tasks} tasks)")
+        for t in failed[:20]:
+            self.line(f"  task {t['id']} failed: {t.get('error', '')}")
+        if len(failed) > 20:
+            self.line(f"  ... and {len(failed) - 20} more failed tasks")
+
+    # -- output-log --
+    def log_summary(self, path: str, s: dict) -> None:
+        self.vertical([
+            ("Path", path),
+            ("Files", s["n_files"]),
+            ("Jobs", s["n_jobs"]),
+            ("Tasks", s["n_tasks"]),
+            ("Opened streams", s["n_opened"]),
+            ("Stdout size", s["stdout_size"]),
+            ("Stderr size", s["stderr_size"]),
+            ("Superseded streams", s["n_superseded"]),
+            ("Superseded stdout size", s["superseded_stdout_size"]),
+            ("Superseded stderr size", s["superseded_stderr_size"]),
+        ])
+
+    def log_jobs(self, ids: list[int]) -> None:
+        for job in ids:
+            self.line(str(job))
+
+    def log_chunks(self, chunks) -> None:
+        parts = []
+        for c in chunks:
+            prefix = f"{c.job}.{c.task}:{c.channel}> "
+            text = c.data.decode("utf-8", "replace")
+            if text.endswith("\n"):
+                text = text[:-1]
+            for line in text.split("\n"):
+                parts.append(prefix + line + "\n")
+        sys.stdout.write("".join(parts))
+        sys.stdout.flush()
+
+
+class QuietPrinter(CliPrinter):
+    """Only what a script needs: ids and states, one per line; silence where cli mode would
+    describe. (Results not overridden here print as in cli mode.)"""
+
+    mode = "quiet"
+    shows_progress = False
+
+    def note(self, text: str) -> None:
+        pass
+
+    def ok(self, text: str | None = None) -> None:
+        pass
+
+    def job_id(self, job_id: int, cli_text: str) -> None:
+        self.line(str(job_id))
+
+    def job_list(self, shown, total, all_, verbose) -> None:
+        for j in shown:
+            self.line(f"{j['id']} {j['state']}")
+
+    def job_summary(self, counts) -> None:
+        for s, n in counts.items():
+            self.line(f"{s} {n}")
+
+    def job_info(self, jobs) -> None:
+        pass
+
+    def cancel_results(self, results) -> None:
+        pass
+
+    def wait_finished(self, jobs, elapsed) -> None:
+        pass
+
+    def task_page_printer(self):
+        # Printed page by page as the server sends them: bounded memory, and the first lines
+        # of a huge array come at once.
+        def print_page(tasks):
+            for t in tasks:
+                self.line(f"{t['id']} {t['state'].upper()}")
+        return print_page
+
+    def task_info(self, d, verbose) -> None:
+        pass
+
+    def workers(self, views, detailed) -> None:
+        if not detailed:
+            for v in views:
+                self.line(f"{v['id']} {v['state']}")
+
+    def server_info(self, info, with_dir) -> None:
+        if with_dir:
+            self.line(info["server_dir"])
+
+    def run_summary(self, job_id, n_tasks, stats, failed) -> None:
+        pass
+
+    def log_summary(self, path, s) -> None:
+        pass
+
+
+class JsonPrinter(Printer):
+    """One JSON document per command (`--output-mode json`)."""
+
+    mode = "json"
+    job_info_task_states = None  # every task
+
+    def error(self, message: str) -> None:
+        self.json({"error": message})
+
+    def note(self, text: str) -> None:
+        pass
+
+    def ok(self, text: str | None = None) -> None:
+        self.json({})
+
+    def require_text(self, what: str) -> None:
+        from ..errors import HqError
+
+        raise HqError(f"{what} does not support the JSON output mode")
+
+    def job_id(self, job_id: int, cli_text: str) -> None:
+        self.json({"id": job_id})
+
+    def submitted(self, job_id: int) -> None:
+        self.json({"id": job_id})
+
+    def job_list(self, shown, total, all_, verbose) -> None:
+        self.json([{k: v for k, v in j.items() if k != "state"} for j in shown])
+
+    def job_summary(self, counts) -> None:
+        self.json({s.capitalize(): n for s, n in counts.items()})
+
+    def job_info(self, jobs) -> None:
+        self.json(jsonify_times(jobs))
+
+    def cancel_results(self, results) -> None:
+        self.json([{"id": r[0], "result": r[1]} for r in results])
+
+    def wait_finished(self, jobs, elapsed) -> None:
+        pass
+
+    def close_results(self, results) -> None:
+        self.json([{"id": r[0], "result": r[1]} for r in results])
+
+    def forget_result(self, forgotten, ignored) -> None:
+        self.json({"forgotten": forgotten, "ignored": ignored})
+
+    def task_ids(self, ids) -> None:
+        self.json({str(jid): tids for jid, tids in ids.items()})
+
+    def task_list(self, jobs, verbose) -> None:
+        self.json({str(d["info"]["id"]): jsonify_times(d["tasks"]) for d in jobs})
+
+    def task_info(self, d, verbose) -> None:
+        self.json(jsonify_times(d["tasks"]))
+
+    def task_explain(self, task_id, ex) -> None:
+        self.json({"task_id": task_id, "explanation": ex})
+
+    def workers(self, views, detailed) -> None:
+        shown = []
+        for v in views:
+            v = jsonify_times(v)
+            cfg = dict(v["configuration"])
+            cfg.pop("resources_text", None)
+            cfg["resources"] = public_descriptor(cfg["resources"])
+            v["configuration"] = cfg
+            shown.append(v)
+        self.json(shown)
+
+    def worker_stop_results(self, results) -> None:
+        self.json([{"id": wid, "result": text} for wid, text in results])
+
+    def hwdetect(self, text, descriptor) -> None:
+        # The resource descriptor, as `configuration.resources` of `worker list/info`.
+        self.json(public_descriptor(descriptor()))
+
+    def server_info(self, info, with_dir) -> None:
+        shown = dict(info)
+        shown.pop("instance_dir", None)
+        if not with_dir:
+            shown["server_dir"] = None
+        self.json(shown)
+
+    def run_summary(self, job_id, n_tasks, stats, failed) -> None:
+        self.json({"id": job_id, "task_count": n_tasks, "task_stats": stats,
+                   "failed_tasks": [{"id": t["id"], "error": t.get("error")} for t in failed]})
+
+    def log_summary(self, path, s) -> None:
+        self.json({"filename": path, "summary": s})
+
+    def log_jobs(self, ids) -> None:
+        self.json(ids)
+
+    def log_chunks(self, chunks) -> None:
+        self.json([{"job": c.job, "task": c.task, "instance": c.instance,
+                    "channel": OUTPUT_LOG_CHANNELS[c.channel] if c.channel < 2 else c.channel,
+                    "time_ms": c.time_ms, "data": c.data.decode("utf-8", "replace")}
+                   for c in chunks])
+
+
+PRINTERS = {"cli": CliPrinter, "json": JsonPrinter, "quiet": QuietPrinter}
+
+
+def make_printer(mode: str = "cli", colors: str = "auto") -> Printer:
+    return PRINTERS[mode](colors)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from ._click import click
 from .common import RANGES
-from .main import output
-
-CHANNEL_NAMES = ("stdout", "stderr")
+from .context import printer
+from .flavour import click
+from .output import OUTPUT_LOG_CHANNELS as CHANNEL_NAMES
 
 
 class _OutputLogGroup(click.Group):
@@ -72,25 +71,7 @@ def _check_job(log, job: int) -> None:
 def summary(ctx):
     """Print statistics of the stream files."""
     log = _load(ctx)
-    s = log.summary()
-    out = output()
-    if out.is_json:
-        out.json({"filename": log.path, "summary": s})
-        return
-    if out.is_quiet:
-        return
-    out.vertical([
-        ("Path", log.path),
-        ("Files", s["n_files"]),
-        ("Jobs", s["n_jobs"]),
-        ("Tasks", s["n_tasks"]),
-        ("Opened streams", s["n_opened"]),
-        ("Stdout size", s["stdout_size"]),
-        ("Stderr size", s["stderr_size"]),
-        ("Superseded streams", s["n_superseded"]),
-        ("Superseded stdout size", s["superseded_stdout_size"]),
-        ("Superseded stderr size", s["superseded_stderr_size"]),
-    ])
+    printer().log_summary(log.path, log.summary())
 
 
 @output_log.command()
@@ -98,13 +79,7 @@ def summary(ctx):
 def jobs(ctx):
     """Print the ids of the jobs in the stream files."""
     log = _load(ctx)
-    ids = log.job_ids()
-    out = output()
-    if out.is_json:
-        out.json(ids)
-        return
-    for job in ids:
-        out.line(str(job))
+    printer().log_jobs(log.job_ids())
 
 
 @output_log.command()
@@ -116,24 +91,8 @@ def show(ctx, job, channel):
     from ..streaming.format import CHANNELS
 
     log = _load(ctx)
-    chunks = log.chunks(job=job, channel=None if channel is None else CHANNELS[channel])
-    out = output()
-    if out.is_json:
-        out.json([{"job": c.job, "task": c.task, "instance": c.instance,
-                   "channel": CHANNEL_NAMES[c.channel] if c.channel < 2 else c.channel,
-                   "time_ms": c.time_ms, "data": c.data.decode("utf-8", "replace")}
-                  for c in chunks])
-        return
-    parts = []
-    for c in chunks:
-        prefix = f"{c.job}.{c.task}:{c.channel}> "
-        text = c.data.decode("utf-8", "replace")
-        if text.endswith("\n"):
-            text = text[:-1]
-        for line in text.split("\n"):
-            parts.append(prefix + line + "\n")
-    sys.stdout.write("".join(parts))
-    sys.stdout.flush()
+    printer().log_chunks(log.chunks(job=job, channel=None if channel is None
+                                    else CHANNELS[channel]))
 
 
 @output_log.command()
@@ -171,6 +130,6 @@ def export(ctx, job, tasks):
 
     log = _load(ctx)
     _check_job(log, job)
-    output().json([{"id": task, "finished": finished,
+    printer().json([{"id": task, "finished": finished,
                     "stdout": chunk.decode("utf-8", "replace")}
                    for task, chunk, finished in log.task_data(job, STDOUT, tasks)])

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from ._click import click
-from .main import output
-from .submit import submit_options
+from ..errors import SpecError
+from .common import click_error
+from .context import printer
+from .flavour import click
+from .submit import build_request, submit_options
 
 
 @click.command(context_settings={"allow_interspersed_args": False})
@@ -19,7 +21,8 @@ def run(worker_cpus, command, **opts):
     """
     from ..local import run_local
 
-    from .submit import build_request
-
-    request = build_request(opts, command)
-    return run_local(request, worker_cpus=worker_cpus, out=output())
+    try:
+        request = build_request(opts, command)
+    except SpecError as e:
+        raise click_error(e) from None
+    return run_local(request, worker_cpus=worker_cpus, out=printer())

@@ -6,38 +6,10 @@ import os
 import signal
 import time
 
-from ._click import click
-from .common import DURATION, connect, trio_run
-from .main import output, server_root, setup_logging
-
-SERVER_ROWS = [("Server UID", "server_uid"), ("Client host", "client_host"),
-               ("Client port", "client_port"), ("Worker host", "worker_host"),
-               ("Worker port", "worker_port"), ("Version", "version"), ("Pid", "pid"),
-               ("Start date", "start_date"), ("Journal path", "journal_path")]
-
-
-def print_server_info(info: dict, with_dir: bool) -> None:
-    out = output()
-    if out.is_json:
-        shown = dict(info)
-        shown.pop("instance_dir", None)
-        if not with_dir:
-            shown["server_dir"] = None
-        out.json(shown)
-        return
-    if out.is_quiet:
-        if with_dir:
-            out.line(info["server_dir"])
-        return
-    rows = [("Server directory", info["server_dir"])] if with_dir else []
-    for label, key in SERVER_ROWS:
-        value = info.get(key)
-        if key == "start_date" and value:
-            from datetime import datetime
-
-            value = datetime.fromisoformat(value).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
-        rows.append((label, "None" if value is None else value))
-    out.vertical(rows)
+from ..client import calls
+from .common import DURATION, first_leaf, trio_run
+from .context import connect, printer, server_root, setup_logging
+from .flavour import click
 
 
 @click.group()
@@ -97,7 +69,7 @@ def start(host, client_port, worker_port, idle_timeout, journal, journal_flush_p
                                                 exc_info=True)
         raise HqError(f"Cannot start the server: {type(e).__name__}: {e}") from None
     try:
-        print_server_info(boot.info(), with_dir=True)
+        printer().server_info(boot.info(), with_dir=True)
         from ..server.app import Server
 
         srv = Server(root, host=host, client_port=client_port, worker_port=worker_port,
@@ -109,9 +81,7 @@ def start(host, client_port, worker_port, idle_timeout, journal, journal_flush_p
     except (HqError, KeyboardInterrupt):
         raise
     except Exception as e:  # Server.run logged the traceback
-        from .common import _first_leaf
-
-        leaf = _first_leaf(e, (Exception,)) if isinstance(e, BaseExceptionGroup) else e
+        leaf = first_leaf(e, (Exception,)) if isinstance(e, BaseExceptionGroup) else e
         leaf = leaf or e
         raise HqError(f"The server crashed: {type(leaf).__name__}: {leaf}") from None
     finally:  # also when the server never ran (Server.run removes it otherwise)
@@ -138,24 +108,17 @@ def _refuse_if_running(root: str) -> None:
 @server.command()
 def stop():
     """Stop the server."""
-    from ..protocol import messages as m
-
     with connect() as client:
-        client.request(m.StopServerRequest())
-    if not output().is_json and not output().is_quiet:
-        output().line("Stopping server")
-    elif output().is_json:
-        output().json({})
+        client.call(calls.stop_server())
+    printer().ok("Stopping server")
 
 
 @server.command()
 def info():
     """Show information about the running server."""
-    from ..protocol import messages as m
-
     with connect() as client:
-        info = client.request(m.ServerInfoRequest()).info
-    print_server_info(info, with_dir=False)
+        info = client.call(calls.server_info())
+    printer().server_info(info, with_dir=False)
 
 
 @server.command()
@@ -164,16 +127,14 @@ def wait(timeout):
     """Wait until a server is running."""
     from ..common.durations import format_duration
     from ..errors import HqError
-    from ..protocol import messages as m
 
     deadline = time.monotonic() + timeout
     last = None
     while True:
         try:
             with connect() as client:
-                client.request(m.ServerInfoRequest())
-            if output().is_json:
-                output().json({})
+                client.call(calls.server_info())
+            printer().ok()
             return
         except HqError as e:
             last = e
@@ -216,6 +177,5 @@ def generate_access(file, client_file, worker_file, host, client_host, worker_ho
         raise HqError(f"Cannot write access file: {e.filename} already exists") from None
     except OSError as e:
         raise HqError(f"Cannot write access file {e.filename}: {e.strerror}") from None
-    if output().is_json:
-        output().json({})
+    printer().ok()
 

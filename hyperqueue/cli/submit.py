@@ -2,74 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
-from ._click import click
-from .common import DURATION, RANGES, connect
-from .main import output
-
-
-STREAM_PLACEHOLDERS = ("JOB_ID", "SUBMIT_DIR", "SERVER_UID")
-
-
-def stream_dir(value: str | None, hint: str = "'--stream'") -> str | None:
-    """The stream directory template: relative paths are relative to the submit directory;
-    only job-level placeholders make sense (one file per worker, not per task)."""
-    if value is None:
-        return None
-    if not value:
-        raise click.BadParameter("expected a directory", param_hint=hint)
-    from ..core.placeholders import placeholder_names
-
-    for name in placeholder_names(value):
-        if name not in STREAM_PLACEHOLDERS:
-            raise click.BadParameter(
-                f"placeholder %{{{name}}} cannot be used in a stream directory (allowed: "
-                + ", ".join(f"%{{{p}}}" for p in STREAM_PLACEHOLDERS) + ")", param_hint=hint)
-    if value.startswith("%{") or os.path.isabs(value):
-        return value
-    return os.path.join(os.getcwd(), value)
-
-
-def _stdio(value: str | None, default: str, stream: str | None = None):
-    from ..core.model import StdioDef
-
-    if value is None:
-        return StdioDef(None, streamed=True) if stream else StdioDef(default)
-    if value == "none":
-        return StdioDef(None)
-    if value.endswith(":rm-if-finished"):
-        path = value[: -len(":rm-if-finished")] or default
-        return StdioDef(path, True)
-    return StdioDef(value)
+from ..client import spec
+from ..errors import SpecError
+from .common import DURATION, RANGES, click_error
+from .context import connect, printer
+from .flavour import click
 
 
 def _check_priority(_ctx, _param, value):
-    if value is not None and not -(2**31) <= value < 2**31:
-        raise click.BadParameter(f"{value} is not in the range -2147483648<=x<=2147483647")
+    if value is not None:
+        try:
+            spec.check_priority(value)
+        except SpecError as e:
+            raise click.BadParameter(e.message)
     return value
-
-
-def _crash_limit(value: str | None) -> int:
-    from ..core.model import (CRASH_LIMIT_NEVER_RESTART, CRASH_LIMIT_UNLIMITED,
-                              DEFAULT_CRASH_LIMIT)
-
-    if value is None:
-        return DEFAULT_CRASH_LIMIT
-    if value == "never-restart":
-        return CRASH_LIMIT_NEVER_RESTART
-    if value == "unlimited":
-        return CRASH_LIMIT_UNLIMITED
-    try:
-        n = int(value)
-    except ValueError:
-        n = -1
-    if n <= 0 or n > 2**32 - 1:
-        raise click.BadParameter("expected a positive number, 'never-restart' or 'unlimited'",
-                                 param_hint="'--crash-limit'")
-    return n
 
 
 def submit_options(f):
@@ -115,148 +64,65 @@ def submit_options(f):
 
 def build_request(opts: dict, command: tuple[str, ...], job_id: int | None = None,
                   stdin_data: bytes | None = None):
-    """A SubmitRequest from the parsed options (raises click errors for bad input).
+    """A SubmitRequest from the parsed options of `hq submit` / `hq run`, through the client's
+    spec builder. Raises SpecError (`field`: the option; None for a usage problem) or HqError.
 
     `stdin_data`: what `--stdin` already read (for `--directives stdin`); read here otherwise.
     """
-    from ..core.model import ProgramDef, TaskTemplate
-    from ..core.placeholders import unknown_placeholders
-    from ..core.ranges import IntRanges
-    from ..core.resources import (ResourceRequest, ResourceRequestEntry, UNIT,
-                                  parse_request_arg, parse_resource_request)
-    from ..protocol import messages as m
-
     if not command:
-        raise click.UsageError("Missing the command to run (put it after `--`)")
-    name = opts.get("name") or os.path.basename(command[0])
-    if "\n" in name or "\t" in name:
-        raise click.BadParameter("the name must not contain a newline or a tab",
-                                 param_hint="'--name'")
-    env = {}
-    for item in opts.get("env") or ():
-        key, _, value = item.partition("=")
-        if not key:
-            raise click.BadParameter(f"invalid environment variable '{item}'",
-                                     param_hint="'--env'")
-        env[key] = value
-    cwd = opts.get("cwd") or "%{SUBMIT_DIR}"
-    if "%{CWD}" in cwd:
-        raise click.BadParameter("%{CWD} cannot be used in --cwd", param_hint="'--cwd'")
-    stream = stream_dir(opts.get("stream"))
-    stdout = _stdio(opts.get("stdout"), "%{CWD}/job-%{JOB_ID}/%{TASK_ID}.stdout", stream)
-    stderr = _stdio(opts.get("stderr"), "%{CWD}/job-%{JOB_ID}/%{TASK_ID}.stderr", stream)
-    for text in (cwd, stdout.path or "", stderr.path or ""):
-        for unknown in unknown_placeholders(text):
-            sys.stderr.write(f"Warning: unknown placeholder %{{{unknown}}} in '{text}'\n")
-    entries_ = []
-    if opts.get("cpus") is not None:
+        raise SpecError("Missing the command to run (put it after `--`)")
+    name = spec.check_name(opts.get("name") or os.path.basename(command[0]))
+    env = spec.env_from_items(opts.get("env"))
+    cwd = spec.check_cwd(opts.get("cwd") or spec.DEFAULT_CWD, "--cwd")
+    stream = spec.stream_dir(opts.get("stream"))
+    task = spec.TaskSpec(
+        list(command), env, cwd,
+        spec.stdio_from_text(opts.get("stdout"), spec.DEFAULT_STDOUT, bool(stream)),
+        spec.stdio_from_text(opts.get("stderr"), spec.DEFAULT_STDERR, bool(stream)),
+        stream=stream, task_dir=bool(opts.get("task_dir")), time_limit=opts.get("time_limit"),
+        priority=opts.get("priority") or 0, pin=opts.get("pin"))
+    for unknown, text in task.unknown_placeholders():
+        sys.stderr.write(f"Warning: unknown placeholder %{{{unknown}}} in '{text}'\n")
+    task.requests = [_resource_request(opts)]
+    if opts.get("read_stdin"):
+        task.stdin = stdin_data if stdin_data is not None else sys.stdin.buffer.read()
+    task.crash_limit = spec.crash_limit(opts.get("crash_limit"))
+    if opts.get("each_line") and opts.get("from_json"):
+        raise SpecError("--each-line and --from-json cannot be used together")
+    entries = None
+    if opts.get("each_line"):
+        entries = spec.entries_from_lines(opts["each_line"])
+    elif opts.get("from_json"):
+        entries = spec.entries_from_json(opts["from_json"])
+    ids, entries = spec.array_ids(opts.get("array"), entries,
+                                  auto_ids=job_id is not None and opts.get("array") is None)
+    job = spec.JobSpec([spec.Batch(task, ids, entries)], name, opts.get("max_fails"),
+                       os.getcwd(), job_id)
+    return job.request()
+
+
+def _resource_request(opts: dict):
+    """`--cpus`, `--resource`, `--nodes`, `--time-request`, `--weight` as one request."""
+    cpus = opts.get("cpus")
+    entries = []
+    if cpus is not None:
         try:
-            entries_.append(parse_resource_request("cpus", opts["cpus"]))
-        except ValueError as e:
-            raise click.BadParameter(str(e), param_hint="'--cpus'")
+            entries.append(spec.resource_entry("cpus", cpus))
+        except SpecError as e:
+            raise SpecError(e.message, "cpus") from None
     for r in opts.get("resource") or ():
-        try:
-            e = parse_request_arg(r)
-        except ValueError as e:
-            raise click.BadParameter(str(e), param_hint="'--resource'")
-        if e.name == "cpus" and opts.get("cpus") is not None:
-            raise click.BadParameter("use either --cpus or --resource cpus=...",
-                                     param_hint="'--resource'")
-        entries_.append(e)
+        e = spec.resource_arg(r)
+        if e.name == "cpus" and cpus is not None:
+            raise SpecError("use either --cpus or --resource cpus=...", "resources")
+        entries.append(e)
     nodes = opts.get("nodes") or 0
     if nodes:
-        if opts.get("cpus") is not None or entries_:
-            raise click.UsageError("--nodes cannot be combined with --cpus or --resource")
+        if cpus is not None or entries:
+            raise SpecError("--nodes cannot be combined with --cpus or --resource")
         if opts.get("pin"):
-            raise click.UsageError("--nodes cannot be combined with --pin")
-    elif not any(e.name == "cpus" for e in entries_):
-        entries_.append(ResourceRequestEntry("cpus", UNIT, "compact"))
-    try:
-        request = ResourceRequest(entries_, nodes, opts.get("time_request") or 0.0,
-                                  int(round((opts.get("weight") or 1.0) * UNIT)))
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="'--resource'")
-    stdin = None
-    if opts.get("read_stdin"):
-        stdin = stdin_data if stdin_data is not None else sys.stdin.buffer.read()
-    program = ProgramDef(list(command), env, cwd, stdout, stderr, stdin,
-                         bool(opts.get("task_dir")), stream)
-    template = TaskTemplate(program, request, opts.get("time_limit"), opts.get("priority") or 0,
-                            _crash_limit(opts.get("crash_limit")), opts.get("pin"))
-    array = opts.get("array")
-    entries = None
-    if opts.get("each_line") and opts.get("from_json"):
-        raise click.UsageError("--each-line and --from-json cannot be used together")
-    if opts.get("each_line"):
-        entries = _read_lines(opts["each_line"])
-    elif opts.get("from_json"):
-        entries = _read_json(opts["from_json"])
-    auto_ids = job_id is not None and array is None
-    if entries is not None:
-        if auto_ids:
-            ids = None
-        elif array is not None:
-            picked = [i for i in array if i < len(entries)]
-            ids = IntRanges.from_ids(picked)
-            entries = [entries[i] for i in ids]
-        else:
-            ids = IntRanges.from_ids(range(len(entries)))
-        if ids is not None and len(ids) == 0 or not entries:
-            raise click.UsageError("The submit would create no tasks")
-    elif array is not None:
-        ids = array
-    elif auto_ids:
-        ids = None
-    else:
-        ids = IntRanges.from_ids([0])
-    ids_text = "" if ids is None else ids.to_text()  # "" = the server picks the next ids
-    return m.SubmitRequest(name, opts.get("max_fails"), os.getcwd(), job_id,
-                           [[template, ids_text, entries, []]])
-
-
-def _read_lines(path: str) -> list[bytes]:
-    from ..errors import HqError
-
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise HqError(f"Cannot read {path}: {e.strerror}") from None
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    return lines
-
-
-def _read_json(path: str) -> list[bytes]:
-    from ..errors import HqError
-
-    try:
-        with open(path, "rb") as f:
-            value = json.load(f)
-    except OSError as e:
-        raise HqError(f"Cannot read {path}: {e.strerror}") from None
-    except ValueError as e:
-        raise HqError(f"{path} is not valid JSON: {e}") from None
-    if not isinstance(value, list):
-        raise HqError(f"{path} must contain a JSON array at the top level")
-    # compact like serde_json: no spaces, non-ASCII kept as UTF-8 (no \u escapes)
-    return [json.dumps(v, separators=(",", ":"), ensure_ascii=False).encode() for v in value]
-
-
-def print_job_id(job_id: int, cli_text: str) -> None:
-    """`{"id": N}` in json mode, `N` in quiet mode, `cli_text` otherwise."""
-    out = output()
-    if out.is_json:
-        out.json({"id": job_id})
-    elif out.is_quiet:
-        out.line(str(job_id))
-    else:
-        out.line(cli_text)
-
-
-def print_submitted(job_id: int) -> None:
-    print_job_id(job_id, f"Job submitted successfully, job ID: {job_id}")
+            raise SpecError("--nodes cannot be combined with --pin")
+    return spec.resource_request(entries, nodes, opts.get("time_request") or 0.0,
+                                 opts.get("weight") or 1.0)
 
 
 DIRECTIVE_SCAN_LIMIT = 32 * 1024
@@ -366,11 +232,16 @@ def submit(job_id, wait, progress, command, directives, **opts):
         raise click.UsageError("--wait and --progress cannot be used together")
     if job_id is not None and (opts.get("name") or opts.get("max_fails") is not None):
         raise click.UsageError("--name and --max-fails cannot be used with --job")
-    request = build_request(opts, command, job_id, stdin_data)
-    with connect() as client:
-        resp = client.request(request)
-        print_submitted(resp.job_id)
-        if wait or progress:
-            from .job import wait_for_jobs
+    try:
+        request = build_request(opts, command, job_id, stdin_data)
+    except SpecError as e:
+        raise click_error(e) from None
+    from ..client import calls
 
-            wait_for_jobs(client, [resp.job_id], progress=progress)
+    with connect() as client:
+        job = client.call(calls.submit(request))
+        printer().submitted(job)
+        if wait or progress:
+            from .waiting import wait_for_jobs
+
+            wait_for_jobs(client, [job], progress=progress)

@@ -7,10 +7,10 @@ import signal
 import socket
 import time
 
-from ._click import click
-from .common import DURATION, SELECTOR, connect, trio_run
-from .main import output, server_root, setup_logging
-from .output import duration, jsonify_times, local_time
+from ..client import calls
+from .common import DURATION, SELECTOR, missing_text, trio_run
+from .context import connect, printer, server_root, setup_logging
+from .flavour import click
 
 
 @click.group()
@@ -129,7 +129,7 @@ def start(cpus, resources, group, coupling, detect_resources, no_hyper_threading
 
     class _Started:
         def started(self, value=None):
-            print_workers([_local_worker_view(config, w.worker_id)], detailed=True)
+            printer().workers([_local_worker_view(config, w.worker_id)], detailed=True)
 
     async def amain():
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as sigs:
@@ -167,82 +167,10 @@ def _local_worker_view(config, worker_id) -> dict:
     return worker_view(w, time.time())
 
 
-def _resources_lines(view) -> str:
-    from ..core.resources import ResourceDef
-
-    lines = []
-    for r in view["configuration"]["resources"]["resources"]:
-        lines.append(ResourceDef.from_wire(r["wire"]).describe_full())
-    return "\n".join(lines)
-
-
-def _public_descriptor(descriptor: dict) -> dict:
-    """A resource descriptor as JSON output shows it (without our exact wire form)."""
-    return dict(descriptor, resources=[{k: x for k, x in r.items() if k != "wire"}
-                                       for r in descriptor["resources"]])
-
-
 def _ordered_defs(defs: dict) -> list:
     """Resource pools in the order workers report them: cpus first, then by name."""
     rest = {k: d for k, d in defs.items() if k != "cpus"}
     return ([defs["cpus"]] if "cpus" in defs else []) + [rest[k] for k in sorted(rest)]
-
-
-def print_workers(views: list[dict], detailed: bool) -> None:
-    out = output()
-    if out.is_json:
-        shown = []
-        for v in views:
-            v = jsonify_times(v)
-            cfg = dict(v["configuration"])
-            cfg.pop("resources_text", None)
-            cfg["resources"] = _public_descriptor(cfg["resources"])
-            v["configuration"] = cfg
-            shown.append(v)
-        out.json(shown)
-        return
-    if out.is_quiet:
-        if not detailed:
-            for v in views:
-                out.line(f"{v['id']} {v['state']}")
-        return
-    if not detailed:
-        rows = []
-        for v in views:
-            cfg = v["configuration"]
-            alloc = v["allocation"] or {}
-            rows.append([v["id"], v["state"], cfg["hostname"], cfg["resources_text"],
-                         alloc.get("manager") or "None", alloc.get("id") or "N/A"])
-        out.horizontal(["ID", "State", "Hostname", "Resources", "Manager", "Manager Job ID"],
-                       rows)
-        return
-    for v in views:
-        cfg = v["configuration"]
-        alloc = v["allocation"] or {}
-        rt = v["runtime_info"]
-        last = v["last_task_started"]
-        out.vertical([
-            ("Worker", v["id"]),
-            ("State", v["state"]),
-            ("Hostname", cfg["hostname"]),
-            ("Started", local_time(v["started"], "%Y-%m-%d %H:%M:%S")),
-            ("Data provider", cfg["listen_address"] or "None"),
-            ("Working directory", cfg["work_dir"]),
-            ("Heartbeat", duration(cfg["heartbeat_interval"])),
-            ("Idle timeout", duration(cfg["idle_timeout"])),
-            ("Overview interval", duration(cfg["overview_interval"])),
-            ("Resources", _resources_lines(v)),
-            ("Time Limit", duration(cfg["time_limit"])),
-            ("Process pid", cfg["pid"]),
-            ("Group", cfg["group"]),
-            ("Manager", alloc.get("manager") or "None"),
-            ("Manager Job ID", alloc.get("id") or "N/A"),
-            ("Last task started",
-             f"{last['job']}@{last['task']}; Time: {local_time(last['time'])}" if last else ""),
-            ("Runtime Info", f"running multinode task; {rt['multinode']} node"
-             if rt.get("multinode") else f"assigned tasks: {rt['assigned_tasks']}; "
-                                         f"running tasks: {rt['running_tasks']}"),
-        ])
 
 
 @worker.command("list")
@@ -250,55 +178,35 @@ def print_workers(views: list[dict], detailed: bool) -> None:
 @click.option("--filter", "filter_", type=click.Choice(["running", "offline"]))
 def list_(all_, filter_):
     """List workers."""
-    from ..protocol import messages as m
-
     if all_ and filter_:
         raise click.UsageError("--all and --filter cannot be used together")
     with connect() as client:
-        views = client.request(m.WorkerListRequest(all_ or filter_ == "offline")).workers
+        views = client.call(calls.worker_list(all_ or filter_ == "offline"))
     if filter_ == "offline":
         views = [v for v in views if v["state"] != "RUNNING"]
     views.sort(key=lambda v: v["id"])
-    print_workers(views, detailed=False)
+    printer().workers(views, detailed=False)
 
 
 @worker.command()
 @click.argument("selector", type=SELECTOR)
 def info(selector):
     """Show details of workers."""
-    from ..protocol import messages as m
-
     with connect() as client:
-        resp = client.request(m.WorkerInfoRequest(selector.to_wire()))
-    from .job import missing_items, missing_text
-
-    for item in missing_items(resp.missing):
-        output().note(missing_text(item, "Worker", "Workers", " not found"))
-    print_workers(resp.workers, detailed=True)
+        found = client.call(calls.worker_info(selector.to_wire()))
+    p = printer()
+    for item in found.missing:
+        p.note(missing_text(item, "Worker", "Workers", " not found"))
+    p.workers(found.workers, detailed=True)
 
 
 @worker.command()
 @click.argument("selector", type=SELECTOR)
 def stop(selector):
     """Stop workers."""
-    from ..protocol import messages as m
-
     with connect() as client:
-        results = client.request(m.StopWorkersRequest(selector.to_wire())).results
-    from .job import item_results
-
-    results = item_results(results)
-    out = output()
-    if out.is_json:
-        out.json([{"id": wid, "result": text} for wid, text in results])
-        return
-    for wid, text in results:
-        if text == "stopped":
-            out.line(f"Worker {wid} stopped")
-        else:
-            out.line(f"Stopping worker {wid} failed: {text}" if text not in
-                     ("worker not found", "worker is already stopped")
-                     else f"Worker {wid}: {text}")
+        results = client.call(calls.stop_workers(selector.to_wire()))
+    printer().worker_stop_results(results)
 
 
 @worker.command()
@@ -307,24 +215,21 @@ def address(worker_id):
     """Print the hostname of a worker."""
     from ..common.selectors import parse_selector
     from ..errors import HqError
-    from ..protocol import messages as m
 
     with connect() as client:
-        resp = client.request(m.WorkerInfoRequest(parse_selector(str(worker_id)).to_wire()))
-    if not resp.workers:
+        found = client.call(calls.worker_info(parse_selector(str(worker_id)).to_wire()))
+    if not found.workers:
         raise HqError(f"Worker {worker_id} not found")
-    output().line(resp.workers[0]["configuration"]["hostname"])
+    printer().line(found.workers[0]["configuration"]["hostname"])  # the same in every mode
 
 
 @worker.command()
 @click.argument("count", type=click.IntRange(0))
 def wait(count):
     """Wait until at least COUNT workers are running."""
-    from ..protocol import messages as m
-
     while True:
         with connect() as client:
-            n = len(client.request(m.WorkerListRequest(False)).workers)
+            n = len(client.call(calls.worker_list()))
         if n >= count:
             return
         time.sleep(0.2)
@@ -352,15 +257,9 @@ def _detected_defs(detected: dict) -> dict:
 @click.option("--no-hyper-threading", is_flag=True)
 def hwdetect(no_hyper_threading):
     """Show the resources a worker would detect on this machine."""
+    from ..core.views import resource_descriptor
     from ..worker.hwdetect import DETECTABLE, detect_resources, format_hwdetect
 
     res = detect_resources(set(DETECTABLE), no_hyper_threading=no_hyper_threading)
-    if output().is_json:
-        # The resource descriptor, as `configuration.resources` of `worker list/info`.
-        from ..core.views import resource_descriptor
-
-        output().json(_public_descriptor(resource_descriptor(
-            _ordered_defs(_detected_defs(res)))))
-    else:
-        output().line(format_hwdetect(res))
-
+    printer().hwdetect(lambda: format_hwdetect(res),
+                       lambda: resource_descriptor(_ordered_defs(_detected_defs(res))))

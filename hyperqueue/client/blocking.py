@@ -56,6 +56,16 @@ class BlockingClient:
             raise RequestFailed(response.message)
         return response
 
+    def call(self, call, timeout: float | None = 60.0):
+        """Drives a `client.calls` call: sends each request it yields, in order, and returns
+        its result (`timeout`: per request; None for calls that wait for jobs)."""
+        try:
+            request = next(call)
+            while True:
+                request = call.send(self.request(request, timeout))
+        except StopIteration as stop:
+            return stop.value
+
     def close(self) -> None:
         self.conn.close()
 

@@ -1,13 +1,16 @@
 """Job definition files (`hq job submit-file job.toml`): TOML -> a validated submit request.
 
-Every error names the offending key (`task[2].deps`, `array.entries`, ...) and nothing is sent.
+The file's tables become `client.spec` TaskSpecs/JobSpec (the builder the CLI and the Python API
+use too); this module checks the TOML types and words every error in file terms: each names the
+offending key (`task[2].deps`, `array.entries`, ...) and nothing is sent.
 """
 
 from __future__ import annotations
 
 import os
 
-from ..errors import HqError
+from ..errors import HqError, SpecError
+from . import spec
 
 TOP_KEYS = {"name", "max_fails", "stream", "task", "array", "data_layer"}
 TASK_KEYS = {"id", "command", "env", "stdout", "stderr", "cwd", "pin", "task_dir", "time_limit",
@@ -54,15 +57,13 @@ def _duration(value, where, *, allow_zero: bool = True) -> float:
         _fail(where, str(e))
 
 
-def _stdio(value, where, default):
-    from ..core.model import StdioDef
-
-    if value is None:
-        return StdioDef(default)
+def _stdio(value, where):
+    """A `stdout`/`stderr` key (given: not None): a path, "none" or {path, on_close}."""
+    default = spec.DEFAULT_STDOUT if where.endswith("stdout") else spec.DEFAULT_STDERR
     if value == "none":
-        return StdioDef(None)
+        return spec.stdio(None)
     if isinstance(value, str):
-        return StdioDef(value)
+        return spec.stdio(value)
     if isinstance(value, dict):
         _check_keys(value, {"path", "on_close"}, where)
         on_close = value.get("on_close", "none")
@@ -71,17 +72,16 @@ def _stdio(value, where, default):
         path = value.get("path", default)
         if not isinstance(path, str):
             _fail(f"{where}.path", "expected a string")
-        return StdioDef(path, on_close == "rm-if-finished")
+        return spec.stdio(path, on_close == "rm-if-finished")
     _fail(where, "expected a path, \"none\" or {path, on_close}")
 
 
 def _request(value, where):
     """The resource variants of a task: `[[task.request]]` tables, earlier ones preferred."""
     from ..core.model import MAX_VARIANTS
-    from ..core.resources import ResourceRequest
 
     if value is None:
-        return [ResourceRequest.default()]
+        return None
     if not isinstance(value, list) or not value:
         _fail(where, "expected a list of [[request]] tables")
     if len(value) > MAX_VARIANTS:
@@ -93,9 +93,6 @@ def _request(value, where):
 
 
 def _one_request(req, w):
-    from ..core.resources import (ResourceRequest, ResourceRequestEntry, UNIT,
-                                  parse_resource_request)
-
     _check_keys(req, REQUEST_KEYS, w)
     entries = []
     resources = req.get("resources", {})
@@ -105,8 +102,8 @@ def _one_request(req, w):
         if isinstance(amount, bool) or not isinstance(amount, (int, float, str)):
             _fail(f"{w}.resources.{name}", "expected a number or \"<amount> [policy]\"")
         try:
-            entries.append(parse_resource_request(name, str(amount)))
-        except ValueError as e:
+            entries.append(spec.resource_entry(name, amount))
+        except SpecError as e:
             _fail(f"{w}.resources.{name}", str(e))
     n_nodes = req.get("n_nodes", 0)
     if isinstance(n_nodes, bool) or not isinstance(n_nodes, int) or n_nodes < 0:
@@ -114,23 +111,19 @@ def _one_request(req, w):
     if n_nodes and entries:
         _fail(f"{w}.resources", "a multi-node request takes whole workers; resources cannot "
                                 "be requested with n_nodes")
-    if not n_nodes and not any(e.name == "cpus" for e in entries):
-        entries.append(ResourceRequestEntry("cpus", UNIT, "compact"))
     weight = req.get("weight", 1.0)
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
         _fail(f"{w}.weight", "expected a positive number")
     min_time = _duration(req["time_request"], f"{w}.time_request") if "time_request" in req \
         else 0.0
     try:
-        return ResourceRequest(entries, n_nodes, min_time, int(round(weight * UNIT)))
-    except ValueError as e:
+        return spec.resource_request(entries, n_nodes, min_time, weight)
+    except SpecError as e:
         _fail(w, str(e))
 
 
-def _template(t: dict, where: str, submit_dir: str, stream: str | None = None):
-    from ..cli.submit import _crash_limit
-    from ..core.model import ProgramDef, TaskTemplate
-
+def _task(t: dict, where: str, submit_dir: str, stream: str | None = None) -> spec.TaskSpec:
+    """The TaskSpec of a `[[task]]` or `[array]` table."""
     command = t.get("command")
     if not (isinstance(command, list) and command and all(isinstance(a, str) for a in command)):
         _fail(f"{where}.command", "expected a non-empty list of strings")
@@ -141,42 +134,42 @@ def _template(t: dict, where: str, submit_dir: str, stream: str | None = None):
     cwd = t.get("cwd", submit_dir)
     if not isinstance(cwd, str):
         _fail(f"{where}.cwd", "expected a string")
-    if "%{CWD}" in cwd:
-        _fail(f"{where}.cwd", "%{CWD} cannot be used in cwd")
+    try:
+        spec.check_cwd(cwd)
+    except SpecError as e:
+        _fail(f"{where}.cwd", str(e))
     pin = t.get("pin", "none")
-    if pin not in ("none", "taskset", "omp"):
+    if pin not in ("none", *spec.PIN_MODES):
         _fail(f"{where}.pin", "expected \"none\", \"taskset\" or \"omp\"")
     task_dir = t.get("task_dir", False)
     if not isinstance(task_dir, bool):
         _fail(f"{where}.task_dir", "expected true or false")
     priority = t.get("priority", 0)
     if isinstance(priority, bool) or not isinstance(priority, int) or not (
-            -(2**31) <= priority < 2**31):
+            spec.PRIORITY_MIN <= priority <= spec.PRIORITY_MAX):
         _fail(f"{where}.priority", "expected an integer")
     stdin = t.get("stdin")
     if stdin is not None and not isinstance(stdin, str):
         _fail(f"{where}.stdin", "expected a string")
     crash = t.get("crash_limit")
     try:
-        crash_limit = _crash_limit(None if crash is None else str(crash))
-    except Exception:
+        crash_limit = spec.crash_limit(None if crash is None else str(crash))
+    except SpecError:
         _fail(f"{where}.crash_limit", "expected a positive number, \"never-restart\" or "
                                       "\"unlimited\"")
     time_limit = (_duration(t["time_limit"], f"{where}.time_limit", allow_zero=False)
                   if "time_limit" in t else None)
-    from ..core.model import StdioDef
-
-    def channel(key, default):
-        if stream is not None and t.get(key) is None:
-            return StdioDef(None, streamed=True)
-        return _stdio(t.get(key), f"{where}.{key}", default)
-
-    program = ProgramDef(command, env, cwd,
-                         channel("stdout", "%{CWD}/job-%{JOB_ID}/%{TASK_ID}.stdout"),
-                         channel("stderr", "%{CWD}/job-%{JOB_ID}/%{TASK_ID}.stderr"),
-                         stdin.encode() if stdin is not None else None, task_dir, stream)
-    return TaskTemplate(program, _request(t.get("request"), f"{where}.request"), time_limit,
-                        priority, crash_limit, None if pin == "none" else pin)
+    stdout, stderr = (None if t.get(key) is None else _stdio(t[key], f"{where}.{key}")
+                      for key in ("stdout", "stderr"))
+    task = spec.TaskSpec(command, env, cwd, stdout, stderr,
+                         stdin.encode() if stdin is not None else None, task_dir, stream,
+                         _request(t.get("request"), f"{where}.request"), time_limit,
+                         priority, crash_limit, None if pin == "none" else pin)
+    try:
+        task.validate()
+    except SpecError as e:  # (everything above is checked in file terms already)
+        _fail(f"{where}.{e.field}", str(e))
+    return task
 
 
 def load_job_file(path: str, job_id: int | None = None):
@@ -184,7 +177,6 @@ def load_job_file(path: str, job_id: int | None = None):
     import tomllib
 
     from ..core.ranges import IntRanges
-    from ..protocol import messages as m
 
     try:
         with open(path, "rb") as f:
@@ -206,12 +198,10 @@ def load_job_file(path: str, job_id: int | None = None):
     if "stream" in doc:
         if not isinstance(doc["stream"], str) or not doc["stream"]:
             _fail("stream", "expected a directory path")
-        from ..cli.submit import stream_dir
-
         try:
-            stream = stream_dir(doc["stream"])
-        except Exception as e:  # click.BadParameter: say it in job-file terms
-            _fail("stream", getattr(e, "message", str(e)))
+            stream = spec.stream_dir(doc["stream"], submit_dir)
+        except SpecError as e:
+            _fail("stream", str(e))
     if job_id is not None and ("name" in doc or "max_fails" in doc):
         _fail("name", "name and max_fails cannot be set when submitting into an open job")
     has_tasks, has_array = "task" in doc, "array" in doc
@@ -221,7 +211,7 @@ def load_job_file(path: str, job_id: int | None = None):
     if has_array:
         arr = doc["array"]
         _check_keys(arr, ARRAY_KEYS, "array")
-        template = _template(arr, "array", submit_dir, stream)
+        task = _task(arr, "array", submit_dir, stream)
         entries = arr.get("entries")
         if entries is not None:
             if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
@@ -240,8 +230,8 @@ def load_job_file(path: str, job_id: int | None = None):
             _fail("array.entries", f"{len(entries)} entries for {len(ids)} ids")
         if ids is None:
             ids = IntRanges.span(0, len(entries))
-        batches.append([template, ids.to_text(),
-                        [e.encode() for e in entries] if entries is not None else None, []])
+        batches.append(spec.Batch(task, ids, [e.encode() for e in entries]
+                                  if entries is not None else None))
     else:
         tasks = doc["task"]
         if not isinstance(tasks, list) or not tasks:
@@ -275,30 +265,14 @@ def load_job_file(path: str, job_id: int | None = None):
                     _fail(f"task[{i}].deps", f"task {tid} depends on itself")
                 if d not in defined:
                     _fail(f"task[{i}].deps", f"task {d} is not defined in this file")
-            batches.append([_template(t, f"task[{i}]", submit_dir, stream), str(tid), None,
-                            sorted(set(deps))])
-        _check_cycles(ids, [b[3] for b in batches])
-    return m.SubmitRequest(name, max_fails, submit_dir, job_id, batches)
+            batches.append(spec.Batch(_task(t, f"task[{i}]", submit_dir, stream),
+                                      IntRanges.from_ids([tid]), None, sorted(set(deps))))
+        cycle = spec.find_cycle(ids, [b.deps for b in batches])
+        if cycle:
+            _fail("task", "dependency cycle: " + " -> ".join(map(str, cycle)))
+    job = spec.JobSpec(batches, name, max_fails, submit_dir, job_id)
+    try:
+        return job.request()
+    except SpecError as e:  # (checked above in file terms; kept as a last guard)
+        _fail(e.field or "task", str(e))
 
-
-def _check_cycles(ids, deps_lists) -> None:
-    deps = dict(zip(ids, deps_lists))
-    state: dict[int, int] = {}
-    for root in ids:
-        if state.get(root):
-            continue
-        stack = [(root, iter(deps[root]))]
-        state[root] = 1
-        while stack:
-            node, it = stack[-1]
-            nxt = next(it, None)
-            if nxt is None:
-                state[node] = 2
-                stack.pop()
-            elif state.get(nxt) == 1:
-                cycle = [n for n, _ in stack]
-                cycle = cycle[cycle.index(nxt):] + [nxt]
-                _fail("task", "dependency cycle: " + " -> ".join(map(str, cycle)))
-            elif not state.get(nxt):
-                state[nxt] = 1
-                stack.append((nxt, iter(deps[nxt])))
