@@ -18,27 +18,33 @@ the normal way, a process per task. ``--pin taskset`` becomes ``sched_setaffinit
 
 The protocol (private: a socketpair between one worker and its fork server)
 --------------------------------------------------------------------------
-* Worker -> server, one SOCK_SEQPACKET message per task: ``pickle((cwd, env, cpus))`` (``env``:
-  the task's whole environment as ``b"NAME=value"``; ``cpus``: CPU ids to pin to, or None) with
-  four descriptors (SCM_RIGHTS): the read end of the task's stdin pipe, its stdout, its stderr,
-  and the write end of a *status pipe* made for this task alone.
-* On the status pipe: the child writes ``P<pid>\\n`` once it leads its own session (so the
-  worker never signals a group that does not exist yet) and ``E<message>\\n`` if it cannot
-  enter its cwd; the server writes ``F<message>\\n`` if it could not fork, and
-  ``X<returncode>\\n`` when the child exited (negative: killed by that signal).
+* Worker -> server, one SOCK_SEQPACKET message per task: ``pickle((cwd, env, cpus, stdin))``
+  (``env``: the variables whose values in the task differ from the server's environment, which
+  is the worker's with the task's start-up variables; ``cpus``: CPU ids to pin to, or None;
+  ``stdin``: the task's stdin if at most 64 KiB, which the child puts in a memfd on its fd 0)
+  with three or four descriptors (SCM_RIGHTS): the read end of the task's stdin pipe (when not
+  inline; the worker feeds it), its stdout, its stderr, and the write end of a *status pipe*
+  made for this task alone.
+* On the status pipe: the server writes ``P<pid>\\n`` right after the fork (``F<message>\\n``
+  if it could not fork) and ``X<returncode>\\n`` when the child exited (negative: killed by
+  that signal). The child writes ``E<message>\\n`` if it cannot enter its cwd, and its own
+  ``X<code>\\n`` once the task is done and its stdio flushed, just before it exits (so the
+  worker need not wait for the server to notice the exit; the first ``X`` counts). Until the
+  child's ``setsid`` it is not a group leader: the worker signals the pid itself when the group
+  does not exist yet (the child has no descendants then).
 * The server does NOT reap the child when it exits: it reaps it when the worker closes its end of
   the status pipe (the server sees POLLERR on its end). The worker does that only after it has
   killed the task's process group (`Runner._end_process`), so while the worker may still signal
   the group the pid cannot have been reused: the same guarantee as for its own children. If the
   worker closes the pipe while the child still runs, the server kills the child's group first.
 * The child: its own session (setsid), stdin/stdout/stderr on fds 0-2, every other descriptor
-  closed, the task's cwd and os.environ, ``sys.argv == ["-c"]``, the CPU affinity if pinned,
+  closed (but its status pipe end, close-on-exec), the task's cwd and os.environ, ``sys.argv == ["-c"]``, the CPU affinity if pinned,
   PR_SET_PDEATHSIG=SIGKILL (it dies with the server). It runs `task_main`, then what an
   interpreter does at exit (joins non-daemon threads, atexit handlers, flushes stdio); SIGINT
   kills it by signal as it would a fresh ``python3``.
-* A server crash: every status pipe reaches EOF without ``X``; the worker kills those tasks'
-  process groups, fails them with RUNNER_CRASHED, and the next function task starts a new
-  server. When the worker goes away, the server sees EOF on the socket and exits; the tasks' groups
+* A server crash: the worker notices on a pidfd of the server (or an EOF on the status pipe)
+  without an ``X``; it kills those tasks' process groups, fails them with RUNNER_CRASHED, and
+  the next function task starts a new server. When the worker goes away, the server sees EOF on the socket and exits; the tasks' groups
   are killed by the worker's reaper companion like any task's.
 """
 
@@ -76,7 +82,6 @@ def serve(fd: int) -> None:
         pass  # the children report it, as a fresh interpreter would
     import ctypes
     import gc
-    import importlib
     import traceback  # noqa: F401 - preloaded for the children
 
     import hyperqueue.task.function  # noqa: F401
@@ -106,13 +111,17 @@ def serve(fd: int) -> None:
                     return
                 if not msg and not fds:
                     return  # the worker closed its end
-                if len(fds) != 4 or flags & socket.MSG_TRUNC:
+                if len(fds) not in (3, 4) or flags & socket.MSG_TRUNC:
                     for f in fds:
                         _close(f)
                     continue
-                stdin, out, err, status = fds
+                if len(fds) == 4:
+                    stdin, out, err, status = fds
+                else:
+                    stdin = -1
+                    out, err, status = fds
                 try:
-                    cwd, env, cpus = pickle.loads(msg)
+                    cwd, env, cpus, data = pickle.loads(msg)
                     pid = os.fork()
                 except BaseException as e:  # noqa: BLE001 - reported to the worker
                     _write(status, b"F%s\n" % _line(f"Cannot start the function task: {e}"))
@@ -120,8 +129,9 @@ def serve(fd: int) -> None:
                         _close(f)
                     continue
                 if pid == 0:
-                    _child(cwd, env, cpus, stdin, out, err, status, me, libc, importlib)
-                for f in (stdin, out, err):
+                    _child(cwd, env, cpus, data, stdin, out, err, status, me, libc)
+                _write(status, b"P%d\n" % pid)
+                for f in fds[:-1]:
                     _close(f)
                 pidfd = os.pidfd_open(pid)
                 by_pidfd[pidfd] = (pid, status)
@@ -177,7 +187,7 @@ def _close(fd: int) -> None:
         pass
 
 
-def _child(cwd, env, cpus, stdin, out, err, status, server_pid, libc, importlib):
+def _child(cwd, env, cpus, data, stdin, out, err, status, server_pid, libc):
     """In the forked child: become the task's process, run it, exit. Never returns."""
     code = 127
     try:
@@ -185,9 +195,10 @@ def _child(cwd, env, cpus, stdin, out, err, status, server_pid, libc, importlib)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != server_pid:
             os._exit(code)
-        # the pid goes to the worker only now that the process group exists (a cancel can
-        # signal it from this moment on)
-        os.write(status, b"P%d\n" % os.getpid())
+        if stdin < 0:  # small stdin came inline: a memfd holds it (read to EOF like a pipe)
+            stdin = os.memfd_create("stdin", 0)
+            os.write(stdin, data)
+            os.lseek(stdin, 0, os.SEEK_SET)
         os.dup2(stdin, 0)
         os.dup2(out, 1)
         os.dup2(err, 2)
@@ -197,17 +208,18 @@ def _child(cwd, env, cpus, stdin, out, err, status, server_pid, libc, importlib)
             _write(status, b"E%s\n" % _line(
                 f"Cannot execute the function task: cannot enter {cwd}: {e.strerror}"))
             os._exit(code)
-        os.closerange(3, 1 << 20)
+        os.set_inheritable(status, False)  # kept (to report the exit), but not for execs
+        os.closerange(3, status)
+        os.closerange(status + 1, 1 << 20)
         environ = os.environ
-        environ.clear()
-        for item in env:
-            name, _, value = item.partition(b"=")
-            environ[os.fsdecode(name)] = os.fsdecode(value)
+        for name, value in env.items():  # the server's environment + what the task changes
+            environ[name] = value
         if cpus:
             os.sched_setaffinity(0, cpus)
         sys.argv[:] = ["-c"]
-        importlib.invalidate_caches()  # files created since the server started are importable
         code = _run_task()
+        # the exit status, straight to the worker (its stdio is flushed: the task is done)
+        os.write(status, b"X%d\n" % code)
     except BaseException:  # noqa: BLE001 - the child must never return into the server loop
         pass
     os._exit(code)
@@ -282,10 +294,11 @@ class SpawnFailed(Exception):
 class WarmProcess:
     """A task's child of the fork server, as its spawner thread supervises it."""
 
-    __slots__ = ("pid", "status_fd", "buf", "returncode", "error", "eof")
+    __slots__ = ("pid", "status_fd", "server_fd", "buf", "returncode", "error", "eof")
 
-    def __init__(self, status_fd: int):
+    def __init__(self, status_fd: int, server_fd: int):
         self.status_fd = status_fd
+        self.server_fd = server_fd  # a pidfd of the server: its death ends every wait
         self.pid = 0
         self.buf = b""
         self.returncode: int | None = None
@@ -293,12 +306,23 @@ class WarmProcess:
         self.eof = False
 
     def _read(self, timeout_ms: int) -> bool:
-        """Reads what the status pipe has; False if nothing came within `timeout_ms`."""
-        if timeout_ms != 0:
-            poller = select.poll()
-            poller.register(self.status_fd, select.POLLIN)
-            if not poller.poll(timeout_ms):
-                return False
+        """Reads what the status pipe has; False if nothing came within `timeout_ms`. The
+        server's death counts as the pipe's end (a fork of the task may hold it open)."""
+        poller = select.poll()
+        poller.register(self.status_fd, select.POLLIN)
+        poller.register(self.server_fd, select.POLLIN)
+        events = poller.poll(timeout_ms)
+        if not events:
+            return False
+        if not any(fd == self.status_fd for fd, _ in events):
+            os.set_blocking(self.status_fd, False)
+            while self.returncode is None and not self.eof and self._read_once():
+                pass
+            self.eof = True
+            return True
+        return self._read_once()
+
+    def _read_once(self) -> bool:
         try:
             data = os.read(self.status_fd, 4096)
         except BlockingIOError:
@@ -330,10 +354,7 @@ class WarmProcess:
         import time
 
         deadline = time.monotonic() + REPLY_TIMEOUT
-        while not self.pid:
-            if self.returncode is not None:
-                raise SpawnFailed(self.error or "The function task exited while it was set up "
-                                  f"(exit code {self.returncode})")
+        while not self.pid:  # (the child's own X may come first: it can run before the P)
             if self.eof:
                 if self.error is not None:
                     raise SpawnFailed(self.error)
@@ -368,8 +389,15 @@ class WarmProcess:
                 self._read(-1)
         finally:
             _close(self.status_fd)
-            self.status_fd = -1
+            _close(self.server_fd)
+            self.status_fd = self.server_fd = -1
         return self.returncode
+
+    def close(self) -> None:
+        """Gives the process up without waiting (the server kills and reaps it)."""
+        _close(self.status_fd)
+        _close(self.server_fd)
+        self.status_fd = self.server_fd = -1
 
 
 class ForkServer:
@@ -380,6 +408,7 @@ class ForkServer:
         self.env = env
         self.proc = None
         self.sock: socket.socket | None = None
+        self.pidfd = -1
         self.starts = 0
 
     def _start(self) -> None:
@@ -415,12 +444,13 @@ class ForkServer:
             _stop(proc)
             raise RunnerUnavailable(f"{self.interpreter} cannot host the function runner")
         parent.settimeout(None)
-        self.proc, self.sock = proc, parent
+        self.proc, self.sock, self.pidfd = proc, parent, os.pidfd_open(proc.pid)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
     def spawn(self, request: bytes, fds: list[int]) -> WarmProcess:
+        """`fds`: [stdin (unless it is inline in the request),] stdout, stderr."""
         """Sends one task (starting the server first if it is not running).
 
         Raises:
@@ -439,12 +469,15 @@ class ForkServer:
                 raise RunnerUnavailable(f"cannot reach the runner: {e}") from None
         finally:
             _close(w)
-        return WarmProcess(r)
+        return WarmProcess(r, os.dup(self.pidfd))
 
     def close(self) -> None:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+        if self.pidfd >= 0:
+            _close(self.pidfd)
+            self.pidfd = -1
         if self.proc is not None:
             _stop(self.proc)
             self.proc = None
@@ -471,6 +504,8 @@ class PyRunners:
         self.lock = threading.Lock()
         self.servers: dict[tuple, ForkServer | None] = {}  # None: that one cannot be used
         self._resolved: dict[tuple[str, str], str | None] = {}
+        self._base_shaping = {k: v for k, v in base_env.items() if k.startswith(KEY_PREFIXES)}
+        self._base_key = tuple(sorted(self._base_shaping.items()))
 
     @staticmethod
     def is_function_command(args: list[str]) -> bool:
@@ -499,35 +534,44 @@ class PyRunners:
         self._resolved[key] = found
         return found
 
-    def spawn(self, args, task_env: dict[str, str], env_list: list[bytes], path_value: str,
-              cwd: str, cpus: list[int] | None, fds: list[int]) -> WarmProcess | None:
-        """Starts the task on a warm runner; None if it must run the normal way.
+    def spawn(self, args, task_env: dict[str, str], path_value: str, cwd: str,
+              cpus: list[int] | None, stdin: bytes | None,
+              fds: list[int]) -> WarmProcess | None:
+        """Starts the task on a warm runner; None if it must run the normal way. `task_env`:
+        what the task's environment sets on top of the worker's (`base_env`); `stdin`: the
+        task's stdin when it is small enough to travel in the request, else None and `fds`
+        starts with the read end of its stdin pipe (then stdout, stderr).
 
         Raises:
             SpawnFailed: the runner could not start the task (its error).
         """
-        request = pickle.dumps((cwd, env_list, cpus), protocol=pickle.HIGHEST_PROTOCOL)
-        if len(request) > MAX_REQUEST - 64:
-            return None
         with self.lock:
             interpreter = self._resolve(args[0], path_value)
             if interpreter is None:
                 return None
-            start_env = {k: v for k, v in self.base_env.items()
-                         if not k.startswith(KEY_PREFIXES)}
-            for source in (self.base_env, task_env):
-                for k, v in source.items():
-                    if k.startswith(KEY_PREFIXES):
-                        start_env[k] = v
-            key = (interpreter, tuple(sorted((k, v) for k, v in start_env.items()
-                                             if k.startswith(KEY_PREFIXES))))
+            own = [(k, v) for k, v in task_env.items() if k.startswith(KEY_PREFIXES)]
+            if own:
+                shaping = dict(self._base_shaping)
+                shaping.update(own)
+                key = (interpreter, tuple(sorted(shaping.items())))
+            else:
+                key = (interpreter, self._base_key)
             server = self.servers.get(key, False)
             if server is None:
                 return None
             if server is False:
                 if len(self.servers) >= MAX_SERVERS:
                     return None
+                start_env = dict(self.base_env)
+                start_env.update(own)
                 server = self.servers[key] = ForkServer(interpreter, start_env)
+            # The server's environment is the worker's with these variables of the task's, so
+            # the task's whole environment is the server's plus what differs in `task_env`.
+            start_env = server.env
+            diff = {k: v for k, v in task_env.items() if start_env.get(k) != v}
+            request = pickle.dumps((cwd, diff, cpus, stdin), protocol=pickle.HIGHEST_PROTOCOL)
+            if len(request) > MAX_REQUEST - 64:
+                return None
             for attempt in (1, 2):  # a dead server is restarted once per task
                 try:
                     proc = server.spawn(request, fds)
@@ -540,11 +584,11 @@ class PyRunners:
                 try:
                     proc.wait_started()
                 except RunnerUnavailable:
-                    _close(proc.status_fd)
+                    proc.close()
                     server.close()
                     continue
                 except SpawnFailed:
-                    _close(proc.status_fd)
+                    proc.close()
                     raise
                 return proc
             return None

@@ -163,6 +163,20 @@ def _killpg(pgid: int, sig: int) -> None:
         pass
 
 
+def _killpg_or_kill(pid: int, sig: int) -> None:
+    """A warm runner's child before its setsid is not a group leader yet (and has no
+    descendants): then the signal goes to the process itself."""
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+    except PermissionError:
+        pass
+
+
 class TaskRun:
     """One task execution, run to completion by `execute` in a spawner thread.
 
@@ -174,7 +188,8 @@ class TaskRun:
     it reaps the leader, so while `live` the group id (the leader's pid) cannot have been reused.
     """
 
-    __slots__ = ("spec", "allocation", "lock", "canceled", "pid", "live", "error", "runner")
+    __slots__ = ("spec", "allocation", "lock", "canceled", "pid", "live", "error", "runner",
+                 "kill_group")
 
     def __init__(self, runner: "Runner", spec: TaskSpec, allocation):
         self.runner = runner
@@ -185,6 +200,7 @@ class TaskRun:
         self.pid: int | None = None
         self.live = False
         self.error: str | None = None  # None = finished successfully
+        self.kill_group = _killpg  # how to signal the task's process group
 
     def cancel(self) -> int | None:
         """Marks the run canceled; returns the process group to escalate on, if started."""
@@ -192,14 +208,14 @@ class TaskRun:
             self.canceled = True
             if not self.live:
                 return None
-            _killpg(self.pid, signal.SIGINT)
+            self.kill_group(self.pid, signal.SIGINT)
             return self.pid
 
     def signal(self, sig: int) -> None:
         """Sends `sig` to the task's process group if it still runs (thread-safe)."""
         with self.lock:
             if self.live:
-                _killpg(self.pid, sig)
+                self.kill_group(self.pid, sig)
 
     def kill(self) -> None:
         self.signal(signal.SIGKILL)
@@ -338,11 +354,12 @@ class Runner:
                     if run.canceled:
                         return
                     if warm:
-                        proc, stdin_w = self._spawn_warm(program.args, env, env_list,
-                                                         path_value, cwd, pin_cpus, out_fd,
+                        proc, stdin_w = self._spawn_warm(program.args, env, path_value, cwd,
+                                                         pin_cpus, program.stdin, out_fd,
                                                          err_fd)
                     if proc is not None:
                         pid = proc.pid
+                        run.kill_group = _killpg_or_kill
                     elif program.stdin is not None:
                         pid, stdin_w = self._spawn_with_stdin(args, cwd, env_list, path_value,
                                                               out_fd, err_fd)
@@ -448,7 +465,7 @@ class Runner:
         runner's child is reaped by the runner once `proc.finish` closes its status pipe
         (None: the runner died before it reported the exit)."""
         with run.lock:
-            _killpg(pid, signal.SIGKILL)
+            run.kill_group(pid, signal.SIGKILL)
             run.live = False
         self._tell_reaper(b"-%d\n" % pid)
         return reap(pid) if proc is None else proc.finish()
@@ -514,12 +531,20 @@ class Runner:
         self._makedirs(os.path.dirname(path))
         return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
 
-    def _spawn_warm(self, args, env, env_list, path_value, cwd, pin_cpus, out_fd, err_fd):
-        """Starts a function task on a warm runner: (process, our end of its stdin), or
-        (None, None) when it must be spawned the normal way."""
+    def _spawn_warm(self, args, env, path_value, cwd, pin_cpus, stdin, out_fd, err_fd):
+        """Starts a function task on a warm runner: (process, our end of its stdin pipe or
+        None when the stdin went inline), or (None, None) when it must be spawned the normal
+        way."""
+        if len(stdin) <= STDIN_INLINE:
+            try:
+                proc = self.pyrunners.spawn(args, env, path_value, cwd, pin_cpus, stdin,
+                                            [out_fd, err_fd])
+            except SpawnFailed as e:
+                raise TaskOutcome(str(e)) from None
+            return proc, None
         r, w = os.pipe2(os.O_CLOEXEC)
         try:
-            proc = self.pyrunners.spawn(args, env, env_list, path_value, cwd, pin_cpus,
+            proc = self.pyrunners.spawn(args, env, path_value, cwd, pin_cpus, None,
                                         [r, out_fd, err_fd])
         except SpawnFailed as e:
             _close(w)
