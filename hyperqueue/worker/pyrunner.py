@@ -294,11 +294,13 @@ class SpawnFailed(Exception):
 class WarmProcess:
     """A task's child of the fork server, as its spawner thread supervises it."""
 
-    __slots__ = ("pid", "status_fd", "server_fd", "buf", "returncode", "error", "eof")
+    __slots__ = ("pid", "status_fd", "server_fd", "child_fd", "buf", "returncode", "error",
+                 "eof")
 
     def __init__(self, status_fd: int, server_fd: int):
         self.status_fd = status_fd
         self.server_fd = server_fd  # a pidfd of the server: its death ends every wait
+        self.child_fd = -1  # a pidfd of the child (opened while the server cannot reap it)
         self.pid = 0
         self.buf = b""
         self.returncode: int | None = None
@@ -363,6 +365,10 @@ class WarmProcess:
             if left <= 0:
                 raise RunnerUnavailable("the runner did not answer")
             self._read(max(1, int(left * 1000)))
+        try:
+            self.child_fd = os.pidfd_open(self.pid)
+        except OSError:
+            pass  # (the server died and init reaped it: nothing to wait for)
 
     def wait_exit(self, timeout: float | None) -> bool:
         """Blocks until the child exited (or the server died); False if `timeout` passed first."""
@@ -382,22 +388,27 @@ class WarmProcess:
         return True
 
     def finish(self) -> int | None:
-        """After the worker killed the task's group: its return code (None: the runner died
-        before it reported one); lets the server reap it."""
+        """After the worker killed the task's group: waits until the child has exited (the
+        child reports its code just before its exit), lets the server reap it, returns the
+        code (None: the runner died before one was reported)."""
         try:
             while self.returncode is None and not self.eof:
                 self._read(-1)
+            if self.child_fd >= 0:
+                # (bounded once the server is gone: its orphan's pid may be reaped by init)
+                poller = select.poll()
+                poller.register(self.child_fd, select.POLLIN)
+                while not poller.poll(5000 if self.eof else -1) and not self.eof:
+                    pass
         finally:
-            _close(self.status_fd)
-            _close(self.server_fd)
-            self.status_fd = self.server_fd = -1
+            self.close()
         return self.returncode
 
     def close(self) -> None:
         """Gives the process up without waiting (the server kills and reaps it)."""
-        _close(self.status_fd)
-        _close(self.server_fd)
-        self.status_fd = self.server_fd = -1
+        for fd in (self.status_fd, self.server_fd, self.child_fd):
+            _close(fd)
+        self.status_fd = self.server_fd = self.child_fd = -1
 
 
 class ForkServer:
