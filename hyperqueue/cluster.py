@@ -112,8 +112,9 @@ class _Resources:
     def release(self) -> None:
         with self.lock:
             procs, self.procs = self.procs, []
-        workers, servers = procs[1:], procs[:1]
-        _stop_processes(workers + servers)
+        # Workers first (they end their tasks), then the server: no worker sees its server go.
+        _stop_processes(procs[1:])
+        _stop_processes(procs[:1])
         for f in self.logs:
             try:
                 f.close()

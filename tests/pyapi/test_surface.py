@@ -93,16 +93,24 @@ def test_visualize_job(tmp_path):
     a = job.program("true", name="first")
     b = job.program("true", deps=[a])
     job.function(len, deps=[a, b])
-    try:
-        import pydot  # noqa: F401
-    except ImportError:
-        with pytest.raises(BaseException, match="install the `pydot` package"):
-            visualize_job(job, tmp_path / "g.dot")
-        return
+    pytest.importorskip("pydot")
     visualize_job(job, tmp_path / "g.dot")
     dot = (tmp_path / "g.dot").read_text()
     assert 'label="first"' in dot and 'label="len/2"' in dot
     assert "t0 -> t1" in dot and "t0 -> t2" in dot and "t1 -> t2" in dot
+
+
+def test_visualize_job_without_pydot(tmp_path, monkeypatch):
+    from hyperqueue import Job
+    from hyperqueue.visualization import visualize_job
+
+    monkeypatch.setitem(sys.modules, "pydot", None)  # import pydot -> ImportError
+    job = Job()
+    job.program("true")
+    with pytest.raises(BaseException, match="^Unable to import `pydot`. You have to install "
+                                            "the `pydot` package.$"):
+        visualize_job(job, tmp_path / "g.dot")
+    assert not (tmp_path / "g.dot").exists()
 
 
 def test_progress_bar_on_a_terminal(cluster, tmp_path):
