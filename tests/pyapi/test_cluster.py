@@ -111,3 +111,16 @@ def test_starts_fast_with_encryption_and_stops(tmp_path, monkeypatch):
     cluster.stop()  # idempotent
     assert not any(pid_alive(p.pid) for p in cluster._res.procs + procs)
     assert not os.path.exists(temp)
+
+
+def test_client_connection_stop_server(tmp_path):
+    from hyperqueue.cluster import LocalCluster
+    from hyperqueue.ffi.client import ClientConnection
+
+    cluster = LocalCluster(tmp_path / "sd")
+    try:
+        server = cluster._res.procs[0]
+        ClientConnection(tmp_path / "sd").stop_server()
+        assert server.wait(10) == 0
+    finally:
+        cluster.stop()

@@ -106,7 +106,7 @@ def test_program_options(client, workdir):
     job.program(["bash", "-c", 'echo "$HQ_RESOURCE_VARIANT" > variant.txt'],
                 resources=[ResourceRequest(cpus=1, resources={"gpus": 1}),
                            ResourceRequest(cpus="1 compact", min_time=datetime.timedelta(0))])
-    job.program(["bash", "-c", "printf %s \"$0\" > text-stdin.txt; cat > text-stdin.txt"],
+    job.program(["bash", "-c", "cat > text-stdin.txt"],
                 stdin="text ü")
     submitted = client.submit(job)
     assert client.wait_for_jobs([submitted])
