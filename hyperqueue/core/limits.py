@@ -12,7 +12,7 @@ from .ranges import MAX_ID
 
 __all__ = [
     "MAX_ID", "MAX_DURATION", "MAX_WAIT_SLICE", "MAX_NAME_LEN", "MAX_STRING_LEN",
-    "MAX_LIST_LEN", "MAX_RANGES", "MAX_PRIORITY", "check_duration",
+    "MAX_LIST_LEN", "MAX_RANGES", "MAX_PRIORITY", "MAX_RESULT_SIZE", "check_duration",
 ]
 
 # Durations (time limits, time requests, idle timeouts, heartbeats, ...): finite, > 0 where a
@@ -30,6 +30,10 @@ MAX_LIST_LEN = 1 << 20  # items in one list field of one message
 MAX_RANGES = 1 << 16  # [start, end, step] triples in one id selector
 
 MAX_PRIORITY = 2**31 - 1  # priorities are i32 upstream
+
+# The pickled return value of one Python function task (hyperqueue.task.function): larger values
+# belong in files the task writes itself.
+MAX_RESULT_SIZE = 64 << 20
 
 
 def check_duration(value, what: str = "duration", *, allow_zero: bool = False) -> float:

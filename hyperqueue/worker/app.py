@@ -131,6 +131,7 @@ class Worker:
             self.spawner.close()
             self.runner.stop_reaper()
             self.runner.close_streams()
+            self.runner.close_pyrunners()
             if self.conn is not None:
                 with trio.CancelScope(shield=True), trio.move_on_after(0.5):
                     try:

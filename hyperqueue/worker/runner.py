@@ -15,6 +15,7 @@ from ..core.placeholders import resolve_task_paths
 from ..core.resources import ALL
 from ..streaming.format import STDERR, STDOUT
 from .fastspawn import encode_env, reap, spawn, wait_exit
+from .pyrunner import RUNNER_CRASHED, PyRunners, SpawnFailed
 
 PER_TASK_PLACEHOLDERS = ("JOB_ID", "TASK_ID", "INSTANCE_ID")
 KILL_GRACE = 1.0  # SIGINT first, SIGKILL after this many seconds
@@ -162,6 +163,20 @@ def _killpg(pgid: int, sig: int) -> None:
         pass
 
 
+def _killpg_or_kill(pid: int, sig: int) -> None:
+    """A warm runner's child before its setsid is not a group leader yet (and has no
+    descendants): then the signal goes to the process itself."""
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+    except PermissionError:
+        pass
+
+
 class TaskRun:
     """One task execution, run to completion by `execute` in a spawner thread.
 
@@ -173,7 +188,8 @@ class TaskRun:
     it reaps the leader, so while `live` the group id (the leader's pid) cannot have been reused.
     """
 
-    __slots__ = ("spec", "allocation", "lock", "canceled", "pid", "live", "error", "runner")
+    __slots__ = ("spec", "allocation", "lock", "canceled", "pid", "live", "error", "runner",
+                 "kill_group")
 
     def __init__(self, runner: "Runner", spec: TaskSpec, allocation):
         self.runner = runner
@@ -184,6 +200,7 @@ class TaskRun:
         self.pid: int | None = None
         self.live = False
         self.error: str | None = None  # None = finished successfully
+        self.kill_group = _killpg  # how to signal the task's process group
 
     def cancel(self) -> int | None:
         """Marks the run canceled; returns the process group to escalate on, if started."""
@@ -191,14 +208,14 @@ class TaskRun:
             self.canceled = True
             if not self.live:
                 return None
-            _killpg(self.pid, signal.SIGINT)
+            self.kill_group(self.pid, signal.SIGINT)
             return self.pid
 
     def signal(self, sig: int) -> None:
         """Sends `sig` to the task's process group if it still runs (thread-safe)."""
         with self.lock:
             if self.live:
-                _killpg(self.pid, sig)
+                self.kill_group(self.pid, sig)
 
     def kill(self) -> None:
         self.signal(signal.SIGKILL)
@@ -237,6 +254,10 @@ class Runner:
         self.devnull_w = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
         self.reaper = None
         self.reaper_fd = -1
+        self.pyrunners = PyRunners(self.base_env)  # warm runners for function tasks (lazy)
+
+    def close_pyrunners(self) -> None:
+        self.pyrunners.close()
 
     def start_reaper(self) -> None:
         """Starts the companion that kills our tasks should this worker die (see reaper.py)."""
@@ -295,10 +316,15 @@ class Runner:
             self._makedirs(cwd)
             env = build_env(spec, run.allocation, self.hq_path, task_dir)
             args = program.args
+            # a Python function task (upstream's command): may run on a warm runner
+            warm = program.stdin is not None and PyRunners.is_function_command(args)
+            pin_cpus = None
             cpus = run.allocation.labels("cpus") if run.allocation is not None else []
             if template.pin == "taskset":
                 if not cpus:
                     raise TaskOutcome("Pinning requested, but the task has no CPUs allocated")
+                if warm:
+                    pin_cpus = [int(c) for c in cpus]
                 args = ["taskset", "-c", ",".join(cpus), *args]
                 env["HQ_PIN"] = "taskset"
             elif template.pin == "omp":
@@ -318,6 +344,7 @@ class Runner:
                     raise TaskOutcome(f"Streaming: cannot open the stream: {e}") from None
             out_fd = err_fd = -1
             stdin_w = None
+            proc = None  # the task's process when it runs on a warm runner
             try:
                 out_fd = (self._stream_pipe(read_fds, STDOUT) if program.stdout.streamed
                           else self._open_output(stdout))
@@ -326,7 +353,14 @@ class Runner:
                 with run.lock:
                     if run.canceled:
                         return
-                    if program.stdin is not None:
+                    if warm:
+                        proc, stdin_w = self._spawn_warm(program.args, env, path_value, cwd,
+                                                         pin_cpus, program.stdin, out_fd,
+                                                         err_fd)
+                    if proc is not None:
+                        pid = proc.pid
+                        run.kill_group = _killpg_or_kill
+                    elif program.stdin is not None:
                         pid, stdin_w = self._spawn_with_stdin(args, cwd, env_list, path_value,
                                                               out_fd, err_fd)
                     else:
@@ -372,7 +406,7 @@ class Runner:
                     fds, read_fds = read_fds, {}  # pump closes them
                     # the task ends with its main process: then whatever still holds a pipe
                     # open is killed (as below for unstreamed tasks) and the pipes drain
-                    pidfd = os.pidfd_open(pid)
+                    pidfd = os.pidfd_open(pid)  # (also for a warm runner's child)
                     try:
                         pump(writer, spec.job_id, spec.task_id, spec.instance, fds, deadline,
                              pidfd, run.kill)
@@ -380,12 +414,13 @@ class Runner:
                         _close(pidfd)
                     if deadline is not None:
                         time_limit = max(0.0, deadline - time.monotonic())
-                if not wait_exit(pid, time_limit):
+                wait = wait_exit if proc is None else (lambda _pid, t: proc.wait_exit(t))
+                if not wait(pid, time_limit):
                     timed_out = True
                     run.signal(signal.SIGINT)
-                    wait_exit(pid, KILL_GRACE)
+                    wait(pid, KILL_GRACE)
             finally:
-                returncode = self._end_process(run, pid)
+                returncode = self._end_process(run, pid, proc)
                 for fd in read_fds:  # left open only if pump was not reached
                     _close(fd)
                 if stdin_w is not None:
@@ -402,6 +437,11 @@ class Runner:
                 raise TaskOutcome(f"Streaming: cannot write the stream: {stream_error}")
             if run.canceled:
                 return
+            if proc is not None:
+                if returncode is None:
+                    raise TaskOutcome(RUNNER_CRASHED)
+                if proc.error is not None:
+                    raise TaskOutcome(proc.error)
             if returncode != 0:
                 error = None
                 if task_dir is not None:
@@ -417,16 +457,18 @@ class Runner:
             if task_dir is not None:
                 shutil.rmtree(task_dir, ignore_errors=True)
 
-    def _end_process(self, run: TaskRun, pid: int) -> int:
+    def _end_process(self, run: TaskRun, pid: int, proc=None) -> int | None:
         """The end of every started task: SIGKILL to its process group (what it left running
         in the background dies with it; one syscall, a no-op when nothing is left), then the
         leader is reaped (waiting for it if it still runs, e.g. after an exception of ours).
-        The group is killed before the reap, while the leader's pid is still taken."""
+        The group is killed before the reap, while the leader's pid is still taken. A warm
+        runner's child is reaped by the runner once `proc.finish` closes its status pipe
+        (None: the runner died before it reported the exit)."""
         with run.lock:
-            _killpg(pid, signal.SIGKILL)
+            run.kill_group(pid, signal.SIGKILL)
             run.live = False
         self._tell_reaper(b"-%d\n" % pid)
-        return reap(pid)
+        return reap(pid) if proc is None else proc.finish()
 
     def _paths(self, spec: TaskSpec, program) -> tuple[str, str | None, str | None]:
         key = (program, spec.submit_dir)
@@ -488,6 +530,34 @@ class Runner:
             return self.devnull_w
         self._makedirs(os.path.dirname(path))
         return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+
+    def _spawn_warm(self, args, env, path_value, cwd, pin_cpus, stdin, out_fd, err_fd):
+        """Starts a function task on a warm runner: (process, our end of its stdin pipe or
+        None when the stdin went inline), or (None, None) when it must be spawned the normal
+        way."""
+        if len(stdin) <= STDIN_INLINE:
+            try:
+                proc = self.pyrunners.spawn(args, env, path_value, cwd, pin_cpus, stdin,
+                                            [out_fd, err_fd])
+            except SpawnFailed as e:
+                raise TaskOutcome(str(e)) from None
+            return proc, None
+        r, w = os.pipe2(os.O_CLOEXEC)
+        try:
+            proc = self.pyrunners.spawn(args, env, path_value, cwd, pin_cpus, None,
+                                        [r, out_fd, err_fd])
+        except SpawnFailed as e:
+            _close(w)
+            raise TaskOutcome(str(e)) from None
+        except BaseException:
+            _close(w)
+            raise
+        finally:
+            _close(r)
+        if proc is None:
+            _close(w)
+            return None, None
+        return proc, w
 
     @staticmethod
     def _spawn_with_stdin(args, cwd, env_list, path_value, out_fd, err_fd):

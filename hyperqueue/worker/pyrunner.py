@@ -1,0 +1,612 @@
+"""The warm Python runner: function tasks pay a fork instead of an interpreter start.
+
+A function task's program is upstream's command ``python3 -c "from hyperqueue.task.function
+import task_main as m; m()"`` with the cloudpickled ``(fn, args, kwargs)`` on stdin (see
+hyperqueue.task.function). Started normally, every such task pays an interpreter start plus the
+import of cloudpickle (tens of milliseconds). Instead, the worker keeps one fork server per
+interpreter: a process of that same interpreter (the executable the task's ``python3`` resolves
+to on its PATH, started under that path, with the task's ``PYTHON*``/``LD_*``/locale variables)
+that has imported cloudpickle and hyperqueue.task.function, and forks one child per task. The
+child becomes exactly what the task's process would have been, then calls `task_main`.
+
+Which tasks: the program is exactly ``[<python>, "-c", FUNCTION_CODE]`` with stdin, where
+``<python>``'s file name starts with ``python`` and resolves (on the task's PATH) to an ELF
+executable, not a script (a pyenv shim picks its interpreter from the cwd, so it falls back). A
+prologue (``bash -c ...``), any other command, an interpreter whose fork server cannot start
+(e.g. it has upstream's package, not this one) and an environment too large for one message run
+the normal way, a process per task. ``--pin taskset`` becomes ``sched_setaffinity`` in the child.
+
+The protocol (private: a socketpair between one worker and its fork server)
+--------------------------------------------------------------------------
+* Worker -> server, one SOCK_SEQPACKET message per task: ``pickle((cwd, env, cpus, stdin))``
+  (``env``: the variables whose values in the task differ from the server's environment, which
+  is the worker's with the task's start-up variables; ``cpus``: CPU ids to pin to, or None;
+  ``stdin``: the task's stdin if at most 64 KiB, which the child puts in a memfd on its fd 0)
+  with three or four descriptors (SCM_RIGHTS): the read end of the task's stdin pipe (when not
+  inline; the worker feeds it), its stdout, its stderr, and the write end of a *status pipe*
+  made for this task alone.
+* On the status pipe: the server writes ``P<pid>\\n`` right after the fork (``F<message>\\n``
+  if it could not fork) and ``X<returncode>\\n`` when the child exited (negative: killed by
+  that signal). The child writes ``E<message>\\n`` if it cannot enter its cwd, and its own
+  ``X<code>\\n`` once the task is done and its stdio flushed, just before it exits (so the
+  worker need not wait for the server to notice the exit; the first ``X`` counts). Until the
+  child's ``setsid`` it is not a group leader: the worker signals the pid itself when the group
+  does not exist yet (the child has no descendants then).
+* The server does NOT reap the child when it exits: it reaps it when the worker closes its end of
+  the status pipe (the server sees POLLERR on its end). The worker does that only after it has
+  killed the task's process group (`Runner._end_process`), so while the worker may still signal
+  the group the pid cannot have been reused: the same guarantee as for its own children. If the
+  worker closes the pipe while the child still runs, the server kills the child's group first.
+* The child: its own session (setsid), stdin/stdout/stderr on fds 0-2, every other descriptor
+  closed (but its status pipe end, close-on-exec), the task's cwd and os.environ, ``sys.argv == ["-c"]``, the CPU affinity if pinned,
+  PR_SET_PDEATHSIG=SIGKILL (it dies with the server). It runs `task_main`, then what an
+  interpreter does at exit (joins non-daemon threads, atexit handlers, flushes stdio); SIGINT
+  kills it by signal as it would a fresh ``python3``.
+* A server crash: the worker notices on a pidfd of the server (or an EOF on the status pipe)
+  without an ``X``; it kills those tasks' process groups, fails them with RUNNER_CRASHED, and
+  the next function task starts a new server. When the worker goes away, the server sees EOF on the socket and exits; the tasks' groups
+  are killed by the worker's reaper companion like any task's.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import signal
+import socket
+import sys
+
+HELLO = b"hq-pyrunner 1"
+START_TIMEOUT = 30.0  # for the server's hello (an interpreter start on a loaded machine)
+REPLY_TIMEOUT = 30.0  # for the `P<pid>` reply to one spawn request
+MAX_REQUEST = 1 << 17  # bytes of one request (the environment); larger ones spawn normally
+MAX_SERVERS = 4  # distinct interpreters/environments with a warm runner per worker
+KEY_PREFIXES = ("PYTHON", "LD_", "LC_", "LANG")  # what shapes an interpreter at its start
+RUNNER_CRASHED = ("The worker's Python function runner crashed while running this task "
+                  "(it is restarted for the next function task)")
+PR_SET_PDEATHSIG = 1
+
+
+# --------------------------------------------------------------------------------------------
+# The server (runs in the task's interpreter; no trio, no worker imports)
+# --------------------------------------------------------------------------------------------
+
+
+def serve(fd: int) -> None:
+    """The fork server's main loop on the socket `fd`; returns when the worker closes it."""
+    sock = socket.socket(fileno=fd)
+    try:
+        import cloudpickle  # noqa: F401 - preloaded for the children
+    except ImportError:
+        pass  # the children report it, as a fresh interpreter would
+    import ctypes
+    import gc
+    import traceback  # noqa: F401 - preloaded for the children
+
+    import hyperqueue.task.function  # noqa: F401
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    gc.collect()
+    gc.freeze()  # fewer copy-on-write faults in the children
+    me = os.getpid()
+    sock.send(HELLO)
+    poller = select.poll()
+    sock_fd = sock.fileno()
+    poller.register(sock_fd, select.POLLIN)
+    by_pidfd: dict[int, tuple[int, int]] = {}  # pidfd -> (pid, status fd): running children
+    by_status: dict[int, list] = {}  # status fd -> [pid, pidfd or -1 once exited]
+    while True:
+        try:
+            events = poller.poll()
+        except InterruptedError:
+            continue
+        for fd, ev in events:
+            if fd == sock_fd:
+                try:
+                    msg, fds, flags, _ = socket.recv_fds(sock, MAX_REQUEST, 4)
+                except InterruptedError:
+                    continue
+                except OSError:
+                    return
+                if not msg and not fds:
+                    return  # the worker closed its end
+                if len(fds) not in (3, 4) or flags & socket.MSG_TRUNC:
+                    for f in fds:
+                        _close(f)
+                    continue
+                if len(fds) == 4:
+                    stdin, out, err, status = fds
+                else:
+                    stdin = -1
+                    out, err, status = fds
+                try:
+                    cwd, env, cpus, data = pickle.loads(msg)
+                    pid = os.fork()
+                except BaseException as e:  # noqa: BLE001 - reported to the worker
+                    _write(status, b"F%s\n" % _line(f"Cannot start the function task: {e}"))
+                    for f in fds:
+                        _close(f)
+                    continue
+                if pid == 0:
+                    _child(cwd, env, cpus, data, stdin, out, err, status, me, libc)
+                _write(status, b"P%d\n" % pid)
+                for f in fds[:-1]:
+                    _close(f)
+                pidfd = os.pidfd_open(pid)
+                by_pidfd[pidfd] = (pid, status)
+                by_status[status] = [pid, pidfd]
+                poller.register(pidfd, select.POLLIN)
+                poller.register(status, 0)  # POLLERR: the worker closed its end
+            elif fd in by_pidfd:  # a child exited: report, keep the zombie
+                pid, status = by_pidfd.pop(fd)
+                poller.unregister(fd)
+                _close(fd)
+                by_status[status][1] = -1
+                try:
+                    info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+                except ChildProcessError:
+                    info = None
+                code = 255 if info is None else (
+                    info.si_status if info.si_code == os.CLD_EXITED else -info.si_status)
+                _write(status, b"X%d\n" % code)
+            elif fd in by_status:  # the worker is done with this task: reap it
+                pid, pidfd = by_status.pop(fd)
+                poller.unregister(fd)
+                _close(fd)
+                if pidfd >= 0:  # still running (the worker gave up on it): kill its group
+                    by_pidfd.pop(pidfd, None)
+                    poller.unregister(pidfd)
+                    _close(pidfd)
+                    for kill in (os.killpg, os.kill):
+                        try:
+                            kill(pid, signal.SIGKILL)
+                        except OSError:
+                            pass
+                try:
+                    os.waitpid(pid, 0)
+                except ChildProcessError:
+                    pass
+
+
+def _line(text: str) -> bytes:
+    return text.replace("\n", " ").encode("utf-8", "replace")[:3000]
+
+
+def _write(fd: int, data: bytes) -> None:
+    try:
+        os.write(fd, data)
+    except OSError:
+        pass  # the worker closed the pipe: the POLLERR path reaps
+
+
+def _close(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _child(cwd, env, cpus, data, stdin, out, err, status, server_pid, libc):
+    """In the forked child: become the task's process, run it, exit. Never returns."""
+    code = 127
+    try:
+        os.setsid()
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != server_pid:
+            os._exit(code)
+        if stdin < 0:  # small stdin came inline: a memfd holds it (read to EOF like a pipe)
+            stdin = os.memfd_create("stdin", 0)
+            os.write(stdin, data)
+            os.lseek(stdin, 0, os.SEEK_SET)
+        os.dup2(stdin, 0)
+        os.dup2(out, 1)
+        os.dup2(err, 2)
+        try:
+            os.chdir(cwd)
+        except OSError as e:
+            _write(status, b"E%s\n" % _line(
+                f"Cannot execute the function task: cannot enter {cwd}: {e.strerror}"))
+            os._exit(code)
+        os.set_inheritable(status, False)  # kept (to report the exit), but not for execs
+        os.closerange(3, status)
+        os.closerange(status + 1, 1 << 20)
+        environ = os.environ
+        for name, value in env.items():  # the server's environment + what the task changes
+            environ[name] = value
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+        sys.argv[:] = ["-c"]
+        code = _run_task()
+        # the exit status, straight to the worker (its stdio is flushed: the task is done)
+        os.write(status, b"X%d\n" % code)
+    except BaseException:  # noqa: BLE001 - the child must never return into the server loop
+        pass
+    os._exit(code)
+
+
+def _run_task() -> int:
+    import traceback
+
+    from hyperqueue.task.function import task_main
+
+    code = 0
+    try:
+        task_main()
+    except SystemExit as e:
+        code = _exit_code(e.code)
+    except KeyboardInterrupt:  # what a fresh interpreter does: traceback, then die by SIGINT
+        traceback.print_exc()
+        _at_exit()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+        return 130
+    except BaseException:  # noqa: BLE001
+        traceback.print_exc()
+        code = 1
+    _at_exit()
+    return code
+
+
+def _exit_code(value) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, int):
+        return value & 0xFF
+    try:
+        sys.stderr.write(f"{value}\n")
+    except Exception:  # noqa: BLE001
+        pass
+    return 1
+
+
+def _at_exit() -> None:
+    """What the interpreter does at exit, minus module teardown."""
+    threading = sys.modules.get("threading")
+    if threading is not None and threading.active_count() > 1:
+        try:
+            threading._shutdown()  # joins non-daemon threads
+        except Exception:  # noqa: BLE001
+            pass
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+# --------------------------------------------------------------------------------------------
+# The worker side (called from spawner threads)
+# --------------------------------------------------------------------------------------------
+
+
+class RunnerUnavailable(Exception):
+    """The fork server cannot take this task: run it the normal way."""
+
+
+class SpawnFailed(Exception):
+    """The fork server could not start the task (the message is the task's error)."""
+
+
+class WarmProcess:
+    """A task's child of the fork server, as its spawner thread supervises it."""
+
+    __slots__ = ("pid", "status_fd", "server_fd", "child_fd", "buf", "returncode", "error",
+                 "eof")
+
+    def __init__(self, status_fd: int, server_fd: int):
+        self.status_fd = status_fd
+        self.server_fd = server_fd  # a pidfd of the server: its death ends every wait
+        self.child_fd = -1  # a pidfd of the child (opened while the server cannot reap it)
+        self.pid = 0
+        self.buf = b""
+        self.returncode: int | None = None
+        self.error: str | None = None  # E: the child could not set itself up
+        self.eof = False
+
+    def _read(self, timeout_ms: int) -> bool:
+        """Reads what the status pipe has; False if nothing came within `timeout_ms`. The
+        server's death counts as the pipe's end (a fork of the task may hold it open)."""
+        poller = select.poll()
+        poller.register(self.status_fd, select.POLLIN)
+        poller.register(self.server_fd, select.POLLIN)
+        events = poller.poll(timeout_ms)
+        if not events:
+            return False
+        if not any(fd == self.status_fd for fd, _ in events):
+            os.set_blocking(self.status_fd, False)
+            while self.returncode is None and not self.eof and self._read_once():
+                pass
+            self.eof = True
+            return True
+        return self._read_once()
+
+    def _read_once(self) -> bool:
+        try:
+            data = os.read(self.status_fd, 4096)
+        except BlockingIOError:
+            return False
+        except InterruptedError:
+            return True
+        if not data:
+            self.eof = True
+            return True
+        self.buf += data
+        *lines, self.buf = self.buf.split(b"\n")
+        for line in lines:
+            kind, rest = line[:1], line[1:]
+            if kind == b"P":
+                self.pid = int(rest)
+            elif kind == b"X":
+                self.returncode = int(rest)
+            elif kind in (b"E", b"F"):
+                self.error = rest.decode("utf-8", "replace")
+        return True
+
+    def wait_started(self) -> None:
+        """Blocks until the server reported the pid.
+
+        Raises:
+            SpawnFailed: the server could not fork.
+            RunnerUnavailable: the server died or did not answer.
+        """
+        import time
+
+        deadline = time.monotonic() + REPLY_TIMEOUT
+        while not self.pid:  # (the child's own X may come first: it can run before the P)
+            if self.eof:
+                if self.error is not None:
+                    raise SpawnFailed(self.error)
+                raise RunnerUnavailable("the runner closed the task's status pipe")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RunnerUnavailable("the runner did not answer")
+            self._read(max(1, int(left * 1000)))
+        try:
+            self.child_fd = os.pidfd_open(self.pid)
+        except OSError:
+            pass  # (the server died and init reaped it: nothing to wait for)
+
+    def wait_exit(self, timeout: float | None) -> bool:
+        """Blocks until the child exited (or the server died); False if `timeout` passed first."""
+        import time
+
+        from ..common.waits import wait_slice_ms
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.returncode is None and not self.eof:
+            if deadline is None:
+                self._read(-1)
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._read(max(1, wait_slice_ms(left)))
+        return True
+
+    def finish(self) -> int | None:
+        """After the worker killed the task's group: waits until the child has exited (the
+        child reports its code just before its exit), lets the server reap it, returns the
+        code (None: the runner died before one was reported)."""
+        try:
+            while self.returncode is None and not self.eof:
+                self._read(-1)
+            if self.child_fd >= 0:
+                # (bounded once the server is gone: its orphan's pid may be reaped by init)
+                poller = select.poll()
+                poller.register(self.child_fd, select.POLLIN)
+                while not poller.poll(5000 if self.eof else -1) and not self.eof:
+                    pass
+        finally:
+            self.close()
+        return self.returncode
+
+    def close(self) -> None:
+        """Gives the process up without waiting (the server kills and reaps it)."""
+        for fd in (self.status_fd, self.server_fd, self.child_fd):
+            _close(fd)
+        self.status_fd = self.server_fd = self.child_fd = -1
+
+
+class ForkServer:
+    """One warm runner process (an interpreter and its start-up environment)."""
+
+    def __init__(self, interpreter: str, env: dict[str, str]):
+        self.interpreter = interpreter
+        self.env = env
+        self.proc = None
+        self.sock: socket.socket | None = None
+        self.pidfd = -1
+        self.starts = 0
+
+    def _start(self) -> None:
+        import subprocess
+        import time
+
+        self.starts += 1
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            code = f"from hyperqueue.worker.pyrunner import serve; serve({child.fileno()})"
+            try:
+                proc = subprocess.Popen(
+                    [self.interpreter, "-c", code], pass_fds=(child.fileno(),), env=self.env,
+                    cwd="/", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL, start_new_session=True)
+            except OSError as e:
+                parent.close()
+                raise RunnerUnavailable(f"cannot start {self.interpreter}: {e}") from None
+        finally:
+            child.close()
+        deadline = time.monotonic() + START_TIMEOUT
+        parent.settimeout(1.0)
+        hello = None
+        while hello is None and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                hello = parent.recv(64)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+        if hello != HELLO:
+            parent.close()
+            _stop(proc)
+            raise RunnerUnavailable(f"{self.interpreter} cannot host the function runner")
+        parent.settimeout(None)
+        self.proc, self.sock, self.pidfd = proc, parent, os.pidfd_open(proc.pid)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def spawn(self, request: bytes, fds: list[int]) -> WarmProcess:
+        """`fds`: [stdin (unless it is inline in the request),] stdout, stderr."""
+        """Sends one task (starting the server first if it is not running).
+
+        Raises:
+            RunnerUnavailable: the server cannot be started or did not take the request.
+        """
+        if not self.alive():
+            if self.sock is not None:
+                self.close()
+            self._start()
+        r, w = os.pipe2(os.O_CLOEXEC)
+        try:
+            try:
+                socket.send_fds(self.sock, [request], [*fds, w])
+            except OSError as e:
+                _close(r)
+                raise RunnerUnavailable(f"cannot reach the runner: {e}") from None
+        finally:
+            _close(w)
+        return WarmProcess(r, os.dup(self.pidfd))
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        if self.pidfd >= 0:
+            _close(self.pidfd)
+            self.pidfd = -1
+        if self.proc is not None:
+            _stop(self.proc)
+            self.proc = None
+
+
+def _stop(proc) -> None:
+    try:
+        proc.wait(timeout=2)
+    except Exception:  # noqa: BLE001
+        try:
+            proc.kill()
+            proc.wait(timeout=5)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+class PyRunners:
+    """The worker's warm runners, by interpreter and start-up environment (thread-safe)."""
+
+    def __init__(self, base_env: dict[str, str]):
+        import threading
+
+        self.base_env = base_env
+        self.lock = threading.Lock()
+        self.servers: dict[tuple, ForkServer | None] = {}  # None: that one cannot be used
+        self._resolved: dict[tuple[str, str], str | None] = {}
+        self._base_shaping = {k: v for k, v in base_env.items() if k.startswith(KEY_PREFIXES)}
+        self._base_key = tuple(sorted(self._base_shaping.items()))
+
+    @staticmethod
+    def is_function_command(args: list[str]) -> bool:
+        from ..task.function import FUNCTION_CODE
+
+        return (len(args) == 3 and args[2] == FUNCTION_CODE and args[1] == "-c"
+                and os.path.basename(args[0]).startswith("python"))
+
+    def _resolve(self, program: str, path_value: str) -> str | None:
+        key = (program, path_value)
+        if key in self._resolved:
+            return self._resolved[key]
+        import shutil
+
+        found = program if os.path.dirname(program) else shutil.which(program, path=path_value)
+        if found is not None:
+            found = os.path.abspath(found)
+            try:
+                with open(found, "rb") as f:
+                    if f.read(4) != b"\x7fELF":
+                        found = None  # a script (e.g. a pyenv shim): its choice may vary
+            except OSError:
+                found = None
+        if len(self._resolved) > 256:
+            self._resolved.clear()
+        self._resolved[key] = found
+        return found
+
+    def spawn(self, args, task_env: dict[str, str], path_value: str, cwd: str,
+              cpus: list[int] | None, stdin: bytes | None,
+              fds: list[int]) -> WarmProcess | None:
+        """Starts the task on a warm runner; None if it must run the normal way. `task_env`:
+        what the task's environment sets on top of the worker's (`base_env`); `stdin`: the
+        task's stdin when it is small enough to travel in the request, else None and `fds`
+        starts with the read end of its stdin pipe (then stdout, stderr).
+
+        Raises:
+            SpawnFailed: the runner could not start the task (its error).
+        """
+        with self.lock:
+            interpreter = self._resolve(args[0], path_value)
+            if interpreter is None:
+                return None
+            own = [(k, v) for k, v in task_env.items() if k.startswith(KEY_PREFIXES)]
+            if own:
+                shaping = dict(self._base_shaping)
+                shaping.update(own)
+                key = (interpreter, tuple(sorted(shaping.items())))
+            else:
+                key = (interpreter, self._base_key)
+            server = self.servers.get(key, False)
+            if server is None:
+                return None
+            if server is False:
+                if len(self.servers) >= MAX_SERVERS:
+                    return None
+                start_env = dict(self.base_env)
+                start_env.update(own)
+                server = self.servers[key] = ForkServer(interpreter, start_env)
+            # The server's environment is the worker's with these variables of the task's, so
+            # the task's whole environment is the server's plus what differs in `task_env`.
+            start_env = server.env
+            diff = {k: v for k, v in task_env.items() if start_env.get(k) != v}
+            request = pickle.dumps((cwd, diff, cpus, stdin), protocol=pickle.HIGHEST_PROTOCOL)
+            if len(request) > MAX_REQUEST - 64:
+                return None
+            for attempt in (1, 2):  # a dead server is restarted once per task
+                try:
+                    proc = server.spawn(request, fds)
+                except RunnerUnavailable:
+                    if server.proc is None:  # it never started: not this interpreter
+                        self.servers[key] = None
+                        return None
+                    server.close()
+                    continue
+                try:
+                    proc.wait_started()
+                except RunnerUnavailable:
+                    proc.close()
+                    server.close()
+                    continue
+                except SpawnFailed:
+                    proc.close()
+                    raise
+                return proc
+            return None
+
+    def close(self) -> None:
+        with self.lock:
+            servers, self.servers = list(self.servers.values()), {}
+        for s in servers:
+            if s is not None:
+                s.close()

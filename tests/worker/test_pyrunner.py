@@ -1,0 +1,322 @@
+"""The worker's warm Python runner (hyperqueue.worker.pyrunner) through the real `Runner`:
+function tasks (upstream's command + a cloudpickle on stdin) run as forked children of a fork
+server, with the semantics of a task process (env, cwd, stdio, session, exit status, error file,
+time limit, cancel), and a runner crash fails the running task and is followed by a restart."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+
+import pytest
+
+cloudpickle = pytest.importorskip("cloudpickle")
+
+from hyperqueue.core.model import ProgramDef, StdioDef, TaskTemplate  # noqa: E402
+from hyperqueue.core.resources import ResourceRequest  # noqa: E402
+from hyperqueue.task.function import FUNCTION_CODE, PythonEnv, function_task_args  # noqa: E402
+from hyperqueue.worker.pyrunner import RUNNER_CRASHED  # noqa: E402
+from hyperqueue.worker.runner import Runner, TaskRun, TaskSpec  # noqa: E402
+
+PY = [sys.executable, "-c", FUNCTION_CODE]
+# the tasks cannot import this test module: its functions travel by value (as closures do)
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def _gone(pid: int, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def _wait_file(path, timeout: float = 10.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.exists(path):
+            text = open(path).read()
+            if text.endswith("\n"):
+                return text
+        time.sleep(0.01)
+    raise AssertionError(f"{path} not written")
+
+
+class _Cpus:
+    def __init__(self, cpus):
+        self.cpus = cpus
+
+    def labels(self, name):
+        return self.cpus if name == "cpus" else []
+
+
+@pytest.fixture
+def env(tmp_path):
+    (tmp_path / "work").mkdir()
+
+    class Env:
+        runner = Runner(work_dir=str(tmp_path / "work"), hq_path="hq", server_uid="test")
+        pids: list[int] = []
+        task_id = 0
+
+        def run(self, fn, *args, args_list=None, time_limit=None, env=None, pin=None,
+                cpus=None, start=False, **kwargs):
+            program = ProgramDef(args_list or PY, env=env or {}, cwd=str(tmp_path / "cwd"),
+                                 stdout=StdioDef(str(tmp_path / "out")),
+                                 stderr=StdioDef(str(tmp_path / "err")),
+                                 stdin=cloudpickle.dumps((fn, args, kwargs)), task_dir=True)
+            template = TaskTemplate(program, [ResourceRequest.default()], time_limit, pin=pin)
+            self.task_id += 1
+            spec = TaskSpec(7, self.task_id, 0, template, str(tmp_path), None)
+            run = TaskRun(self.runner, spec, _Cpus(cpus) if cpus else None)
+            if start:
+                t = threading.Thread(target=run.execute)
+                t.start()
+                return run, t
+            run.execute()
+            return run
+
+        def out(self):
+            return (tmp_path / "out").read_text()
+
+        def err(self):
+            return (tmp_path / "err").read_text()
+
+        def server_pids(self):
+            return [s.proc.pid for s in self.runner.pyrunners.servers.values()
+                    if s is not None and s.proc is not None]
+
+    e = Env()
+    yield e
+    e.runner.close_pyrunners()
+    for pid in e.pids:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    os.close(e.runner.devnull_r)
+    os.close(e.runner.devnull_w)
+
+
+def _inheritable(fd):
+    try:
+        return os.get_inheritable(fd)
+    except OSError:
+        return False
+
+
+def _report(tag):
+    import json
+
+    print(json.dumps({
+        "tag": tag, "cwd": os.getcwd(), "pid": os.getpid(), "ppid": os.getppid(),
+        "pgid": os.getpgid(0), "sid": os.getsid(0), "argv": sys.argv,
+        "foo": os.environ.get("FOO"), "job": os.environ.get("HQ_JOB_ID"),
+        "task": os.environ.get("HQ_TASK_ID"), "task_dir": os.environ.get("HQ_TASK_DIR"),
+        "stdin": sys.stdin.read(), "affinity": sorted(os.sched_getaffinity(0)),
+        "fds": sorted(int(f) for f in os.listdir("/proc/self/fd")),
+        "inheritable": [fd for fd in range(3, 100) if _inheritable(fd)]}))
+    print("to stderr", file=sys.stderr)
+    return tag
+
+
+@pytest.mark.timeout(60)
+def test_function_task_runs_warm_as_a_task_process(env, tmp_path):
+    import json
+
+    run = env.run(_report, "a", env={"FOO": "bar"})
+    assert run.error is None, run.error
+    info = json.loads(env.out())
+    assert env.err() == "to stderr\n"
+    servers = env.server_pids()
+    assert len(servers) == 1
+    assert info["ppid"] == servers[0], "not forked by the warm runner"
+    assert info["pid"] == info["pgid"] == info["sid"], "not in its own session"
+    assert info["cwd"] == str(tmp_path / "cwd")
+    assert info["argv"] == ["-c"]
+    assert (info["foo"], info["job"], info["task"]) == ("bar", "7", "1")
+    assert info["task_dir"].startswith(str(tmp_path / "work"))
+    assert info["stdin"] == ""  # the pickle was consumed by task_main
+    assert info["fds"][:3] == [0, 1, 2]
+    # beyond stdio: what listdir opened and the status pipe, both close-on-exec; nothing of the
+    # runner leaks into what the task executes
+    assert len(info["fds"]) <= 5 and info["inheritable"] == []
+    # a second task reuses the same runner
+    run = env.run(_report, "b")
+    assert run.error is None
+    info2 = json.loads(env.out())
+    assert info2["ppid"] == servers[0] and info2["pid"] != info["pid"]
+    assert info2["foo"] is None and info2["task"] == "2"
+    assert not _alive(info["pid"]) and not _alive(info2["pid"])
+
+
+def _exit(code):
+    sys.exit(code)
+
+
+@pytest.mark.timeout(60)
+def test_exit_codes(env):
+    assert env.run(_exit, 0).error is None
+    assert env.run(_exit, None).error is None
+    assert env.run(_exit, 3).error == "Program terminated with exit code 3."
+    run = env.run(_exit, "a message")
+    assert run.error == "Program terminated with exit code 1."
+    assert env.err() == "a message\n"
+    run = env.run(os.kill, 0, signal.SIGKILL)  # kills its own process group
+    assert run.error == "Program terminated with exit code 137. Received signal 9 (SIGKILL)."
+
+
+def _raise(long_context):
+    if long_context:
+        try:
+            raise KeyError("context " * 500)
+        except KeyError as e:
+            raise ValueError("the actual problem") from e
+    raise ValueError("the actual problem")
+
+
+@pytest.mark.timeout(60)
+def test_exception_becomes_the_error_with_traceback(env):
+    run = env.run(_raise, False)
+    assert run.error.startswith("Traceback (most recent call last):")
+    assert run.error.rstrip().endswith("ValueError: the actual problem")
+    assert "in _raise" in run.error
+    assert env.err().startswith("Traceback") and "ValueError: the actual problem" in env.err()
+    # a traceback longer than the error file keeps its end (the exception)
+    run = env.run(_raise, True)
+    assert len(run.error) <= 2048
+    assert run.error.startswith("Traceback (most recent call last):\n  [...]\n")
+    assert run.error.rstrip().endswith("ValueError: the actual problem")
+    assert "context " * 500 in env.err()  # stderr has all of it
+
+
+def _sleep_with_child(path):
+    import subprocess
+
+    child = subprocess.Popen(["sleep", "100"])
+    with open(path, "w") as f:
+        f.write(f"{os.getpid()} {child.pid}\n")
+    time.sleep(100)
+
+
+@pytest.mark.timeout(60)
+def test_time_limit_kills_the_task_and_its_children(env, tmp_path):
+    t0 = time.monotonic()
+    path = str(tmp_path / "pids")
+    run = env.run(_sleep_with_child, path, time_limit=1.0)
+    assert run.error == "Time limit reached"
+    assert time.monotonic() - t0 < 10
+    leader, child = map(int, _wait_file(path).split())
+    env.pids += [leader, child]
+    assert _gone(leader) and _gone(child)
+
+
+@pytest.mark.timeout(60)
+def test_cancel_kills_the_task_and_its_children(env, tmp_path):
+    path = str(tmp_path / "pids")
+    run, thread = env.run(_sleep_with_child, path, start=True)
+    leader, child = map(int, _wait_file(path).split())
+    env.pids += [leader, child]
+    assert run.cancel() == leader
+    thread.join(10)
+    assert not thread.is_alive()
+    assert _gone(leader) and _gone(child)
+
+
+@pytest.mark.timeout(60)
+def test_runner_crash_fails_the_task_and_the_runner_restarts(env, tmp_path):
+    path = str(tmp_path / "pids")
+    run, thread = env.run(_sleep_with_child, path, start=True)
+    leader, child = map(int, _wait_file(path).split())
+    env.pids += [leader, child]
+    (server,) = env.server_pids()
+    os.kill(server, signal.SIGKILL)
+    thread.join(10)
+    assert not thread.is_alive()
+    assert run.error == RUNNER_CRASHED
+    assert _gone(leader) and _gone(child), "the task outlived its runner"
+    run = env.run(_report, "after")
+    assert run.error is None, run.error
+    (new_server,) = env.server_pids()
+    assert new_server != server
+    assert f'"ppid": {new_server}' in env.out()
+
+
+def _big(n):
+    return b"x" * n
+
+
+@pytest.mark.timeout(60)
+def test_return_values_opt_in_and_size_limit(env, tmp_path):
+    import pickle
+
+    from hyperqueue.core.limits import MAX_RESULT_SIZE
+
+    results = tmp_path / "results"
+    assert env.run(_big, 10).error is None
+    assert not results.exists()  # not asked for: nothing stored
+    run = env.run(_big, 10, env={"HQ_RESULT_DIR": str(results)})
+    assert run.error is None
+    assert pickle.loads((results / "7" / f"{env.task_id}.pickle").read_bytes()) == b"x" * 10
+    assert os.listdir(results / "7") == [f"{env.task_id}.pickle"]  # no temporary left
+    # relative: under the submit dir
+    run = env.run(_report, "r", env={"HQ_RESULT_DIR": ".hq-results"})
+    assert run.error is None
+    assert pickle.loads((tmp_path / ".hq-results" / "7" / f"{env.task_id}.pickle")
+                        .read_bytes()) == "r"
+    run = env.run(_big, MAX_RESULT_SIZE + 1, env={"HQ_RESULT_DIR": str(results)})
+    assert run.error.startswith("The return value of the function is too large: ")
+    assert "the limit is 64 MiB" in run.error
+    assert not (results / "7" / f"{env.task_id}.pickle").exists()
+    run = env.run(threading.Lock, env={"HQ_RESULT_DIR": str(results)})
+    assert run.error.startswith("Cannot store the return value of the function:")
+    assert "TypeError" in run.error
+
+
+@pytest.mark.timeout(60)
+def test_pinning_sets_the_affinity(env):
+    import json
+
+    run = env.run(_report, "p", pin="taskset", cpus=["0"])
+    assert run.error is None, run.error
+    info = json.loads(env.out())
+    assert info["affinity"] == [0]
+    assert info["ppid"] in env.server_pids()
+
+
+@pytest.mark.timeout(60)
+def test_other_commands_fall_back_to_a_process_per_task(env, tmp_path):
+    import json
+
+    # a prologue (bash -c ...): upstream's way, a new interpreter
+    args = function_task_args(PythonEnv(python_bin=sys.executable, prologue="export FOO=pro"))
+    assert args[0] == "bash" and args[2].startswith("export FOO=pro\n\n")
+    run = env.run(_report, "x", args_list=args)
+    assert run.error is None, run.error
+    info = json.loads(env.out())
+    assert info["foo"] == "pro" and info["ppid"] not in env.server_pids()
+    # an interpreter reached through a script (like a pyenv shim): no warm runner
+    shim = tmp_path / "python3"
+    shim.write_text(f"#!/bin/sh\nexec {sys.executable} \"$@\"\n")
+    shim.chmod(0o755)
+    run = env.run(_report, "y", args_list=[str(shim), "-c", FUNCTION_CODE])
+    assert run.error is None, run.error
+    assert json.loads(env.out())["ppid"] not in env.server_pids()
+    # an interpreter that cannot host the runner (here: not Python) is remembered as such
+    fake = tmp_path / "python-fake"
+    fake.symlink_to("/bin/true")
+    run = env.run(_report, "z", args_list=[str(fake), "-c", FUNCTION_CODE])
+    assert run.error is None  # /bin/true ran the normal way
+    assert None in env.runner.pyrunners.servers.values()
