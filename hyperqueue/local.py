@@ -17,6 +17,7 @@ import trio
 
 from .core.model import WorkerConfig
 from .core.resources import parse_resource_def
+from .errors import RequestFailed
 from .protocol import messages as m
 
 
@@ -49,26 +50,27 @@ async def _run(root, request, worker_cpus, out, zero_spawn) -> int:
     os.makedirs(work_dir)
     config = WorkerConfig(hostname=socket.gethostname(), resources=[cpus],
                           work_dir=work_dir, pid=os.getpid())
-    server = Server(os.path.join(root, "server"), host="127.0.0.1")
+    server_dir = os.path.join(root, "server")
+    server = Server(server_dir, host="127.0.0.1")
     interrupted = False
     async with trio.open_nursery() as nursery:
         await nursery.start(server.run)
-        worker = Worker(server.root, config, zero_spawn=zero_spawn)
+        worker = Worker(server_dir, config, zero_spawn=zero_spawn)
         await nursery.start(worker.run)
-        resp = await server.requests.handle(request)
-        if isinstance(resp, m.ErrorResponse):
+        try:
+            job_id = await server.submit(request)
+        except RequestFailed as e:
             server.stop()
             if out is not None:
-                out.error(resp.message)
+                out.error(e.message)
             return 1
-        job_id = resp.job_id
-        job = server.core.jobs[job_id]
+        job = server.job(job_id)
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as sigs:
             async def on_signal():
                 nonlocal interrupted
                 async for _ in sigs:
                     interrupted = True
-                    await server.requests.handle(
+                    await server.request(
                         m.CancelJobsRequest([[job_id, job_id, 1]], "interrupted"))
                     return
 
@@ -80,7 +82,7 @@ async def _run(root, request, worker_cpus, out, zero_spawn) -> int:
                     if progress:
                         progress.update()
                     with trio.move_on_after(0.1):
-                        await _wait_change(server, job_id)
+                        await server.wait([job_id])
             finally:
                 if progress:
                     progress.close()
@@ -88,12 +90,12 @@ async def _run(root, request, worker_cpus, out, zero_spawn) -> int:
         with trio.move_on_after(2.0):
             while worker.running:
                 await trio.sleep(0.01)
-        detail = await server.requests.handle(m.JobInfoRequest([[job_id, job_id, 1]], True,
-                                                               None, ["failed"]))
+        detail = await server.request(m.JobInfoRequest([[job_id, job_id, 1]], True,
+                                                       None, ["failed"]))
         d = detail.jobs[0] if detail.jobs else None
         while d is not None and d.get("tasks_next") is not None:  # more than one page
-            page = await server.requests.handle(m.TaskPageRequest(job_id, None, ["failed"],
-                                                                  d["tasks_next"]))
+            page = await server.request(m.TaskPageRequest(job_id, None, ["failed"],
+                                                          d["tasks_next"]))
             d["tasks"].extend(page.items)
             d["tasks_next"] = page.next
         server.stop()
@@ -104,18 +106,6 @@ async def _run(root, request, worker_cpus, out, zero_spawn) -> int:
     if interrupted:
         return 130
     return 0 if stats["finished"] == job.n_tasks else 1
-
-
-async def _wait_change(server, job_id):
-    from .server.requests import Waiter
-
-    waiter = Waiter([job_id], without_close=False)
-    server.waiters.append(waiter)
-    try:
-        await waiter.event.wait()
-    finally:
-        if waiter in server.waiters:
-            server.waiters.remove(waiter)
 
 
 class _Progress:

@@ -9,6 +9,13 @@ served by the next one: one fsync for a whole burst.
 A write that fails (disk full, quota, EIO, the file-size limit) is final: it is logged with the
 path, `failed` keeps the error, `on_failure` tells the owner (the server stops), and nothing
 appended after it is ever reported durable.
+
+Readers of the whole file (event subscribers: `read_durable`) are served from an in-memory copy
+of it while it is at most `TAIL_BYTES` long (kept as bytes: no per-record objects), so a
+subscription needs no file read; a longer journal is read from the file.
+
+Closing is bounded: `aclose(timeout)` returns within `timeout` even when the disk hangs (the
+stuck write is abandoned in its thread; its descriptor is then left to it, never reused).
 """
 
 from __future__ import annotations
@@ -23,6 +30,9 @@ import trio
 from .format import JournalError, encode_header, encode_record
 
 log = logging.getLogger("hq.journal")
+
+TAIL_BYTES = 16 << 20  # a journal up to this size is kept in memory for readers
+CLOSE_TIMEOUT = 5.0  # seconds `aclose` may take by default
 
 
 class JournalWriter:
@@ -39,15 +49,23 @@ class JournalWriter:
         self.on_durable = None  # callback(pos) after each successful fsync
         self.failed: OSError | None = None  # the write error that ended this journal
         self.on_failure = None  # callback(error), once, when a write fails
+        # The whole file's durable content while it fits in TAIL_BYTES (None: read the file).
+        self._copy: bytearray | None = None
+        # A write was abandoned in its thread (cancelled): the descriptor is its until the
+        # process ends; nothing else is written to it or closes it.
+        self._abandoned = False
 
     def open(self) -> None:
         """Opens the file for appending, writing the header if it is new or empty."""
         self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
                           0o600)
-        if os.fstat(self.fd).st_size == 0:
-            os.write(self.fd, encode_header())
+        size = os.fstat(self.fd).st_size
+        if size == 0:
+            header = encode_header()
+            os.write(self.fd, header)
             os.fsync(self.fd)
             _fsync_dir(self.path)
+            self._copy = bytearray(header)
 
     def append(self, records) -> int:
         """Buffers `[time, kind, payload]` records (`Event.to_record()`); returns the
@@ -84,14 +102,20 @@ class JournalWriter:
     async def read_durable(self) -> tuple[bytes, int]:
         """Flushes, then returns the file's content together with the position it is durable
         up to: the content holds exactly the records appended up to that position (read under
-        the lock, so no write is in progress)."""
+        the lock, so no write is in progress). Served from memory while the file is at most
+        TAIL_BYTES long; the file is read otherwise (and then kept in memory if it fits)."""
         await self.flush()
         async with self._lock:
+            if self._copy is not None:
+                return bytes(self._copy), self.durable_pos
+
             def read():
                 with open(self.path, "rb") as f:
                     return f.read()
 
             data = await trio.to_thread.run_sync(read)
+            if len(data) <= TAIL_BYTES and not self._abandoned and self.failed is None:
+                self._copy = bytearray(data)
             return data, self.durable_pos
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -113,7 +137,7 @@ class JournalWriter:
     async def _flush_locked(self) -> None:
         # The buffer is taken before the first checkpoint: exactly what was appended up to
         # the call is written; later appends wait for the next flush.
-        if self.failed is not None:
+        if self.failed is not None or self._abandoned:
             return
         if not self.buffer:
             self._notify()
@@ -122,11 +146,25 @@ class JournalWriter:
         self.buffer.clear()
         target = self.durable_pos + len(data)
         try:
-            await trio.to_thread.run_sync(_write_all_fsync, self.fd, data)
+            # Cancellable (a stop must not wait for a hung disk): on cancellation the thread
+            # keeps the descriptor, and this journal writes nothing more.
+            await trio.to_thread.run_sync(_write_all_fsync, self.fd, data,
+                                          abandon_on_cancel=True)
         except OSError as e:
+            self._copy = None
             self._fail(e)
             return
+        except trio.Cancelled:
+            self._abandoned = True
+            self._copy = None
+            raise
         self.durable_pos = target
+        copy = self._copy
+        if copy is not None:
+            if len(copy) + len(data) <= TAIL_BYTES:
+                copy += data
+            else:
+                self._copy = None
         self._notify()
 
     def _fail(self, error: OSError) -> None:
@@ -175,17 +213,27 @@ class JournalWriter:
             fd, kept, dropped = await trio.to_thread.run_sync(_rewrite_file, self.path, select)
             old, self.fd = self.fd, fd
             os.close(old)
+            self._copy = None  # read again (once) by the next reader
         if self.on_durable is not None:
             self.on_durable(self.durable_pos)
         return kept, dropped
 
-    async def aclose(self) -> None:
-        """Flushes what is buffered and closes the file. Shielded and bounded by the caller."""
-        with trio.CancelScope(shield=True):
+    async def aclose(self, timeout: float = CLOSE_TIMEOUT) -> bool:
+        """Flushes what is buffered and closes the file, within `timeout` seconds whatever
+        happens: shielded from the caller's cancellation, bounded by its own deadline. Returns
+        False (after logging a warning) when the deadline passed first: what was not fsynced
+        then is not reported durable, and a write stuck in its thread keeps the descriptor."""
+        with trio.move_on_after(timeout, shield=True) as scope:
             if self.fd is not None:
                 await self.flush()
-                os.close(self.fd)
+                if not self._abandoned:
+                    os.close(self.fd)
                 self.fd = None
+        if scope.cancelled_caught:
+            log.warning("The journal %s was not closed within %g s (the disk does not "
+                        "answer); its last records may be missing", self.path, timeout)
+            return False
+        return True
 
 
 _CHUNK = 1 << 20

@@ -465,6 +465,8 @@ class PageResponse(Message):
 
 @message(TO_CLIENT, 108, events=_list_of(LIST), done=BOOL)
 class EventsResponse(Message):
+    """One chunk of an event stream. In a live stream, an empty not-done chunk marks the live
+    boundary: the events before it are the history, those after it are live."""
     events: list  # [time, type, payload]
     done: bool  # the last message of the stream
 

@@ -2,10 +2,25 @@
 
 Shape (one owner per lifetime):
     Server.run
-      nursery "services": client listener, worker listener, dispatcher, housekeeping, signals
-        each connection handler lives in the services nursery too; a stop request cancels the
-        listeners, closes worker connections (workers apply their on-server-lost policy), and
-        leaves the rest a bounded time to drain.
+      nursery "services": client listener, worker listener, dispatcher, housekeeping, signals,
+        and the subsystems (`Service`s); each connection handler lives in the services nursery
+        too; a stop request cancels the listeners, closes worker connections (workers apply
+        their on-server-lost policy), and leaves the rest a bounded time to drain.
+
+The surface for code outside this package (client connections, `hq run`, and next the
+dashboard and the automatic allocator) is small and explicit; nothing else of `Server` is
+meant to be touched from outside `server/`:
+    Server(..., client_listeners=, worker_listeners=)   any `trio.abc.Listener`s (tests, embedding)
+    server.add_service(service)   a subsystem: started in the services nursery, told of workers
+    await server.run(task_status=)   serves until stopped
+    server.stop(), server.info()
+    await server.request(msg)     any client request through the handler table (`requests.py`)
+    await server.submit(req)      -> job id (raises RequestFailed)
+    await server.wait(job_ids)    returns once those jobs ended and that is on disk
+    server.subscribe(live=)       async context manager -> `Subscription` (`subscriptions.py`):
+                                  history, the LIVE marker, then live events; bounded queue
+    server.job(job_id)            the core's record of a job, read-only (None: no such job)
+Every answer obeys the durability rule (`reported`): nothing is told before it is on disk.
 """
 
 from __future__ import annotations
@@ -26,20 +41,41 @@ from ..core.model import WorkerState
 from ..core.events import ServerStart, ServerStop, to_records
 from ..core.outbox import Outbox
 from ..core.state import Core
-from ..errors import HqError
+from ..errors import HqError, RequestFailed
 from ..protocol import messages as m
 from ..protocol.cborshape import SCAN_THRESHOLD, check_shape
 from ..protocol.errors import ConnectionClosed, ProtocolError, describe
 from ..protocol.handshake import Handshake
 from ..transport.connection import Connection, perform_handshake
 from ..version import __version__
-from .requests import ClientRequests
+from .requests import ClientRequests, RequestContext, Waits
+from .subscriptions import EVENT_BACKLOG, LIVE, SubscriberLagged, Subscription
 
 log = logging.getLogger("hq.server")
 
 STOP_GRACE = 1.0  # seconds connections get to drain at stop
 DISPATCH_COALESCE = 0.01  # seconds between scheduling passes under load
 EVENT_LOG_LIMIT = 100_000  # events kept in memory for `journal replay` without a journal
+JOURNAL_CLOSE_TIMEOUT = 5.0  # seconds the final journal flush may take at stop
+LAG_GRACE = 5.0  # seconds a lagged subscriber's connection gets to take its error
+
+
+class Service:
+    """A server subsystem (e.g. automatic allocation). Register it with `add_service` before
+    `run`. `run` is started in the server's services nursery once the core is restored and
+    before the server reports itself ready (call `task_status.started()` when ready); it is
+    cancelled at stop. `worker_connected`/`worker_lost` are called on the server's thread,
+    after the core has registered or lost the worker; they must not block (start work in your
+    own task), and an exception they raise is logged, not propagated."""
+
+    async def run(self, server: "Server", *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+
+    def worker_connected(self, worker) -> None:
+        pass
+
+    def worker_lost(self, worker, reason: WorkerState) -> None:
+        pass
 
 
 class WorkerLink:
@@ -71,10 +107,14 @@ class Server:
                  idle_timeout: float | None = None, journal_path: str | None = None,
                  journal_flush_period: float = 30.0, boot=None,
                  early_signals: list[int] | None = None, disable_client_auth: bool = False,
-                 disable_worker_auth: bool = False):
+                 disable_worker_auth: bool = False, client_listeners=None,
+                 worker_listeners=None, event_backlog: int = EVENT_BACKLOG):
         """`boot`: the result of `boot.prepare` when the caller already bound and published
         (see `hq server start`); otherwise `run` prepares first. `early_signals`: stop signals
-        the caller caught before the event loop could (acted on once it runs)."""
+        the caller caught before the event loop could (acted on once it runs).
+        `client_listeners`/`worker_listeners`: serve these `trio.abc.Listener`s instead of the
+        bound sockets (in-process tests, embedding; the access record still names the bound
+        ports). `event_backlog`: the default queue limit of a live event subscription."""
         self.root = root
         self.boot = boot
         self.host = host
@@ -93,21 +133,74 @@ class Server:
         self.core: Core | None = None
         self.outbox = Outbox()
         self.links: dict[int, WorkerLink] = {}
-        self.waiters: list = []
+        self._links_gone: trio.Event | None = None  # set at stop once `links` is empty
+        self.waits: Waits | None = None
         self.wakeup = trio.Event()
         self.stop_event = trio.Event()
         self.instance_dir: str | None = None
         self.access: dict | None = None
         self.start_date = 0.0
-        self.requests = ClientRequests(self)
+        self._requests: ClientRequests | None = None
+        self._listeners = (client_listeners, worker_listeners)
+        self._services: list[Service] = []
+        self.event_backlog = event_backlog
         # Events for `journal replay/stream`: the journal file when there is one, else the
         # most recent events kept in memory.
         self.event_log: deque = deque(maxlen=EVENT_LOG_LIMIT)
-        self.event_listeners: list = []
-        # With a journal, live listeners get events only once they are durable: (journal
+        self.subscribers: list[Subscription] = []
+        # With a journal, live subscribers get events only once they are durable: (journal
         # position, events) batches waiting for the fsync that covers them.
         self.undurable_events: deque = deque()
         self.early_signals = early_signals if early_signals is not None else []
+
+    # -- the API for code outside server/ --------------------------------------------------------
+    def add_service(self, service: Service) -> None:
+        """Registers a subsystem (before `run`); see `Service`."""
+        self._services.append(service)
+
+    async def request(self, req: m.Message) -> m.Message:
+        """The answer to a client request, as a client connection would get it (through the
+        handler table; an error is an ErrorResponse). Call once `run` has started."""
+        return await self._requests.handle(req)
+
+    async def submit(self, req: m.SubmitRequest) -> int:
+        """Submits a job; returns its id once the submit is on disk.
+
+        Raises:
+            RequestFailed: the submit was refused (nothing changed).
+        """
+        resp = await self.request(req)
+        if isinstance(resp, m.ErrorResponse):
+            raise RequestFailed(resp.message)
+        return resp.job_id
+
+    async def wait(self, job_ids, *, without_close: bool = False) -> None:
+        """Returns once every job of `job_ids` has ended (and, unless `without_close`, is
+        closed) or is gone, and that is on disk. No polling: woken by the server's flush."""
+        await self.waits.wait(job_ids, without_close)
+        await self.reported()
+
+    def job(self, job_id: int):
+        """The core's record of a job (read it, never change it), or None."""
+        return self.core.jobs.get(job_id)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, *, live: bool = True, limit: int | None = None):
+        """A `Subscription`: every durable event so far, then (live) the `LIVE` marker and new
+        events as they become durable. At most `limit` (default: the server's
+        `event_backlog`) live events wait for the subscriber; past that it is lagged (see
+        `subscriptions.py`). The subscriber is registered before the history is read, so no
+        event falls between the two."""
+        sub = Subscription(live, self.event_backlog if limit is None else limit)
+        if live:
+            self.subscribers.append(sub)
+        try:
+            history, after = await self._history()
+            sub.set_history(history, after)
+            yield sub
+        finally:
+            if live:
+                self.subscribers.remove(sub)
 
     # -- lifetime -----------------------------------------------------------------------------
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -142,10 +235,16 @@ class Server:
                                        disable_client_auth=self.disable_client_auth,
                                        disable_worker_auth=self.disable_worker_auth)
         try:
-            client_listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s))
-                                for s in boot.client_socks]
-            worker_listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s))
-                                for s in boot.worker_socks]
+            client_listeners, worker_listeners = self._listeners
+            if client_listeners is None and worker_listeners is None:
+                client_listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s))
+                                    for s in boot.client_socks]
+                worker_listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s))
+                                    for s in boot.worker_socks]
+            else:  # injected: the bound sockets are not served
+                boot.close_sockets()
+                client_listeners = list(client_listeners or [])
+                worker_listeners = list(worker_listeners or [])
             if self.journal is not None:
                 try:
                     self.journal.open()
@@ -157,6 +256,10 @@ class Server:
             serverdir.remove_current_link(self.root, boot.instance_dir)
             raise
         self.core = boot.core
+        self.waits = Waits(self.core)
+        self._requests = ClientRequests(RequestContext(
+            self.core, self.outbox, changed=self.kick, reported=self.reported, waits=self.waits,
+            info=self.info, journal=_JournalControl(self) if self.journal is not None else None))
         record = self.access = boot.access
         self.start_date = boot.start_date
         self.instance_dir = boot.instance_dir
@@ -181,20 +284,22 @@ class Server:
                                    client_key, worker_key)
                 nursery.start_soon(self._dispatcher)
                 nursery.start_soon(self._housekeeping)
-                nursery.start_soon(self._signals)
+                await nursery.start(self._signals)  # stop signals are ours from here on
+                for service in self._services:
+                    await nursery.start(service.run, self)
                 task_status.started(self.info())
                 await self.stop_event.wait()
                 log.info("Stopping server")
                 listen_scope.cancel()
+                self._links_gone = trio.Event()
                 for link in list(self.links.values()):
                     await _close_quietly(link.conn)
-                with trio.move_on_after(STOP_GRACE):
-                    while self.links:
-                        await trio.sleep(0.01)
+                if self.links:
+                    with trio.move_on_after(STOP_GRACE):
+                        await self._links_gone.wait()
                 if self.journal is not None:
                     self.journal.append([ServerStop(time.time()).to_record()])
-                    with trio.move_on_after(5):
-                        await self.journal.aclose()
+                    await self.journal.aclose(JOURNAL_CLOSE_TIMEOUT)
                 nursery.cancel_scope.cancel()
         finally:
             serverdir.remove_current_link(self.root, self.instance_dir)
@@ -210,7 +315,7 @@ class Server:
         self.flush()
         await self.journal.durable()
 
-    async def history(self) -> tuple[list, int]:
+    async def _history(self) -> tuple[list, int]:
         """Every durable event so far as records (the journal file's, or those of the
         in-memory log) and the journal position they end at (0 without a journal)."""
         if self.journal is None:
@@ -222,27 +327,39 @@ class Server:
         records, _tail = await trio.to_thread.run_sync(read_all, data)
         return [tuple(r) for r in records], pos
 
-    async def _stream_events(self, conn, live: bool) -> None:
-        # Registered before the history is read: no event falls between the two. With a
-        # journal the listener takes only events durable after the history's position (the
-        # earlier ones are in the history); without one, the history is read at once.
-        listener = _Listener()
-        self.event_listeners.append(listener)
-        try:
-            history, listener.after = await self.history()
-            for i in range(0, len(history), 1000):
-                await conn.send(m.encode(m.EventsResponse(
-                    [list(e) for e in history[i:i + 1000]], False)))
-            if not live:
-                await conn.send(m.encode(m.EventsResponse([], True)))
-                return
-            while True:
-                await listener.wakeup.wait()
-                listener.wakeup = trio.Event()
-                batch, listener.pending = listener.pending, []
-                await conn.send(m.encode(m.EventsResponse([list(e) for e in batch], False)))
-        finally:
-            self.event_listeners.remove(listener)
+    async def _stream_events(self, conn, live: bool) -> bool:
+        """Serves a StreamEventsRequest: the history in EventsResponse chunks, then (live) an
+        empty EventsResponse marking the live boundary and the live events; a replay ends with
+        `done`. A lagged subscriber gets an ErrorResponse (within LAG_GRACE) and its connection
+        is closed: returns False then (True: the connection can take more requests)."""
+        async with self.subscribe(live=live) as sub:
+            scope = trio.CancelScope()
+
+            def lagged():  # a send blocked on this slow client gets LAG_GRACE to finish
+                scope.deadline = min(scope.deadline, trio.current_time() + LAG_GRACE)
+
+            sub.on_lag = lagged
+            try:
+                with scope:
+                    async for item in sub:
+                        if item is LIVE:
+                            await conn.send(m.encode(m.EventsResponse([], False)))
+                            continue
+                        for i in range(0, len(item), 1000):
+                            await conn.send(m.encode(m.EventsResponse(
+                                [list(e) for e in item[i:i + 1000]], False)))
+                    await conn.send(m.encode(m.EventsResponse([], True)))
+                    return True
+            except SubscriberLagged:
+                pass
+        # Lagged. After a send cut short the stream is unusable: just close it.
+        if not scope.cancelled_caught:
+            with trio.move_on_after(LAG_GRACE):
+                await conn.send(m.encode(m.ErrorResponse(
+                    f"The event stream was dropped: the client did not keep up (more than "
+                    f"{sub.limit} events were waiting)")))
+        log.warning("Event subscriber dropped: more than %d events were waiting", sub.limit)
+        return False
 
     async def prune_journal(self) -> tuple[int, int]:
         """Drops the events of terminated jobs and of workers that are gone (and not needed to
@@ -298,9 +415,9 @@ class Server:
         pending = self.undurable_events
         while pending and pending[0][0] <= pos:
             end, events = pending.popleft()
-            for listener in self.event_listeners:
-                if listener.after is not None and end > listener.after:
-                    listener.push(events)
+            for sub in self.subscribers:
+                if sub.after is not None and end > sub.after:
+                    sub.push(events)
         for link in self.links.values():
             confirm = None
             while link.stamps and link.stamps[0][0] <= pos:
@@ -314,8 +431,9 @@ class Server:
     def info(self) -> dict:
         return self.boot.info()
 
-    async def _signals(self) -> None:
+    async def _signals(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as sigs:
+            task_status.started()
             if self.early_signals:  # received while starting (see `hq server start`)
                 self.stop()
                 return
@@ -435,13 +553,13 @@ class Server:
             link = self.links.get(wid)
             if link is not None:
                 link.push(m.encode(m.StopWorkerCommand()))
-        if outbox.changed_jobs and self.waiters:
-            self.requests.check_waiters(outbox.changed_jobs)
+        if outbox.changed_jobs and self.waits:
+            self.waits.jobs_changed(outbox.changed_jobs)
         if self.journal is not None:
             if outbox.events:
                 records = to_records(outbox.events)
                 pos = self.journal.append(records)
-                if self.event_listeners:
+                if self.subscribers:
                     # streamed once on disk (`_on_journal_durable`), and soon
                     self.undurable_events.append((pos, records))
                     self.journal.request_flush()
@@ -452,10 +570,10 @@ class Server:
                     link.stamped_seq = link.seen_seq
                     link.stamps.append((pos, link.seen_seq))
         else:
-            if outbox.events and self.event_listeners:
+            if outbox.events and self.subscribers:
                 records = to_records(outbox.events)
-                for listener in self.event_listeners:
-                    listener.push(records)
+                for sub in self.subscribers:
+                    sub.push(records)
             self.event_log.extend(outbox.events)
             for link in self.links.values():
                 if link.seen_seq != link.stamped_seq:
@@ -481,6 +599,14 @@ class Server:
                     self.kick()
 
     # -- workers ---------------------------------------------------------------------------------
+    def _notify_services(self, what: str, *args) -> None:
+        for service in self._services:
+            try:
+                getattr(service, what)(*args)
+            except Exception:  # noqa: BLE001 - a subsystem's bug must not cost a worker
+                log.error("Service %s failed in %s", type(service).__name__, what,
+                          exc_info=True)
+
     async def _worker_connection(self, stream, key, state: _ConnState) -> None:
         peer = state.peer
         hs = Handshake(role="server", peer_role="worker", key=key, hq_version=__version__)
@@ -502,6 +628,7 @@ class Server:
             raise ProtocolError(f"registration rejected: {e}") from None
         link = WorkerLink(worker, conn)
         self.links[worker.id] = link
+        self._notify_services("worker_connected", worker)
         state.what = f"Worker {worker.id} ({peer})"
         log.info("Worker %d %s from %s", worker.id,
                  "reconnected" if msg.previous else "registered", peer)
@@ -520,12 +647,15 @@ class Server:
                 nursery.cancel_scope.cancel()
         finally:  # errors are logged by _supervise, once
             del self.links[worker.id]
+            if not self.links and self._links_gone is not None:
+                self._links_gone.set()
             if link.stop_reason is not None:
                 reason = link.stop_reason
             elif worker.stopping:
                 reason = WorkerState.STOPPED
             reactor.lose_worker(self.core, self.outbox, worker, reason, time.time())
             log.info("Worker %d lost: %s", worker.id, reason.label)
+            self._notify_services("worker_lost", worker, reason)
             self.kick()
             with trio.CancelScope(shield=True), trio.move_on_after(0.5):
                 await _close_quietly(conn)
@@ -581,9 +711,10 @@ class Server:
                     return
                 request = await _decode(data, m.FROM_CLIENT)
                 if isinstance(request, m.StreamEventsRequest):
-                    await self._stream_events(conn, request.live)
+                    if not await self._stream_events(conn, request.live):
+                        return
                     continue
-                response = await self.requests.handle(request)
+                response = await self._requests.handle(request)
                 await conn.send(m.encode(response))
                 if isinstance(request, m.StopServerRequest):
                     self.stop()
@@ -695,18 +826,20 @@ def _reasons(errors: list[BaseException], with_type: bool) -> str:
     return "; ".join(parts)
 
 
-class _Listener:
-    __slots__ = ("pending", "wakeup", "after")
+class _JournalControl:
+    """The journal operations a client may request (`RequestContext.journal`)."""
 
-    def __init__(self):
-        self.pending: list = []
-        self.wakeup = trio.Event()
-        # journal position the listener's history ends at (None: history not read yet)
-        self.after: int | None = None
+    __slots__ = ("server",)
 
-    def push(self, events) -> None:
-        self.pending.extend(events)
-        self.wakeup.set()
+    def __init__(self, server: Server):
+        self.server = server
+
+    async def flush(self) -> None:
+        self.server.flush()
+        await self.server.journal.durable()
+
+    async def prune(self) -> tuple[int, int]:
+        return await self.server.prune_journal()
 
 
 def _peer_name(stream) -> str:

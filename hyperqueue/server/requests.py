@@ -1,10 +1,23 @@
-"""Answers to client requests: each turns one typed request into one typed response."""
+"""Answers to client requests: each turns one typed request into one typed response.
+
+`HANDLERS` is the request table: one entry per request message type, filled by `@handles(...)`
+on the methods below (read it, or grep `@handles`, to see every request the server answers). A
+type without an entry gets an ErrorResponse. `StreamEventsRequest` is not in the table: it is a
+stream, served by the connection through `Server.subscribe` (see `server/app.py`).
+
+Handlers see the server only through a `RequestContext` (the core, its outbox, and a few
+callables), so they can be run and tested without a server.
+
+Adding a request: the message in `protocol/messages.py`, a `@handles(m.NewRequest)` method
+here, and the client call that sends it.
+"""
 
 from __future__ import annotations
 
 import bisect
 import logging
 import time
+from typing import Awaitable, Callable
 
 import trio
 
@@ -27,6 +40,12 @@ JOB_PAGE = 10_000  # job views in one answer
 JOB_SCAN = 100_000  # jobs examined for one answer (a state filter may skip most)
 
 
+def job_done(job, without_close: bool) -> bool:
+    """Whether a wait for `job` is over: done (all tasks ended) or, by default, terminated
+    (done and closed)."""
+    return job.is_done if without_close else job.is_terminated
+
+
 class Waiter:
     __slots__ = ("job_ids", "without_close", "event")
 
@@ -36,28 +55,112 @@ class Waiter:
         self.event = trio.Event()
 
 
-class ClientRequests:
-    def __init__(self, server):
-        self.server = server
+class Waits:
+    """Waits for jobs to end: `wait` returns once every given job is done (or gone); the
+    server's flush calls `jobs_changed` with the jobs its reactions touched. No polling."""
 
-    @property
-    def core(self):
-        return self.server.core
+    def __init__(self, core):
+        self.core = core
+        self._waiters: list[Waiter] = []
+
+    def __bool__(self) -> bool:
+        return bool(self._waiters)
+
+    async def wait(self, job_ids, without_close: bool = False) -> None:
+        jobs = self.core.jobs
+        pending = [j for j in job_ids if j in jobs and not job_done(jobs[j], without_close)]
+        if not pending:
+            return
+        waiter = Waiter(pending, without_close)
+        self._waiters.append(waiter)
+        try:
+            await waiter.event.wait()
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    def jobs_changed(self, changed) -> None:
+        """Wakes the waits whose jobs are all done now."""
+        jobs = self.core.jobs
+        for waiter in list(self._waiters):
+            if not (waiter.job_ids & changed):
+                continue
+            for jid in list(waiter.job_ids):
+                job = jobs.get(jid)
+                if job is None or job_done(job, waiter.without_close):
+                    waiter.job_ids.discard(jid)
+            if not waiter.job_ids:
+                waiter.event.set()
+                self._waiters.remove(waiter)
+
+
+async def _nothing_to_report() -> None:  # no journal: every answer is as durable as it gets
+    return None
+
+
+class RequestContext:
+    """Everything a request handler may use of the server.
+
+    core, outbox: the state and where reactions record their effects.
+    changed(): something changed (the server schedules and flushes soon).
+    reported(): returns once the state the core reflects now is on disk (the durability
+        barrier every answer passes; a no-op without a journal).
+    waits: job waits (`Waits`).
+    info(): the server's info record.
+    journal: None without a journal, else an object with `async flush()` and
+        `async prune() -> (kept, dropped)` (raises ValueError when the prune fails).
+    """
+
+    __slots__ = ("core", "outbox", "changed", "reported", "waits", "info", "journal")
+
+    def __init__(self, core, outbox, *, changed: Callable[[], None] = lambda: None,
+                 reported: Callable[[], Awaitable[None]] = _nothing_to_report,
+                 waits: Waits | None = None, info: Callable[[], dict] = dict, journal=None):
+        self.core = core
+        self.outbox = outbox
+        self.changed = changed
+        self.reported = reported
+        self.waits = waits if waits is not None else Waits(core)
+        self.info = info
+        self.journal = journal
+
+
+# request type -> handler(ClientRequests, request) -> response; filled by `@handles`
+HANDLERS: dict[type, Callable] = {}
+
+
+def handles(request_type: type):
+    """Method decorator: registers the method as the handler of `request_type`."""
+
+    def register(fn):
+        assert request_type not in HANDLERS, request_type
+        assert request_type.DIRECTION == m.FROM_CLIENT, request_type
+        HANDLERS[request_type] = fn
+        return fn
+
+    return register
+
+
+class ClientRequests:
+    def __init__(self, ctx: RequestContext):
+        self.ctx = ctx
+        self.core = ctx.core
+        self.outbox = ctx.outbox
 
     async def handle(self, req: m.Message) -> m.Message:
         """The response to `req`; a request error becomes an ErrorResponse, never a crash."""
-        handler = getattr(self, "on_" + type(req).__name__, None)
+        handler = HANDLERS.get(type(req))
         if handler is None:
             return m.ErrorResponse(f"unsupported request {type(req).__name__}")
         try:
-            response = await handler(req)
+            response = await handler(self, req)
         except (ValueError, reactor.SubmitError) as e:
             response = m.ErrorResponse(str(e))
         # Every answer reflects the state at this moment (a change it made, a task it shows
         # FINISHED, a wait it ends): it leaves only once that state is on disk, so nothing a
         # client was told can be lost by a crash. Group commit: one fsync serves every request
         # waiting at the same time; none is needed when nothing changed since the last one.
-        await self.server.reported()
+        await self.ctx.reported()
         return response
 
     def _select_jobs(self, wire) -> tuple[list, IntRanges]:
@@ -68,16 +171,19 @@ class ClientRequests:
         return [self.core.jobs[i] for i in found], missing
 
     def _changed(self):
-        self.server.kick()
+        self.ctx.changed()
 
     # -- server -------------------------------------------------------------------------------
+    @handles(m.ServerInfoRequest)
     async def on_ServerInfoRequest(self, req):
-        return m.ServerInfoResponse(self.server.info())
+        return m.ServerInfoResponse(self.ctx.info())
 
+    @handles(m.StopServerRequest)
     async def on_StopServerRequest(self, req):
         return m.OkResponse("Stopping server")
 
     # -- jobs ------------------------------------------------------------------------------------
+    @handles(m.SubmitRequest)
     async def on_SubmitRequest(self, req: m.SubmitRequest):
         batches = []
         next_auto = None
@@ -97,12 +203,13 @@ class ClientRequests:
                 raise ValueError("the number of entries does not match the number of task ids")
             batches.append(reactor.BatchSpec(template, ids, entries, deps))
         spec = reactor.SubmitSpec(req.name, req.submit_dir, batches, req.max_fails, req.job_id)
-        job = reactor.submit(self.core, self.server.outbox, spec, time.time())
+        job = reactor.submit(self.core, self.outbox, spec, time.time())
         self._changed()
         return m.SubmitResponse(job.id)
 
+    @handles(m.OpenJobRequest)
     async def on_OpenJobRequest(self, req: m.OpenJobRequest):
-        job = reactor.open_job(self.core, self.server.outbox, req.name, req.max_fails,
+        job = reactor.open_job(self.core, self.outbox, req.name, req.max_fails,
                                req.submit_dir, time.time())
         return m.SubmitResponse(job.id)
 
@@ -130,10 +237,12 @@ class ClientRequests:
         end = start + JOB_SCAN
         return out, (keys[end - 1] if end < len(keys) else None)
 
+    @handles(m.JobListRequest)
     async def on_JobListRequest(self, req: m.JobListRequest):
         out, _nxt = self._jobs_page(self._job_states(req.states), -1)
         return m.JobsResponse(out, [])
 
+    @handles(m.JobListPageRequest)
     async def on_JobListPageRequest(self, req: m.JobListPageRequest):
         out, nxt = self._jobs_page(self._job_states(req.states), req.after)
         return m.PageResponse(out, nxt)
@@ -148,6 +257,7 @@ class ClientRequests:
             raise ValueError("a task selector must list task ids")
         return sel.ids
 
+    @handles(m.JobInfoRequest)
     async def on_JobInfoRequest(self, req: m.JobInfoRequest):
         jobs, missing = self._select_jobs(req.selector)
         task_ids = self._task_ids(req.task_selector)
@@ -160,6 +270,7 @@ class ClientRequests:
             out.append(d)
         return m.JobsResponse(out, missing_to_wire(missing))
 
+    @handles(m.TaskPageRequest)
     async def on_TaskPageRequest(self, req: m.TaskPageRequest):
         """The next page of a job's tasks (after `job info`/`task list` sent the first)."""
         job = self.core.jobs.get(req.job_id)
@@ -169,6 +280,7 @@ class ClientRequests:
         tasks, nxt = views.job_tasks_page(self.core, job, task_ids, req.task_states, req.after)
         return m.PageResponse(tasks, nxt)
 
+    @handles(m.CancelJobsRequest)
     async def on_CancelJobsRequest(self, req: m.CancelJobsRequest):
         sel = Selector.from_wire(req.selector)
         jobs, missing = self._select_jobs(req.selector)
@@ -177,7 +289,7 @@ class ClientRequests:
         for job in jobs:
             if sel.kind == "all" and job.state() not in (JobState.WAITING, JobState.RUNNING):
                 continue
-            n = reactor.cancel_job(self.core, self.server.outbox, job, req.reason, now)
+            n = reactor.cancel_job(self.core, self.outbox, job, req.reason, now)
             if n:
                 results.append([job.id, "canceled", n, job.task_stats()["finished"]])
             else:
@@ -186,6 +298,7 @@ class ClientRequests:
         self._changed()
         return m.ItemResultsResponse(results)
 
+    @handles(m.CloseJobsRequest)
     async def on_CloseJobsRequest(self, req: m.CloseJobsRequest):
         sel = Selector.from_wire(req.selector)
         jobs, missing = self._select_jobs(req.selector)
@@ -193,57 +306,33 @@ class ClientRequests:
         for job in jobs:
             if sel.kind == "all" and not job.is_open:
                 continue
-            ok = reactor.close_job(self.core, self.server.outbox, job, time.time())
+            ok = reactor.close_job(self.core, self.outbox, job, time.time())
             results.append([job.id, "closed" if ok else "not-open"])
         results.extend([r, "not-found"] for r in missing_to_wire(missing))
         self._changed()
         return m.ItemResultsResponse(results)
 
+    @handles(m.ForgetJobsRequest)
     async def on_ForgetJobsRequest(self, req: m.ForgetJobsRequest):
         jobs, missing = self._select_jobs(req.selector)
         states = {_JOB_FILTERS[s] for s in req.states if s in _JOB_FILTERS}
         forgotten = ignored = 0
         for job in jobs:
-            if job.state() in states and reactor.forget_job(self.core, self.server.outbox, job,
+            if job.state() in states and reactor.forget_job(self.core, self.outbox, job,
                                                                  time.time()):
                 forgotten += 1
             else:
                 ignored += 1
         return m.ItemResultsResponse([[forgotten, ignored + len(missing)]])
 
+    @handles(m.WaitJobsRequest)
     async def on_WaitJobsRequest(self, req: m.WaitJobsRequest):
         jobs, missing = self._select_jobs(req.selector)
-        pending = [j.id for j in jobs if not self._job_done(j, req.without_close)]
-        if pending:
-            waiter = Waiter(pending, req.without_close)
-            self.server.waiters.append(waiter)
-            try:
-                await waiter.event.wait()
-            finally:
-                if waiter in self.server.waiters:
-                    self.server.waiters.remove(waiter)
+        await self.ctx.waits.wait([j.id for j in jobs], req.without_close)
         out = [views.job_info(self.core.jobs[j.id]) for j in jobs if j.id in self.core.jobs]
         return m.JobsResponse(out, missing_to_wire(missing))
 
-    @staticmethod
-    def _job_done(job, without_close: bool) -> bool:
-        return job.is_done if without_close else job.is_terminated
-
-    def check_waiters(self, changed: set[int]) -> None:
-        """Wakes the waits whose jobs are all done (called by the server's flush). A woken
-        wait answers through `handle`, i.e. only once what it reports is on disk."""
-        jobs = self.core.jobs
-        for waiter in list(self.server.waiters):
-            if not (waiter.job_ids & changed):
-                continue
-            for jid in list(waiter.job_ids):
-                job = jobs.get(jid)
-                if job is None or self._job_done(job, waiter.without_close):
-                    waiter.job_ids.discard(jid)
-            if not waiter.job_ids:
-                waiter.event.set()
-                self.server.waiters.remove(waiter)
-
+    @handles(m.TaskExplainRequest)
     async def on_TaskExplainRequest(self, req: m.TaskExplainRequest):
         from ..core import scheduler
         from ..core.model import TaskState
@@ -276,20 +365,21 @@ class ClientRequests:
         return m.ExplainResponse(out)
 
     # -- journal ---------------------------------------------------------------------------------
+    @handles(m.JournalRequest)
     async def on_JournalRequest(self, req: m.JournalRequest):
-        journal = self.server.journal
+        journal = self.ctx.journal
         if journal is None:
             raise ValueError("The server was started without a journal (`--journal`)")
         if req.action == "flush":
-            self.server.flush()
-            await journal.durable()
+            await journal.flush()
             return m.OkResponse("Journal flushed")
         if req.action == "prune":
-            kept, dropped = await self.server.prune_journal()
+            kept, dropped = await journal.prune()
             return m.OkResponse(f"Journal pruned: {dropped} events dropped, {kept} kept")
         raise ValueError(f"unknown journal action {req.action!r}")
 
     # -- workers ---------------------------------------------------------------------------------
+    @handles(m.WorkerListRequest)
     async def on_WorkerListRequest(self, req: m.WorkerListRequest):
         now = time.time()
         out = [views.worker_view(w, now) for w in self.core.workers.values()
@@ -304,17 +394,19 @@ class ClientRequests:
             found = [i for i in found if ws[i].is_running]
         return [ws[i] for i in found], missing
 
+    @handles(m.WorkerInfoRequest)
     async def on_WorkerInfoRequest(self, req: m.WorkerInfoRequest):
         workers, missing = self._select_workers(req.selector)
         now = time.time()
         return m.WorkersResponse([views.worker_view(w, now) for w in workers],
                                  missing_to_wire(missing))
 
+    @handles(m.StopWorkersRequest)
     async def on_StopWorkersRequest(self, req: m.StopWorkersRequest):
         workers, missing = self._select_workers(req.selector)
         results = []
         for w in workers:
-            results.append([w.id, reactor.stop_worker(self.core, self.server.outbox, w)])
+            results.append([w.id, reactor.stop_worker(self.core, self.outbox, w)])
         results.extend([r, "worker not found"] for r in missing_to_wire(missing))
         self._changed()
         return m.ItemResultsResponse(results)

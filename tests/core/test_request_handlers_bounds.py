@@ -12,22 +12,9 @@ from hyperqueue.protocol import messages as m
 from hyperqueue.server import requests as rq
 
 
-class _Server:
-    def __init__(self, env):
-        self.core = env.core
-        self.outbox = env.out
-        self.journal = None
-        self.waiters = []
-
-    def kick(self):
-        pass
-
-    async def reported(self):  # no journal: every answer is as durable as it gets
-        pass
-
-
 def _ask(env, req):
-    handler = rq.ClientRequests(_Server(env))
+    # no journal: the default `reported` returns at once (every answer is as durable as it gets)
+    handler = rq.ClientRequests(rq.RequestContext(env.core, env.out))
     return trio.run(handler.handle, req)
 
 
