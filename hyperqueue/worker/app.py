@@ -9,7 +9,6 @@ Shape:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 import heapq
 import logging
 import os
@@ -17,6 +16,7 @@ import signal
 import sys
 import threading
 from collections import deque
+from collections.abc import Awaitable, Callable
 
 import trio
 
