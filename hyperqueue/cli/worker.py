@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import time
 
@@ -120,43 +119,23 @@ def start(cpus, resources, group, coupling, detect_resources, no_hyper_threading
         manager=alloc.manager if alloc else None, manager_job_id=alloc.job_id if alloc else None,
         pid=os.getpid(), overview_interval=overview_interval, min_utilization=min_utilization,
         listen_address="", reconnect_timeout=reconnect_timeout, coupling=coupling_items)
-    import trio
+    from functools import partial
 
-    from ..worker.app import Worker
+    from ..worker.app import Worker, run_until_signal
 
     w = Worker(server_root(), config, zero_spawn=zero_spawn)
-    result = {}
 
     class _Started:
         def started(self, value=None):
             printer().workers([_local_worker_view(config, w.worker_id)], detailed=True)
 
-    async def amain():
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as sigs:
-            async with trio.open_nursery() as nursery:
-                async def watch_signals():
-                    async for _ in sigs:
-                        result["signal"] = True
-                        nursery.cancel_scope.cancel()
-                        return
-
-                async def run_worker():
-                    result["code"] = await w.run(task_status=_Started())
-                    nursery.cancel_scope.cancel()
-
-                nursery.start_soon(watch_signals)
-                nursery.start_soon(run_worker)
-
     try:
-        trio_run(amain)
+        return trio_run(partial(run_until_signal, w, task_status=_Started()))
     finally:
         if own_tmp is not None:  # the scratch dir we made ourselves goes with us
             import shutil
 
             shutil.rmtree(own_tmp, ignore_errors=True)
-    if result.get("signal"):
-        return 0
-    return result.get("code", 1)
 
 
 def _local_worker_view(config, worker_id) -> dict:

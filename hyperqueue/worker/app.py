@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import heapq
 import logging
-from collections import deque
 import os
+import signal
 import sys
 import threading
-import time
+from collections import deque
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -27,7 +28,7 @@ from ..errors import HqError, UnsafeAccess
 from ..protocol import messages as m
 from ..protocol.errors import ConnectionClosed, HandshakeError, ProtocolError, describe
 from ..protocol.handshake import Handshake
-from ..transport.connection import open_connection
+from ..transport.connection import Connection, open_connection
 from ..version import __version__
 from .allocator import Allocation, Allocator
 from .runner import KILL_GRACE, Runner, TaskRun, TaskSpec
@@ -51,12 +52,20 @@ class WorkerExit(Exception):
 
 
 class Worker:
+    """Args:
+        root: the server directory (its access record is read on every connection attempt).
+        connect: `await connect(host, port, handshake)` opens an authenticated connection to
+            the server (default: TCP); tests pass one over memory streams.
+    """
+
     def __init__(self, root: str, config: WorkerConfig, *, zero_spawn: bool = False,
-                 connect_attempts: int = CONNECT_ATTEMPTS):
+                 connect_attempts: int = CONNECT_ATTEMPTS,
+                 connect: Callable[[str, int, Handshake], Awaitable[Connection]] = open_connection):
         self.root = root
         self.config = config
         self.zero_spawn = zero_spawn  # benchmarking aid: complete tasks without a process
         self.connect_attempts = connect_attempts
+        self.open_connection = connect
         self.allocator = Allocator(config.resources, config.coupling)
         self.templates: dict[int, tuple] = {}
         # Assigned tasks waiting for resources here, one heap per distinct request (so a
@@ -74,10 +83,16 @@ class Worker:
         self.seq = 0
         self.wakeup_writer = trio.Event()
         self.conn = None
+        self.send_error: BaseException | None = None  # why a send on `conn` failed
         self.worker_id: int | None = None
         self.server_uid = ""
         self.idle_timeout = config.idle_timeout
-        self.idle_since = time.monotonic()
+        # Times are read from trio's clock (spawner threads too, through `self.clock`), so a
+        # test's MockClock drives the idle timeout, the time limit and the reconnect deadline.
+        self.clock: trio.abc.Clock | None = None
+        self.idle_since = 0.0
+        # Set (and dropped) by the next task end while someone waits in `_wait_running`.
+        self.task_ended: trio.Event | None = None
         self.runner: Runner | None = None
         self.accepting = True
         self.nursery = None
@@ -89,6 +104,9 @@ class Worker:
         `task_status.started(worker_id)` once registered.
         """
         raise_open_file_limit()
+        self.clock = trio.lowlevel.current_clock()
+        self.idle_since = trio.current_time()
+        self.token = trio.lowlevel.current_trio_token()
         await self._connect(deadline=None)
         self.runner = Runner(work_dir=self.config.work_dir, hq_path=_hq_path(),
                              server_uid=self.server_uid, worker_id=self.worker_id)
@@ -96,7 +114,6 @@ class Worker:
             self.runner.start_reaper()
         task_status.started(self.worker_id)
         code = 1
-        self.token = trio.lowlevel.current_trio_token()
         self.spawner = Spawner(self._after_run)
         try:
             async with trio.open_nursery() as outer:
@@ -116,8 +133,7 @@ class Worker:
                         with self.lock:
                             self.accepting = False
                             self.queue.clear()
-                        while self.running:
-                            await trio.sleep(0.05)
+                        await self._wait_running(lambda: not self.running)
                         code = 1
                     break
                 outer.cancel_scope.cancel()
@@ -126,6 +142,8 @@ class Worker:
         finally:
             with self.lock:
                 self.accepting = False  # no thread chains into another task from now on
+            # Shielded (a cancelled worker still stops its tasks), bounded by _kill_running's
+            # KILL_GRACE; the connection close below has its own deadline.
             with trio.CancelScope(shield=True):
                 await self._kill_running()
             self.spawner.close()
@@ -148,10 +166,21 @@ class Worker:
         if not started:
             return
         with trio.move_on_after(KILL_GRACE):
-            while self.running:
-                await trio.sleep(0.02)
+            await self._wait_running(lambda: not self.running)
         for run in started:
             run.kill()  # a no-op for runs that ended (their group was killed at the end)
+
+    async def _wait_running(self, done: Callable[[], bool]) -> None:
+        """Waits until `done()` (evaluated under the lock) holds; it is evaluated again each
+        time a task ends. Costs a task end nothing while nobody waits."""
+        while True:
+            with self.lock:
+                if done():
+                    return
+                if self.task_ended is None:
+                    self.task_ended = trio.Event()
+                ended = self.task_ended
+            await ended.wait()
 
     # -- connection -------------------------------------------------------------------------
     async def _connect(self, deadline: float | None, previous=None) -> None:
@@ -172,7 +201,7 @@ class Worker:
                 where = f" at {section['host']}:{section['port']}"
                 hs = Handshake(role="worker", peer_role="server",
                                key=serverdir.key_bytes(section), hq_version=__version__)
-                conn = await open_connection(section["host"], section["port"], hs)
+                conn = await self.open_connection(section["host"], section["port"], hs)
                 with self.lock:
                     running, results = self._resume_state() if previous else ([], [])
                 await conn.send(m.encode(m.RegisterWorker(self.config, previous, running,
@@ -186,7 +215,7 @@ class Worker:
             except (HqError, OSError, ConnectionClosed, ProtocolError,
                     trio.BrokenResourceError) as e:
                 last_error = e
-                out_of_time = (time.monotonic() + delay > deadline if deadline is not None
+                out_of_time = (trio.current_time() + delay > deadline if deadline is not None
                                else attempt >= self.connect_attempts)
                 if out_of_time:
                     raise HqError(f"Cannot connect to the server{where}: {last_error}") from None
@@ -198,6 +227,7 @@ class Worker:
                 log.debug("Traceback of the connection error", exc_info=True)
                 raise HqError(f"Cannot connect to the server: unexpected {describe(e)}") from None
         self.conn = conn
+        self.send_error = None
         self.worker_id = reply.worker_id
         if self.runner is not None:
             self.runner.worker_id = reply.worker_id
@@ -234,12 +264,11 @@ class Worker:
             self.queue.clear()  # not started yet: the server will hand them out again
         timeout = self.config.reconnect_timeout or DEFAULT_RECONNECT_TIMEOUT
         log.info("Trying to reconnect to the server for %.0f s", timeout)
-        with trio.CancelScope(shield=False):
-            try:
-                await self._connect(deadline=time.monotonic() + timeout, previous=previous)
-            except HqError as e:
-                log.error("%s", e)
-                return False
+        try:
+            await self._connect(deadline=trio.current_time() + timeout, previous=previous)
+        except HqError as e:
+            log.error("%s", e)
+            return False
         log.info("Reconnected to the server as worker %d", self.worker_id)
         return True
 
@@ -250,7 +279,7 @@ class Worker:
                 msg = m.decode(await self.conn.receive(), m.TO_WORKER)
             except (ConnectionClosed, ProtocolError, OSError, trio.BrokenResourceError,
                     trio.ClosedResourceError) as e:
-                log.error("Connection to the server lost: %s", e or "closed")
+                log.error("Connection to the server lost: %s", self.send_error or e or "closed")
                 return self._on_lost()
             try:
                 if isinstance(msg, m.ComputeTasks):
@@ -352,8 +381,15 @@ class Worker:
             else:
                 self.updates.append([UPDATE_FAILED, spec.job_id, spec.task_id, spec.instance,
                                      run.error])
+        ended = self.task_ended
+        if ended is not None:  # someone waits in _wait_running (from any thread: trio sets it)
+            self.task_ended = None
+            try:
+                self.token.run_sync_soon(ended.set)
+            except RuntimeError:  # the event loop has ended
+                pass
         if not self.running and not self.queue:
-            self.idle_since = time.monotonic()
+            self.idle_since = self.clock.current_time()
 
     def _after_run(self, run: TaskRun) -> TaskRun | None:
         """Spawner thread, once `run` ended: records it and returns the next task that fits
@@ -392,8 +428,7 @@ class Worker:
         """SIGKILL to the task's process group once its main process ended or the grace
         period passed: members that ignored the SIGINT do not outlive a cancel."""
         with trio.move_on_after(KILL_GRACE):
-            while self.running.get(run.spec.key) is run:
-                await trio.sleep(0.02)
+            await self._wait_running(lambda: self.running.get(run.spec.key) is not run)
         run.kill()  # a no-op if it ended meanwhile (the runner killed the group then)
 
     async def _writer(self) -> None:
@@ -420,20 +455,38 @@ class Worker:
                 if results:
                     # Kept until the server confirms them durable (resent after a reconnect).
                     self.unconfirmed.append((self.seq, results))
-                await self.conn.send(m.encode(m.TaskUpdates(self.seq, batch)))
+                if not await self._send(m.encode(m.TaskUpdates(self.seq, batch))):
+                    return
 
     async def _heartbeats(self) -> None:
         payload = m.encode(m.Heartbeat())
         while True:
             await clamped_sleep(self.config.heartbeat)
+            if not await self._send(payload):
+                return
+
+    async def _send(self, payload: bytes) -> bool:
+        """Sends on the current connection (writer and heartbeats). A failed send means the
+        server is gone: the connection is closed, so the reader stops with the lost-server
+        policy (the reader alone decides what a loss means), and False is returned."""
+        try:
             await self.conn.send(payload)
+            return True
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
+            self.send_error = self.send_error or e
+            with trio.move_on_after(0.5):
+                try:
+                    await self.conn.aclose()
+                except Exception:
+                    pass
+            return False
 
     async def _watchdog(self) -> None:
-        started = time.monotonic()
+        started = trio.current_time()
         limit = self.config.time_limit
         while True:
             await trio.sleep(0.25)
-            now = time.monotonic()
+            now = trio.current_time()
             if limit is not None and now - started >= limit:
                 log.info("Worker time limit reached")
                 await self._say_stopping("TIME_LIMIT_REACHED")
@@ -450,6 +503,35 @@ class Worker:
                 await self.conn.send(m.encode(m.WorkerStopping(reason)))
             except Exception:
                 pass
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+async def run_until_signal(worker: Worker, *, signals=STOP_SIGNALS,
+                           task_status=trio.TASK_STATUS_IGNORED) -> int:
+    """Runs `worker` until it ends (its exit code) or one of `signals` arrives: then its
+    tasks are stopped, the connection is closed and the exit code is 0 (a graceful stop).
+
+    `task_status.started(worker_id)` once registered (the signals are watched by then)."""
+    result = {}
+    with trio.open_signal_receiver(*signals) as received:
+        async with trio.open_nursery() as nursery:
+            async def watch_signals():
+                async for _ in received:
+                    result["signal"] = True
+                    nursery.cancel_scope.cancel()
+                    return
+
+            async def run_worker():
+                result["code"] = await worker.run(task_status=task_status)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(watch_signals)
+            nursery.start_soon(run_worker)
+    if result.get("signal"):
+        return 0
+    return result.get("code", 1)
 
 
 def _without_redundant_starts(batch: list) -> list:
