@@ -74,7 +74,7 @@ CLI_MAY_IMPORT = {"hyperqueue.cli", "hyperqueue.client", "hyperqueue.common", "h
 CLI_ENTRY_POINTS = {
     "server.py": {"hyperqueue.server.app", "hyperqueue.server.boot"},
     "worker.py": {"hyperqueue.worker.app", "hyperqueue.worker.hwdetect",
-                  "hyperqueue.worker.manager"},
+                  "hyperqueue.worker.batchdetect"},
     "run.py": {"hyperqueue.local"},
     "journal.py": {"hyperqueue.journal.format", "hyperqueue.journal.report"},
     "output_log.py": {"hyperqueue.streaming.format", "hyperqueue.streaming.reader"},
