@@ -27,6 +27,7 @@ from .model import (
     WorkerState,
 )
 from .outbox import Outbox
+from .updates import UPDATE_FAILED, UPDATE_FINISHED, UPDATE_RUNNING
 from .limits import MAX_LIST_LEN
 from .ranges import IntRanges, _find_conflict
 from .state import Core, cursor_remaining, queue_key, task_amounts
@@ -582,9 +583,6 @@ def _materialize_waiting(core: Core, job: Job, task_id: int) -> Task | None:
 
 
 # -- task updates ---------------------------------------------------------------------------------
-UPDATE_RUNNING = 0
-UPDATE_FINISHED = 1
-UPDATE_FAILED = 2
 
 
 def task_updates(core: Core, outbox: Outbox, worker: Worker, updates: list, now: float) -> None:
