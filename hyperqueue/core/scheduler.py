@@ -40,22 +40,6 @@ def _fits(worker: Worker, request, limit_factor: float, now: float) -> bool:
     return True
 
 
-def can_ever_run(worker: Worker, request, now: float | None = None) -> bool:
-    """Whether the worker could run the request when it is otherwise idle."""
-    if request.n_nodes:
-        return True
-    cap = worker.capacity
-    for e in request.entries:
-        c = cap.get(e.name)
-        if not c or (e.amount != ALL and e.amount > c):
-            return False
-    if now is not None and request.min_time:
-        remaining = worker.remaining_time(now)
-        if remaining is not None and remaining < request.min_time:
-            return False
-    return True
-
-
 def _first_fitting(worker: Worker, requests, factor: float, now: float) -> int:
     for i, r in enumerate(requests):
         if _fits(worker, r, factor, now):
