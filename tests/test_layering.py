@@ -5,6 +5,8 @@ import pathlib
 
 import pytest
 
+from hyperqueue.core.graph import find_cycle
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent / "hyperqueue"
 
 FORBIDDEN = {
@@ -137,25 +139,7 @@ def _module_graph(packages) -> dict[str, set[str]]:
 
 
 def _cycle(graph):
-    state: dict[str, int] = {}
-    for root in graph:
-        if state.get(root):
-            continue
-        stack = [(root, iter(sorted(graph[root])))]
-        state[root] = 1
-        while stack:
-            node, it = stack[-1]
-            nxt = next(it, None)
-            if nxt is None:
-                state[node] = 2
-                stack.pop()
-            elif state.get(nxt) == 1:
-                path = [n for n, _ in stack]
-                return path[path.index(nxt):] + [nxt]
-            elif not state.get(nxt):
-                state[nxt] = 1
-                stack.append((nxt, iter(sorted(graph[nxt]))))
-    return None
+    return find_cycle({node: sorted(edges) for node, edges in graph.items()})
 
 
 def test_cli_and_client_have_no_import_cycles():
