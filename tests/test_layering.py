@@ -78,7 +78,7 @@ CLI_ENTRY_POINTS = {
     "worker.py": {"hyperqueue.worker.app", "hyperqueue.worker.hwdetect",
                   "hyperqueue.worker.batchdetect"},
     "run.py": {"hyperqueue.local"},
-    "journal.py": {"hyperqueue.journal.format", "hyperqueue.journal.report"},
+    "journal.py": {"hyperqueue.journal.format", "hyperqueue.report.html"},
     "output_log.py": {"hyperqueue.streaming.format", "hyperqueue.streaming.reader"},
 }
 

@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from hyperqueue.journal.report import MAX_BUCKETS, render_report
+from hyperqueue.report.html import MAX_BUCKETS, render_report
 
 T0 = 1_700_000_000.0
 
@@ -368,3 +368,20 @@ def test_200k_task_events_are_fast():
     assert row_value(doc, "Tasks finished") == "99000"
     assert len(doc) < 1_000_000
     check_html(doc)
+
+
+def test_the_collector_pause_is_scoped_to_the_render():
+    import gc
+
+    assert gc.isenabled()
+    render_report([])
+    assert gc.isenabled()
+    with pytest.raises(TypeError):
+        render_report(42)  # not a list of records: the collector is still switched back on
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        render_report([])
+        assert not gc.isenabled()  # a caller's choice is kept
+    finally:
+        gc.enable()
