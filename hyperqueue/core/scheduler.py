@@ -14,7 +14,7 @@ from __future__ import annotations
 from .model import TaskState, Worker
 from .outbox import Outbox
 from .reactor import assign
-from .resources import ALL
+from .resources import ALL, format_amount
 from .state import Core
 
 PREFILL_FACTOR = 2  # the least prefill: a worker may hold twice its capacity
@@ -245,7 +245,7 @@ def explain(core: Core, task, now: float) -> dict:
             for e in r.entries:
                 c = w.capacity.get(e.name, 0)
                 ok = c > 0 and (e.amount == ALL or e.amount <= c)
-                items.append({"type": e.name, "provides": _amount_text(c),
+                items.append({"type": e.name, "provides": format_amount(c),
                               "request": e.to_text(), "ok": ok})
             if r.min_time:
                 remaining = w.remaining_time(now)
@@ -259,9 +259,3 @@ def explain(core: Core, task, now: float) -> dict:
         workers.append({"worker_id": w.id, "hostname": w.config.hostname,
                         "variants": variants})
     return {"workers": workers}
-
-
-def _amount_text(units: int) -> str:
-    from .resources import format_amount
-
-    return format_amount(units) if units else "0"

@@ -30,6 +30,7 @@ from html import escape
 from hyperqueue.core import events as ev
 from hyperqueue.core.events import from_record
 from hyperqueue.core.ranges import IntRanges
+from hyperqueue.core.resources import ALL, format_amount
 
 __all__ = ["render_report", "MAX_BUCKETS"]
 
@@ -37,7 +38,6 @@ __all__ = ["render_report", "MAX_BUCKETS"]
 MAX_BUCKETS = 500
 #: Batches with at most this many ids are expanded into a per-job dict (task -> type).
 _SMALL_BATCH = 256
-_UNIT = 10_000
 _MAX_TABLE_ROWS = 1000
 _MAX_FAILURES = 50
 _MAX_CHART_TYPES = 40
@@ -93,14 +93,11 @@ def _fmt_duration(sec: float) -> str:
 
 
 def _fmt_amount(units) -> str:
-    if units == -1:
+    if units == ALL:
         return "all"
     if type(units) is not int:
         return str(units)
-    whole, frac = divmod(units, _UNIT)
-    if not frac:
-        return str(whole)
-    return f"{whole}.{frac:04d}".rstrip("0")
+    return format_amount(units)
 
 
 def _fmt_num(v: float) -> str:
