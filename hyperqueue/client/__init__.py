@@ -7,4 +7,7 @@ to a server, without click, trio or rendering.
 * `calls`    -- typed calls as sans-IO generators (paging included), driven by a client.
 * `wait`     -- waiting for jobs at once, or polling progress snapshots for a renderer.
 * `blocking` -- the blocking client (no event loop, so `hq job list` starts fast).
+
+Layer: the client side, above protocol and transport. May import core, protocol, transport,
+common, errors, version; never trio, click/rich, the server, the worker or the CLI.
 """
