@@ -822,6 +822,15 @@ def _table(header: list[str], rows: list[list], numeric: set[int] = frozenset())
     return "\n".join(out)
 
 
+def _first_rows(body: list[str], items: list, noun: str) -> list:
+    """The first `_MAX_TABLE_ROWS` items; says so in `body` when there are more."""
+    shown = items[:_MAX_TABLE_ROWS]
+    if len(items) > len(shown):
+        body.append(f'<p class="muted">Showing the first {len(shown)} of {len(items)} '
+                    f"{noun}.</p>")
+    return shown
+
+
 def _offset(t: float | None, base: float) -> str:
     if t is None:
         return ""
@@ -985,10 +994,7 @@ def _render(records, start_time: float | None, end_time: float | None) -> str:
     body.append("<h2>Workers</h2>")
     if workers:
         workers.sort(key=lambda w: (w.connected, str(w.id)))
-        shown = workers[:_MAX_TABLE_ROWS]
-        if len(workers) > len(shown):
-            body.append(f'<p class="muted">Showing the first {len(shown)} of {len(workers)} '
-                        "workers.</p>")
+        shown = _first_rows(body, workers, "workers")
         body.append(_table(["ID", "Hostname", "Resources", "Connected", "Lost", "Reason"], [
             [escape(str(w.id)), escape(w.hostname), escape(w.shape), _offset(w.connected, base),
              _offset(w.lost, base), escape(w.reason)] for w in shown], {0}))
@@ -1000,10 +1006,7 @@ def _render(records, start_time: float | None, end_time: float | None) -> str:
     body.append("<h2>Jobs</h2>")
     if jobs:
         jobs.sort(key=lambda j: (j.created, str(j.id)))
-        shown = jobs[:_MAX_TABLE_ROWS]
-        if len(jobs) > len(shown):
-            body.append(f'<p class="muted">Showing the first {len(shown)} of {len(jobs)} '
-                        "jobs.</p>")
+        shown = _first_rows(body, jobs, "jobs")
         body.append(_table(["ID", "Name", "Tasks", "Task types", "Created", "State"], [
             [escape(str(j.id)), escape(str(j.name if j.name is not None else "")),
              str(j.n_tasks), escape(", ".join(f"T{t + 1}" for t in j.types)),
