@@ -1,35 +1,82 @@
-"""The architecture's import rules: the core is pure, imports point downward."""
+"""The architecture's import rules: the core is pure, imports point downward.
+
+Every package under hyperqueue/ (and the embedded runner, local.py) has a rule below; a new
+package without one fails `test_every_package_has_a_rule`. The layers, bottom up:
+
+    core                          pure state machine: imports only itself
+    common (pure part), batch,    pure helpers and decisions over core
+      autoalloc, report
+    protocol, streaming           pure byte formats (cbor2, nacl: no event loop)
+    journal                       the journal format (pure) and its single trio writer
+    transport                     framed, sealed connections (trio / blocking sockets) over protocol
+    server, worker                trio shells; never import each other
+    client, ffi, task             the client library and the Python API on it (no trio)
+    local                         `hq run`: a server and a worker in one process
+    cli                           click commands over client (its own rules below)
+"""
 
 import ast
 import pathlib
 
 import pytest
 
+from hyperqueue.core.graph import find_cycle
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent / "hyperqueue"
 
+#: What no pure module imports: an event loop, the wire libraries, the OS, the clock.
+PURE = {"trio", "anyio", "cbor2", "nacl", "os", "time", "socket", "subprocess"}
+
+
+def _hq(*names: str) -> set[str]:
+    return {f"hyperqueue.{n}" for n in names}
+
+
+#: The shells and front ends: nothing below them imports them.
+_SHELLS = _hq("server", "worker", "client", "cli", "local", "ffi", "task")
+
 FORBIDDEN = {
-    "core": {"trio", "anyio", "cbor2", "nacl", "os", "time", "socket", "subprocess",
-             "hyperqueue.protocol", "hyperqueue.server", "hyperqueue.worker",
-             "hyperqueue.client", "hyperqueue.cli", "hyperqueue.transport",
-             "hyperqueue.journal"},
-    "protocol": {"trio", "anyio", "hyperqueue.server", "hyperqueue.worker",
-                 "hyperqueue.client", "hyperqueue.cli", "hyperqueue.transport"},
-    "server": {"hyperqueue.worker", "hyperqueue.client", "hyperqueue.cli"},
-    "worker": {"hyperqueue.server", "hyperqueue.client", "hyperqueue.cli"},
-    "client": {"trio", "click", "rich_click", "rich", "hyperqueue.server", "hyperqueue.worker",
-               "hyperqueue.cli"},
-    "journal": {"hyperqueue.server", "hyperqueue.worker", "hyperqueue.client", "hyperqueue.cli"},
-    "autoalloc": {"trio", "anyio", "cbor2", "nacl", "os", "time", "socket", "subprocess",
-                  "hyperqueue.protocol", "hyperqueue.server", "hyperqueue.worker",
-                  "hyperqueue.client", "hyperqueue.cli", "hyperqueue.transport",
-                  "hyperqueue.journal"},
-    "batch": {"trio", "anyio", "cbor2", "nacl", "os", "time", "socket", "subprocess",
-              "hyperqueue.protocol", "hyperqueue.server", "hyperqueue.worker",
-              "hyperqueue.client", "hyperqueue.cli", "hyperqueue.transport",
-              "hyperqueue.journal", "hyperqueue.autoalloc"},
-    "streaming": {"trio", "anyio", "hyperqueue.server", "hyperqueue.worker", "hyperqueue.client",
-                  "hyperqueue.cli", "hyperqueue.transport"},
+    "core": PURE | _SHELLS | _hq("protocol", "transport", "journal", "common", "streaming",
+                                 "autoalloc", "batch", "report", "errors"),
+    "common": {"anyio", "cbor2", "nacl", "click", "rich_click", "rich"} | _SHELLS
+              | _hq("protocol", "transport", "journal", "streaming", "autoalloc", "batch",
+                    "report"),
+    "protocol": {"trio", "anyio"} | _SHELLS | _hq("transport", "journal", "streaming",
+                                                  "autoalloc", "batch", "report"),
+    "streaming": {"trio", "anyio"} | _SHELLS | _hq("transport", "journal", "autoalloc", "batch",
+                                                   "report"),
+    "transport": {"cbor2", "nacl"} | _SHELLS | _hq("journal", "streaming", "autoalloc", "batch",
+                                                   "report"),
+    "journal": _SHELLS | _hq("protocol", "transport", "streaming", "autoalloc", "batch",
+                             "report"),
+    "report": PURE | _SHELLS | _hq("protocol", "transport", "journal", "streaming", "autoalloc",
+                                   "batch"),
+    "autoalloc": PURE | _SHELLS | _hq("protocol", "transport", "journal", "streaming", "report"),
+    "batch": PURE | _SHELLS | _hq("protocol", "transport", "journal", "streaming", "report",
+                                  "autoalloc"),
+    "server": _SHELLS - _hq("server"),
+    "worker": _SHELLS - _hq("worker", "task") | _hq("journal", "autoalloc", "report"),
+    "client": {"trio", "click", "rich_click", "rich"} | _SHELLS - _hq("client")
+              | _hq("journal", "autoalloc", "batch", "report"),
+    # The Python API (upstream's paths): over the client library, like the CLI but without click.
+    "ffi": {"trio", "click", "rich_click", "rich"} | _hq("server", "worker", "cli", "local"),
+    "task": {"trio", "click", "rich_click", "rich"} | _hq("server", "worker", "cli", "local"),
+    # The embedded runner of `hq run` composes the server and the worker shells.
+    "local": {"click", "rich_click"} | _hq("client", "cli", "ffi", "task", "report"),
+    # cli: see CLI_MAY_IMPORT / CLI_ENTRY_POINTS below.
+    "cli": {"anyio", "cbor2", "nacl"},  # trio: only to run a server or worker shell
 }
+
+#: The modules of `common` that pure layers may use: no OS, no clock, no event loop. The others
+#: are blocking OS helpers for the shells: serverdir (the server directory's files), rlimit
+#: (process limits), ratelimit (log lines per period: the clock), waits (`sleep` imports trio).
+COMMON_PURE = {"durations", "selectors"}
+PURE_LAYERS = ("core", "protocol", "report", "autoalloc", "batch")
+
+
+def _files(layer: str):
+    module = ROOT / f"{layer}.py"
+    return [module] if module.is_file() else sorted((ROOT / layer).rglob("*.py"))
 
 
 def _imports(path: pathlib.Path):
@@ -51,12 +98,57 @@ def _imports(path: pathlib.Path):
 @pytest.mark.parametrize("layer", sorted(FORBIDDEN))
 def test_layer_imports(layer):
     bad = []
-    for path in (ROOT / layer).rglob("*.py"):
+    for path in _files(layer):
         for mod in _imports(path):
             for f in FORBIDDEN[layer]:
                 if mod == f or mod.startswith(f + "."):
                     bad.append(f"{path.relative_to(ROOT)} imports {mod}")
     assert not bad, "\n".join(bad)
+
+
+def test_every_package_has_a_rule():
+    packages = {p.parent.name for p in ROOT.glob("*/__init__.py")}
+    assert "core" in packages and "cli" in packages
+    missing = sorted(packages - FORBIDDEN.keys())
+    assert not missing, f"add a rule (and an __init__ docstring) for: {missing}"
+    assert (ROOT / "local.py").is_file() and _imports(ROOT / "local.py")
+
+
+def test_every_package_says_what_it_holds():
+    """Each package's __init__ opens with a docstring (what it holds, its layer, its imports)."""
+    bare = [p.parent.name for p in ROOT.glob("*/__init__.py")
+            if len((ast.get_docstring(ast.parse(p.read_text())) or "").splitlines()) < 3]
+    assert not bare, bare
+
+
+def test_the_rules_catch_a_wrong_import(tmp_path):
+    bad = tmp_path / "hyperqueue" / "core" / "bad.py"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("import os\nfrom ..server import app\n")
+    global ROOT
+    saved, ROOT = ROOT, tmp_path / "hyperqueue"
+    try:
+        found = [m for m in _imports(bad) if _within(m, FORBIDDEN["core"])]
+    finally:
+        ROOT = saved
+    assert found == ["os", "hyperqueue.server"]
+
+
+@pytest.mark.parametrize("layer", PURE_LAYERS)
+def test_pure_layers_use_only_the_pure_part_of_common(layer):
+    bad = [f"{path.relative_to(ROOT)} imports {mod}" for path in _files(layer)
+           for mod in _imports(path)
+           if _within(mod, {"hyperqueue.common"}) and mod.split(".")[2:3] != []
+           and mod.split(".")[2] not in COMMON_PURE]
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("name", sorted(COMMON_PURE))
+def test_the_pure_part_of_common_is_pure(name):
+    bad = [m for m in _imports(ROOT / "common" / f"{name}.py")
+           if m.split(".")[0] in PURE or _within(m, {"hyperqueue.common"}) and
+           m.split(".")[2:3] and m.split(".")[2] not in COMMON_PURE]
+    assert not bad, bad
 
 
 def test_journal_format_is_pure():
@@ -74,9 +166,9 @@ CLI_MAY_IMPORT = {"hyperqueue.cli", "hyperqueue.client", "hyperqueue.common", "h
 CLI_ENTRY_POINTS = {
     "server.py": {"hyperqueue.server.app", "hyperqueue.server.boot"},
     "worker.py": {"hyperqueue.worker.app", "hyperqueue.worker.hwdetect",
-                  "hyperqueue.worker.manager"},
+                  "hyperqueue.worker.batchdetect"},
     "run.py": {"hyperqueue.local"},
-    "journal.py": {"hyperqueue.journal.format", "hyperqueue.journal.report"},
+    "journal.py": {"hyperqueue.journal.format", "hyperqueue.report.html"},
     "output_log.py": {"hyperqueue.streaming.format", "hyperqueue.streaming.reader"},
 }
 
@@ -137,25 +229,7 @@ def _module_graph(packages) -> dict[str, set[str]]:
 
 
 def _cycle(graph):
-    state: dict[str, int] = {}
-    for root in graph:
-        if state.get(root):
-            continue
-        stack = [(root, iter(sorted(graph[root])))]
-        state[root] = 1
-        while stack:
-            node, it = stack[-1]
-            nxt = next(it, None)
-            if nxt is None:
-                state[node] = 2
-                stack.pop()
-            elif state.get(nxt) == 1:
-                path = [n for n, _ in stack]
-                return path[path.index(nxt):] + [nxt]
-            elif not state.get(nxt):
-                state[nxt] = 1
-                stack.append((nxt, iter(sorted(graph[nxt]))))
-    return None
+    return find_cycle({node: sorted(edges) for node, edges in graph.items()})
 
 
 def test_cli_and_client_have_no_import_cycles():

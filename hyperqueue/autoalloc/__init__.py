@@ -6,6 +6,9 @@ The server shell owns the I/O: it journals the events the `Registry` returns, ru
 (`allocation_submitted`, `submission_failed`, `manager_status`, `status_error`) and the worker
 connections (`worker_connected`, `worker_lost`), and asks `decide(registry, demand, now)` what to
 submit, where `demand` is the core's list of `WaitingTasks`.
+
+Layer: pure, beside the core. May import `core`, `batch` and the pure part of `common`; never
+the OS, the clock, trio, protocol, the journal or a shell.
 """
 
 from .backoff import UPSTREAM_POLICY, Backoff, BackoffPolicy  # noqa: F401

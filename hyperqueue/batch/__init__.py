@@ -2,6 +2,10 @@
 
 The server's autoalloc shell is the only place that runs `sbatch`/`qsub`/...; it renders scripts
 with `script` and reads the tools' output with `parse`.
+
+Layer: pure, beside the core. May import the pure part of `common` only; never the OS, the
+clock, trio, `autoalloc` or a shell. Detecting the allocation a worker runs in reads the
+environment and runs `qstat`/`scontrol`, so it is the worker's (`worker/batchdetect.py`).
 """
 
 from .parse import (  # noqa: F401

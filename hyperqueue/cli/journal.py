@@ -121,7 +121,7 @@ def prune():
 @click.option("--end-time", type=DURATION, help="End of the window (from server start)")
 def report(file, out, start_time, end_time):
     """Write a self-contained HTML report (tasks and workers over time) of a journal file."""
-    from ..journal.report import render_report
+    from ..report.html import render_report
 
     html = render_report(_read_journal(file), start_time=start_time, end_time=end_time)
     with open(out, "w") as f:

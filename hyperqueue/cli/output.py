@@ -14,7 +14,7 @@ import sys
 import time
 
 from ..common.durations import format_duration
-from ..common.table import horizontal_table, vertical_table
+from .table import horizontal_table, vertical_table
 
 
 # ---------------------------------------------------------------------------------------------

@@ -62,7 +62,7 @@ def start(cpus, resources, group, coupling, detect_resources, no_hyper_threading
     from ..core.model import WorkerConfig
     from ..core.resources import ResourceDef, parse_resource_arg
     from ..worker.hwdetect import detect_resources as detect, parse_detect_spec
-    from ..worker.manager import detect_manager
+    from ..worker.batchdetect import detect_manager
 
     setup_logging()
     try:

@@ -10,6 +10,9 @@ to a server, without click, trio or rendering.
 * `api`      -- the Python API's `Client` (upstream's `hyperqueue.client.Client`,
                 `FailedJobsException`, `PythonEnv`, re-exported here lazily).
 * `aio`      -- `AsyncClient`, the same operations as awaitables (anyio: asyncio or trio).
+
+Layer: the client side, above protocol and transport. May import core, protocol, transport,
+common, errors, version; never trio (`aio` uses anyio, which runs on either loop), click/rich, the server, the worker or the CLI.
 """
 
 _LAZY = {"Client": "api", "FailedJobsException": "api", "SubmittedJob": "api",

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field as dc_field
 
 from ..core.model import (CRASH_LIMIT_NEVER_RESTART, CRASH_LIMIT_UNLIMITED, DEFAULT_CRASH_LIMIT,
                           MAX_VARIANTS, ProgramDef, StdioDef, TaskTemplate)
+from ..core.graph import find_cycle as graph_cycle
 from ..core.ranges import IntRanges
 from ..core.resources import (UNIT, ResourceRequest, ResourceRequestEntry,
                               parse_request_arg, parse_resource_request)
@@ -361,24 +362,5 @@ def check_graph(ids: list[int], deps: list[list[int]]) -> None:
 
 
 def find_cycle(ids: list[int], deps_lists: list[list[int]]) -> list[int] | None:
-    """A dependency cycle (`[a, b, a]`) or None; iterative depth-first search."""
-    deps = dict(zip(ids, deps_lists))
-    state: dict[int, int] = {}
-    for root in ids:
-        if state.get(root):
-            continue
-        stack = [(root, iter(deps[root]))]
-        state[root] = 1
-        while stack:
-            node, it = stack[-1]
-            nxt = next(it, None)
-            if nxt is None:
-                state[node] = 2
-                stack.pop()
-            elif state.get(nxt) == 1:
-                cycle = [n for n, _ in stack]
-                return cycle[cycle.index(nxt):] + [nxt]
-            elif not state.get(nxt):
-                state[nxt] = 1
-                stack.append((nxt, iter(deps[nxt])))
-    return None
+    """A dependency cycle (`[a, b, a]`) or None (`core.graph.find_cycle`)."""
+    return graph_cycle(dict(zip(ids, deps_lists)))

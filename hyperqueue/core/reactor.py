@@ -7,7 +7,6 @@ wake-up, after all pending reactions (batching on the hot path).
 
 from __future__ import annotations
 
-from collections import deque
 from itertools import islice
 
 from . import events as ev
@@ -26,7 +25,9 @@ from .model import (
     WorkerConfig,
     WorkerState,
 )
+from .graph import cycles
 from .outbox import Outbox
+from .updates import UPDATE_FAILED, UPDATE_FINISHED, UPDATE_RUNNING
 from .limits import MAX_LIST_LEN
 from .ranges import IntRanges, _find_conflict
 from .state import Core, cursor_remaining, queue_key, task_amounts
@@ -260,32 +261,13 @@ def _check_acyclic(batches: list[BatchSpec], owner: _RangeOwner) -> None:
     depending on its own batch was refused before). The check is on the batches and the
     explicit dependency lists: O(batches + dependencies), whatever the number of tasks.
     """
-    n = len(batches)
-    consumers: list[set[int]] = [set() for _ in range(n)]
-    indegree = [0] * n
-    for i, b in enumerate(batches):
-        targets = set()
-        for d in b.deps:
-            j = owner.batch_of(d)
-            if j is not None:
-                targets.add(j)
-        indegree[i] = len(targets)
-        for j in targets:
-            consumers[j].add(i)
-    ready = deque(i for i in range(n) if indegree[i] == 0)
-    seen = 0
-    while ready:
-        j = ready.popleft()
-        seen += 1
-        for c in consumers[j]:
-            indegree[c] -= 1
-            if indegree[c] == 0:
-                ready.append(c)
-    if seen != n:
-        cyc: list[int] = []  # the 10 smallest ids of the tasks left, as before
-        for i in range(n):
-            if indegree[i] > 0:
-                cyc.extend(islice(batches[i].ids.iter_sorted(), 10))
+    graph = {i: {j for j in map(owner.batch_of, b.deps) if j is not None}
+             for i, b in enumerate(batches)}
+    _, blocked = cycles(graph)
+    if blocked:
+        cyc: list[int] = []  # the 10 smallest ids of the tasks on or behind a cycle, as before
+        for i in sorted(blocked):
+            cyc.extend(islice(batches[i].ids.iter_sorted(), 10))
         raise SubmitError(
             f"Invalid dependency: the tasks {sorted(cyc)[:10]} form a dependency cycle")
 
@@ -582,9 +564,6 @@ def _materialize_waiting(core: Core, job: Job, task_id: int) -> Task | None:
 
 
 # -- task updates ---------------------------------------------------------------------------------
-UPDATE_RUNNING = 0
-UPDATE_FINISHED = 1
-UPDATE_FAILED = 2
 
 
 def task_updates(core: Core, outbox: Outbox, worker: Worker, updates: list, now: float) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from .model import TaskState, Worker
 from .outbox import Outbox
 from .reactor import assign
-from .resources import ALL
+from .resources import ALL, format_amount
 from .state import Core
 
 PREFILL_FACTOR = 2  # the least prefill: a worker may hold twice its capacity
@@ -34,22 +34,6 @@ def _fits(worker: Worker, request, limit_factor: float, now: float) -> bool:
         elif e.amount > c or load[e.name] + e.amount > c * limit_factor:
             return False
     if request.min_time:
-        remaining = worker.remaining_time(now)
-        if remaining is not None and remaining < request.min_time:
-            return False
-    return True
-
-
-def can_ever_run(worker: Worker, request, now: float | None = None) -> bool:
-    """Whether the worker could run the request when it is otherwise idle."""
-    if request.n_nodes:
-        return True
-    cap = worker.capacity
-    for e in request.entries:
-        c = cap.get(e.name)
-        if not c or (e.amount != ALL and e.amount > c):
-            return False
-    if now is not None and request.min_time:
         remaining = worker.remaining_time(now)
         if remaining is not None and remaining < request.min_time:
             return False
@@ -261,7 +245,7 @@ def explain(core: Core, task, now: float) -> dict:
             for e in r.entries:
                 c = w.capacity.get(e.name, 0)
                 ok = c > 0 and (e.amount == ALL or e.amount <= c)
-                items.append({"type": e.name, "provides": _amount_text(c),
+                items.append({"type": e.name, "provides": format_amount(c),
                               "request": e.to_text(), "ok": ok})
             if r.min_time:
                 remaining = w.remaining_time(now)
@@ -275,9 +259,3 @@ def explain(core: Core, task, now: float) -> dict:
         workers.append({"worker_id": w.id, "hostname": w.config.hostname,
                         "variants": variants})
     return {"workers": workers}
-
-
-def _amount_text(units: int) -> str:
-    from .resources import format_amount
-
-    return format_amount(units) if units else "0"

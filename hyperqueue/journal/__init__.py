@@ -1,7 +1,14 @@
 """The journal: an append-only file of checksummed CBOR event records.
 
-`format` is the pure byte-level format (header, records, a reader that tells a torn tail from
-damage in the middle); the file itself is owned by a single writer in the server.
+* `format` -- the pure byte-level format (header, records, a reader that tells a torn tail from
+              damage in the middle).
+* `writer` -- the file's single owner in the server (trio): group commit, fsync in a thread,
+              acknowledgement when durable.
+* `prune`  -- which records `hq journal prune` keeps (pure).
+
+The events inside are `core.events`; the HTML report over them is `hyperqueue.report`.
+Layer: beside protocol (format, prune: pure) and transport (writer: trio). May import core and
+errors; never protocol, transport or a shell.
 """
 
 from hyperqueue.journal.format import (

@@ -43,7 +43,6 @@ MAX_RECORD = 256 * 1024 * 1024
 _HEADER = struct.Struct("<8sHH")
 HEADER_SIZE = _HEADER.size  # 12
 _RECORD = struct.Struct("<II")
-RECORD_HEADER_SIZE = _RECORD.size  # 8
 
 _NONZERO = re.compile(rb"[^\x00]")
 # Work allowed for deciding whether valid records follow a bad one: bytes checksummed, plus

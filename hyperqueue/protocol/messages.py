@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar
 import cbor2
 
 from ..core.limits import MAX_ID, MAX_LIST_LEN, MAX_NAME_LEN, MAX_STRING_LEN
+from ..core.updates import UPDATE_KINDS
 from .errors import ProtocolError, describe, shown
 
 if TYPE_CHECKING:
@@ -109,7 +110,7 @@ def _task_update(v):
     if not (isinstance(v, list) and len(v) == 5):
         raise ValueError("malformed task update")
     kind, job, task, inst, err = v
-    if type(kind) is not int or kind not in (0, 1, 2) or not all(
+    if type(kind) is not int or kind not in UPDATE_KINDS or not all(
             _is_id(x) for x in (job, task, inst)):
         raise ValueError("malformed task update")
     if err is not None and not (isinstance(err, str) and len(err) <= MAX_STRING_LEN):

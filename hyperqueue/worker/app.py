@@ -24,6 +24,7 @@ from ..common import serverdir
 from ..common.waits import sleep as clamped_sleep
 from ..common.rlimit import raise_open_file_limit
 from ..core.model import WorkerConfig
+from ..core.updates import UPDATE_FAILED, UPDATE_FINISHED, UPDATE_RUNNING
 from ..errors import HqError, UnsafeAccess
 from ..protocol import messages as m
 from ..protocol.errors import ConnectionClosed, HandshakeError, ProtocolError, describe
@@ -36,7 +37,6 @@ from .spawner import Spawner
 
 log = logging.getLogger("hq.worker")
 
-UPDATE_RUNNING, UPDATE_FINISHED, UPDATE_FAILED = 0, 1, 2
 CONNECT_ATTEMPTS = 20
 DEFAULT_RECONNECT_TIMEOUT = 300.0
 WRITE_COALESCE = 0.02  # seconds (see _writer)

@@ -30,6 +30,7 @@ from html import escape
 from hyperqueue.core import events as ev
 from hyperqueue.core.events import from_record
 from hyperqueue.core.ranges import IntRanges
+from hyperqueue.core.resources import ALL, format_amount
 
 __all__ = ["render_report", "MAX_BUCKETS"]
 
@@ -37,7 +38,6 @@ __all__ = ["render_report", "MAX_BUCKETS"]
 MAX_BUCKETS = 500
 #: Batches with at most this many ids are expanded into a per-job dict (task -> type).
 _SMALL_BATCH = 256
-_UNIT = 10_000
 _MAX_TABLE_ROWS = 1000
 _MAX_FAILURES = 50
 _MAX_CHART_TYPES = 40
@@ -93,14 +93,11 @@ def _fmt_duration(sec: float) -> str:
 
 
 def _fmt_amount(units) -> str:
-    if units == -1:
+    if units == ALL:
         return "all"
     if type(units) is not int:
         return str(units)
-    whole, frac = divmod(units, _UNIT)
-    if not frac:
-        return str(whole)
-    return f"{whole}.{frac:04d}".rstrip("0")
+    return format_amount(units)
 
 
 def _fmt_num(v: float) -> str:
@@ -825,6 +822,15 @@ def _table(header: list[str], rows: list[list], numeric: set[int] = frozenset())
     return "\n".join(out)
 
 
+def _first_rows(body: list[str], items: list, noun: str) -> list:
+    """The first `_MAX_TABLE_ROWS` items; says so in `body` when there are more."""
+    shown = items[:_MAX_TABLE_ROWS]
+    if len(items) > len(shown):
+        body.append(f'<p class="muted">Showing the first {len(shown)} of {len(items)} '
+                    f"{noun}.</p>")
+    return shown
+
+
 def _offset(t: float | None, base: float) -> str:
     if t is None:
         return ""
@@ -988,10 +994,7 @@ def _render(records, start_time: float | None, end_time: float | None) -> str:
     body.append("<h2>Workers</h2>")
     if workers:
         workers.sort(key=lambda w: (w.connected, str(w.id)))
-        shown = workers[:_MAX_TABLE_ROWS]
-        if len(workers) > len(shown):
-            body.append(f'<p class="muted">Showing the first {len(shown)} of {len(workers)} '
-                        "workers.</p>")
+        shown = _first_rows(body, workers, "workers")
         body.append(_table(["ID", "Hostname", "Resources", "Connected", "Lost", "Reason"], [
             [escape(str(w.id)), escape(w.hostname), escape(w.shape), _offset(w.connected, base),
              _offset(w.lost, base), escape(w.reason)] for w in shown], {0}))
@@ -1003,10 +1006,7 @@ def _render(records, start_time: float | None, end_time: float | None) -> str:
     body.append("<h2>Jobs</h2>")
     if jobs:
         jobs.sort(key=lambda j: (j.created, str(j.id)))
-        shown = jobs[:_MAX_TABLE_ROWS]
-        if len(jobs) > len(shown):
-            body.append(f'<p class="muted">Showing the first {len(shown)} of {len(jobs)} '
-                        "jobs.</p>")
+        shown = _first_rows(body, jobs, "jobs")
         body.append(_table(["ID", "Name", "Tasks", "Task types", "Created", "State"], [
             [escape(str(j.id)), escape(str(j.name if j.name is not None else "")),
              str(j.n_tasks), escape(", ".join(f"T{t + 1}" for t in j.types)),

@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from hyperqueue.journal.report import MAX_BUCKETS, render_report
+from hyperqueue.report.html import MAX_BUCKETS, render_report
 
 T0 = 1_700_000_000.0
 
@@ -368,3 +368,39 @@ def test_200k_task_events_are_fast():
     assert row_value(doc, "Tasks finished") == "99000"
     assert len(doc) < 1_000_000
     check_html(doc)
+
+
+def test_the_collector_pause_is_scoped_to_the_render():
+    import gc
+
+    assert gc.isenabled()
+    render_report([])
+    assert gc.isenabled()
+    with pytest.raises(TypeError):
+        render_report(42)  # not a list of records: the collector is still switched back on
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        render_report([])
+        assert not gc.isenabled()  # a caller's choice is kept
+    finally:
+        gc.enable()
+
+
+def test_long_tables_show_the_first_rows_and_say_so():
+    r = [[T0, "server-start", {"server_uid": "abc123"}]]
+    for i in range(1, 1003):
+        r.append([T0 + 1, "worker-connected", {"id": i, "configuration": config(f"n{i}", CPUS4)}])
+        r.append([T0 + 2, "job-created", {
+            "job": i, "closed_job": True, "job_desc": {"name": f"j{i}", "max_fails": None},
+            "submit_desc": {"submit_dir": "/home", "batches": [
+                [template(request(("cpus", 10000, "compact"))), "0", None, []]]}}])
+    doc = render_report(r)
+    check_html(doc)
+    text = text_of(doc)
+    notices = [n for n in ("Showing the first 1000 of 1002 workers.",
+                           "Showing the first 1000 of 1002 jobs.") if n in text]
+    assert len(notices) == 2, notices
+    hosts = sum(f">n{i}<" in doc for i in range(1, 1003))
+    assert hosts == 1000, hosts
+    assert "Showing the first" not in text_of(render_report(synthetic()))

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from hyperqueue.worker import manager
-from hyperqueue.worker.manager import (
+from hyperqueue.worker import batchdetect as manager
+from hyperqueue.worker.batchdetect import (
     AllocationInfo,
     detect_manager,
     parse_pbs_walltime,

@@ -1,6 +1,6 @@
 import pytest
 
-from hyperqueue.common.table import horizontal_table, vertical_table
+from hyperqueue.cli.table import horizontal_table, vertical_table
 
 
 def test_horizontal_table_matches_contract():

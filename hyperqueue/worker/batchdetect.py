@@ -4,6 +4,9 @@ The worker uses the result for its default `--group` (the job id), its default `
 remaining walltime) and to report `Manager` / `Manager Job ID` to the server. Reading the environment
 is injectable (`environ`), and so is running `qstat` / `scontrol` (`run`), for tests. A failing or
 missing `qstat` / `scontrol` only loses the time limit; it never stops the worker.
+
+It reads the environment and runs commands, so it lives in the worker shell, not in the pure
+`hyperqueue.batch` (which renders the scripts and parses the managers' output for autoalloc).
 """
 
 from __future__ import annotations
