@@ -56,7 +56,9 @@ FORBIDDEN = {
                                   "autoalloc"),
     "server": _SHELLS - _hq("server"),
     "worker": _SHELLS - _hq("worker", "task") | _hq("journal", "autoalloc", "report"),
-    "client": {"trio", "click", "rich_click", "rich"} | _SHELLS - _hq("client")
+    # `client.api`/`client.aio` are upstream's `hyperqueue.client.Client` and our AsyncClient:
+    # they use upstream's `ffi` and `task.function` paths (PythonEnv, ClientConnection).
+    "client": {"trio", "click", "rich_click", "rich"} | _SHELLS - _hq("client", "ffi", "task")
               | _hq("journal", "autoalloc", "batch", "report"),
     # The Python API (upstream's paths): over the client library, like the CLI but without click.
     "ffi": {"trio", "click", "rich_click", "rich"} | _hq("server", "worker", "cli", "local"),
