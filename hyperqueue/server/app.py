@@ -33,6 +33,7 @@ from ..protocol.errors import ConnectionClosed, ProtocolError, describe
 from ..protocol.handshake import Handshake
 from ..transport.connection import Connection, perform_handshake
 from ..version import __version__
+from .autoalloc import AutoallocService
 from .requests import ClientRequests
 
 log = logging.getLogger("hq.server")
@@ -100,6 +101,7 @@ class Server:
         self.access: dict | None = None
         self.start_date = 0.0
         self.requests = ClientRequests(self)
+        self.autoalloc = AutoallocService(self)
         # Events for `journal replay/stream`: the journal file when there is one, else the
         # most recent events kept in memory.
         self.event_log: deque = deque(maxlen=EVENT_LOG_LIMIT)
@@ -146,6 +148,10 @@ class Server:
                                 for s in boot.client_socks]
             worker_listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s))
                                 for s in boot.worker_socks]
+            try:
+                self.autoalloc.restore(getattr(boot, "autoalloc_records", ()))
+            except ValueError as e:
+                raise HqError(f"Cannot restore from journal {self.journal_path}: {e}") from None
             if self.journal is not None:
                 try:
                     self.journal.open()
@@ -182,9 +188,12 @@ class Server:
                 nursery.start_soon(self._dispatcher)
                 nursery.start_soon(self._housekeeping)
                 nursery.start_soon(self._signals)
+                nursery.start_soon(self.autoalloc.run)
                 task_status.started(self.info())
                 await self.stop_event.wait()
                 log.info("Stopping server")
+                with trio.move_on_after(10):
+                    await self.autoalloc.shutdown()
                 listen_scope.cancel()
                 for link in list(self.links.values()):
                     await _close_quietly(link.conn)
@@ -402,6 +411,8 @@ class Server:
         core, outbox = self.core, self.outbox
         if core.needs_schedule:
             scheduler.schedule(core, outbox, time.time())
+            if self.autoalloc.registry.queues:
+                self.autoalloc.poke()  # new ready tasks may be demand
         if outbox.is_empty():
             return
         for wid, tasks in outbox.compute.items():
@@ -505,6 +516,7 @@ class Server:
         state.what = f"Worker {worker.id} ({peer})"
         log.info("Worker %d %s from %s", worker.id,
                  "reconnected" if msg.previous else "registered", peer)
+        self.autoalloc.worker_connected(worker)
         reason = WorkerState.CONNECTION_LOST
         try:
             if self.journal is not None:
@@ -526,6 +538,7 @@ class Server:
                 reason = WorkerState.STOPPED
             reactor.lose_worker(self.core, self.outbox, worker, reason, time.time())
             log.info("Worker %d lost: %s", worker.id, reason.label)
+            self.autoalloc.worker_lost(worker, reason)
             self.kick()
             with trio.CancelScope(shield=True), trio.move_on_after(0.5):
                 await _close_quietly(conn)

@@ -273,7 +273,36 @@ class ClientRequests:
         pending = [d for d in deps if self.core.task_state(job, d) != TaskState.FINISHED]
         out["dependencies"] = {"total": len(deps), "pending": len(pending)}
         out["n_variants"] = len(task.batch.template.requests)
+        queues = self.server.autoalloc.explain_task(task.batch.template.requests)
+        if queues:  # only when allocation queues exist (the answer is unchanged otherwise)
+            out["queues"] = queues
         return m.ExplainResponse(out)
+
+    # -- automatic allocation (the service: server/autoalloc.py) ---------------------------------
+    async def on_AllocAddRequest(self, req: m.AllocAddRequest):
+        from ..autoalloc import QueueParams
+
+        aa = self.server.autoalloc
+        return m.AllocResponse(await aa.add_queue(QueueParams.from_wire(req.params), req.dry_run))
+
+    async def on_AllocDryRunRequest(self, req: m.AllocDryRunRequest):
+        from ..autoalloc import QueueParams
+
+        return m.AllocResponse(await self.server.autoalloc.dry_run(
+            QueueParams.from_wire(req.params)))
+
+    async def on_AllocListRequest(self, req: m.AllocListRequest):
+        return m.AllocResponse(self.server.autoalloc.list_view())
+
+    async def on_AllocInfoRequest(self, req: m.AllocInfoRequest):
+        return m.AllocResponse(self.server.autoalloc.info_view(req.queue_id, req.states))
+
+    async def on_AllocQueueRequest(self, req: m.AllocQueueRequest):
+        return m.AllocResponse(await self.server.autoalloc.queue_action(
+            req.queue_id, req.action, req.force))
+
+    async def on_AllocLogRequest(self, req: m.AllocLogRequest):
+        return m.AllocResponse(self.server.autoalloc.allocation_workdir(req.allocation_id))
 
     # -- journal ---------------------------------------------------------------------------------
     async def on_JournalRequest(self, req: m.JournalRequest):
