@@ -289,9 +289,17 @@ class AutoallocService:
         err = p.stderr.decode("utf-8", "replace")
         return p.returncode == 0, out, err
 
+    def _server_dir(self) -> str:
+        """The `--server-dir` of allocation workers: the instance directory (as upstream), or,
+        when the server has a journal, the server directory itself, so that workers find the
+        restarted server (a new instance of the same server: `hq-current`) and reconnect."""
+        if self.server.journal is not None:
+            return os.path.abspath(self.server.root)
+        return self.server.instance_dir
+
     def _worker_command(self, p: QueueParams) -> WorkerCommand:
         return WorkerCommand(
-            hq_path=self.hq_path, manager=p.manager, server_dir=self.server.instance_dir,
+            hq_path=self.hq_path, manager=p.manager, server_dir=self._server_dir(),
             idle_timeout=p.idle_timeout, time_limit=p.effective_worker_time_limit,
             on_server_lost=p.on_server_lost, worker_args=p.worker_args(),
             start_cmd=p.worker_start_cmd, stop_cmd=p.worker_stop_cmd,
@@ -489,7 +497,7 @@ class AutoallocService:
                                        if q.known_resources is not None else None),
             # for the cli table and `alloc info` (not in upstream's JSON)
             "pause_reason": q.pause_reason,
-            "resources_text": ", ".join(r.describe() for r in (
+            "resources_text": ", ".join(f"{r.name} {r.describe()}" for r in (
                 q.known_resources if q.known_resources is not None else declared.values())),
             "params": p.to_wire(),
         }
