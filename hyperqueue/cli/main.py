@@ -21,6 +21,7 @@ COMMANDS = {
     "submit": ("submit", "submit"),
     "job": ("job", "job"),
     "task": ("task", "task"),
+    "alloc": ("alloc", "alloc"),
     "run": ("run", "run"),
     "journal": ("journal", "journal"),
     "output-log": ("output_log", "output_log"),

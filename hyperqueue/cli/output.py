@@ -237,6 +237,19 @@ OUTPUT_LOG_CHANNELS = ("stdout", "stderr")
 # Printers
 
 
+ALLOC_JSON_KEYS = ("id", "name", "state", "manager", "additional_args", "backlog",
+                   "max_workers_per_alloc", "timelimit", "max_worker_count", "worker_args",
+                   "known_worker_resources")
+ALLOC_TIME_KEYS = ("queued_at", "started_at", "ended_at", "next_attempt_at")
+
+
+def alloc_queue_rows(queues: list[dict]) -> list:
+    return [[q["id"], q["state"], q["backlog"], q["max_workers_per_alloc"],
+             q["max_worker_count"] if q["max_worker_count"] is not None else "None",
+             duration(q["timelimit"]), q["manager"], q["resources_text"] or "<unknown>",
+             q["name"] or "", " ".join(q["additional_args"])] for q in queues]
+
+
 class Printer:
     """What every mode shares: the primitives (a line, a JSON document, tables) and the
     interface of results. Subclasses implement each result method for their mode."""
@@ -439,6 +452,33 @@ class CliPrinter(Printer):
             self.line("The task cannot run on any connected worker.")
         self.horizontal(["Worker Id", "Runnable", "Variant", "Type", "Provides", "Request"],
                         rows)
+        queues = ex.get("queues")
+        if queues:
+            ok = [str(q["queue_id"]) for q in queues if q["ok"]]
+            if ok:
+                self.line(f"Allocation queues that could run the task: {', '.join(ok)}")
+            else:
+                self.line("No allocation queue could run the task.")
+            for q in queues:
+                if not q["ok"]:
+                    self.line(f"  queue {q['queue_id']}: {q['reason']}")
+
+    # -- automatic allocation --
+    def alloc_list(self, queues: list[dict]) -> None:
+        self.horizontal(["ID", "State", "Backlog size", "Max workers per alloc",
+                         "Max worker count", "Timelimit", "Manager", "Worker resources", "Name",
+                         "Args"], alloc_queue_rows(queues))
+
+    def alloc_info(self, data: dict) -> None:
+        rows = [[a["id"], a["status"], a["workdir"], a["target_worker_count"],
+                 local_time(a["queued_at"]), local_time(a["started_at"]),
+                 local_time(a["ended_at"])] for a in data["allocations"]]
+        self.horizontal(["ID", "State", "Working directory", "Worker count", "Queue time",
+                         "Start time", "Finish time"], rows)
+        q = data["queue"]
+        self.line(f"Queue {q['id']} ({q['state']}): why it submits (or not) now")
+        for text in data["decision"]["lines"]:
+            self.line("  " + text)
 
     # -- workers --
     def workers(self, views: list[dict], detailed: bool) -> None:
@@ -571,6 +611,14 @@ class QuietPrinter(CliPrinter):
             for v in views:
                 self.line(f"{v['id']} {v['state']}")
 
+    def alloc_list(self, queues) -> None:
+        for q in queues:
+            self.line(f"{q['id']} {q['state']}")
+
+    def alloc_info(self, data) -> None:
+        for a in data["allocations"]:
+            self.line(f"{a['id']} {a['status']}")
+
     def server_info(self, info, with_dir) -> None:
         if with_dir:
             self.line(info["server_dir"])
@@ -654,6 +702,16 @@ class JsonPrinter(Printer):
 
     def worker_stop_results(self, results) -> None:
         self.json([{"id": wid, "result": text} for wid, text in results])
+
+    def alloc_list(self, queues) -> None:
+        self.json([{k: q[k] for k in ALLOC_JSON_KEYS} for q in queues])
+
+    def alloc_info(self, data) -> None:
+        decision = {k: v for k, v in data["decision"].items() if k != "lines"}
+        self.json(jsonify_times({"queue_id": data["queue"]["id"],
+                                 "state": data["queue"]["state"],
+                                 "allocations": data["allocations"], "decision": decision},
+                                ALLOC_TIME_KEYS))
 
     def hwdetect(self, text, descriptor) -> None:
         # The resource descriptor, as `configuration.resources` of `worker list/info`.

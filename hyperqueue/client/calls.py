@@ -180,3 +180,36 @@ def journal(action: str) -> Call:
     """`flush` or `prune` the server's journal; the server's message."""
     return (yield m.JournalRequest(action)).message
 
+
+
+# -- automatic allocation -----------------------------------------------------------------------
+
+
+def alloc_add(params: dict, dry_run: bool = True) -> Call:
+    """Creates an allocation queue (`params`: `QueueParams.to_wire()`): {queue_id, warnings}."""
+    return (yield m.AllocAddRequest(params, dry_run)).data
+
+
+def alloc_dry_run(params: dict) -> Call:
+    """Submits a trial allocation and cancels it: {job_id, script}."""
+    return (yield m.AllocDryRunRequest(params)).data
+
+
+def alloc_list() -> Call:
+    """Every allocation queue (views)."""
+    return (yield m.AllocListRequest()).data["queues"]
+
+
+def alloc_info(queue_id: int, states: list[str] | None = None) -> Call:
+    """{queue, allocations, decision} of one queue (allocations in `states` only)."""
+    return (yield m.AllocInfoRequest(queue_id, states)).data
+
+
+def alloc_queue_action(queue_id: int, action: str, force: bool = False) -> Call:
+    """`pause`, `resume` or `remove` a queue; the server's message."""
+    return (yield m.AllocQueueRequest(queue_id, action, force)).data["message"]
+
+
+def alloc_workdir(allocation_id: str) -> Call:
+    """The directory of an allocation (its stdout/stderr files are there)."""
+    return (yield m.AllocLogRequest(allocation_id)).data["workdir"]

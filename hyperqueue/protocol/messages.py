@@ -412,6 +412,72 @@ class JobListPageRequest(Message):
     after: int
 
 
+# -- automatic allocation (`hq alloc ...`) ---------------------------------------------------------
+
+
+def _queue_params(v):
+    """Every field of a queue's parameters checked (`QueueParams.from_wire`); kept in wire form."""
+    from ..autoalloc.params import QueueParams
+
+    QueueParams.from_wire(v)
+    return v
+
+
+_ALLOC_STATES = ("queued", "running", "finished", "failed")
+
+
+def _alloc_states(v):
+    v = _list_of(NAME, 8)(v)
+    for s in v:
+        if s not in _ALLOC_STATES:
+            raise ValueError(f"unknown allocation state {s!r}")
+    return v
+
+
+def _allocation_id(v):
+    if not isinstance(v, str) or not v or len(v) > 256 or any(c.isspace() for c in v):
+        raise ValueError("an allocation id must be a non-empty string without whitespace")
+    return v
+
+
+@message(FROM_CLIENT, 19, params=_queue_params, dry_run=BOOL)
+class AllocAddRequest(Message):
+    """`hq alloc add`: create a queue (after a trial submission unless `dry_run` is False)."""
+    params: dict  # QueueParams.to_wire()
+    dry_run: bool
+
+
+@message(FROM_CLIENT, 20, params=_queue_params)
+class AllocDryRunRequest(Message):
+    """`hq alloc dry-run`: submit one trial allocation and cancel it."""
+    params: dict
+
+
+@message(FROM_CLIENT, 21)
+class AllocListRequest(Message):
+    pass
+
+
+@message(FROM_CLIENT, 22, queue_id=ID, states=_opt(_alloc_states))
+class AllocInfoRequest(Message):
+    queue_id: int
+    states: list | None  # None: allocations in every state
+
+
+@message(FROM_CLIENT, 23, queue_id=ID, action=NAME, force=BOOL)
+class AllocQueueRequest(Message):
+    """`hq alloc pause|resume|remove` of one queue."""
+    queue_id: int
+    action: str  # "pause", "resume" or "remove"
+    force: bool = False
+
+
+@message(FROM_CLIENT, 24, allocation_id=_allocation_id)
+class AllocLogRequest(Message):
+    """Where the output of an allocation is (`hq alloc log` reads the file itself)."""
+    allocation_id: str
+
+
 # -- server -> client -------------------------------------------------------------------------------
 
 
@@ -462,6 +528,14 @@ class PageResponse(Message):
     """One page of a long listing (tasks of a job, jobs)."""
     items: list
     next: int | None  # where the next page starts (the request's `after`); None: no more
+
+
+@message(TO_CLIENT, 111, data=DICT)
+class AllocResponse(Message):
+    """The answer to an `Alloc*Request`: {"queue_id", "warnings"} (add), {"queues"} (list),
+    {"queue", "allocations", "decision"} (info), {"script", "job_id"} (dry run), {"workdir"} (log),
+    {"message"} (pause/resume/remove)."""
+    data: dict
 
 
 @message(TO_CLIENT, 108, events=_list_of(LIST), done=BOOL)

@@ -48,6 +48,7 @@ from ..protocol.errors import ConnectionClosed, ProtocolError, describe
 from ..protocol.handshake import Handshake
 from ..transport.connection import Connection, perform_handshake
 from ..version import __version__
+from .autoalloc import AutoallocService
 from .requests import ClientRequests, RequestContext, Waits
 from .subscriptions import EVENT_BACKLOG, LIVE, SubscriberLagged, Subscription
 
@@ -144,6 +145,7 @@ class Server:
         self._listeners = (client_listeners, worker_listeners)
         self._services: list[Service] = []
         self.event_backlog = event_backlog
+        self.autoalloc = AutoallocService(self)
         # Events for `journal replay/stream`: the journal file when there is one, else the
         # most recent events kept in memory.
         self.event_log: deque = deque(maxlen=EVENT_LOG_LIMIT)
@@ -245,6 +247,10 @@ class Server:
                 boot.close_sockets()
                 client_listeners = list(client_listeners or [])
                 worker_listeners = list(worker_listeners or [])
+            try:
+                self.autoalloc.restore(getattr(boot, "autoalloc_records", ()))
+            except ValueError as e:
+                raise HqError(f"Cannot restore from journal {self.journal_path}: {e}") from None
             if self.journal is not None:
                 try:
                     self.journal.open()
@@ -259,7 +265,8 @@ class Server:
         self.waits = Waits(self.core)
         self._requests = ClientRequests(RequestContext(
             self.core, self.outbox, changed=self.kick, reported=self.reported, waits=self.waits,
-            info=self.info, journal=_JournalControl(self) if self.journal is not None else None))
+            info=self.info, journal=_JournalControl(self) if self.journal is not None else None,
+            autoalloc=self.autoalloc))
         record = self.access = boot.access
         self.start_date = boot.start_date
         self.instance_dir = boot.instance_dir
@@ -287,9 +294,12 @@ class Server:
                 await nursery.start(self._signals)  # stop signals are ours from here on
                 for service in self._services:
                     await nursery.start(service.run, self)
+                nursery.start_soon(self.autoalloc.run)
                 task_status.started(self.info())
                 await self.stop_event.wait()
                 log.info("Stopping server")
+                with trio.move_on_after(10):
+                    await self.autoalloc.shutdown()
                 listen_scope.cancel()
                 self._links_gone = trio.Event()
                 for link in list(self.links.values()):
@@ -520,6 +530,8 @@ class Server:
         core, outbox = self.core, self.outbox
         if core.needs_schedule:
             scheduler.schedule(core, outbox, time.time())
+            if self.autoalloc.registry.queues:
+                self.autoalloc.poke()  # new ready tasks may be demand
         if outbox.is_empty():
             return
         for wid, tasks in outbox.compute.items():
@@ -632,6 +644,7 @@ class Server:
         state.what = f"Worker {worker.id} ({peer})"
         log.info("Worker %d %s from %s", worker.id,
                  "reconnected" if msg.previous else "registered", peer)
+        self.autoalloc.worker_connected(worker)
         reason = WorkerState.CONNECTION_LOST
         try:
             if self.journal is not None:
@@ -656,6 +669,7 @@ class Server:
             reactor.lose_worker(self.core, self.outbox, worker, reason, time.time())
             log.info("Worker %d lost: %s", worker.id, reason.label)
             self._notify_services("worker_lost", worker, reason)
+            self.autoalloc.worker_lost(worker, reason)
             self.kick()
             with trio.CancelScope(shield=True), trio.move_on_after(0.5):
                 await _close_quietly(conn)

@@ -113,7 +113,8 @@ def prepare(root: str, *, host: str | None = None, client_port: int = 0, worker_
         for side in ("client", "worker"):
             if disabled[side]:
                 record[side] = dict(record[side], secret_key=None)
-        core = restore(journal_path) if journal_path is not None else None
+        autoalloc_records: list = []
+        core = restore(journal_path, autoalloc_records) if journal_path is not None else None
         if core is not None:
             record["server_uid"] = core.server_uid
         else:
@@ -134,8 +135,10 @@ def prepare(root: str, *, host: str | None = None, client_port: int = 0, worker_
             log.warning("AUTHENTICATION AND ENCRYPTION OF %s CONNECTIONS ARE DISABLED "
                         "(--disable-%s-authentication-and-encryption): anyone who can reach "
                         "port %d can %s", side.upper(), side, record[side]["port"], what)
-    return Boot(root, client_socks, worker_socks, core, record, instance_dir, start_date,
+    boot = Boot(root, client_socks, worker_socks, core, record, instance_dir, start_date,
                 journal_path)
+    boot.autoalloc_records = autoalloc_records
+    return boot
 
 
 def listen(host: str | None, port: int) -> list[socket.socket]:
@@ -162,8 +165,9 @@ def _bind_host(host: str | None) -> str | None:
     return None
 
 
-def restore(path: str) -> Core | None:
-    """The core rebuilt from the journal file, or None when there is none yet.
+def restore(path: str, autoalloc_records: list | None = None) -> Core | None:
+    """The core rebuilt from the journal file, or None when there is none yet. The records of
+    automatic allocation go to `autoalloc_records` (replayed by the autoalloc service).
 
     A torn last record (the server died mid-write) is cut off with a warning; damage in the
     middle raises (the server refuses to start rather than lose events silently).
@@ -191,7 +195,13 @@ def restore(path: str) -> Core | None:
             os.fsync(f.fileno())
     core = Core(record_events=True)
     outbox = Outbox()
+    from .autoalloc import is_autoalloc_kind
+
     for i, record in enumerate(records):
+        if autoalloc_records is not None and isinstance(record, (list, tuple)) \
+                and len(record) == 3 and is_autoalloc_kind(record[1]):
+            autoalloc_records.append((i + 1, record))
+            continue
         try:
             apply_event(core, outbox, from_record(record))
         except (RestoreError, EventError, ValueError, TypeError) as e:

@@ -109,13 +109,16 @@ class RequestContext:
     info(): the server's info record.
     journal: None without a journal, else an object with `async flush()` and
         `async prune() -> (kept, dropped)` (raises ValueError when the prune fails).
+    autoalloc: the automatic-allocation service (server/autoalloc.py), or None.
     """
 
-    __slots__ = ("core", "outbox", "changed", "reported", "waits", "info", "journal")
+    __slots__ = ("core", "outbox", "changed", "reported", "waits", "info", "journal",
+                 "autoalloc")
 
     def __init__(self, core, outbox, *, changed: Callable[[], None] = lambda: None,
                  reported: Callable[[], Awaitable[None]] = _nothing_to_report,
-                 waits: Waits | None = None, info: Callable[[], dict] = dict, journal=None):
+                 waits: Waits | None = None, info: Callable[[], dict] = dict, journal=None,
+                 autoalloc=None):
         self.core = core
         self.outbox = outbox
         self.changed = changed
@@ -123,6 +126,7 @@ class RequestContext:
         self.waits = waits if waits is not None else Waits(core)
         self.info = info
         self.journal = journal
+        self.autoalloc = autoalloc
 
 
 # request type -> handler(ClientRequests, request) -> response; filled by `@handles`
@@ -362,7 +366,48 @@ class ClientRequests:
         pending = [d for d in deps if self.core.task_state(job, d) != TaskState.FINISHED]
         out["dependencies"] = {"total": len(deps), "pending": len(pending)}
         out["n_variants"] = len(task.batch.template.requests)
+        aa = self.ctx.autoalloc
+        queues = aa.explain_task(task.batch.template.requests) if aa is not None else None
+        if queues:  # only when allocation queues exist (the answer is unchanged otherwise)
+            out["queues"] = queues
         return m.ExplainResponse(out)
+
+    # -- automatic allocation (the service: server/autoalloc.py) ---------------------------------
+    def _autoalloc(self):
+        if self.ctx.autoalloc is None:
+            raise ValueError("Automatic allocation is not available in this server")
+        return self.ctx.autoalloc
+
+    @handles(m.AllocAddRequest)
+    async def on_AllocAddRequest(self, req: m.AllocAddRequest):
+        from ..autoalloc import QueueParams
+
+        aa = self._autoalloc()
+        return m.AllocResponse(await aa.add_queue(QueueParams.from_wire(req.params), req.dry_run))
+
+    @handles(m.AllocDryRunRequest)
+    async def on_AllocDryRunRequest(self, req: m.AllocDryRunRequest):
+        from ..autoalloc import QueueParams
+
+        return m.AllocResponse(await self._autoalloc().dry_run(
+            QueueParams.from_wire(req.params)))
+
+    @handles(m.AllocListRequest)
+    async def on_AllocListRequest(self, req: m.AllocListRequest):
+        return m.AllocResponse(self._autoalloc().list_view())
+
+    @handles(m.AllocInfoRequest)
+    async def on_AllocInfoRequest(self, req: m.AllocInfoRequest):
+        return m.AllocResponse(self._autoalloc().info_view(req.queue_id, req.states))
+
+    @handles(m.AllocQueueRequest)
+    async def on_AllocQueueRequest(self, req: m.AllocQueueRequest):
+        return m.AllocResponse(await self._autoalloc().queue_action(
+            req.queue_id, req.action, req.force))
+
+    @handles(m.AllocLogRequest)
+    async def on_AllocLogRequest(self, req: m.AllocLogRequest):
+        return m.AllocResponse(self._autoalloc().allocation_workdir(req.allocation_id))
 
     # -- journal ---------------------------------------------------------------------------------
     @handles(m.JournalRequest)

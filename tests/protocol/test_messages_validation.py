@@ -32,6 +32,10 @@ def _config():
                         reconnect_timeout=2.0, coupling=[])
 
 
+from hyperqueue.autoalloc import QueueParams  # noqa: E402
+
+_ALLOC_PARAMS = QueueParams("slurm", 3600.0, cpus="4").to_wire()
+
 SAMPLES = {
     m.ServerInfoRequest: m.ServerInfoRequest(),
     m.StopServerRequest: m.StopServerRequest(),
@@ -63,6 +67,13 @@ SAMPLES = {
     m.EventsResponse: m.EventsResponse([[1.0, "x", {}]], True),
     m.PageResponse: m.PageResponse([{"id": 1}], 1),
     m.JobListPageRequest: m.JobListPageRequest(["waiting"], 7),
+    m.AllocAddRequest: m.AllocAddRequest(_ALLOC_PARAMS, True),
+    m.AllocDryRunRequest: m.AllocDryRunRequest(_ALLOC_PARAMS),
+    m.AllocListRequest: m.AllocListRequest(),
+    m.AllocInfoRequest: m.AllocInfoRequest(1, ["queued", "failed"]),
+    m.AllocQueueRequest: m.AllocQueueRequest(1, "remove", True),
+    m.AllocLogRequest: m.AllocLogRequest("1234.pbs"),
+    m.AllocResponse: m.AllocResponse({"queue_id": 1}),
     m.RegisterWorker: m.RegisterWorker(_config(), ["uid", 3], [[1, 2, 0]],
                                        [[1, 1, 2, 0, None]]),
     m.TaskUpdates: m.TaskUpdates(4, [[2, 1, 2, 0, "err"]]),
