@@ -41,8 +41,10 @@ FORBIDDEN = {
     "common": {"anyio", "cbor2", "nacl", "click", "rich_click", "rich"} | _SHELLS
               | _hq("protocol", "transport", "journal", "streaming", "autoalloc", "batch",
                     "report"),
+    # (autoalloc.params: the wire form of allocation-queue parameters is validated where it is
+    # decoded, like core.model's templates)
     "protocol": {"trio", "anyio"} | _SHELLS | _hq("transport", "journal", "streaming",
-                                                  "autoalloc", "batch", "report"),
+                                                  "batch", "report"),
     "streaming": {"trio", "anyio"} | _SHELLS | _hq("transport", "journal", "autoalloc", "batch",
                                                    "report"),
     "transport": {"cbor2", "nacl"} | _SHELLS | _hq("journal", "streaming", "autoalloc", "batch",
@@ -59,7 +61,7 @@ FORBIDDEN = {
     # `client.api`/`client.aio` are upstream's `hyperqueue.client.Client` and our AsyncClient:
     # they use upstream's `ffi` and `task.function` paths (PythonEnv, ClientConnection).
     "client": {"trio", "click", "rich_click", "rich"} | _SHELLS - _hq("client", "ffi", "task")
-              | _hq("journal", "autoalloc", "batch", "report"),
+              | _hq("journal", "batch", "report"),  # autoalloc.params: `hq alloc add` values
     # The Python API (upstream's paths): over the client library, like the CLI but without click.
     "ffi": {"trio", "click", "rich_click", "rich"} | _hq("server", "worker", "cli", "local"),
     "task": {"trio", "click", "rich_click", "rich"} | _hq("server", "worker", "cli", "local"),

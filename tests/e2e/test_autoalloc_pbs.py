@@ -224,8 +224,10 @@ def test_pbs_kill9_restart_adopts_allocation(pbs_env, tmp_path):
     job = env.submit(["--", "bash", "-c", "sleep 4"])
     wait_until(lambda: [a for a in allocations(env) if a["status"] == "RUNNING"], 15, 0.1,
                "running allocation")
-    before = env.command(["alloc", "list"], as_json=True)
-    assert before[0]["known_worker_resources"] is not None
+    # The manager may report the allocation RUNNING before its worker has connected.
+    before = wait_until(
+        lambda: (lambda q: q if q[0]["known_worker_resources"] is not None else None)(
+            env.command(["alloc", "list"], as_json=True)), 15, 0.1, "the worker to connect")
     env.kill(server)
     env.start_server("--journal", str(journal))
     after = env.command(["alloc", "list"], as_json=True)
