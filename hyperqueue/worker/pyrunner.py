@@ -32,6 +32,10 @@ The protocol (private: a socketpair between one worker and its fork server)
   worker need not wait for the server to notice the exit; the first ``X`` counts). Until the
   child's ``setsid`` it is not a group leader: the worker signals the pid itself when the group
   does not exist yet (the child has no descendants then).
+* The server keeps one child forked ahead (a *spare*, in its own session, holding nothing but
+  its socketpair with the server) and hands it the next request and its descriptors, then forks
+  the next spare while the task runs, so the fork is off the task's critical path (it forks
+  directly when no spare is ready).
 * The server does NOT reap the child when it exits: it reaps it when the worker closes its end of
   the status pipe (the server sees POLLERR on its end). The worker does that only after it has
   killed the task's process group (`Runner._end_process`), so while the worker may still signal
@@ -96,7 +100,25 @@ def serve(fd: int) -> None:
     poller.register(sock_fd, select.POLLIN)
     by_pidfd: dict[int, tuple[int, int]] = {}  # pidfd -> (pid, status fd): running children
     by_status: dict[int, list] = {}  # status fd -> [pid, pidfd or -1 once exited]
+
+    def fork_spare():
+        """A child forked ahead of its task (the fork is off the task's critical path)."""
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            pid = os.fork()
+        except OSError:
+            a.close()
+            b.close()
+            return None
+        if pid == 0:
+            _spare(b.fileno(), me, libc)
+        b.close()
+        return pid, a
+
+    spare = fork_spare()
     while True:
+        if spare is None:
+            spare = fork_spare()
         try:
             events = poller.poll()
         except InterruptedError:
@@ -115,21 +137,35 @@ def serve(fd: int) -> None:
                     for f in fds:
                         _close(f)
                     continue
-                if len(fds) == 4:
-                    stdin, out, err, status = fds
-                else:
-                    stdin = -1
-                    out, err, status = fds
-                try:
-                    cwd, env, cpus, data = pickle.loads(msg)
-                    pid = os.fork()
-                except BaseException as e:  # noqa: BLE001 - reported to the worker
-                    _write(status, b"F%s\n" % _line(f"Cannot start the function task: {e}"))
-                    for f in fds:
-                        _close(f)
-                    continue
-                if pid == 0:
-                    _child(cwd, env, cpus, data, stdin, out, err, status, me, libc)
+                status = fds[-1]
+                pid = 0
+                if spare is not None:  # hand the task to the child forked ahead
+                    pid, spare_sock = spare
+                    spare = None
+                    try:
+                        socket.send_fds(spare_sock, [msg], fds)
+                    except OSError:  # it died meanwhile
+                        for kill in (os.killpg, os.kill):
+                            try:
+                                kill(pid, signal.SIGKILL)
+                            except OSError:
+                                pass
+                        try:
+                            os.waitpid(pid, 0)
+                        except ChildProcessError:
+                            pass
+                        pid = 0
+                    spare_sock.close()
+                if not pid:
+                    try:
+                        pid = os.fork()
+                    except OSError as e:
+                        _write(status, b"F%s\n" % _line(f"Cannot start the function task: {e}"))
+                        for f in fds:
+                            _close(f)
+                        continue
+                    if pid == 0:
+                        _child(msg, fds, me, libc)
                 _write(status, b"P%d\n" % pid)
                 for f in fds[:-1]:
                     _close(f)
@@ -187,15 +223,53 @@ def _close(fd: int) -> None:
         pass
 
 
-def _child(cwd, env, cpus, data, stdin, out, err, status, server_pid, libc):
-    """In the forked child: become the task's process, run it, exit. Never returns."""
+def _child(msg, fds, server_pid, libc):
+    """In a child forked for a task: become the task's process, run it, exit. Never returns."""
     code = 127
     try:
         os.setsid()
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != server_pid:
             os._exit(code)
-        if stdin < 0:  # small stdin came inline: a memfd holds it (read to EOF like a pipe)
+        code = _become(msg, fds)
+    except BaseException:  # noqa: BLE001 - the child must never return into the server loop
+        pass
+    os._exit(code)
+
+
+def _spare(fd, server_pid, libc):
+    """In a child forked ahead: wait for a task (or the server's end), then become it."""
+    code = 127
+    try:
+        os.setsid()
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != server_pid:
+            os._exit(code)
+        os.closerange(3, fd)  # nothing of the server's: no other task's status pipe
+        os.closerange(fd + 1, 1 << 20)
+        sock = socket.socket(fileno=fd)
+        msg, fds, _, _ = socket.recv_fds(sock, MAX_REQUEST, 4)
+        sock.close()
+        if fds:
+            code = _become(msg, fds)
+        else:
+            code = 0
+    except BaseException:  # noqa: BLE001 - the child must never return into the server loop
+        pass
+    os._exit(code)
+
+
+def _become(msg, fds) -> int:
+    """Turns this child into the task described by the request `msg` with `fds` ([stdin,]
+    stdout, stderr, status) and runs it; returns the exit code."""
+    status = fds[-1]
+    code = 127
+    try:
+        cwd, env, cpus, data = pickle.loads(msg)
+        if len(fds) == 4:
+            stdin, out, err = fds[:3]
+        else:  # a small stdin came inline: a memfd holds it (read to EOF like a pipe)
+            out, err = fds[:2]
             stdin = os.memfd_create("stdin", 0)
             os.write(stdin, data)
             os.lseek(stdin, 0, os.SEEK_SET)
@@ -222,7 +296,7 @@ def _child(cwd, env, cpus, data, stdin, out, err, status, server_pid, libc):
         os.write(status, b"X%d\n" % code)
     except BaseException:  # noqa: BLE001 - the child must never return into the server loop
         pass
-    os._exit(code)
+    return code
 
 
 def _run_task() -> int:
@@ -583,26 +657,32 @@ class PyRunners:
             request = pickle.dumps((cwd, diff, cpus, stdin), protocol=pickle.HIGHEST_PROTOCOL)
             if len(request) > MAX_REQUEST - 64:
                 return None
-            for attempt in (1, 2):  # a dead server is restarted once per task
+        for _attempt in (1, 2):  # a dead server is restarted once per task
+            with self.lock:
+                if self.servers.get(key) is not server:
+                    return None  # closed meanwhile (the worker stops)
                 try:
                     proc = server.spawn(request, fds)
                 except RunnerUnavailable:
-                    if server.proc is None:  # it never started: not this interpreter
+                    if server.proc is None:  # it does not start: not this interpreter
                         self.servers[key] = None
                         return None
                     server.close()
                     continue
-                try:
-                    proc.wait_started()
-                except RunnerUnavailable:
-                    proc.close()
-                    server.close()
-                    continue
-                except SpawnFailed:
-                    proc.close()
-                    raise
-                return proc
-            return None
+                generation = server.starts
+            try:  # (outside the lock: another task can be sent meanwhile)
+                proc.wait_started()
+            except RunnerUnavailable:
+                proc.close()
+                with self.lock:
+                    if server.starts == generation:  # not restarted by another thread yet
+                        server.close()
+                continue
+            except SpawnFailed:
+                proc.close()
+                raise
+            return proc
+        return None
 
     def close(self) -> None:
         with self.lock:

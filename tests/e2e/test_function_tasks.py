@@ -195,3 +195,55 @@ def test_prologue_runs_the_upstream_way(env):
     assert info["foo"] == "from-prologue"
     assert "pyrunner" not in parent_cmdline(info["ppid"])  # its own interpreter
     assert (env.work_dir / f"job-{job}" / "0.stdout").read_text() == "out pro\n"
+
+
+def children_of(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+@pytest.mark.timeout(60)
+def test_worker_killed_leaves_no_runner_and_no_task_behind(tmp_path):
+    path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+    e = HqEnv(tmp_path, env=clean_env(PATH=path))
+    try:
+        e.start_server()
+        worker = e.start_worker(cpus=1)
+        pids_file = tmp_path / "pids"
+        submit_fn(e, sleeper, str(pids_file))
+        leader, child, runner = read_pids(e, pids_file)
+        spare = [p for p in children_of(runner) if p != leader]
+        assert "pyrunner" in parent_cmdline(runner) and spare  # a child forked ahead
+        for p in (runner, *spare):
+            e.track_pid(p)
+        e.kill(worker)  # SIGKILL: no clean-up of its own
+        wait_until(lambda: not any(pid_alive(p) for p in (leader, child, runner, *spare)), 15,
+                   0.1, "runner, spare and task gone")
+    finally:
+        e.close()
+
+
+@pytest.mark.timeout(60)
+def test_worker_stop_stops_the_runner(tmp_path):
+    path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+    e = HqEnv(tmp_path, env=clean_env(PATH=path))
+    try:
+        e.start_server()
+        worker = e.start_worker(cpus=1)
+        job = submit_fn(e, describe, "stop")
+        e.wait_job(job)
+        info = json.loads((e.work_dir / "info-stop-0.json").read_text())
+        runner = info["ppid"]
+        spare = children_of(runner)
+        assert spare
+        for p in (runner, *spare):
+            e.track_pid(p)
+        e.command(["worker", "stop", str(worker.worker_id)])
+        worker.wait(15)
+        wait_until(lambda: not any(pid_alive(p) for p in (runner, *spare)), 10, 0.1,
+                   "runner and spare gone")
+    finally:
+        e.close()

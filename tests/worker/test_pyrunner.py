@@ -242,11 +242,16 @@ def test_runner_crash_fails_the_task_and_the_runner_restarts(env, tmp_path):
     leader, child = map(int, _wait_file(path).split())
     env.pids += [leader, child]
     (server,) = env.server_pids()
+    with open(f"/proc/{server}/task/{server}/children") as f:
+        spares = [int(p) for p in f.read().split() if int(p) != leader]
+    assert spares  # the child forked ahead for the next task
+    env.pids += spares
     os.kill(server, signal.SIGKILL)
     thread.join(10)
     assert not thread.is_alive()
     assert run.error == RUNNER_CRASHED
     assert _gone(leader) and _gone(child), "the task outlived its runner"
+    assert all(_gone(p) for p in spares), "the spare outlived its runner"
     run = env.run(_report, "after")
     assert run.error is None, run.error
     (new_server,) = env.server_pids()
