@@ -39,7 +39,6 @@ Importing this module imports neither trio nor the CLI (it runs in every functio
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 
 __all__ = ["PythonEnv", "task_main", "function_task_args", "FUNCTION_CODE", "RESULT_DIR_ENV"]
@@ -81,6 +80,8 @@ def function_task_args(python_env: PythonEnv | None = None) -> list[str]:
     """The program of a function task for `python_env` (upstream's command)."""
     env = python_env or PythonEnv()
     if env.prologue:
+        import shlex
+
         return [env.shell, "-c",
                 f"{env.prologue}\n\n{env.python_bin} -c {shlex.quote(FUNCTION_CODE)}"]
     return [env.python_bin, "-c", FUNCTION_CODE]

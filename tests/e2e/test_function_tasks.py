@@ -247,3 +247,19 @@ def test_worker_stop_stops_the_runner(tmp_path):
                    "runner and spare gone")
     finally:
         e.close()
+
+
+def chatty(n):
+    for i in range(n):
+        print(f"line {i} of task {os.environ['HQ_TASK_ID']}")
+    print("to stderr", file=sys.stderr)
+
+
+@pytest.mark.timeout(60)
+def test_streamed_output_of_function_tasks(env, tmp_path):
+    job = submit_fn(env, chatty, 3, flags=["--array", "1-4", "--stream", str(tmp_path / "logs")])
+    env.wait_job(job)
+    out = env.command(["output-log", str(tmp_path / "logs"), "cat", str(job), "stdout"])
+    assert out == "".join(f"line {i} of task {t}\n" for t in range(1, 5) for i in range(3))
+    err = env.command(["output-log", str(tmp_path / "logs"), "cat", str(job), "stderr"])
+    assert err == "to stderr\n" * 4

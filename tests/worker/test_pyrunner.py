@@ -325,3 +325,22 @@ def test_other_commands_fall_back_to_a_process_per_task(env, tmp_path):
     run = env.run(_report, "z", args_list=[str(fake), "-c", FUNCTION_CODE])
     assert run.error is None  # /bin/true ran the normal way
     assert None in env.runner.pyrunners.servers.values()
+
+
+def _log():
+    import logging
+
+    logging.getLogger("user").debug("a debug line")
+    logging.getLogger("user").warning("a warning")
+
+
+@pytest.mark.timeout(60)
+def test_hq_pylog_sets_the_log_level(env):
+    assert env.run(_log).error is None
+    assert env.err() == "a warning\n"  # logging's last resort: warnings only, bare
+    assert env.run(_log, env={"HQ_PYLOG": "DEBUG"}).error is None
+    assert env.err() == "DEBUG:user:a debug line\nWARNING:user:a warning\n"
+    assert env.run(_log, env={"HQ_PYLOG": "nonsense"}).error is None
+    assert "ignoring HQ_PYLOG='nonsense'" in env.err()
+    assert env.run(_log).error is None
+    assert env.err() == "a warning\n"  # nothing of an earlier task's set-up is left
