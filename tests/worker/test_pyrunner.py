@@ -344,3 +344,22 @@ def test_hq_pylog_sets_the_log_level(env):
     assert "ignoring HQ_PYLOG='nonsense'" in env.err()
     assert env.run(_log).error is None
     assert env.err() == "a warning\n"  # nothing of an earlier task's set-up is left
+
+
+def test_task_module_imports_neither_trio_nor_the_cli():
+    import subprocess
+
+    code = ("import sys, hyperqueue.task.function as f; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('trio', 'anyio', 'click', 'cbor2', 'nacl', 'cloudpickle', 'shlex') "
+            "or m.startswith(('hyperqueue.cli', 'hyperqueue.worker', 'hyperqueue.client'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    env = PythonEnv()
+    assert (env.python_bin, env.prologue, env.shell) == ("python3", None, "bash")
+    assert PythonEnv("python3.11", "module load x", "zsh") == PythonEnv(
+        python_bin="python3.11", prologue="module load x", shell="zsh")
+    assert function_task_args() == ["python3", "-c", FUNCTION_CODE]
+    assert function_task_args(PythonEnv(python_bin="/opt/py/bin/python", prologue="a=1")) == [
+        "bash", "-c", "a=1\n\n/opt/py/bin/python -c "
+        "'from hyperqueue.task.function import task_main as m; m()'"]
