@@ -32,10 +32,10 @@ The protocol (private: a socketpair between one worker and its fork server)
   worker need not wait for the server to notice the exit; the first ``X`` counts). Until the
   child's ``setsid`` it is not a group leader: the worker signals the pid itself when the group
   does not exist yet (the child has no descendants then).
-* The server keeps one child forked ahead (a *spare*, in its own session, holding nothing but
-  its socketpair with the server) and hands it the next request and its descriptors, then forks
-  the next spare while the task runs, so the fork is off the task's critical path (it forks
-  directly when no spare is ready).
+* The server keeps two children forked ahead (*spares*, each in its own session and holding
+  nothing but its socketpair with the server), hands one the next request and its descriptors,
+  and forks the replacement while the task runs, so the fork is off the task's critical path
+  (it forks directly when no spare is ready).
 * The server does NOT reap the child when it exits: it reaps it when the worker closes its end of
   the status pipe (the server sees POLLERR on its end). The worker does that only after it has
   killed the task's process group (`Runner._end_process`), so while the worker may still signal
@@ -65,6 +65,7 @@ HELLO = b"hq-pyrunner 1"
 START_TIMEOUT = 30.0  # for the server's hello (an interpreter start on a loaded machine)
 REPLY_TIMEOUT = 30.0  # for the `P<pid>` reply to one spawn request
 MAX_REQUEST = 1 << 17  # bytes of one request (the environment); larger ones spawn normally
+SPARES = 2  # children forked ahead (a 2-CPU worker starts two tasks at once)
 MAX_SERVERS = 4  # distinct interpreters/environments with a warm runner per worker
 KEY_PREFIXES = ("PYTHON", "LD_", "LC_", "LANG")  # what shapes an interpreter at its start
 RUNNER_CRASHED = ("The worker's Python function runner crashed while running this task "
@@ -115,10 +116,13 @@ def serve(fd: int) -> None:
         b.close()
         return pid, a
 
-    spare = fork_spare()
+    spares: list = []
     while True:
-        if spare is None:
+        while len(spares) < SPARES:
             spare = fork_spare()
+            if spare is None:
+                break
+            spares.append(spare)
         try:
             events = poller.poll()
         except InterruptedError:
@@ -139,9 +143,8 @@ def serve(fd: int) -> None:
                     continue
                 status = fds[-1]
                 pid = 0
-                if spare is not None:  # hand the task to the child forked ahead
-                    pid, spare_sock = spare
-                    spare = None
+                if spares:  # hand the task to a child forked ahead
+                    pid, spare_sock = spares.pop()
                     try:
                         socket.send_fds(spare_sock, [msg], fds)
                     except OSError:  # it died meanwhile
