@@ -622,6 +622,47 @@ class PyRunners:
         self._resolved[key] = found
         return found
 
+    def _server_for(self, args, task_env, path_value):
+        """(key, server) for this task (created, not started), or None: no warm runner.
+        Called under the lock."""
+        interpreter = self._resolve(args[0], path_value)
+        if interpreter is None:
+            return None
+        own = [(k, v) for k, v in task_env.items() if k.startswith(KEY_PREFIXES)]
+        if own:
+            shaping = dict(self._base_shaping)
+            shaping.update(own)
+            key = (interpreter, tuple(sorted(shaping.items())))
+        else:
+            key = (interpreter, self._base_key)
+        server = self.servers.get(key, False)
+        if server is None:
+            return None
+        if server is False:
+            if len(self.servers) >= MAX_SERVERS:
+                return None
+            start_env = dict(self.base_env)
+            start_env.update(own)
+            server = self.servers[key] = ForkServer(interpreter, start_env)
+        return key, server
+
+    def warm_up(self, args, task_env: dict[str, str], path_value: str) -> None:
+        """Starts the task's runner if it does not run (an interpreter start), so that `spawn`,
+        which the worker calls under the task's lock, only hands the task over."""
+        with self.lock:
+            found = self._server_for(args, task_env, path_value)
+            if found is None:
+                return
+            key, server = found
+            if server.alive():
+                return
+            if server.sock is not None:
+                server.close()
+            try:
+                server._start()
+            except RunnerUnavailable:
+                self.servers[key] = None
+
     def spawn(self, args, task_env: dict[str, str], path_value: str, cwd: str,
               cpus: list[int] | None, stdin: bytes | None,
               fds: list[int]) -> WarmProcess | None:
@@ -634,25 +675,10 @@ class PyRunners:
             SpawnFailed: the runner could not start the task (its error).
         """
         with self.lock:
-            interpreter = self._resolve(args[0], path_value)
-            if interpreter is None:
+            found = self._server_for(args, task_env, path_value)
+            if found is None:
                 return None
-            own = [(k, v) for k, v in task_env.items() if k.startswith(KEY_PREFIXES)]
-            if own:
-                shaping = dict(self._base_shaping)
-                shaping.update(own)
-                key = (interpreter, tuple(sorted(shaping.items())))
-            else:
-                key = (interpreter, self._base_key)
-            server = self.servers.get(key, False)
-            if server is None:
-                return None
-            if server is False:
-                if len(self.servers) >= MAX_SERVERS:
-                    return None
-                start_env = dict(self.base_env)
-                start_env.update(own)
-                server = self.servers[key] = ForkServer(interpreter, start_env)
+            key, server = found
             # The server's environment is the worker's with these variables of the task's, so
             # the task's whole environment is the server's plus what differs in `task_env`.
             start_env = server.env
