@@ -43,6 +43,15 @@ def _gone(pid: int, timeout: float = 5.0) -> bool:
     return True
 
 
+def _reaped(pid: int, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while os.path.exists(f"/proc/{pid}"):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def _wait_file(path, timeout: float = 10.0) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -159,7 +168,8 @@ def test_function_task_runs_warm_as_a_task_process(env, tmp_path):
     info2 = json.loads(env.out())
     assert info2["ppid"] == servers[0] and info2["pid"] != info["pid"]
     assert info2["foo"] is None and info2["task"] == "2"
-    assert not _alive(info["pid"]) and not _alive(info2["pid"])
+    assert not _alive(info["pid"]) and not _alive(info2["pid"])  # gone before the report
+    assert _reaped(info["pid"]) and _reaped(info2["pid"])
 
 
 def _exit(code):
@@ -363,3 +373,23 @@ def test_task_module_imports_neither_trio_nor_the_cli():
     assert function_task_args(PythonEnv(python_bin="/opt/py/bin/python", prologue="a=1")) == [
         "bash", "-c", "a=1\n\n/opt/py/bin/python -c "
         "'from hyperqueue.task.function import task_main as m; m()'"]
+
+
+@pytest.mark.timeout(60)
+def test_worker_exception_after_the_spawn_kills_the_task(env, tmp_path, monkeypatch):
+    from hyperqueue.worker import pyrunner
+
+    path = str(tmp_path / "pids")
+
+    def broken_wait(self, timeout):  # a bug of ours once the task runs
+        _wait_file(path)
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(pyrunner.WarmProcess, "wait_exit", broken_wait)
+    run = env.run(_sleep_with_child, path)
+    leader, child = map(int, _wait_file(path).split())
+    env.pids += [leader, child]
+    assert run.error == "Worker error while running the task: RuntimeError('injected')"
+    assert _gone(leader) and _gone(child)
+    assert not run.live
+    assert _reaped(leader)  # by the runner, once the worker closed the task's status pipe
