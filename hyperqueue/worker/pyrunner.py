@@ -42,14 +42,19 @@ The protocol (private: a socketpair between one worker and its fork server)
   the group the pid cannot have been reused: the same guarantee as for its own children. If the
   worker closes the pipe while the child still runs, the server kills the child's group first.
 * The child: its own session (setsid), stdin/stdout/stderr on fds 0-2, every other descriptor
-  closed (but its status pipe end, close-on-exec), the task's cwd and os.environ, ``sys.argv == ["-c"]``, the CPU affinity if pinned,
-  PR_SET_PDEATHSIG=SIGKILL (it dies with the server). It runs `task_main`, then what an
+  closed (but its status pipe end, close-on-exec), the task's cwd and os.environ,
+  ``sys.argv == ["-c"]``, the CPU affinity if pinned, PR_SET_PDEATHSIG=SIGKILL (it dies with
+  the server). It runs `task_main`, then what an
   interpreter does at exit (joins non-daemon threads, atexit handlers, flushes stdio); SIGINT
   kills it by signal as it would a fresh ``python3``.
 * A server crash: the worker notices on a pidfd of the server (or an EOF on the status pipe)
   without an ``X``; it kills those tasks' process groups, fails them with RUNNER_CRASHED, and
-  the next function task starts a new server. When the worker goes away, the server sees EOF on the socket and exits; the tasks' groups
-  are killed by the worker's reaper companion like any task's.
+  the next function task starts a new server. When the worker goes away, the server sees EOF
+  on the socket and exits (its children die with it); the tasks' groups are killed by the
+  worker's reaper companion like any task's. Import caches are not invalidated in the child:
+  a module file created within the file system's timestamp granularity of the runner's
+  start in a directory the runner imported from may be missed (user code in the task's cwd is
+  looked up afresh).
 """
 
 from __future__ import annotations
@@ -127,6 +132,9 @@ def serve(fd: int) -> None:
             events = poller.poll()
         except InterruptedError:
             continue
+        # Registered descriptors are closed only after the whole batch: no number is reused
+        # within it, so a later event of the batch never lands on a new descriptor.
+        closing: list[int] = []
         for fd, ev in events:
             if fd == sock_fd:
                 try:
@@ -153,10 +161,7 @@ def serve(fd: int) -> None:
                                 kill(pid, signal.SIGKILL)
                             except OSError:
                                 pass
-                        try:
-                            os.waitpid(pid, 0)
-                        except ChildProcessError:
-                            pass
+                        _reap(pid)
                         pid = 0
                     spare_sock.close()
                 if not pid:
@@ -178,34 +183,44 @@ def serve(fd: int) -> None:
                 poller.register(pidfd, select.POLLIN)
                 poller.register(status, 0)  # POLLERR: the worker closed its end
             elif fd in by_pidfd:  # a child exited: report, keep the zombie
-                pid, status = by_pidfd.pop(fd)
-                poller.unregister(fd)
-                _close(fd)
-                by_status[status][1] = -1
+                pid, status = by_pidfd[fd]
                 try:
                     info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+                    if info is None:
+                        continue  # not exited after all
+                    code = info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
                 except ChildProcessError:
-                    info = None
-                code = 255 if info is None else (
-                    info.si_status if info.si_code == os.CLD_EXITED else -info.si_status)
+                    code = 255
+                del by_pidfd[fd]
+                poller.unregister(fd)
+                closing.append(fd)
+                if status < 0:  # the worker gave up on it (below): reap it now
+                    _reap(pid)
+                    continue
+                by_status[status][1] = -1
                 _write(status, b"X%d\n" % code)
             elif fd in by_status:  # the worker is done with this task: reap it
                 pid, pidfd = by_status.pop(fd)
                 poller.unregister(fd)
-                _close(fd)
-                if pidfd >= 0:  # still running (the worker gave up on it): kill its group
-                    by_pidfd.pop(pidfd, None)
-                    poller.unregister(pidfd)
-                    _close(pidfd)
+                closing.append(fd)
+                if pidfd >= 0:  # still running (the worker gave up on it): kill its group, reap
+                    by_pidfd[pidfd] = (pid, -1)  # it once it has exited (never block here)
                     for kill in (os.killpg, os.kill):
                         try:
                             kill(pid, signal.SIGKILL)
                         except OSError:
                             pass
-                try:
-                    os.waitpid(pid, 0)
-                except ChildProcessError:
-                    pass
+                else:
+                    _reap(pid)  # a zombie already
+        for fd in closing:
+            _close(fd)
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
 
 
 def _line(text: str) -> bytes:
@@ -417,7 +432,7 @@ class WarmProcess:
             kind, rest = line[:1], line[1:]
             if kind == b"P":
                 self.pid = int(rest)
-            elif kind == b"X":
+            elif kind == b"X" and self.returncode is None:  # the first one counts
                 self.returncode = int(rest)
             elif kind in (b"E", b"F"):
                 self.error = rest.decode("utf-8", "replace")

@@ -393,3 +393,29 @@ def test_worker_exception_after_the_spawn_kills_the_task(env, tmp_path, monkeypa
     assert _gone(leader) and _gone(child)
     assert not run.live
     assert _reaped(leader)  # by the runner, once the worker closed the task's status pipe
+
+
+@pytest.mark.timeout(60)
+def test_runner_kills_a_task_the_worker_gave_up_on(tmp_path):
+    from hyperqueue.worker.pyrunner import PyRunners
+
+    runners = PyRunners(dict(os.environ))
+    try:
+        out = os.open(os.devnull, os.O_WRONLY)
+        path = str(tmp_path / "pids")
+        data = cloudpickle.dumps((_sleep_with_child, (path,), {}))
+        proc = runners.spawn(PY, {}, os.environ["PATH"], str(tmp_path), None, data, [out, out])
+        os.close(out)
+        leader, child = map(int, _wait_file(path).split())
+        assert proc.pid == leader
+        proc.close()  # without killing it first (e.g. the worker's reply wait timed out)
+        assert _reaped(leader), "the runner did not kill and reap the task"
+        assert _gone(child), "the task's group was not killed"
+        # and the runner still serves
+        out = os.open(os.devnull, os.O_WRONLY)
+        proc = runners.spawn(PY, {}, os.environ["PATH"], str(tmp_path), None,
+                             cloudpickle.dumps((_exit, (4,), {})), [out, out])
+        os.close(out)
+        assert proc.wait_exit(10) and proc.finish() == 4
+    finally:
+        runners.close()
