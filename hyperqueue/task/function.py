@@ -20,8 +20,9 @@ error file either way.
 Return values (beyond upstream; opt-in, so upstream scripts see no change)
 --------------------------------------------------------------------------
 When the task's environment has ``HQ_RESULT_DIR`` (set by the client's spec builder; an absolute
-directory, or one relative to ``HQ_SUBMIT_DIR``; the Python client uses
-``<submit dir>/.hq-results``), the return value is stored after ``fn`` returns as::
+directory, or one relative to ``HQ_SUBMIT_DIR``; the proposed default for the Python client
+is ``<submit dir>/.hq-results``, next to the tasks' default output files), the return value is
+stored after ``fn`` returns as::
 
     $HQ_RESULT_DIR/<HQ_JOB_ID>/<HQ_TASK_ID>.pickle     (cloudpickle.dumps(value))
 
