@@ -86,8 +86,10 @@ PR_SET_PDEATHSIG = 1
 def serve(fd: int) -> None:
     """The fork server's main loop on the socket `fd`; returns when the worker closes it."""
     sock = socket.socket(fileno=fd)
-    try:
-        import cloudpickle  # noqa: F401 - preloaded for the children
+    try:  # preloaded for the children (upstream's client pickles a CloudWrapper)
+        import cloudpickle  # noqa: F401
+
+        import hyperqueue.task.function.wrapper  # noqa: F401
     except ImportError:
         pass  # the children report it, as a fresh interpreter would
     import ctypes

@@ -39,8 +39,9 @@ def env(tmp_path_factory):
         e.close()
 
 
-def submit_fn(env, fn, *args, flags=(), command=None, **kwargs) -> int:
-    data = cloudpickle.dumps((fn, args, kwargs))
+def submit_fn(env, fn, *args, flags=(), command=None, data=None, **kwargs) -> int:
+    if data is None:
+        data = cloudpickle.dumps((fn, args, kwargs))
     res = env.procs.run(
         [*env.hq, "--server-dir", str(env.server_dir), "--output-mode", "quiet", "submit",
          "--stdin", "--task-dir", *flags, "--", *(command or ["python3", "-c", FUNCTION_CODE])],
@@ -187,8 +188,8 @@ def test_runner_crash_fails_the_task_and_the_next_one_works(env, tmp_path):
 @pytest.mark.timeout(60)
 def test_prologue_runs_the_upstream_way(env):
     command = function_task_args(PythonEnv(prologue="export FOO=from-prologue"))
-    assert command == ["bash", "-c", "export FOO=from-prologue\n\npython3 -c "
-                       "'from hyperqueue.task.function import task_main as m; m()'"]
+    assert command == ["bash", "-c", 'export FOO=from-prologue\n\npython3 -c '
+                       '"from hyperqueue.task.function import task_main as m; m()"']
     job = submit_fn(env, describe, "pro", command=command)
     env.wait_job(job)
     info = json.loads((env.work_dir / "info-pro-0.json").read_text())
@@ -263,3 +264,15 @@ def test_streamed_output_of_function_tasks(env, tmp_path):
     assert out == "".join(f"line {i} of task {t}\n" for t in range(1, 5) for i in range(3))
     err = env.command(["output-log", str(tmp_path / "logs"), "cat", str(job), "stderr"])
     assert err == "to stderr\n" * 4
+
+
+@pytest.mark.timeout(60)
+def test_upstream_client_payload(env):
+    # upstream's client pickles (CloudWrapper(fn), args, kwargs) with plain pickle
+    from hyperqueue.task.function.wrapper import CloudWrapper
+
+    data = pickle.dumps((CloudWrapper(describe), ("up", 4), None))
+    job = submit_fn(env, None, data=data)
+    env.wait_job(job)
+    info = json.loads((env.work_dir / "info-up-0.json").read_text())
+    assert info["args"] == [4] and "hyperqueue.worker.pyrunner" in parent_cmdline(info["ppid"])

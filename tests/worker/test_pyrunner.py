@@ -178,12 +178,13 @@ def _exit(code):
 
 @pytest.mark.timeout(60)
 def test_exit_codes(env):
-    assert env.run(_exit, 0).error is None
-    assert env.run(_exit, None).error is None
-    assert env.run(_exit, 3).error == "Program terminated with exit code 3."
-    run = env.run(_exit, "a message")
-    assert run.error == "Program terminated with exit code 1."
-    assert env.err() == "a message\n"
+    # like upstream's task_main: any exception fails the task, also SystemExit
+    for code in (0, 3, "a message"):
+        run = env.run(_exit, code)
+        assert run.error.startswith("Traceback (most recent call last):")
+        assert run.error.rstrip().endswith(f"SystemExit: {code}")
+    assert env.run(os._exit, 5).error == "Program terminated with exit code 5."
+    assert env.run(os._exit, 0).error is None
     run = env.run(os.kill, 0, signal.SIGKILL)  # kills its own process group
     assert run.error == "Program terminated with exit code 137. Received signal 9 (SIGKILL)."
 
@@ -341,19 +342,44 @@ def _log():
     import logging
 
     logging.getLogger("user").debug("a debug line")
-    logging.getLogger("user").warning("a warning")
+    logging.getLogger("user").info("an info line")
 
 
 @pytest.mark.timeout(60)
 def test_hq_pylog_sets_the_log_level(env):
-    assert env.run(_log).error is None
-    assert env.err() == "a warning\n"  # logging's last resort: warnings only, bare
+    import re
+
+    line = r"\d\d-\d\d-\d{4} \d\d:\d\d:\d\d user:%s %s\n"
+    assert env.run(_log).error is None  # upstream's default: INFO, timestamped
+    assert re.fullmatch(line % ("INFO", "an info line"), env.err())
     assert env.run(_log, env={"HQ_PYLOG": "DEBUG"}).error is None
-    assert env.err() == "DEBUG:user:a debug line\nWARNING:user:a warning\n"
-    assert env.run(_log, env={"HQ_PYLOG": "nonsense"}).error is None
-    assert "ignoring HQ_PYLOG='nonsense'" in env.err()
-    assert env.run(_log).error is None
-    assert env.err() == "a warning\n"  # nothing of an earlier task's set-up is left
+    assert re.fullmatch(line % ("DEBUG", "a debug line") + line % ("INFO", "an info line"),
+                        env.err())
+    assert env.run(_log, env={"HQ_PYLOG": "ERROR"}).error is None
+    assert env.err() == ""
+    assert env.run(_log, env={"HQ_PYLOG": "nonsense"}).error is None  # as upstream: INFO
+    assert re.fullmatch(line % ("INFO", "an info line"), env.err())
+
+
+@pytest.mark.timeout(60)
+def test_upstream_payload_with_cloud_wrapper(env, tmp_path):
+    import pickle
+
+    from hyperqueue.task.function.wrapper import CloudWrapper
+
+    assert CloudWrapper(_big)(3) == b"xxx"
+    wrapped = CloudWrapper(_report)
+    assert wrapped.__name__ == "_report"
+    stdin = pickle.dumps((wrapped, ("wrapped",), None))  # what upstream's client submits
+    program = ProgramDef(PY, cwd=str(tmp_path), stdout=StdioDef(str(tmp_path / "out")),
+                         stderr=StdioDef(None), stdin=stdin, task_dir=True)
+    spec = TaskSpec(7, 99, 0, TaskTemplate(program, [ResourceRequest.default()]), str(tmp_path),
+                    None)
+    run = TaskRun(env.runner, spec, None)
+    run.execute()
+    assert run.error is None, run.error
+    assert '"tag": "wrapped"' in env.out()
+    assert pickle.loads(pickle.dumps(wrapped)).pickled_fn == wrapped.pickled_fn  # cached once
 
 
 def test_task_module_imports_neither_trio_nor_the_cli():
@@ -371,8 +397,10 @@ def test_task_module_imports_neither_trio_nor_the_cli():
         python_bin="python3.11", prologue="module load x", shell="zsh")
     assert function_task_args() == ["python3", "-c", FUNCTION_CODE]
     assert function_task_args(PythonEnv(python_bin="/opt/py/bin/python", prologue="a=1")) == [
-        "bash", "-c", "a=1\n\n/opt/py/bin/python -c "
-        "'from hyperqueue.task.function import task_main as m; m()'"]
+        "bash", "-c", 'a=1\n\n/opt/py/bin/python -c '
+        '"from hyperqueue.task.function import task_main as m; m()"']
+    assert PythonEnv(prologue="p", shell="zsh").args == [
+        "zsh", "-c", 'p\n\npython3 -c "from hyperqueue.task.function import task_main as m; m()"']
 
 
 @pytest.mark.timeout(60)
@@ -414,7 +442,7 @@ def test_runner_kills_a_task_the_worker_gave_up_on(tmp_path):
         # and the runner still serves
         out = os.open(os.devnull, os.O_WRONLY)
         proc = runners.spawn(PY, {}, os.environ["PATH"], str(tmp_path), None,
-                             cloudpickle.dumps((_exit, (4,), {})), [out, out])
+                             cloudpickle.dumps((os._exit, (4,), {})), [out, out])
         os.close(out)
         assert proc.wait_exit(10) and proc.finish() == 4
     finally:
