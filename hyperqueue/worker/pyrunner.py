@@ -32,20 +32,29 @@ The protocol (private: a socketpair between one worker and its fork server)
   worker need not wait for the server to notice the exit; the first ``X`` counts). Until the
   child's ``setsid`` it is not a group leader: the worker signals the pid itself when the group
   does not exist yet (the child has no descendants then).
+* The server keeps two children forked ahead (*spares*, each in its own session and holding
+  nothing but its socketpair with the server), hands one the next request and its descriptors,
+  and forks the replacement while the task runs, so the fork is off the task's critical path
+  (it forks directly when no spare is ready).
 * The server does NOT reap the child when it exits: it reaps it when the worker closes its end of
   the status pipe (the server sees POLLERR on its end). The worker does that only after it has
   killed the task's process group (`Runner._end_process`), so while the worker may still signal
   the group the pid cannot have been reused: the same guarantee as for its own children. If the
   worker closes the pipe while the child still runs, the server kills the child's group first.
 * The child: its own session (setsid), stdin/stdout/stderr on fds 0-2, every other descriptor
-  closed (but its status pipe end, close-on-exec), the task's cwd and os.environ, ``sys.argv == ["-c"]``, the CPU affinity if pinned,
-  PR_SET_PDEATHSIG=SIGKILL (it dies with the server). It runs `task_main`, then what an
+  closed (but its status pipe end, close-on-exec), the task's cwd and os.environ,
+  ``sys.argv == ["-c"]``, the CPU affinity if pinned, PR_SET_PDEATHSIG=SIGKILL (it dies with
+  the server). It runs `task_main`, then what an
   interpreter does at exit (joins non-daemon threads, atexit handlers, flushes stdio); SIGINT
   kills it by signal as it would a fresh ``python3``.
 * A server crash: the worker notices on a pidfd of the server (or an EOF on the status pipe)
   without an ``X``; it kills those tasks' process groups, fails them with RUNNER_CRASHED, and
-  the next function task starts a new server. When the worker goes away, the server sees EOF on the socket and exits; the tasks' groups
-  are killed by the worker's reaper companion like any task's.
+  the next function task starts a new server. When the worker goes away, the server sees EOF
+  on the socket and exits (its children die with it); the tasks' groups are killed by the
+  worker's reaper companion like any task's. Import caches are not invalidated in the child:
+  a module file created within the file system's timestamp granularity of the runner's
+  start in a directory the runner imported from may be missed (user code in the task's cwd is
+  looked up afresh).
 """
 
 from __future__ import annotations
@@ -61,6 +70,7 @@ HELLO = b"hq-pyrunner 1"
 START_TIMEOUT = 30.0  # for the server's hello (an interpreter start on a loaded machine)
 REPLY_TIMEOUT = 30.0  # for the `P<pid>` reply to one spawn request
 MAX_REQUEST = 1 << 17  # bytes of one request (the environment); larger ones spawn normally
+SPARES = 2  # children forked ahead (a 2-CPU worker starts two tasks at once)
 MAX_SERVERS = 4  # distinct interpreters/environments with a warm runner per worker
 KEY_PREFIXES = ("PYTHON", "LD_", "LC_", "LANG")  # what shapes an interpreter at its start
 RUNNER_CRASHED = ("The worker's Python function runner crashed while running this task "
@@ -76,8 +86,10 @@ PR_SET_PDEATHSIG = 1
 def serve(fd: int) -> None:
     """The fork server's main loop on the socket `fd`; returns when the worker closes it."""
     sock = socket.socket(fileno=fd)
-    try:
-        import cloudpickle  # noqa: F401 - preloaded for the children
+    try:  # preloaded for the children (upstream's client pickles a CloudWrapper)
+        import cloudpickle  # noqa: F401
+
+        import hyperqueue.task.function.wrapper  # noqa: F401
     except ImportError:
         pass  # the children report it, as a fresh interpreter would
     import ctypes
@@ -96,11 +108,35 @@ def serve(fd: int) -> None:
     poller.register(sock_fd, select.POLLIN)
     by_pidfd: dict[int, tuple[int, int]] = {}  # pidfd -> (pid, status fd): running children
     by_status: dict[int, list] = {}  # status fd -> [pid, pidfd or -1 once exited]
+
+    def fork_spare():
+        """A child forked ahead of its task (the fork is off the task's critical path)."""
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            pid = os.fork()
+        except OSError:
+            a.close()
+            b.close()
+            return None
+        if pid == 0:
+            _spare(b.fileno(), me, libc)
+        b.close()
+        return pid, a
+
+    spares: list = []
     while True:
+        while len(spares) < SPARES:
+            spare = fork_spare()
+            if spare is None:
+                break
+            spares.append(spare)
         try:
             events = poller.poll()
         except InterruptedError:
             continue
+        # Registered descriptors are closed only after the whole batch: no number is reused
+        # within it, so a later event of the batch never lands on a new descriptor.
+        closing: list[int] = []
         for fd, ev in events:
             if fd == sock_fd:
                 try:
@@ -115,21 +151,31 @@ def serve(fd: int) -> None:
                     for f in fds:
                         _close(f)
                     continue
-                if len(fds) == 4:
-                    stdin, out, err, status = fds
-                else:
-                    stdin = -1
-                    out, err, status = fds
-                try:
-                    cwd, env, cpus, data = pickle.loads(msg)
-                    pid = os.fork()
-                except BaseException as e:  # noqa: BLE001 - reported to the worker
-                    _write(status, b"F%s\n" % _line(f"Cannot start the function task: {e}"))
-                    for f in fds:
-                        _close(f)
-                    continue
-                if pid == 0:
-                    _child(cwd, env, cpus, data, stdin, out, err, status, me, libc)
+                status = fds[-1]
+                pid = 0
+                if spares:  # hand the task to a child forked ahead
+                    pid, spare_sock = spares.pop()
+                    try:
+                        socket.send_fds(spare_sock, [msg], fds)
+                    except OSError:  # it died meanwhile
+                        for kill in (os.killpg, os.kill):
+                            try:
+                                kill(pid, signal.SIGKILL)
+                            except OSError:
+                                pass
+                        _reap(pid)
+                        pid = 0
+                    spare_sock.close()
+                if not pid:
+                    try:
+                        pid = os.fork()
+                    except OSError as e:
+                        _write(status, b"F%s\n" % _line(f"Cannot start the function task: {e}"))
+                        for f in fds:
+                            _close(f)
+                        continue
+                    if pid == 0:
+                        _child(msg, fds, me, libc)
                 _write(status, b"P%d\n" % pid)
                 for f in fds[:-1]:
                     _close(f)
@@ -139,34 +185,44 @@ def serve(fd: int) -> None:
                 poller.register(pidfd, select.POLLIN)
                 poller.register(status, 0)  # POLLERR: the worker closed its end
             elif fd in by_pidfd:  # a child exited: report, keep the zombie
-                pid, status = by_pidfd.pop(fd)
-                poller.unregister(fd)
-                _close(fd)
-                by_status[status][1] = -1
+                pid, status = by_pidfd[fd]
                 try:
                     info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+                    if info is None:
+                        continue  # not exited after all
+                    code = info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
                 except ChildProcessError:
-                    info = None
-                code = 255 if info is None else (
-                    info.si_status if info.si_code == os.CLD_EXITED else -info.si_status)
+                    code = 255
+                del by_pidfd[fd]
+                poller.unregister(fd)
+                closing.append(fd)
+                if status < 0:  # the worker gave up on it (below): reap it now
+                    _reap(pid)
+                    continue
+                by_status[status][1] = -1
                 _write(status, b"X%d\n" % code)
             elif fd in by_status:  # the worker is done with this task: reap it
                 pid, pidfd = by_status.pop(fd)
                 poller.unregister(fd)
-                _close(fd)
-                if pidfd >= 0:  # still running (the worker gave up on it): kill its group
-                    by_pidfd.pop(pidfd, None)
-                    poller.unregister(pidfd)
-                    _close(pidfd)
+                closing.append(fd)
+                if pidfd >= 0:  # still running (the worker gave up on it): kill its group, reap
+                    by_pidfd[pidfd] = (pid, -1)  # it once it has exited (never block here)
                     for kill in (os.killpg, os.kill):
                         try:
                             kill(pid, signal.SIGKILL)
                         except OSError:
                             pass
-                try:
-                    os.waitpid(pid, 0)
-                except ChildProcessError:
-                    pass
+                else:
+                    _reap(pid)  # a zombie already
+        for fd in closing:
+            _close(fd)
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
 
 
 def _line(text: str) -> bytes:
@@ -187,15 +243,53 @@ def _close(fd: int) -> None:
         pass
 
 
-def _child(cwd, env, cpus, data, stdin, out, err, status, server_pid, libc):
-    """In the forked child: become the task's process, run it, exit. Never returns."""
+def _child(msg, fds, server_pid, libc):
+    """In a child forked for a task: become the task's process, run it, exit. Never returns."""
     code = 127
     try:
         os.setsid()
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != server_pid:
             os._exit(code)
-        if stdin < 0:  # small stdin came inline: a memfd holds it (read to EOF like a pipe)
+        code = _become(msg, fds)
+    except BaseException:  # noqa: BLE001 - the child must never return into the server loop
+        pass
+    os._exit(code)
+
+
+def _spare(fd, server_pid, libc):
+    """In a child forked ahead: wait for a task (or the server's end), then become it."""
+    code = 127
+    try:
+        os.setsid()
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != server_pid:
+            os._exit(code)
+        os.closerange(3, fd)  # nothing of the server's: no other task's status pipe
+        os.closerange(fd + 1, 1 << 20)
+        sock = socket.socket(fileno=fd)
+        msg, fds, _, _ = socket.recv_fds(sock, MAX_REQUEST, 4)
+        sock.close()
+        if fds:
+            code = _become(msg, fds)
+        else:
+            code = 0
+    except BaseException:  # noqa: BLE001 - the child must never return into the server loop
+        pass
+    os._exit(code)
+
+
+def _become(msg, fds) -> int:
+    """Turns this child into the task described by the request `msg` with `fds` ([stdin,]
+    stdout, stderr, status) and runs it; returns the exit code."""
+    status = fds[-1]
+    code = 127
+    try:
+        cwd, env, cpus, data = pickle.loads(msg)
+        if len(fds) == 4:
+            stdin, out, err = fds[:3]
+        else:  # a small stdin came inline: a memfd holds it (read to EOF like a pipe)
+            out, err = fds[:2]
             stdin = os.memfd_create("stdin", 0)
             os.write(stdin, data)
             os.lseek(stdin, 0, os.SEEK_SET)
@@ -222,7 +316,7 @@ def _child(cwd, env, cpus, data, stdin, out, err, status, server_pid, libc):
         os.write(status, b"X%d\n" % code)
     except BaseException:  # noqa: BLE001 - the child must never return into the server loop
         pass
-    os._exit(code)
+    return code
 
 
 def _run_task() -> int:
@@ -340,7 +434,7 @@ class WarmProcess:
             kind, rest = line[:1], line[1:]
             if kind == b"P":
                 self.pid = int(rest)
-            elif kind == b"X":
+            elif kind == b"X" and self.returncode is None:  # the first one counts
                 self.returncode = int(rest)
             elif kind in (b"E", b"F"):
                 self.error = rest.decode("utf-8", "replace")
@@ -545,6 +639,47 @@ class PyRunners:
         self._resolved[key] = found
         return found
 
+    def _server_for(self, args, task_env, path_value):
+        """(key, server) for this task (created, not started), or None: no warm runner.
+        Called under the lock."""
+        interpreter = self._resolve(args[0], path_value)
+        if interpreter is None:
+            return None
+        own = [(k, v) for k, v in task_env.items() if k.startswith(KEY_PREFIXES)]
+        if own:
+            shaping = dict(self._base_shaping)
+            shaping.update(own)
+            key = (interpreter, tuple(sorted(shaping.items())))
+        else:
+            key = (interpreter, self._base_key)
+        server = self.servers.get(key, False)
+        if server is None:
+            return None
+        if server is False:
+            if len(self.servers) >= MAX_SERVERS:
+                return None
+            start_env = dict(self.base_env)
+            start_env.update(own)
+            server = self.servers[key] = ForkServer(interpreter, start_env)
+        return key, server
+
+    def warm_up(self, args, task_env: dict[str, str], path_value: str) -> None:
+        """Starts the task's runner if it does not run (an interpreter start), so that `spawn`,
+        which the worker calls under the task's lock, only hands the task over."""
+        with self.lock:
+            found = self._server_for(args, task_env, path_value)
+            if found is None:
+                return
+            key, server = found
+            if server.alive():
+                return
+            if server.sock is not None:
+                server.close()
+            try:
+                server._start()
+            except RunnerUnavailable:
+                self.servers[key] = None
+
     def spawn(self, args, task_env: dict[str, str], path_value: str, cwd: str,
               cpus: list[int] | None, stdin: bytes | None,
               fds: list[int]) -> WarmProcess | None:
@@ -557,25 +692,10 @@ class PyRunners:
             SpawnFailed: the runner could not start the task (its error).
         """
         with self.lock:
-            interpreter = self._resolve(args[0], path_value)
-            if interpreter is None:
+            found = self._server_for(args, task_env, path_value)
+            if found is None:
                 return None
-            own = [(k, v) for k, v in task_env.items() if k.startswith(KEY_PREFIXES)]
-            if own:
-                shaping = dict(self._base_shaping)
-                shaping.update(own)
-                key = (interpreter, tuple(sorted(shaping.items())))
-            else:
-                key = (interpreter, self._base_key)
-            server = self.servers.get(key, False)
-            if server is None:
-                return None
-            if server is False:
-                if len(self.servers) >= MAX_SERVERS:
-                    return None
-                start_env = dict(self.base_env)
-                start_env.update(own)
-                server = self.servers[key] = ForkServer(interpreter, start_env)
+            key, server = found
             # The server's environment is the worker's with these variables of the task's, so
             # the task's whole environment is the server's plus what differs in `task_env`.
             start_env = server.env
@@ -583,26 +703,32 @@ class PyRunners:
             request = pickle.dumps((cwd, diff, cpus, stdin), protocol=pickle.HIGHEST_PROTOCOL)
             if len(request) > MAX_REQUEST - 64:
                 return None
-            for attempt in (1, 2):  # a dead server is restarted once per task
+        for _attempt in (1, 2):  # a dead server is restarted once per task
+            with self.lock:
+                if self.servers.get(key) is not server:
+                    return None  # closed meanwhile (the worker stops)
                 try:
                     proc = server.spawn(request, fds)
                 except RunnerUnavailable:
-                    if server.proc is None:  # it never started: not this interpreter
+                    if server.proc is None:  # it does not start: not this interpreter
                         self.servers[key] = None
                         return None
                     server.close()
                     continue
-                try:
-                    proc.wait_started()
-                except RunnerUnavailable:
-                    proc.close()
-                    server.close()
-                    continue
-                except SpawnFailed:
-                    proc.close()
-                    raise
-                return proc
-            return None
+                generation = server.starts
+            try:  # (outside the lock: another task can be sent meanwhile)
+                proc.wait_started()
+            except RunnerUnavailable:
+                proc.close()
+                with self.lock:
+                    if server.starts == generation:  # not restarted by another thread yet
+                        server.close()
+                continue
+            except SpawnFailed:
+                proc.close()
+                raise
+            return proc
+        return None
 
     def close(self) -> None:
         with self.lock:

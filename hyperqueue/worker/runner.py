@@ -350,6 +350,8 @@ class Runner:
                           else self._open_output(stdout))
                 err_fd = (self._stream_pipe(read_fds, STDERR) if program.stderr.streamed
                           else self._open_output(stderr))
+                if warm:  # (its runner's start, if any, outside the task's lock)
+                    self.pyrunners.warm_up(program.args, env, path_value)
                 with run.lock:
                     if run.canceled:
                         return

@@ -39,8 +39,9 @@ def env(tmp_path_factory):
         e.close()
 
 
-def submit_fn(env, fn, *args, flags=(), command=None, **kwargs) -> int:
-    data = cloudpickle.dumps((fn, args, kwargs))
+def submit_fn(env, fn, *args, flags=(), command=None, data=None, **kwargs) -> int:
+    if data is None:
+        data = cloudpickle.dumps((fn, args, kwargs))
     res = env.procs.run(
         [*env.hq, "--server-dir", str(env.server_dir), "--output-mode", "quiet", "submit",
          "--stdin", "--task-dir", *flags, "--", *(command or ["python3", "-c", FUNCTION_CODE])],
@@ -187,11 +188,91 @@ def test_runner_crash_fails_the_task_and_the_next_one_works(env, tmp_path):
 @pytest.mark.timeout(60)
 def test_prologue_runs_the_upstream_way(env):
     command = function_task_args(PythonEnv(prologue="export FOO=from-prologue"))
-    assert command == ["bash", "-c", "export FOO=from-prologue\n\npython3 -c "
-                       "'from hyperqueue.task.function import task_main as m; m()'"]
+    assert command == ["bash", "-c", 'export FOO=from-prologue\n\npython3 -c '
+                       '"from hyperqueue.task.function import task_main as m; m()"']
     job = submit_fn(env, describe, "pro", command=command)
     env.wait_job(job)
     info = json.loads((env.work_dir / "info-pro-0.json").read_text())
     assert info["foo"] == "from-prologue"
     assert "pyrunner" not in parent_cmdline(info["ppid"])  # its own interpreter
     assert (env.work_dir / f"job-{job}" / "0.stdout").read_text() == "out pro\n"
+
+
+def children_of(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+@pytest.mark.timeout(60)
+def test_worker_killed_leaves_no_runner_and_no_task_behind(tmp_path):
+    path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+    e = HqEnv(tmp_path, env=clean_env(PATH=path))
+    try:
+        e.start_server()
+        worker = e.start_worker(cpus=1)
+        pids_file = tmp_path / "pids"
+        submit_fn(e, sleeper, str(pids_file))
+        leader, child, runner = read_pids(e, pids_file)
+        spare = [p for p in children_of(runner) if p != leader]
+        assert "pyrunner" in parent_cmdline(runner) and spare  # a child forked ahead
+        for p in (runner, *spare):
+            e.track_pid(p)
+        e.kill(worker)  # SIGKILL: no clean-up of its own
+        wait_until(lambda: not any(pid_alive(p) for p in (leader, child, runner, *spare)), 15,
+                   0.1, "runner, spare and task gone")
+    finally:
+        e.close()
+
+
+@pytest.mark.timeout(60)
+def test_worker_stop_stops_the_runner(tmp_path):
+    path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+    e = HqEnv(tmp_path, env=clean_env(PATH=path))
+    try:
+        e.start_server()
+        worker = e.start_worker(cpus=1)
+        job = submit_fn(e, describe, "stop")
+        e.wait_job(job)
+        info = json.loads((e.work_dir / "info-stop-0.json").read_text())
+        runner = info["ppid"]
+        spare = children_of(runner)
+        assert spare
+        for p in (runner, *spare):
+            e.track_pid(p)
+        e.command(["worker", "stop", str(worker.worker_id)])
+        worker.wait(15)
+        wait_until(lambda: not any(pid_alive(p) for p in (runner, *spare)), 10, 0.1,
+                   "runner and spare gone")
+    finally:
+        e.close()
+
+
+def chatty(n):
+    for i in range(n):
+        print(f"line {i} of task {os.environ['HQ_TASK_ID']}")
+    print("to stderr", file=sys.stderr)
+
+
+@pytest.mark.timeout(60)
+def test_streamed_output_of_function_tasks(env, tmp_path):
+    job = submit_fn(env, chatty, 3, flags=["--array", "1-4", "--stream", str(tmp_path / "logs")])
+    env.wait_job(job)
+    out = env.command(["output-log", str(tmp_path / "logs"), "cat", str(job), "stdout"])
+    assert out == "".join(f"line {i} of task {t}\n" for t in range(1, 5) for i in range(3))
+    err = env.command(["output-log", str(tmp_path / "logs"), "cat", str(job), "stderr"])
+    assert err == "to stderr\n" * 4
+
+
+@pytest.mark.timeout(60)
+def test_upstream_client_payload(env):
+    # upstream's client pickles (CloudWrapper(fn), args, kwargs) with plain pickle
+    from hyperqueue.task.function.wrapper import CloudWrapper
+
+    data = pickle.dumps((CloudWrapper(describe), ("up", 4), None))
+    job = submit_fn(env, None, data=data)
+    env.wait_job(job)
+    info = json.loads((env.work_dir / "info-up-0.json").read_text())
+    assert info["args"] == [4] and "hyperqueue.worker.pyrunner" in parent_cmdline(info["ppid"])

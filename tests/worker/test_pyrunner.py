@@ -43,6 +43,15 @@ def _gone(pid: int, timeout: float = 5.0) -> bool:
     return True
 
 
+def _reaped(pid: int, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while os.path.exists(f"/proc/{pid}"):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def _wait_file(path, timeout: float = 10.0) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -159,7 +168,8 @@ def test_function_task_runs_warm_as_a_task_process(env, tmp_path):
     info2 = json.loads(env.out())
     assert info2["ppid"] == servers[0] and info2["pid"] != info["pid"]
     assert info2["foo"] is None and info2["task"] == "2"
-    assert not _alive(info["pid"]) and not _alive(info2["pid"])
+    assert not _alive(info["pid"]) and not _alive(info2["pid"])  # gone before the report
+    assert _reaped(info["pid"]) and _reaped(info2["pid"])
 
 
 def _exit(code):
@@ -168,12 +178,13 @@ def _exit(code):
 
 @pytest.mark.timeout(60)
 def test_exit_codes(env):
-    assert env.run(_exit, 0).error is None
-    assert env.run(_exit, None).error is None
-    assert env.run(_exit, 3).error == "Program terminated with exit code 3."
-    run = env.run(_exit, "a message")
-    assert run.error == "Program terminated with exit code 1."
-    assert env.err() == "a message\n"
+    # like upstream's task_main: any exception fails the task, also SystemExit
+    for code in (0, 3, "a message"):
+        run = env.run(_exit, code)
+        assert run.error.startswith("Traceback (most recent call last):")
+        assert run.error.rstrip().endswith(f"SystemExit: {code}")
+    assert env.run(os._exit, 5).error == "Program terminated with exit code 5."
+    assert env.run(os._exit, 0).error is None
     run = env.run(os.kill, 0, signal.SIGKILL)  # kills its own process group
     assert run.error == "Program terminated with exit code 137. Received signal 9 (SIGKILL)."
 
@@ -242,11 +253,16 @@ def test_runner_crash_fails_the_task_and_the_runner_restarts(env, tmp_path):
     leader, child = map(int, _wait_file(path).split())
     env.pids += [leader, child]
     (server,) = env.server_pids()
+    with open(f"/proc/{server}/task/{server}/children") as f:
+        spares = [int(p) for p in f.read().split() if int(p) != leader]
+    assert spares  # the child forked ahead for the next task
+    env.pids += spares
     os.kill(server, signal.SIGKILL)
     thread.join(10)
     assert not thread.is_alive()
     assert run.error == RUNNER_CRASHED
     assert _gone(leader) and _gone(child), "the task outlived its runner"
+    assert all(_gone(p) for p in spares), "the spare outlived its runner"
     run = env.run(_report, "after")
     assert run.error is None, run.error
     (new_server,) = env.server_pids()
@@ -320,3 +336,114 @@ def test_other_commands_fall_back_to_a_process_per_task(env, tmp_path):
     run = env.run(_report, "z", args_list=[str(fake), "-c", FUNCTION_CODE])
     assert run.error is None  # /bin/true ran the normal way
     assert None in env.runner.pyrunners.servers.values()
+
+
+def _log():
+    import logging
+
+    logging.getLogger("user").debug("a debug line")
+    logging.getLogger("user").info("an info line")
+
+
+@pytest.mark.timeout(60)
+def test_hq_pylog_sets_the_log_level(env):
+    import re
+
+    line = r"\d\d-\d\d-\d{4} \d\d:\d\d:\d\d user:%s %s\n"
+    assert env.run(_log).error is None  # upstream's default: INFO, timestamped
+    assert re.fullmatch(line % ("INFO", "an info line"), env.err())
+    assert env.run(_log, env={"HQ_PYLOG": "DEBUG"}).error is None
+    assert re.fullmatch(line % ("DEBUG", "a debug line") + line % ("INFO", "an info line"),
+                        env.err())
+    assert env.run(_log, env={"HQ_PYLOG": "ERROR"}).error is None
+    assert env.err() == ""
+    assert env.run(_log, env={"HQ_PYLOG": "nonsense"}).error is None  # as upstream: INFO
+    assert re.fullmatch(line % ("INFO", "an info line"), env.err())
+
+
+@pytest.mark.timeout(60)
+def test_upstream_payload_with_cloud_wrapper(env, tmp_path):
+    import pickle
+
+    from hyperqueue.task.function.wrapper import CloudWrapper
+
+    assert CloudWrapper(_big)(3) == b"xxx"
+    wrapped = CloudWrapper(_report)
+    assert wrapped.__name__ == "_report"
+    stdin = pickle.dumps((wrapped, ("wrapped",), None))  # what upstream's client submits
+    program = ProgramDef(PY, cwd=str(tmp_path), stdout=StdioDef(str(tmp_path / "out")),
+                         stderr=StdioDef(None), stdin=stdin, task_dir=True)
+    spec = TaskSpec(7, 99, 0, TaskTemplate(program, [ResourceRequest.default()]), str(tmp_path),
+                    None)
+    run = TaskRun(env.runner, spec, None)
+    run.execute()
+    assert run.error is None, run.error
+    assert '"tag": "wrapped"' in env.out()
+    assert pickle.loads(pickle.dumps(wrapped)).pickled_fn == wrapped.pickled_fn  # cached once
+
+
+def test_task_module_imports_neither_trio_nor_the_cli():
+    import subprocess
+
+    code = ("import sys, hyperqueue.task.function as f; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('trio', 'anyio', 'click', 'cbor2', 'nacl', 'cloudpickle', 'shlex') "
+            "or m.startswith(('hyperqueue.cli', 'hyperqueue.worker', 'hyperqueue.client'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    env = PythonEnv()
+    assert (env.python_bin, env.prologue, env.shell) == ("python3", None, "bash")
+    assert PythonEnv("python3.11", "module load x", "zsh") == PythonEnv(
+        python_bin="python3.11", prologue="module load x", shell="zsh")
+    assert function_task_args() == ["python3", "-c", FUNCTION_CODE]
+    assert function_task_args(PythonEnv(python_bin="/opt/py/bin/python", prologue="a=1")) == [
+        "bash", "-c", 'a=1\n\n/opt/py/bin/python -c '
+        '"from hyperqueue.task.function import task_main as m; m()"']
+    assert PythonEnv(prologue="p", shell="zsh").args == [
+        "zsh", "-c", 'p\n\npython3 -c "from hyperqueue.task.function import task_main as m; m()"']
+
+
+@pytest.mark.timeout(60)
+def test_worker_exception_after_the_spawn_kills_the_task(env, tmp_path, monkeypatch):
+    from hyperqueue.worker import pyrunner
+
+    path = str(tmp_path / "pids")
+
+    def broken_wait(self, timeout):  # a bug of ours once the task runs
+        _wait_file(path)
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(pyrunner.WarmProcess, "wait_exit", broken_wait)
+    run = env.run(_sleep_with_child, path)
+    leader, child = map(int, _wait_file(path).split())
+    env.pids += [leader, child]
+    assert run.error == "Worker error while running the task: RuntimeError('injected')"
+    assert _gone(leader) and _gone(child)
+    assert not run.live
+    assert _reaped(leader)  # by the runner, once the worker closed the task's status pipe
+
+
+@pytest.mark.timeout(60)
+def test_runner_kills_a_task_the_worker_gave_up_on(tmp_path):
+    from hyperqueue.worker.pyrunner import PyRunners
+
+    runners = PyRunners(dict(os.environ))
+    try:
+        out = os.open(os.devnull, os.O_WRONLY)
+        path = str(tmp_path / "pids")
+        data = cloudpickle.dumps((_sleep_with_child, (path,), {}))
+        proc = runners.spawn(PY, {}, os.environ["PATH"], str(tmp_path), None, data, [out, out])
+        os.close(out)
+        leader, child = map(int, _wait_file(path).split())
+        assert proc.pid == leader
+        proc.close()  # without killing it first (e.g. the worker's reply wait timed out)
+        assert _reaped(leader), "the runner did not kill and reap the task"
+        assert _gone(child), "the task's group was not killed"
+        # and the runner still serves
+        out = os.open(os.devnull, os.O_WRONLY)
+        proc = runners.spawn(PY, {}, os.environ["PATH"], str(tmp_path), None,
+                             cloudpickle.dumps((os._exit, (4,), {})), [out, out])
+        os.close(out)
+        assert proc.wait_exit(10) and proc.finish() == 4
+    finally:
+        runners.close()

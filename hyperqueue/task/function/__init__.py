@@ -4,13 +4,16 @@ A function task is an ordinary task whose program is (upstream's protocol, uncha
 
     python3 -c "from hyperqueue.task.function import task_main as m; m()"
 
-or, with a prologue, ``bash -c "<prologue>\\n\\npython3 -c '...'"`` (see `PythonEnv` and
-`function_task_args`). Its stdin is ``cloudpickle.dumps((fn, args, kwargs))`` and it has a task
+or, with a prologue, ``bash -c '<prologue>\\n\\npython3 -c "from ... m()"'`` (see `PythonEnv`
+and `function_task_args`). Its stdin is ``cloudpickle.dumps((fn, args, kwargs))`` and it has a task
 directory (so ``HQ_ERROR_FILENAME`` is set). `task_main` reads the pickle, calls
 ``fn(*args, **kwargs)`` and exits 0. If that raises, the traceback is written to
 ``$HQ_ERROR_FILENAME`` (the task's error; trimmed from the front to fit the worker's 2 KiB so
-the exception itself is kept) and printed to stderr, and the task exits 1. ``HQ_PYLOG`` (a level
-name such as ``DEBUG``, or a number) configures `logging` first.
+the exception itself is kept) and printed to stderr, and the task exits 1; like upstream's, any
+exception counts (also ``sys.exit`` and KeyboardInterrupt). `logging` is configured first at
+INFO, or at the level ``HQ_PYLOG`` names (DEBUG, INFO, WARNING, ERROR). Upstream's client
+pickles ``(CloudWrapper(fn), args, kwargs)`` with `pickle` (see ``wrapper.py``: the wrapper
+carries the cloudpickle of ``fn``); a plain ``cloudpickle.dumps((fn, args, kwargs))`` works too.
 
 Workers run this command in a warm runner (``hyperqueue.worker.pyrunner``) when ``python3``
 resolves to an interpreter binary that can host it, forking one child per task instead of
@@ -20,8 +23,9 @@ error file either way.
 Return values (beyond upstream; opt-in, so upstream scripts see no change)
 --------------------------------------------------------------------------
 When the task's environment has ``HQ_RESULT_DIR`` (set by the client's spec builder; an absolute
-directory, or one relative to ``HQ_SUBMIT_DIR``; the Python client uses
-``<submit dir>/.hq-results``), the return value is stored after ``fn`` returns as::
+directory, or one relative to ``HQ_SUBMIT_DIR``; the proposed default for the Python client
+is ``<submit dir>/.hq-results``, next to the tasks' default output files), the return value is
+stored after ``fn`` returns as::
 
     $HQ_RESULT_DIR/<HQ_JOB_ID>/<HQ_TASK_ID>.pickle     (cloudpickle.dumps(value))
 
@@ -39,7 +43,6 @@ Importing this module imports neither trio nor the CLI (it runs in every functio
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 
 __all__ = ["PythonEnv", "task_main", "function_task_args", "FUNCTION_CODE", "RESULT_DIR_ENV"]
@@ -53,15 +56,19 @@ ERROR_FILE_KEEP = 2000  # the worker reads 2048 bytes of an error file: keep the
 class PythonEnv:
     """How function tasks start Python: ``python_bin`` (a name looked up on the worker's PATH,
     or a path), an optional shell ``prologue`` run first (e.g. ``module load``), and the
-    ``shell`` that runs the prologue."""
+    ``shell`` that runs the prologue. ``args`` is the resulting program (as upstream's)."""
 
-    __slots__ = ("python_bin", "prologue", "shell")
+    __slots__ = ("python_bin", "prologue", "shell", "args")
 
     def __init__(self, python_bin: str = "python3", prologue: str | None = None,
                  shell: str = "bash"):
         self.python_bin = python_bin
         self.prologue = prologue
         self.shell = shell
+        if prologue:
+            self.args = [shell, "-c", f'{prologue}\n\n{python_bin} -c "{FUNCTION_CODE}"']
+        else:
+            self.args = [python_bin, "-c", FUNCTION_CODE]
 
     def __repr__(self) -> str:
         return (f"PythonEnv(python_bin={self.python_bin!r}, prologue={self.prologue!r}, "
@@ -78,25 +85,21 @@ class PythonEnv:
 
 
 def function_task_args(python_env: PythonEnv | None = None) -> list[str]:
-    """The program of a function task for `python_env` (upstream's command)."""
-    env = python_env or PythonEnv()
-    if env.prologue:
-        return [env.shell, "-c",
-                f"{env.prologue}\n\n{env.python_bin} -c {shlex.quote(FUNCTION_CODE)}"]
-    return [env.python_bin, "-c", FUNCTION_CODE]
+    """The program of a function task for `python_env` (upstream's command, byte for byte)."""
+    return list((python_env or PythonEnv()).args)
+
+
+LOG_LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}  # upstream's HQ_PYLOG names
 
 
 def _setup_logging() -> None:
-    level = os.environ.get("HQ_PYLOG")
-    if not level:
-        return
+    """As upstream: INFO unless HQ_PYLOG names another level, with a timestamped format."""
     import logging
 
-    value: int | str = int(level) if level.strip().isdigit() else level.strip().upper()
-    try:
-        logging.basicConfig(level=value)
-    except (ValueError, TypeError):
-        print(f"hyperqueue: ignoring HQ_PYLOG={level!r}: not a logging level", file=sys.stderr)
+    logging.basicConfig(
+        level=LOG_LEVELS.get(os.environ.get("HQ_PYLOG"), logging.INFO),
+        format="%(asctime)s %(name)s:%(levelname)-4s %(message)s",
+        datefmt="%d-%m-%Y %H:%M:%S")
 
 
 def _fail(message: str) -> None:
@@ -132,7 +135,7 @@ def store_result(value, directory: str, pickler) -> None:
     Raises:
         ValueError: the pickled value exceeds MAX_RESULT_SIZE.
     """
-    from ..core.limits import MAX_RESULT_SIZE
+    from ...core.limits import MAX_RESULT_SIZE
 
     data = pickler.dumps(value)
     if len(data) > MAX_RESULT_SIZE:
@@ -155,22 +158,26 @@ def store_result(value, directory: str, pickler) -> None:
 
 
 def task_main() -> None:
-    """Runs the function task whose `(fn, args, kwargs)` cloudpickle is on stdin."""
-    _setup_logging()
-    import traceback
+    """Runs the function task whose pickled `(fn, args, kwargs)` is on stdin (upstream's
+    entry point; any exception, also SystemExit or KeyboardInterrupt, fails the task)."""
+    import pickle
 
     try:
-        import cloudpickle
+        _setup_logging()
+        fn, args, kwargs = pickle.loads(sys.stdin.buffer.read())
+        result = fn(*args, **(kwargs if kwargs is not None else {}))
+    except BaseException:
+        import traceback
 
-        data = sys.stdin.buffer.read()
-        fn, args, kwargs = cloudpickle.loads(data)
-        result = fn(*args, **(kwargs or {}))
-    except Exception:
         _fail(traceback.format_exc())
         return
     directory = os.environ.get(RESULT_DIR_ENV)
     if directory:
+        import traceback
+
         try:
+            import cloudpickle
+
             store_result(result, directory, cloudpickle)
         except ValueError as e:
             _fail(str(e))
