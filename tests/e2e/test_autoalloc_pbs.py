@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HqEnv, wait_until
+from hqenv import HqEnv, wait_until
 
 FAKEPBS = Path(__file__).resolve().parent.parent / "fakepbs" / "bin"
 

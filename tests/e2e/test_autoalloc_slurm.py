@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import HqEnv, wait_until
+from hqenv import HqEnv, wait_until
 
 pytestmark = pytest.mark.slurm
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import HQ, wait_until
+from hqenv import HQ, wait_until
 
 BIG = "0-4294967295"
 

@@ -13,7 +13,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import HQ, HqEnv, Process, wait_until
+from hqenv import HQ, HqEnv, Process, wait_until
 
 from hyperqueue.server.app import MAX_UNAUTHENTICATED, PREAUTH_TIMEOUT
 

@@ -17,7 +17,7 @@ import pytest
 
 cloudpickle = pytest.importorskip("cloudpickle")
 
-from conftest import HqEnv, pid_alive, read_file, wait_until  # noqa: E402
+from hqenv import HqEnv, pid_alive, read_file, wait_until  # noqa: E402
 from hqenv import clean_env  # noqa: E402
 
 from hyperqueue.task.function import FUNCTION_CODE, PythonEnv, function_task_args  # noqa: E402

@@ -38,7 +38,7 @@ from hyperqueue.protocol import messages as m
 from hyperqueue.protocol.framing import FrameDecoder, encode_frames
 from hyperqueue.protocol.handshake import Handshake
 
-from conftest import HqEnv, wait_until
+from hqenv import HqEnv, wait_until
 
 INPUTS = int(os.environ.get("HQ_HOSTILE_INPUTS", "2000"))  # per port
 BATCH = 50

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from conftest import parse_horizontal, parse_vertical, parse_vertical_keys
+from hqenv import parse_horizontal, parse_vertical, parse_vertical_keys
 
 TASK_INFO_ROWS = ["Task ID", "State", "Command", "Environment", "Worker", "Start", "End",
                   "Makespan", "Workdir", "Stdout", "Stderr", "Time limit", "Resources",

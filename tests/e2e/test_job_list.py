@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import parse_horizontal, read_file
+from hqenv import parse_horizontal, read_file
 
 
 @pytest.mark.timeout(60)

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import (HQ, parse_horizontal, parse_vertical, pid_alive, read_file,
+from hqenv import (HQ, parse_horizontal, parse_vertical, pid_alive, read_file,
                       wait_until)
 
 TRUNCATED = "\n[The message was truncated]"

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from conftest import (parse_horizontal, parse_vertical, parse_vertical_keys, pid_alive,
+from hqenv import (parse_horizontal, parse_vertical, parse_vertical_keys, pid_alive,
                       read_file, wait_until)
 
 JOB_INFO_ROWS = ["ID", "Name", "State", "Cancel Reason", "Session", "Tasks", "Workers",

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import HQ, wait_until
+from hqenv import HQ, wait_until
 
 N_TASKS = 1000
 N_KILLS = 10

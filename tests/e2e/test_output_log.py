@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import HQ, parse_vertical
+from hqenv import HQ, parse_vertical
 
 from hyperqueue.streaming.format import STDERR, STDOUT, encode_header, encode_record
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import parse_horizontal, parse_vertical, read_file, wait_until
+from hqenv import parse_horizontal, parse_vertical, read_file, wait_until
 
 # Records the task's HQ_*/CUDA_*/ROCR_*/OMP_* variables (sorted) into `<task id>.env` in its cwd.
 RECORD_ENV = 'env | grep -E "^(HQ_|CUDA_|ROCR_|OMP_)" | sort > $HQ_TASK_ID.env'

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import HQ, pid_alive, read_file, wait_until
+from hqenv import HQ, pid_alive, read_file, wait_until
 
 
 @pytest.mark.timeout(60)

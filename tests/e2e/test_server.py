@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import parse_vertical, parse_vertical_keys, wait_until
+from hqenv import parse_vertical, parse_vertical_keys, wait_until
 
 SERVER_INFO_ROWS = ["Server UID", "Client host", "Client port", "Worker host", "Worker port",
                     "Version", "Pid", "Start date", "Journal path"]

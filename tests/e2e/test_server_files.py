@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import HQ, Process, wait_until
+from hqenv import HQ, Process, wait_until
 
 NOBODY = 65534
 BIG_ARG = "x" * 8000  # makes each job-created record ~8 KB

@@ -6,7 +6,7 @@ import glob
 
 import pytest
 
-from conftest import wait_until
+from hqenv import wait_until
 from hyperqueue.streaming.format import decode
 
 

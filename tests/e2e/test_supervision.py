@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import pid_alive, read_file, wait_until
+from hqenv import pid_alive, read_file, wait_until
 
 TOO_LONG = "too long (maximum is 10 years)"
 

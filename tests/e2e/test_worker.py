@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import (HQ, parse_horizontal, parse_vertical, parse_vertical_keys, pid_alive,
+from hqenv import (HQ, parse_horizontal, parse_vertical, parse_vertical_keys, pid_alive,
                       read_file, wait_until)
 
 WORKER_INFO_ROWS = ["Worker", "State", "Hostname", "Started", "Data provider",

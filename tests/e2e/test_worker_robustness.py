@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from conftest import HQ
+from hqenv import HQ
 
 
 @pytest.mark.timeout(60)

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import pid_alive, wait_until
+from hqenv import pid_alive, wait_until  # (not `conftest`: ambiguous across test directories)
 
 pytestmark = pytest.mark.timeout(60)
 

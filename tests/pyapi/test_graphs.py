@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import HQ, clean_env
+from hqenv import HQ, clean_env  # (not `conftest`: ambiguous across test directories)
 from hyperqueue import Job
 from hyperqueue.client import FailedJobsException
 from hyperqueue.ffi.protocol import ResourceRequest
