@@ -141,12 +141,15 @@ def list_():
 @click.argument("queue_id", type=int)
 @click.option("--filter", "filter_", help="Only allocations in these states "
               "(queued, running, finished, failed)")
-def info(queue_id, filter_):
+@click.option("--explain", is_flag=True,
+              help="In JSON mode, print the queue's decision and its reasons with the "
+                   "allocations (an object instead of upstream's array)")
+def info(queue_id, filter_, explain):
     """Show the allocations of a queue and why it submits (or not)."""
     states = states_option(filter_, ALLOC_STATES, "'--filter'")
     with connect() as client:
         data = client.call(calls.alloc_info(queue_id, states))
-    printer().alloc_info(data)
+    printer().alloc_info(data, explain)
 
 
 @alloc.command("log")

@@ -469,7 +469,7 @@ class CliPrinter(Printer):
                          "Max worker count", "Timelimit", "Manager", "Worker resources", "Name",
                          "Args"], alloc_queue_rows(queues))
 
-    def alloc_info(self, data: dict) -> None:
+    def alloc_info(self, data: dict, explain: bool = False) -> None:
         rows = [[a["id"], a["status"], a["workdir"], a["target_worker_count"],
                  local_time(a["queued_at"]), local_time(a["started_at"]),
                  local_time(a["ended_at"])] for a in data["allocations"]]
@@ -615,7 +615,7 @@ class QuietPrinter(CliPrinter):
         for q in queues:
             self.line(f"{q['id']} {q['state']}")
 
-    def alloc_info(self, data) -> None:
+    def alloc_info(self, data, explain: bool = False) -> None:
         for a in data["allocations"]:
             self.line(f"{a['id']} {a['status']}")
 
@@ -706,7 +706,12 @@ class JsonPrinter(Printer):
     def alloc_list(self, queues) -> None:
         self.json([{k: q[k] for k in ALLOC_JSON_KEYS} for q in queues])
 
-    def alloc_info(self, data) -> None:
+    def alloc_info(self, data, explain: bool = False) -> None:
+        # Upstream's shape: an array of allocations. The queue's decision and its reasons (beyond
+        # upstream) only with `--explain`, so scripts written for upstream keep working.
+        if not explain:
+            self.json(jsonify_times(data["allocations"], ALLOC_TIME_KEYS))
+            return
         decision = {k: v for k, v in data["decision"].items() if k != "lines"}
         self.json(jsonify_times({"queue_id": data["queue"]["id"],
                                  "state": data["queue"]["state"],

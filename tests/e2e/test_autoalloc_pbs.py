@@ -58,7 +58,12 @@ def add_queue(env, *args, dry_run=False):
 
 
 def alloc_info(env, queue_id=1) -> dict:
-    return env.command(["alloc", "info", str(queue_id)], as_json=True)
+    """`alloc info --explain` in JSON: the allocations and the queue's decision."""
+    return env.command(["alloc", "info", str(queue_id), "--explain"], as_json=True)
+
+
+ALLOC_KEYS = {"id", "target_worker_count", "queued_at", "started_at", "ended_at", "status",
+              "workdir"}
 
 
 def allocations(env, queue_id=1) -> list[dict]:
@@ -89,6 +94,9 @@ def test_pbs_queue_submits_fast_worker_runs_tasks_idle_timeout_ends(pbs_env):
     delay = datetime.fromisoformat(queued_at).timestamp() - t0
     assert delay < 1.0, f"first qsub {delay:.2f} s after the submit"
     assert len(allocs) == 1  # backlog 1: one queued allocation at a time
+    # Without --explain, JSON is upstream's array of allocations with upstream's keys.
+    plain = env.command(["alloc", "info", "1"], as_json=True)
+    assert isinstance(plain, list) and plain and set(plain[0]) == ALLOC_KEYS
     workdir = Path(allocs[0]["workdir"])
     assert workdir.parent.parent.name == "autoalloc"
     script = (workdir / "hq-submit.sh").read_text()

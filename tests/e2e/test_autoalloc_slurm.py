@@ -70,7 +70,8 @@ def add_queue(env, *args):
 
 
 def allocations(env, queue_id=1) -> list[dict]:
-    allocs = env.command(["alloc", "info", str(queue_id)], as_json=True)["allocations"]
+    allocs = env.command(["alloc", "info", str(queue_id), "--explain"],
+                         as_json=True)["allocations"]
     env.slurm_jobs.update(a["id"] for a in allocs)
     return allocs
 
@@ -142,7 +143,7 @@ def test_slurm_bad_partition_backs_off_and_pauses(slurm_env):
     env.submit(["--", "true"])
     wait_until(lambda: env.command(["alloc", "list"], as_json=True)[0]["state"] == "PAUSED",
                30, 0.2, "queue paused")
-    info = env.command(["alloc", "info", "1"], as_json=True)
+    info = env.command(["alloc", "info", "1", "--explain"], as_json=True)
     assert "3 consecutive submissions failed" in info["decision"]["paused"]
     assert "invalid partition" in info["decision"]["last_submission_error"].lower()
 
