@@ -138,7 +138,7 @@ def test_server_start_table_and_info(hq_env):
     # the global options are also accepted after the subcommand and from the environment
     import subprocess
 
-    from conftest import HQ
+    from hqenv import HQ
 
     env = dict(hq_env.env)
     res = subprocess.run(HQ + ["server", "info", f"--server-dir={hq_env.server_dir}",
