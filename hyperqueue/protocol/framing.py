@@ -85,10 +85,14 @@ class FrameDecoder:
             ProtocolError: the next frame's header announces more than `max_frame` bytes
                 (raised again on every later call: the stream cannot be resynchronised).
         """
-        size = self._check_header()
-        if size is None:
+        # _check_header inlined: this runs once per message received.
+        pos = self._pos
+        if len(self._buf) - pos < _HEADER.size:
             return None
-        start = self._pos + _HEADER.size
+        (size,) = _HEADER.unpack_from(self._buf, pos)
+        if size > self.max_frame:
+            raise _too_big(size, self.max_frame)
+        start = pos + _HEADER.size
         end = start + size
         if end > len(self._buf):
             return None
