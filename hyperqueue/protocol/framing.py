@@ -76,7 +76,11 @@ class FrameDecoder:
             del self._buf[: self._pos]
             self._pos = 0
         self._buf += data
-        self._check_header()
+        # Check the next header at once (inlined: this runs once per receive).
+        if len(self._buf) - self._pos >= _HEADER.size:
+            (size,) = _HEADER.unpack_from(self._buf, self._pos)
+            if size > self.max_frame:
+                raise _too_big(size, self.max_frame)
 
     def next_frame(self) -> bytes | None:
         """Return the next complete frame's payload, or None if more bytes are needed.
@@ -85,10 +89,13 @@ class FrameDecoder:
             ProtocolError: the next frame's header announces more than `max_frame` bytes
                 (raised again on every later call: the stream cannot be resynchronised).
         """
-        size = self._check_header()
-        if size is None:
+        pos = self._pos
+        if len(self._buf) - pos < _HEADER.size:
             return None
-        start = self._pos + _HEADER.size
+        (size,) = _HEADER.unpack_from(self._buf, pos)
+        if size > self.max_frame:
+            raise _too_big(size, self.max_frame)
+        start = pos + _HEADER.size
         end = start + size
         if end > len(self._buf):
             return None
@@ -105,12 +112,3 @@ class FrameDecoder:
         """Yield every complete frame currently buffered (may raise like `next_frame`)."""
         while (frame := self.next_frame()) is not None:
             yield frame
-
-    def _check_header(self) -> int | None:
-        """Return the announced size of the next frame, None if its header is incomplete."""
-        if len(self._buf) - self._pos < _HEADER.size:
-            return None
-        (size,) = _HEADER.unpack_from(self._buf, self._pos)
-        if size > self.max_frame:
-            raise _too_big(size, self.max_frame)
-        return size

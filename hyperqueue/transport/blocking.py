@@ -1,4 +1,5 @@
-"""A framed, sealed connection over a blocking socket, for the CLI client.
+"""A framed, sealed connection over a blocking socket, for the CLI client: a thin shell over
+`protocol.session.Session` (socket I/O and the handshake deadline live here).
 
 Deliberately free of trio (importing it costs ~170 ms of CLI start-up); stdlib sockets plus
 the pure protocol modules only.
@@ -10,10 +11,10 @@ import socket
 import time
 from types import TracebackType
 
-from hyperqueue.protocol.errors import ConnectionClosed, HandshakeError, ProtocolError
-from hyperqueue.protocol.framing import MAX_FRAME, FrameDecoder, encode_frames
-from hyperqueue.protocol.handshake import MAX_HANDSHAKE_FRAME, Handshake
+from hyperqueue.protocol.errors import ConnectionClosed, HandshakeError
+from hyperqueue.protocol.handshake import Handshake
 from hyperqueue.protocol.secretbox import PlainChannel, SealedChannel
+from hyperqueue.protocol.session import CLOSED, ESTABLISHED, NEED_DATA, Session
 
 __all__ = ["BlockingConnection", "ConnectionClosed"]
 
@@ -24,15 +25,15 @@ class BlockingConnection:
     """Sends and receives whole messages over a connected socket whose handshake has finished.
 
     Not thread-safe. Use `connect` (or `from_socket`) to create one; it is a context manager
-    that closes the socket on exit.
+    that closes the socket on exit. `session` may also be the channel of a handshake finished
+    elsewhere.
     """
 
-    def __init__(self, sock: socket.socket, channel: SealedChannel | PlainChannel, peer: str,
-                 decoder: FrameDecoder | None = None) -> None:
+    def __init__(self, sock: socket.socket, session: Session | SealedChannel | PlainChannel,
+                 peer: str) -> None:
         self.peer = peer
         self._sock = sock
-        self._channel = channel
-        self._decoder = decoder if decoder is not None else FrameDecoder()
+        self._session = session if isinstance(session, Session) else Session.established(session, peer)
 
     @classmethod
     def connect(cls, host: str, port: int, handshake: Handshake, timeout: float = 15.0) -> BlockingConnection:
@@ -69,32 +70,20 @@ class BlockingConnection:
             OSError: the socket broke.
         """
         deadline = time.monotonic() + timeout
-        # Until the peer is authenticated, only accept frames the size of a handshake message.
-        decoder = FrameDecoder(max_frame=MAX_HANDSHAKE_FRAME)
+        session = Session(handshake, peer)
         try:
             sock.settimeout(timeout)
-            sock.sendall(encode_frames(handshake.start()))
-            while not handshake.done:
-                payload = decoder.next_frame()
-                if payload is None:
-                    sock.settimeout(max(deadline - time.monotonic(), 1e-6))
-                    data = sock.recv(RECEIVE_CHUNK)
-                    if not data:
-                        raise HandshakeError(f"connection closed by {peer} during the handshake")
-                    decoder.feed(data)
-                    continue
-                reply = handshake.receive(payload)
-                if reply:
-                    sock.sendall(encode_frames(reply))
+            sock.sendall(session.start())
+            while (event := session.next_event()) is not ESTABLISHED:
+                sock.settimeout(max(deadline - time.monotonic(), 1e-6))
+                if event is NEED_DATA:
+                    session.receive_data(sock.recv(RECEIVE_CHUNK))
+                else:
+                    sock.sendall(event.data)  # a handshake reply
         except TimeoutError:
             raise HandshakeError("handshake timed out") from None
-        except HandshakeError:
-            raise
-        except ProtocolError as e:  # an oversized frame
-            raise HandshakeError(f"handshake failed: {e}") from None
         sock.settimeout(None)
-        decoder.max_frame = MAX_FRAME
-        return cls(sock, handshake.channel, peer, decoder)
+        return cls(sock, session, peer)
 
     def settimeout(self, timeout: float | None) -> None:
         """Make `send` and `receive` raise TimeoutError after `timeout` seconds (None: never).
@@ -111,7 +100,7 @@ class BlockingConnection:
             ProtocolError: the message is too big (nothing was sent).
             OSError: the socket broke or timed out.
         """
-        self._sock.sendall(self._channel.seal_frames([payload]))
+        self._sock.sendall(self._session.send(payload))
 
     def receive(self) -> bytes:
         """Return the next message from the peer.
@@ -122,16 +111,12 @@ class BlockingConnection:
                 failed authentication (the connection is then unusable).
             OSError: the socket broke or timed out.
         """
-        while True:
-            frame = self._decoder.next_frame()
-            if frame is not None:
-                return self._channel.open(frame)
-            data = self._sock.recv(RECEIVE_CHUNK)
-            if not data:
-                if self._decoder.pending_bytes:
-                    raise ProtocolError("connection closed mid-frame")
-                raise ConnectionClosed(f"connection to {self.peer} closed")
-            self._decoder.feed(data)
+        session = self._session
+        while (event := session.next_event()) is NEED_DATA:
+            session.receive_data(self._sock.recv(RECEIVE_CHUNK))
+        if event is CLOSED:
+            raise ConnectionClosed(f"connection to {self.peer} closed")
+        return event  # type: ignore[return-value]
 
     def close(self) -> None:
         """Close the socket (idempotent)."""

@@ -1,13 +1,14 @@
-"""A framed, sealed connection over a trio stream (the L2 shell around the pure protocol)."""
+"""A framed, sealed connection over a trio stream: a thin shell over `protocol.session.Session`
+(stream I/O, the handshake deadline and the send lock live here; everything else there)."""
 
 from __future__ import annotations
 
 import trio
 
-from hyperqueue.protocol.errors import ConnectionClosed, HandshakeError, ProtocolError
-from hyperqueue.protocol.framing import MAX_FRAME, FrameDecoder, encode_frames
-from hyperqueue.protocol.handshake import MAX_HANDSHAKE_FRAME, Handshake
+from hyperqueue.protocol.errors import ConnectionClosed, HandshakeError
+from hyperqueue.protocol.handshake import Handshake
 from hyperqueue.protocol.secretbox import PlainChannel, SealedChannel
+from hyperqueue.protocol.session import CLOSED, ESTABLISHED, NEED_DATA, Session
 
 __all__ = ["ConnectionClosed", "Connection", "perform_handshake", "open_connection"]
 
@@ -22,17 +23,16 @@ class Connection:
 
     Args:
         stream: the byte stream, owned by this connection from now on.
-        channel: the finished handshake's channel.
+        session: the established session (holding bytes already read from `stream`), or the
+            channel of a handshake finished elsewhere.
         peer: a description of the peer for log lines, e.g. "10.0.0.5:4321".
-        decoder: a decoder holding bytes already read from `stream` (from the handshake).
     """
 
-    def __init__(self, stream: trio.abc.Stream, channel: SealedChannel | PlainChannel, peer: str,
-                 decoder: FrameDecoder | None = None) -> None:
+    def __init__(self, stream: trio.abc.Stream, session: Session | SealedChannel | PlainChannel,
+                 peer: str) -> None:
         self.peer = peer
         self._stream = stream
-        self._channel = channel
-        self._decoder = decoder if decoder is not None else FrameDecoder()
+        self._session = session if isinstance(session, Session) else Session.established(session, peer)
         self._send_lock = trio.StrictFIFOLock()
         self._send_broken = False
 
@@ -53,7 +53,7 @@ class Connection:
         async with self._send_lock:
             if self._send_broken:
                 raise trio.BrokenResourceError(f"connection to {self.peer} broke during an earlier send")
-            data = self._channel.seal_frames(payloads)
+            data = self._session.send_many(payloads)
             self._send_broken = True  # until send_all completes: a partial frame desyncs the peer
             await self._stream.send_all(data)
             self._send_broken = False
@@ -68,16 +68,12 @@ class Connection:
 
         Cancellation: safe; no received bytes are lost.
         """
-        while True:
-            frame = self._decoder.next_frame()
-            if frame is not None:
-                return self._channel.open(frame)
-            data = await self._stream.receive_some(RECEIVE_CHUNK)
-            if not data:
-                if self._decoder.pending_bytes:
-                    raise ProtocolError("connection closed mid-frame")
-                raise ConnectionClosed(f"connection to {self.peer} closed")
-            self._decoder.feed(data)
+        session = self._session
+        while (event := session.next_event()) is NEED_DATA:
+            session.receive_data(await self._stream.receive_some(RECEIVE_CHUNK))
+        if event is CLOSED:
+            raise ConnectionClosed(f"connection to {self.peer} closed")
+        return event  # type: ignore[return-value]
 
     async def aclose(self) -> None:
         """Close the stream.
@@ -97,30 +93,18 @@ async def perform_handshake(stream: trio.abc.Stream, handshake: Handshake, peer:
             the peer closed the connection during it.
         trio.BrokenResourceError: the stream broke.
     """
-    # Until the peer is authenticated, only accept frames the size of a handshake message.
-    decoder = FrameDecoder(max_frame=MAX_HANDSHAKE_FRAME)
+    session = Session(handshake, peer)
     try:
         with trio.fail_after(timeout):
-            await stream.send_all(encode_frames(handshake.start()))
-            while not handshake.done:
-                payload = decoder.next_frame()
-                if payload is None:
-                    data = await stream.receive_some(RECEIVE_CHUNK)
-                    if not data:
-                        raise HandshakeError(f"connection closed by {peer} during the handshake")
-                    decoder.feed(data)
-                    continue
-                reply = handshake.receive(payload)
-                if reply:
-                    await stream.send_all(encode_frames(reply))
+            await stream.send_all(session.start())
+            while (event := session.next_event()) is not ESTABLISHED:
+                if event is NEED_DATA:
+                    session.receive_data(await stream.receive_some(RECEIVE_CHUNK))
+                else:
+                    await stream.send_all(event.data)  # a handshake reply
     except trio.TooSlowError:
         raise HandshakeError("handshake timed out") from None
-    except HandshakeError:
-        raise
-    except ProtocolError as e:  # an oversized frame
-        raise HandshakeError(f"handshake failed: {e}") from None
-    decoder.max_frame = MAX_FRAME
-    return Connection(stream, handshake.channel, peer, decoder)
+    return Connection(stream, session, peer)
 
 
 async def open_connection(host: str, port: int, handshake: Handshake, timeout: float = 15.0) -> Connection:
