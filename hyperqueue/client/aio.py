@@ -1,9 +1,9 @@
 """`hyperqueue.AsyncClient`: the Python API's client operations as awaitables, over anyio (so
 under asyncio and trio alike).
 
-The connection is a small anyio shell around the sans-IO protocol (`protocol.handshake`,
-`protocol.framing`, `protocol.secretbox`: the same handshake, frames and sealing as the blocking
-client); the requests are the typed calls of `client.calls`, driven by `AsyncClient.call`.
+The connection is a small anyio shell around the sans-IO session driver (`protocol.session`:
+the same handshake, frames and sealing as the blocking client and the trio transport); the
+requests are the typed calls of `client.calls`, driven by `AsyncClient.call`.
 Requests on one client are answered in order (a lock); waiting for jobs and following the event
 stream use a connection of their own, so they never hold up other calls.
 """
@@ -18,8 +18,8 @@ import anyio
 from ..errors import HqError, RequestFailed, ServerUnreachable
 from ..protocol import messages as m
 from ..protocol.errors import ConnectionClosed, HandshakeError, ProtocolError, describe
-from ..protocol.framing import MAX_FRAME, FrameDecoder, encode_frames
-from ..protocol.handshake import MAX_HANDSHAKE_FRAME, Handshake
+from ..protocol.handshake import Handshake
+from ..protocol.session import CLOSED, ESTABLISHED, NEED_DATA, Session
 from ..version import __version__
 from . import calls
 
@@ -28,13 +28,12 @@ CONNECT_TIMEOUT = 15.0
 
 
 class _Connection:
-    """One framed, sealed connection over an anyio byte stream (handshake done)."""
+    """One framed, sealed connection over an anyio byte stream: a shell over `Session`."""
 
-    def __init__(self, stream, channel, decoder: FrameDecoder, peer: str):
+    def __init__(self, stream, session: Session):
         self._stream = stream
-        self._channel = channel
-        self._decoder = decoder
-        self.peer = peer
+        self._session = session
+        self.peer = session.peer
 
     @classmethod
     async def open(cls, server_dir: str) -> "_Connection":
@@ -42,8 +41,9 @@ class _Connection:
 
         _record, section = serverdir.load_access(server_dir, "client")
         host, port = section["host"], section["port"]
-        hs = Handshake(role="hq-client", peer_role="hq-server",
-                       key=serverdir.key_bytes(section), hq_version=__version__)
+        session = Session(Handshake(role="hq-client", peer_role="hq-server",
+                                    key=serverdir.key_bytes(section), hq_version=__version__),
+                          peer=f"{host}:{port}")
         stream = None
         try:
             with anyio.fail_after(CONNECT_TIMEOUT):
@@ -53,23 +53,13 @@ class _Connection:
                     if host != socket.gethostname():
                         raise
                     stream = await anyio.connect_tcp("localhost", port)
-                decoder = FrameDecoder(max_frame=MAX_HANDSHAKE_FRAME)
-                await stream.send(encode_frames(hs.start()))
-                while not hs.done:
-                    payload = decoder.next_frame()
-                    if payload is None:
-                        try:
-                            data = await stream.receive(RECEIVE_CHUNK)
-                        except anyio.EndOfStream:
-                            raise HandshakeError(f"connection closed by {host}:{port} during "
-                                                 "the handshake") from None
-                        decoder.feed(data)
-                        continue
-                    reply = hs.receive(payload)
-                    if reply:
-                        await stream.send(encode_frames(reply))
-            decoder.max_frame = MAX_FRAME
-            return cls(stream, hs.channel, decoder, f"{host}:{port}")
+                await stream.send(session.start())
+                while (event := session.next_event()) is not ESTABLISHED:
+                    if event is NEED_DATA:
+                        session.receive_data(await _receive_some(stream))
+                    else:
+                        await stream.send(event.data)  # a handshake reply
+            return cls(stream, session)
         except BaseException as e:
             if stream is not None:
                 await anyio.aclose_forcefully(stream)
@@ -83,20 +73,15 @@ class _Connection:
             raise
 
     async def send(self, msg: m.Message) -> None:
-        await self._stream.send(self._channel.seal_frames([m.encode(msg)]))
+        await self._stream.send(self._session.send(m.encode(msg)))
 
     async def receive(self) -> m.Message:
-        while True:
-            frame = self._decoder.next_frame()
-            if frame is not None:
-                return m.decode(self._channel.open(frame), m.TO_CLIENT)
-            try:
-                data = await self._stream.receive(RECEIVE_CHUNK)
-            except anyio.EndOfStream:
-                if self._decoder.pending_bytes:
-                    raise ProtocolError("connection closed mid-frame") from None
-                raise ConnectionClosed(f"connection to {self.peer} closed") from None
-            self._decoder.feed(data)
+        session = self._session
+        while (event := session.next_event()) is NEED_DATA:
+            session.receive_data(await _receive_some(self._stream))
+        if event is CLOSED:
+            raise ConnectionClosed(f"connection to {self.peer} closed")
+        return m.decode(event, m.TO_CLIENT)
 
     async def request(self, msg: m.Message, timeout: Optional[float]) -> m.Message:
         try:
@@ -118,6 +103,14 @@ class _Connection:
 
     async def aclose(self) -> None:
         await anyio.aclose_forcefully(self._stream)
+
+
+async def _receive_some(stream) -> bytes:
+    """The next bytes of `stream`, b"" at its end (what `Session.receive_data` takes as EOF)."""
+    try:
+        return await stream.receive(RECEIVE_CHUNK)
+    except anyio.EndOfStream:
+        return b""
 
 
 class AsyncClient:
