@@ -412,6 +412,13 @@ class JobListPageRequest(Message):
     after: int
 
 
+@message(FROM_CLIENT, 25, path=_str_max(4096, "a path"))
+class DebugDumpRequest(Message):
+    """`hq server debug-dump PATH`: the server writes its scheduler state to PATH (as given:
+    a relative path is resolved against the server's working directory)."""
+    path: str
+
+
 # -- automatic allocation (`hq alloc ...`) ---------------------------------------------------------
 
 

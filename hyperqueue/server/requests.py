@@ -186,6 +186,24 @@ class ClientRequests:
     async def on_StopServerRequest(self, req):
         return m.OkResponse("Stopping server")
 
+    @handles(m.DebugDumpRequest)
+    async def on_DebugDumpRequest(self, req: m.DebugDumpRequest):
+        import json
+
+        # Built on the server's thread (a consistent snapshot), written in a worker thread.
+        data = json.dumps(views.debug_dump(self.core), separators=(",", ":"))
+
+        def write():
+            with open(req.path, "w") as f:
+                f.write(data)
+
+        try:
+            await trio.to_thread.run_sync(write)
+        except OSError as e:  # as Rust's io::Error shows itself
+            reason = f"{e.strerror} (os error {e.errno})" if e.errno else str(e)
+            raise ValueError(f"Could not write debug dump: {reason}") from None
+        return m.OkResponse()
+
     # -- jobs ------------------------------------------------------------------------------------
     @handles(m.SubmitRequest)
     async def on_SubmitRequest(self, req: m.SubmitRequest):

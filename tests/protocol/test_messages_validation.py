@@ -73,6 +73,7 @@ SAMPLES = {
     m.AllocInfoRequest: m.AllocInfoRequest(1, ["queued", "failed"]),
     m.AllocQueueRequest: m.AllocQueueRequest(1, "remove", True),
     m.AllocLogRequest: m.AllocLogRequest("1234.pbs"),
+    m.DebugDumpRequest: m.DebugDumpRequest("dump.json"),
     m.AllocResponse: m.AllocResponse({"queue_id": 1}),
     m.RegisterWorker: m.RegisterWorker(_config(), ["uid", 3], [[1, 2, 0]],
                                        [[1, 1, 2, 0, None]]),
