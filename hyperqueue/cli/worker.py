@@ -247,9 +247,11 @@ def hwdetect(no_hyper_threading):
 # -- deploy-ssh -----------------------------------------------------------------------------------
 def _command_error(message: str):
     """An error printed as the bare message (upstream's anyhow errors of client commands)."""
-    from .. import errors
+    import sys
 
-    return getattr(errors, "CommandError", errors.HqError)(message)
+    from ..errors import HqError
+
+    return getattr(sys.modules[HqError.__module__], "CommandError", HqError)(message)
 
 
 def load_hostfile(path: str) -> list[tuple[str, int | None]]:

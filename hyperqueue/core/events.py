@@ -528,6 +528,12 @@ def to_public(record) -> dict:
         ValueError, TypeError: not a ``[time, kind, payload]`` record with a map payload.
     """
     _when, kind, payload = record
+    shape = _PUBLIC.get(kind)
+    if shape is not None:
+        try:
+            return shape(payload)
+        except (KeyError, TypeError, AttributeError):
+            pass  # not as this hq writes it: shown as it is
     event = {"type": kind}
     event.update(payload)
     config = event.get("configuration")
@@ -536,3 +542,26 @@ def to_public(record) -> dict:
 
         event["configuration"] = dict(zip(WorkerConfig.FIELDS, config))
     return event
+
+
+# Upstream's public shapes of the events whose on-disk payload differs (`journal/output.rs`).
+def _loss_reason(label: str) -> str:
+    """A `WorkerState` label (`CONNECTION LOST`) as upstream's enum variant (`ConnectionLost`)."""
+    return "".join(w.capitalize() for w in label.replace("_", " ").split())
+
+
+def _public_tasks(kind: str):
+    def shape(p):
+        job = p["job"]
+        return {"type": kind, "tasks": [{"job_id": job, "job_task_id": t} for t in p["tasks"]]}
+    return shape
+
+
+_PUBLIC = {
+    "worker-lost": lambda p: {"type": "worker-lost", "id": p["id"],
+                              "reason": _loss_reason(p["reason"])},
+    "job-cancel": lambda p: {"type": "job-cancel", "job_id": p["job_id"],
+                             "reason": p["reason"] or ""},
+    "task-canceled": _public_tasks("task-canceled"),
+    "task-aborted": _public_tasks("task-aborted"),
+}
