@@ -51,11 +51,14 @@ def _parse_cpus(value):
               default="detect", help="How to detect the batch allocation")
 @click.option("--overview-interval", type=DURATION, help="Hardware overview period")
 @click.option("--min-utilization", type=click.FloatRange(0.0, 1.0), default=0.0)
+@click.option("--retract-check-interval", type=DURATION, default="30s",
+              help="How often queued tasks whose time request exceeds the remaining "
+              "lifetime are given back to the server")
 @click.option("--zero-spawn", is_flag=True, hidden=True,
               help="Benchmarking aid: complete tasks without starting processes")
 def start(cpus, resources, group, coupling, detect_resources, no_hyper_threading, idle_timeout,
           time_limit, heartbeat, hostname, work_dir, on_server_lost, reconnect_timeout,
-          manager, overview_interval, min_utilization, zero_spawn):
+          manager, overview_interval, min_utilization, retract_check_interval, zero_spawn):
     """Start a worker that connects to the server and runs its tasks."""
     import tempfile
 
@@ -123,7 +126,8 @@ def start(cpus, resources, group, coupling, detect_resources, no_hyper_threading
 
     from ..worker.app import Worker, run_until_signal
 
-    w = Worker(server_root(), config, zero_spawn=zero_spawn)
+    w = Worker(server_root(), config, zero_spawn=zero_spawn,
+               retract_check_interval=retract_check_interval)
 
     class _Started:
         def started(self, value=None):

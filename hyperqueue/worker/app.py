@@ -40,6 +40,7 @@ log = logging.getLogger("hq.worker")
 CONNECT_ATTEMPTS = 20
 DEFAULT_RECONNECT_TIMEOUT = 300.0
 WRITE_COALESCE = 0.02  # seconds (see _writer)
+RETRACT_CHECK_INTERVAL = 30.0  # seconds (`worker start --retract-check-interval`)
 LOST_FINISH = -1
 LOST_RECONNECT = -2
 
@@ -60,8 +61,10 @@ class Worker:
 
     def __init__(self, root: str, config: WorkerConfig, *, zero_spawn: bool = False,
                  connect_attempts: int = CONNECT_ATTEMPTS,
-                 connect: Callable[[str, int, Handshake], Awaitable[Connection]] = open_connection):
+                 connect: Callable[[str, int, Handshake], Awaitable[Connection]] = open_connection,
+                 retract_check_interval: float = RETRACT_CHECK_INTERVAL):
         self.root = root
+        self.retract_check_interval = retract_check_interval
         self.config = config
         self.zero_spawn = zero_spawn  # benchmarking aid: complete tasks without a process
         self.connect_attempts = connect_attempts
@@ -91,6 +94,7 @@ class Worker:
         # test's MockClock drives the idle timeout, the time limit and the reconnect deadline.
         self.clock: trio.abc.Clock | None = None
         self.idle_since = 0.0
+        self.started_at = 0.0
         # Set (and dropped) by the next task end while someone waits in `_wait_running`.
         self.task_ended: trio.Event | None = None
         self.runner: Runner | None = None
@@ -105,7 +109,7 @@ class Worker:
         """
         raise_open_file_limit()
         self.clock = trio.lowlevel.current_clock()
-        self.idle_since = trio.current_time()
+        self.idle_since = self.started_at = trio.current_time()
         self.token = trio.lowlevel.current_trio_token()
         await self._connect(deadline=None)
         self.runner = Runner(work_dir=self.config.work_dir, hq_path=_hq_path(),
@@ -123,6 +127,9 @@ class Worker:
                     async with trio.open_nursery() as session:
                         session.start_soon(self._writer)
                         session.start_soon(self._heartbeats)
+                        if self.config.time_limit is not None and \
+                                self.retract_check_interval > 0:
+                            session.start_soon(self._retract_checks)
                         code = await self._reader()
                         session.cancel_scope.cancel()
                     if code == LOST_RECONNECT:
@@ -465,6 +472,27 @@ class Worker:
             if not await self._send(payload):
                 return
 
+    async def _retract_checks(self) -> None:
+        """Every `retract_check_interval`: queued (prefilled, not started) tasks whose
+        minimal time request exceeds the worker's remaining lifetime are given back to the
+        server, which schedules them elsewhere (it never assigns a request to a worker with
+        less time left than the request's minimum). Running tasks are not affected."""
+        limit = self.config.time_limit
+        while True:
+            await clamped_sleep(self.retract_check_interval)
+            remaining = self.started_at + limit - trio.current_time()
+            with self.lock:
+                specs = [e[-1] for heap in self.queue.heaps.values() for e in heap
+                         if e[-1].request.min_time and e[-1].request.min_time > remaining]
+                for spec in specs:
+                    self.queue.remove(spec.key, spec.instance)
+            if specs:
+                log.debug("Rejecting %d queued tasks: their time request exceeds the "
+                          "remaining lifetime", len(specs))
+                refs = [[s.job_id, s.task_id, s.instance] for s in specs]
+                if not await self._send(m.encode(m.TasksRetracted(refs, []))):
+                    return
+
     async def _send(self, payload: bytes) -> bool:
         """Sends on the current connection (writer and heartbeats). A failed send means the
         server is gone: the connection is closed, so the reader stops with the lost-server
@@ -482,7 +510,7 @@ class Worker:
             return False
 
     async def _watchdog(self) -> None:
-        started = trio.current_time()
+        started = self.started_at
         limit = self.config.time_limit
         while True:
             await trio.sleep(0.25)
