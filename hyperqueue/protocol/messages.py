@@ -419,6 +419,14 @@ class DebugDumpRequest(Message):
     path: str
 
 
+@message(FROM_CLIENT, 26, selector=_selector, without_close=BOOL)
+class WaitNotifyRequest(Message):
+    """Like WaitJobsRequest, and every task notification of the jobs (`hq task notify`) is
+    sent as a `TaskNotification` while waiting; the final answer is a JobsResponse."""
+    selector: Any
+    without_close: bool
+
+
 # -- automatic allocation (`hq alloc ...`) ---------------------------------------------------------
 
 
@@ -553,6 +561,24 @@ class EventsResponse(Message):
     done: bool  # the last message of the stream
 
 
+MAX_NOTIFY_MESSAGE = 1024  # bytes of one `hq task notify` message (as upstream)
+
+
+def _notify_message(v):
+    if not isinstance(v, bytes) or len(v) > MAX_NOTIFY_MESSAGE:
+        raise ValueError(f"a notification must be at most {MAX_NOTIFY_MESSAGE} bytes")
+    return v
+
+
+@message(TO_CLIENT, 112, job_id=ID, task_id=ID, worker_id=ID, message=_notify_message)
+class TaskNotification(Message):
+    """A running task's `hq task notify` message, to a client waiting with notifications."""
+    job_id: int
+    task_id: int
+    worker_id: int
+    message: bytes
+
+
 # -- worker -> server -------------------------------------------------------------------------------
 
 
@@ -597,6 +623,15 @@ class Heartbeat(Message):
 @message(FROM_WORKER, 204, reason=NAME)
 class WorkerStopping(Message):
     reason: str  # a WorkerState name: IDLE_TIMEOUT, TIME_LIMIT_REACHED, CONNECTION_LOST
+
+
+@message(FROM_WORKER, 206, job_id=ID, task_id=ID, instance=INSTANCE, message=_notify_message)
+class TaskNotify(Message):
+    """A running task sent a notification (`hq task notify`); never journaled."""
+    job_id: int
+    task_id: int
+    instance: int
+    message: bytes
 
 
 # -- server -> worker -------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ Shape:
 from __future__ import annotations
 
 import heapq
+from functools import partial
 import logging
 import os
 import signal
@@ -40,6 +41,7 @@ log = logging.getLogger("hq.worker")
 CONNECT_ATTEMPTS = 20
 DEFAULT_RECONNECT_TIMEOUT = 300.0
 WRITE_COALESCE = 0.02  # seconds (see _writer)
+NOTIFY_REQUEST_LIMIT = 16 * 1024  # bytes of one local notification request
 RETRACT_CHECK_INTERVAL = 30.0  # seconds (`worker start --retract-check-interval`)
 LOST_FINISH = -1
 LOST_RECONNECT = -2
@@ -101,6 +103,8 @@ class Worker:
         self.accepting = True
         self.nursery = None
         self.spawner: Spawner | None = None
+        self.notify_path = ""
+        self.notify_token = ""
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> int:
         """Runs until stopped; returns the process exit code.
@@ -116,6 +120,7 @@ class Worker:
                              server_uid=self.server_uid, worker_id=self.worker_id)
         if not self.zero_spawn:
             self.runner.start_reaper()
+        notify_listener = await self._open_notify_socket()
         task_status.started(self.worker_id)
         code = 1
         self.spawner = Spawner(self._after_run)
@@ -123,6 +128,9 @@ class Worker:
             async with trio.open_nursery() as outer:
                 self.nursery = outer
                 outer.start_soon(self._watchdog)
+                if notify_listener is not None:
+                    outer.start_soon(partial(trio.serve_listeners, self._serve_notify,
+                                             [notify_listener], handler_nursery=outer))
                 while True:
                     async with trio.open_nursery() as session:
                         session.start_soon(self._writer)
@@ -157,6 +165,8 @@ class Worker:
             self.runner.stop_reaper()
             self.runner.close_streams()
             self.runner.close_pyrunners()
+            if notify_listener is not None:
+                _unlink_quietly(self.notify_path)
             if self.conn is not None:
                 with trio.CancelScope(shield=True), trio.move_on_after(0.5):
                     try:
@@ -164,6 +174,69 @@ class Worker:
                     except Exception:
                         pass
         return code
+
+    # -- task notifications (`hq task notify`) ----------------------------------------------
+    async def _open_notify_socket(self):
+        """A Unix socket for the tasks' notifications: `$TMPDIR/hq-lc-<8 random>`, announced
+        to every task as `HQ_ACCESS_KEY=<path>:<token>`. None (no notifications) if it cannot
+        be created."""
+        import secrets
+        import string
+        import tempfile
+
+        alphabet = string.ascii_letters + string.digits
+        rnd = "".join(secrets.choice(alphabet) for _ in range(8))
+        path = os.path.join(tempfile.gettempdir(), f"hq-lc-{rnd}")
+        self.notify_token = "hq0-" + "".join(secrets.choice(alphabet) for _ in range(8))
+        try:
+            sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+            await sock.bind(path)
+            os.chmod(path, 0o600)
+            sock.listen(64)
+        except OSError as e:
+            log.warning("Task notifications are not available: cannot create %s: %s", path, e)
+            return None
+        self.notify_path = path
+        self.runner.access_key = f"{path}:{self.notify_token}"
+        return trio.SocketListener(sock)
+
+    async def _serve_notify(self, stream) -> None:
+        """One `hq task notify`: a JSON request `{"token", "job", "task", "instance",
+        "message"}` (bounded size and time); the answer is `ok` or an error text."""
+        import json
+
+        reply = b"ok"
+        try:
+            with trio.move_on_after(5):
+                data = b""
+                while len(data) <= NOTIFY_REQUEST_LIMIT:
+                    chunk = await stream.receive_some(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                try:
+                    req = json.loads(data) if len(data) <= NOTIFY_REQUEST_LIMIT else None
+                    ok = (isinstance(req, dict) and req.get("token") == self.notify_token)
+                    key = (req["job"], req["task"]) if ok else None
+                    message = req["message"].encode() if ok else b""
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    ok = False
+                run = self.running.get(key) if ok else None
+                if not ok:
+                    reply = b"Invalid notification request"
+                elif len(message) > m.MAX_NOTIFY_MESSAGE:
+                    reply = b"Notify message limit exceeded"
+                elif run is None or run.spec.instance != req.get("instance"):
+                    reply = b"The task is not running on this worker"
+                elif not await self._send(m.encode(m.TaskNotify(key[0], key[1],
+                                                                run.spec.instance, message))):
+                    reply = b"The worker is not connected to the server"
+                await stream.send_all(reply)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(0.5):
+                await stream.aclose()
 
     async def _kill_running(self) -> None:
         """Stops every running task (SIGINT, SIGKILL after the grace period). Bounded."""
@@ -570,6 +643,13 @@ def _without_redundant_starts(batch: list) -> list:
     if not ended:
         return batch
     return [u for u in batch if u[0] != UPDATE_RUNNING or (u[1], u[2], u[3]) not in ended]
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _hq_path() -> str:
