@@ -30,7 +30,7 @@ __all__ = [
     "Event", "EventError", "Unknown", "KINDS", "from_record", "to_records", "to_public",
     "ServerStart", "ServerStop",
     "JobOpen", "JobCreated", "JobClose", "JobCancel", "JobForget", "JobCompleted",
-    "WorkerConnected", "WorkerReconnected", "WorkerLost",
+    "WorkerConnected", "WorkerReconnected", "WorkerLost", "WorkerOverview",
     "TaskStarted", "TaskFinished", "TaskFailed", "TaskCanceled", "TaskAborted",
 ]
 
@@ -338,6 +338,30 @@ class WorkerLost(Event):
     def _decode(cls, time, p):
         _ids(cls.kind, p, "id")
         return cls(time, p["id"], p["reason"], p.get("count_crash", True))
+
+
+class WorkerOverview(Event):
+    """A worker's periodic hardware overview (`worker start --overview-interval`): `hw_state`
+    is `{"state": {cpu_usage, memory_usage, network_usage, nvidia_gpus, amd_gpus, timestamp}}`
+    or None. Recorded only for workers whose interval is set; restore ignores it."""
+
+    __slots__ = ("worker", "hw_state")
+    kind = "worker-overview"
+    WORKER_KEY = "id"
+    fields = ("time", "worker", "hw_state")
+
+    def __init__(self, time, worker, hw_state):
+        self.time = time
+        self.worker = worker
+        self.hw_state = hw_state
+
+    def to_record(self) -> list:
+        return [self.time, "worker-overview", {"id": self.worker, "hw-state": self.hw_state}]
+
+    @classmethod
+    def _decode(cls, time, p):
+        _ids(cls.kind, p, "id")
+        return cls(time, p["id"], p["hw-state"])
 
 
 # -- tasks ----------------------------------------------------------------------------------------

@@ -634,6 +634,61 @@ class TaskNotify(Message):
     message: bytes
 
 
+def _hw_state(v):
+    """A worker's hardware overview (`worker/hwmonitor.py`): checked key by key, bounded."""
+    from ..core.limits import MAX_LIST_LEN
+
+    def num(x):
+        if isinstance(x, bool) or not isinstance(x, (int, float)):
+            raise ValueError("malformed hardware overview")
+        return x
+
+    def gpus(g):
+        if g is None:
+            return None
+        if not (isinstance(g, dict) and set(g) == {"gpus"} and isinstance(g["gpus"], list)
+                and len(g["gpus"]) <= 256):
+            raise ValueError("malformed GPU overview")
+        for x in g["gpus"]:
+            if not (isinstance(x, dict) and set(x) == {"id", "processor_usage", "mem_usage"}
+                    and isinstance(x["id"], str) and len(x["id"]) <= MAX_NAME_LEN):
+                raise ValueError("malformed GPU overview")
+            num(x["processor_usage"]), num(x["mem_usage"])
+        return g
+
+    if v is None:
+        return None
+    keys = {"cpu_usage", "memory_usage", "network_usage", "nvidia_gpus", "amd_gpus", "timestamp"}
+    if not (isinstance(v, dict) and set(v) == {"state"} and isinstance(v["state"], dict)
+            and set(v["state"]) == keys):
+        raise ValueError("malformed hardware overview")
+    st = v["state"]
+    cpu, mem, net = st["cpu_usage"], st["memory_usage"], st["network_usage"]
+    if not (isinstance(cpu, dict) and set(cpu) == {"cpu_per_core_percent_usage"}
+            and isinstance(cpu["cpu_per_core_percent_usage"], list)
+            and len(cpu["cpu_per_core_percent_usage"]) <= MAX_LIST_LEN):
+        raise ValueError("malformed CPU overview")
+    for x in cpu["cpu_per_core_percent_usage"]:
+        num(x)
+    if not (isinstance(mem, dict) and set(mem) == {"total", "free"}):
+        raise ValueError("malformed memory overview")
+    num(mem["total"]), num(mem["free"])
+    net_keys = {"rx_bytes", "tx_bytes", "rx_packets", "tx_packets", "rx_errors", "tx_errors"}
+    if not (isinstance(net, dict) and set(net) == net_keys):
+        raise ValueError("malformed network overview")
+    for k in net_keys:
+        num(net[k])
+    num(st["timestamp"])
+    gpus(st["nvidia_gpus"]), gpus(st["amd_gpus"])
+    return v
+
+
+@message(FROM_WORKER, 207, hw_state=_hw_state)
+class WorkerOverview(Message):
+    """A periodic hardware overview (`worker start --overview-interval`)."""
+    hw_state: dict | None
+
+
 # -- server -> worker -------------------------------------------------------------------------------
 
 

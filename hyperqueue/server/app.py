@@ -38,7 +38,7 @@ from ..common import serverdir
 from ..common.ratelimit import RateLimitedLog
 from ..core import reactor, scheduler
 from ..core.model import WorkerState
-from ..core.events import ServerStart, ServerStop, to_records
+from ..core.events import ServerStart, ServerStop, WorkerOverview, to_records
 from ..core.outbox import Outbox
 from ..core.state import Core
 from ..errors import HqError, RequestFailed
@@ -695,6 +695,11 @@ class Server:
                 elif isinstance(msg, m.TasksRetracted):
                     reactor.tasks_retracted(core, outbox, worker, msg.retracted, msg.refused)
                     self.kick()
+                elif isinstance(msg, m.WorkerOverview):
+                    if worker.config.overview_interval:  # asked for: persisted and streamed
+                        outbox.events.append(WorkerOverview(time.time(), worker.id,
+                                                            msg.hw_state))
+                        self.kick()
                 elif isinstance(msg, m.TaskNotify):
                     self._on_task_notify(worker, msg)
                 elif isinstance(msg, m.WorkerStopping):

@@ -135,6 +135,8 @@ class Worker:
                     async with trio.open_nursery() as session:
                         session.start_soon(self._writer)
                         session.start_soon(self._heartbeats)
+                        if self.config.overview_interval:
+                            session.start_soon(self._overviews)
                         if self.config.time_limit is not None and \
                                 self.retract_check_interval > 0:
                             session.start_soon(self._retract_checks)
@@ -543,6 +545,17 @@ class Worker:
         while True:
             await clamped_sleep(self.config.heartbeat)
             if not await self._send(payload):
+                return
+
+    async def _overviews(self) -> None:
+        """A hardware overview every `overview_interval` (the first one after one interval)."""
+        from .hwmonitor import for_resources
+
+        monitor = for_resources(r.name for r in self.config.resources)
+        while True:
+            await clamped_sleep(self.config.overview_interval)
+            state = await trio.to_thread.run_sync(monitor.sample)
+            if not await self._send(m.encode(m.WorkerOverview(state))):
                 return
 
     async def _retract_checks(self) -> None:

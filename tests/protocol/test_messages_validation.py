@@ -77,6 +77,13 @@ SAMPLES = {
     m.WaitNotifyRequest: m.WaitNotifyRequest([[1, 1, 1]], False),
     m.TaskNotification: m.TaskNotification(1, 2, 3, b"hello"),
     m.TaskNotify: m.TaskNotify(1, 2, 0, b"hello"),
+    m.WorkerOverview: m.WorkerOverview({"state": {
+        "cpu_usage": {"cpu_per_core_percent_usage": [1.5, 2.0]},
+        "memory_usage": {"total": 100, "free": 50},
+        "network_usage": {"rx_bytes": 1, "tx_bytes": 2, "rx_packets": 3, "tx_packets": 4,
+                          "rx_errors": 0, "tx_errors": 0},
+        "nvidia_gpus": {"gpus": [{"id": "BUS1", "processor_usage": 10.0, "mem_usage": 50.0}]},
+        "amd_gpus": None, "timestamp": 1700000000}}),
     m.AllocResponse: m.AllocResponse({"queue_id": 1}),
     m.RegisterWorker: m.RegisterWorker(_config(), ["uid", 3], [[1, 2, 0]],
                                        [[1, 1, 2, 0, None]]),
