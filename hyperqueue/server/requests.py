@@ -2,8 +2,9 @@
 
 `HANDLERS` is the request table: one entry per request message type, filled by `@handles(...)`
 on the methods below (read it, or grep `@handles`, to see every request the server answers). A
-type without an entry gets an ErrorResponse. `StreamEventsRequest` is not in the table: it is a
-stream, served by the connection through `Server.subscribe` (see `server/app.py`).
+type without an entry gets an ErrorResponse. `StreamEventsRequest` and `WaitNotifyRequest` are
+not in the table: they are streams, served by the connection (`Server.subscribe`,
+`Server._wait_with_notifications` in `server/app.py`).
 
 Handlers see the server only through a `RequestContext` (the core, its outbox, and a few
 callables), so they can be run and tested without a server.
