@@ -57,11 +57,13 @@ def extract_globals(argv: list[str]) -> list[str]:
     G.output_mode = os.environ.get("HQ_OUTPUT_MODE") or "cli"
     G.debug = bool(os.environ.get("HQ_DEBUG"))
     G.printer = None
+    deploy = False  # `worker deploy-ssh HOSTFILE ARGS...`: ARGS are forwarded verbatim
     while i < len(argv):
         a = argv[i]
-        if a == "--":
+        if a == "--" or (deploy and not a.startswith("-")):
             out.extend(argv[i:])
             break
+        deploy = deploy or a == "deploy-ssh"
         name, eq, value = a.partition("=")
         if name in GLOBAL_FLAGS:
             if not eq:

@@ -19,10 +19,26 @@ def event_json(record) -> str:
     """One JSON line `{"time": ISO, "event": {"type": ..., ...}}` for a journal record (the
     event's public shape: `core.events.to_public`)."""
     from ..core.events import to_public
-    from .output import iso
 
     event = _jsonable(to_public(record))
-    return json.dumps({"time": iso(record[0]), "event": event}, separators=(",", ":"))
+    return json.dumps({"time": utc_z(record[0]), "event": event}, separators=(",", ":"))
+
+
+def utc_z(ts: float) -> str:
+    """chrono's RFC 3339 form of a UTC time (F5): `Z` suffix, sub-second digits 0/3/6/9."""
+    from datetime import datetime, timezone
+
+    try:
+        dt = datetime.fromtimestamp(ts, timezone.utc)
+    except (OverflowError, OSError, ValueError, TypeError):
+        return str(ts)
+    us = dt.microsecond
+    base = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    if us == 0:
+        return base + "Z"
+    if us % 1000 == 0:
+        return f"{base}.{us // 1000:03d}Z"
+    return f"{base}.{us:06d}Z"
 
 
 def _jsonable(value):

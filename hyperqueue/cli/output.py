@@ -231,6 +231,17 @@ SERVER_ROWS = [("Server UID", "server_uid"), ("Client host", "client_host"),
                ("Start date", "start_date"), ("Journal path", "journal_path")]
 
 OUTPUT_LOG_CHANNELS = ("stdout", "stderr")
+_CHUNK_BG = ("41", "42", "43", "44", "45", "46")  # background colours of `output-log show`
+
+
+def human_size(n: int) -> str:
+    """Upstream's `human_size`: `<n> B` below 2048 bytes, then KiB/MiB/GiB with 2 decimals."""
+    if n < 2048:
+        return f"{n} B"
+    for unit in ("KiB", "MiB", "GiB"):
+        n /= 1024
+        if n < 2048 or unit == "GiB":
+            return f"{n:.2f} {unit}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -532,32 +543,35 @@ class CliPrinter(Printer):
 
     # -- output-log --
     def log_summary(self, path: str, s: dict) -> None:
-        self.vertical([
+        self.vertical([  # upstream's rows (`print_summary`)
             ("Path", path),
             ("Files", s["n_files"]),
             ("Jobs", s["n_jobs"]),
             ("Tasks", s["n_tasks"]),
             ("Opened streams", s["n_opened"]),
-            ("Stdout size", s["stdout_size"]),
-            ("Stderr size", s["stderr_size"]),
+            ("Stdout/stderr size",
+             f"{human_size(s['stdout_size'])} / {human_size(s['stderr_size'])}"),
             ("Superseded streams", s["n_superseded"]),
-            ("Superseded stdout size", s["superseded_stdout_size"]),
-            ("Superseded stderr size", s["superseded_stderr_size"]),
+            ("Superseded stdout/stderr size", f"{human_size(s['superseded_stdout_size'])} / "
+                                              f"{human_size(s['superseded_stderr_size'])}"),
         ])
 
     def log_jobs(self, ids: list[int]) -> None:
         for job in ids:
             self.line(str(job))
 
-    def log_chunks(self, chunks) -> None:
+    def log_chunks(self, chunks, widths=(1, 1)) -> None:
+        # One header per chunk, ids zero-padded to the widths of the largest ids in the log;
+        # a newline is added only when the chunk does not end with one (upstream's `show`).
+        jw, tw = widths
+        color = self.colors == "always" or (self.colors == "auto" and sys.stdout.isatty())
         parts = []
         for c in chunks:
-            prefix = f"{c.job}.{c.task}:{c.channel}> "
+            header = f"{c.job:0{jw}}.{c.task:0{tw}}:{c.channel}>"
+            if color:
+                header = f"\x1b[{_CHUNK_BG[(c.job * 31 + c.task) % len(_CHUNK_BG)]}m{header}\x1b[0m"
             text = c.data.decode("utf-8", "replace")
-            if text.endswith("\n"):
-                text = text[:-1]
-            for line in text.split("\n"):
-                parts.append(prefix + line + "\n")
+            parts.append(f"{header} {text}" if text.endswith("\n") else f"{header} {text}\n")
         sys.stdout.write("".join(parts))
         sys.stdout.flush()
 
@@ -739,7 +753,7 @@ class JsonPrinter(Printer):
     def log_jobs(self, ids) -> None:
         self.json(ids)
 
-    def log_chunks(self, chunks) -> None:
+    def log_chunks(self, chunks, widths=(1, 1)) -> None:
         self.json([{"job": c.job, "task": c.task, "instance": c.instance,
                     "channel": OUTPUT_LOG_CHANNELS[c.channel] if c.channel < 2 else c.channel,
                     "time_ms": c.time_ms, "data": c.data.decode("utf-8", "replace")}

@@ -63,7 +63,7 @@ def _check_job(log, job: int) -> None:
     if not log.has_job(job):
         from ..errors import HqError
 
-        raise HqError(f"Job {job} not found in {log.path}")
+        raise HqError(f"Job {job} not found")
 
 
 @output_log.command()
@@ -92,7 +92,7 @@ def show(ctx, job, channel):
 
     log = _load(ctx)
     printer().log_chunks(log.chunks(job=job, channel=None if channel is None
-                                    else CHANNELS[channel]))
+                                    else CHANNELS[channel]), log.id_widths())
 
 
 @output_log.command()
@@ -102,18 +102,18 @@ def show(ctx, job, channel):
 @click.option("--allow-unfinished", is_flag=True, help="Also print streams that are not closed")
 @click.pass_context
 def cat(ctx, job, channel, tasks, allow_unfinished):
-    """Print the raw output of a channel of the tasks of a job (in task id order)."""
+    """Print the raw output of a channel of the tasks of a job (in task id order, or in the
+    order of --task)."""
     from ..errors import HqError
     from ..streaming.format import CHANNELS
 
     log = _load(ctx)
     _check_job(log, job)
-    data = log.task_data(job, CHANNELS[channel], tasks)
+    data = _task_data(log, job, CHANNELS[channel], tasks)
     if not allow_unfinished:
         for task, _, finished in data:
             if not finished:
-                raise HqError(f"Stream for task {task} is not finished",
-                              "Use --allow-unfinished to print it anyway")
+                raise HqError(f"Stream for task {task} is not finished")
     buf = sys.stdout.buffer
     for _, chunk, _ in data:
         buf.write(chunk)
@@ -132,4 +132,14 @@ def export(ctx, job, tasks):
     _check_job(log, job)
     printer().json([{"id": task, "finished": finished,
                     "stdout": chunk.decode("utf-8", "replace")}
-                   for task, chunk, finished in log.task_data(job, STDOUT, tasks)])
+                   for task, chunk, finished in _task_data(log, job, STDOUT, tasks)])
+
+
+def _task_data(log, job, channel, tasks):
+    from ..errors import HqError
+    from ..streaming.reader import StreamReadError
+
+    try:
+        return log.task_data(job, channel, tasks)
+    except StreamReadError as e:  # `Task <T> not found`
+        raise HqError(str(e)) from None

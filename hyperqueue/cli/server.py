@@ -144,6 +144,21 @@ def wait(timeout):
         time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
 
+@server.command("debug-dump")
+@click.argument("path")
+def debug_dump(path):
+    """Dump the server's internal (scheduler) state into PATH as JSON (written by the server:
+    a relative PATH is relative to the server's working directory)."""
+    import logging
+
+    setup_logging()
+    log = logging.getLogger("hq")
+    log.info("Dumping server state ...")
+    with connect() as client:
+        client.call(calls.debug_dump(path))  # the path unchanged, as upstream
+    log.info("Dump finished")
+
+
 @server.command("generate-access")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--client-file", type=click.Path(dir_okay=False),

@@ -126,7 +126,7 @@ def _resource_request(opts: dict):
 
 
 DIRECTIVE_SCAN_LIMIT = 32 * 1024
-NOT_IN_DIRECTIVES = {"job_id", "wait", "progress", "directives"}
+NOT_IN_DIRECTIVES = {"job_id", "wait", "progress", "directives", "on_notify"}
 
 
 def read_directives(path: str) -> tuple[list[str], str | None]:
@@ -222,8 +222,10 @@ def apply_directives(ctx, opts: dict, command: tuple, mode: str,
 @click.option("--job", "job_id", type=int, help="Add the tasks to this open job")
 @click.option("--wait", is_flag=True, help="Wait until the job completes")
 @click.option("--progress", is_flag=True, help="Show a progress bar until the job completes")
+@click.option("--on-notify", help="With --wait: run this command (with the message as its "
+              "last argument) for each notification of the job's tasks")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def submit(job_id, wait, progress, command, directives, **opts):
+def submit(job_id, wait, progress, command, directives, on_notify=None, **opts):
     """Submit a job: `hq submit [OPTIONS] -- COMMAND [ARGS]...`"""
     stdin_data = sys.stdin.buffer.read() if opts.get("read_stdin") else None
     opts, command = apply_directives(click.get_current_context(), opts, command, directives,
@@ -244,4 +246,5 @@ def submit(job_id, wait, progress, command, directives, **opts):
         if wait or progress:
             from .waiting import wait_for_jobs
 
-            wait_for_jobs(client, [job], progress=progress)
+            wait_for_jobs(client, [job], progress=progress,
+                          on_notify=on_notify if wait else None)

@@ -73,3 +73,13 @@ def explain(job_selector, task_id):
     with connect() as client:
         ex = client.call(calls.task_explain(job_selector.to_wire(), task_id))
     printer().task_explain(task_id, ex)
+
+
+@task.command()
+@click.argument("message")
+def notify(message):
+    """Send a notification from inside a running task to the clients waiting for its job
+    (`hq submit --wait --on-notify CMD`); at most 1024 bytes."""
+    from ..client.notify import send_notification
+
+    send_notification(message)

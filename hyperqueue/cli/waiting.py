@@ -10,11 +10,22 @@ from .context import printer
 
 
 def wait_for_jobs(client, jobs, *, progress: bool = False,
-                  without_close: bool = False) -> list[dict]:
+                  without_close: bool = False, on_notify: str | None = None) -> list[dict]:
     """Waits until the jobs (ids or a Selector) complete, with a live bar if `progress`;
-    prints the summary line and returns the jobs' final infos."""
+    prints the summary line and returns the jobs' final infos. `on_notify`: a command run
+    for each task notification, one at a time (`hq submit --wait --on-notify`)."""
     start = time.monotonic()
-    if progress:
+    if on_notify is not None and not progress:
+        from ..client import notify
+        from .context import setup_logging
+
+        setup_logging()  # the callbacks' failures are WARN records
+        argv = notify.on_notify_command(on_notify)
+        infos = notify.wait_with_notifications(
+            client, client_wait.selector_of(jobs).to_wire(),
+            lambda job, task, worker, msg: notify.run_callback(argv, job, task, worker, msg),
+            without_close)
+    elif progress:
         infos = _progress_bar(client_wait.poll_jobs(client, jobs, without_close=without_close))
     else:
         infos = client_wait.wait_for_jobs(client, jobs, without_close=without_close)

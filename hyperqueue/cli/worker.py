@@ -51,11 +51,14 @@ def _parse_cpus(value):
               default="detect", help="How to detect the batch allocation")
 @click.option("--overview-interval", type=DURATION, help="Hardware overview period")
 @click.option("--min-utilization", type=click.FloatRange(0.0, 1.0), default=0.0)
+@click.option("--retract-check-interval", type=DURATION, default="30s",
+              help="How often queued tasks whose time request exceeds the remaining "
+              "lifetime are given back to the server")
 @click.option("--zero-spawn", is_flag=True, hidden=True,
               help="Benchmarking aid: complete tasks without starting processes")
 def start(cpus, resources, group, coupling, detect_resources, no_hyper_threading, idle_timeout,
           time_limit, heartbeat, hostname, work_dir, on_server_lost, reconnect_timeout,
-          manager, overview_interval, min_utilization, zero_spawn):
+          manager, overview_interval, min_utilization, retract_check_interval, zero_spawn):
     """Start a worker that connects to the server and runs its tasks."""
     import tempfile
 
@@ -123,7 +126,8 @@ def start(cpus, resources, group, coupling, detect_resources, no_hyper_threading
 
     from ..worker.app import Worker, run_until_signal
 
-    w = Worker(server_root(), config, zero_spawn=zero_spawn)
+    w = Worker(server_root(), config, zero_spawn=zero_spawn,
+               retract_check_interval=retract_check_interval)
 
     class _Started:
         def started(self, value=None):
@@ -242,3 +246,152 @@ def hwdetect(no_hyper_threading):
     res = detect_resources(set(DETECTABLE), no_hyper_threading=no_hyper_threading)
     printer().hwdetect(lambda: format_hwdetect(res),
                        lambda: resource_descriptor(_ordered_defs(_detected_defs(res))))
+
+
+# -- deploy-ssh -----------------------------------------------------------------------------------
+def _command_error(message: str):
+    """An error printed as the bare message (upstream's anyhow errors of client commands)."""
+    import sys
+
+    from ..errors import HqError
+
+    return getattr(sys.modules[HqError.__module__], "CommandError", HqError)(message)
+
+
+def load_hostfile(path: str) -> list[tuple[str, int | None]]:
+    """`host` or `host:port` per line (trimmed; blank lines skipped), as upstream reads it.
+
+    Raises:
+        HqError: unreadable file, a bad port, or no host at all (upstream's texts).
+    """
+    try:
+        with open(path) as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        cause = (f"{e.strerror} (os error {e.errno})" if isinstance(e, OSError) and e.errno
+                 else "stream did not contain valid UTF-8")
+        raise _command_error(f"Cannot load hostfile from {path}\n\nCaused by:\n    {cause}")
+    hosts = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        if ":" in line:
+            host, port_text = line.rsplit(":", 1)
+            hosts.append((host, _parse_port(line, port_text)))
+        else:
+            hosts.append((line, None))
+    if not hosts:
+        raise _command_error("The provided hostname is empty")
+    return hosts
+
+
+def _parse_port(line: str, text: str) -> int:
+    """A u16 as Rust parses it; errors shown as Rust's `ParseIntError` debug form."""
+    digits = text[1:] if text[:1] == "+" else text
+    if not digits:
+        kind = "Empty" if not text else "InvalidDigit"
+    elif not digits.isascii() or not digits.isdigit():
+        kind = "InvalidDigit"
+    elif int(digits) > 65535:
+        kind = "PosOverflow"
+    else:
+        return int(digits)
+    raise _command_error(f"Cannot parse port from {line}: ParseIntError {{ kind: {kind} }}")
+
+
+def _without_globals(args) -> list[str]:
+    """`args` without hq's global options (`worker start` accepts them too)."""
+    from .context import GLOBAL_FLAGS
+
+    out = []
+    skip = False
+    for a in args:
+        if skip:
+            skip = False
+        elif a in GLOBAL_FLAGS:
+            skip = True
+        elif a.partition("=")[0] in GLOBAL_FLAGS or a == "--debug":
+            pass
+        else:
+            out.append(a)
+    return out
+
+
+def _hq_binary() -> str:
+    import sys
+
+    argv0 = sys.argv[0] if sys.argv else ""
+    if argv0 and os.path.basename(argv0) == "hq" and os.path.exists(argv0):
+        return os.path.abspath(argv0)
+    import shutil
+
+    return shutil.which("hq") or os.path.abspath(argv0 or "hq")
+
+
+@worker.command("deploy-ssh", context_settings={"ignore_unknown_options": True,
+                                                "allow_interspersed_args": False})
+@click.option("--show-output", is_flag=True, help="Show the output of the workers")
+@click.argument("hostfile")
+@click.argument("worker_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def deploy_ssh(ctx, show_output, hostfile, worker_args):
+    """Start a worker on every host of HOSTFILE (`host` or `host:port` per line) over SSH,
+    with WORKER_ARGS passed to `hq worker start`; wait until all of them end."""
+    import logging
+    import queue
+    import shutil
+    import subprocess
+    import threading
+
+    # The worker arguments must be valid `worker start` options (a usage error, exit 2).
+    start.make_context("start", _without_globals(worker_args), parent=ctx.parent)
+    setup_logging()
+    log = logging.getLogger("hq")
+    hosts = load_hostfile(hostfile)
+    ssh = shutil.which("ssh")
+    if ssh is None:
+        raise _command_error("Cannot find `ssh` binary. Make sure that OpenSSH is installed.")
+    ssh = os.path.abspath(ssh)
+    hq = _hq_binary()
+    out = None if show_output else subprocess.DEVNULL
+    done: queue.Queue = queue.Queue()
+    children = []
+    try:
+        for host, port in hosts:
+            name = host if port is None else f"{host}:{port}"
+            argv = [ssh, host, "-t", "-t", *(["-p", str(port)] if port is not None else []),
+                    "--", hq, "worker", "start", *worker_args]
+            try:
+                p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+            except OSError as e:
+                raise _command_error(f"Cannot start ssh for `{name}`: {e.strerror}") from None
+            children.append(p)
+            log.info("Started worker process at `%s`", name)
+            threading.Thread(target=lambda p=p, name=name: done.put((name, p.wait())),
+                             daemon=True).start()
+        failed = False
+        for _ in children:
+            while True:
+                try:
+                    name, code = done.get(timeout=0.5)
+                    break
+                except queue.Empty:
+                    continue
+            if code == 0:
+                log.info("Worker at `%s` has ended successfully", name)
+            else:
+                failed = True
+                log.error("Worker at `%s` has ended with an error: Worker exited with code %d",
+                          name, code if code > 0 else -1)
+        log.info("All workers have finished")
+        if failed:
+            raise _command_error("Some workers have ended with an error")
+    except KeyboardInterrupt:
+        log.info("SIGINT received, closing workers")
+        return 0
+    finally:
+        for p in children:
+            if p.poll() is None:
+                p.kill()
+                p.wait()

@@ -176,6 +176,11 @@ def stop_server() -> Call:
     yield m.StopServerRequest()
 
 
+def debug_dump(path: str) -> Call:
+    """The server writes its scheduler state as JSON to `path` (resolved by the server)."""
+    yield m.DebugDumpRequest(path)
+
+
 def journal(action: str) -> Call:
     """`flush` or `prune` the server's journal; the server's message."""
     return (yield m.JournalRequest(action)).message

@@ -30,7 +30,7 @@ __all__ = [
     "Event", "EventError", "Unknown", "KINDS", "from_record", "to_records", "to_public",
     "ServerStart", "ServerStop",
     "JobOpen", "JobCreated", "JobClose", "JobCancel", "JobForget", "JobCompleted",
-    "WorkerConnected", "WorkerReconnected", "WorkerLost",
+    "WorkerConnected", "WorkerReconnected", "WorkerLost", "WorkerOverview",
     "TaskStarted", "TaskFinished", "TaskFailed", "TaskCanceled", "TaskAborted",
 ]
 
@@ -340,6 +340,30 @@ class WorkerLost(Event):
         return cls(time, p["id"], p["reason"], p.get("count_crash", True))
 
 
+class WorkerOverview(Event):
+    """A worker's periodic hardware overview (`worker start --overview-interval`): `hw_state`
+    is `{"state": {cpu_usage, memory_usage, network_usage, nvidia_gpus, amd_gpus, timestamp}}`
+    or None. Recorded only for workers whose interval is set; restore ignores it."""
+
+    __slots__ = ("worker", "hw_state")
+    kind = "worker-overview"
+    WORKER_KEY = "id"
+    fields = ("time", "worker", "hw_state")
+
+    def __init__(self, time, worker, hw_state):
+        self.time = time
+        self.worker = worker
+        self.hw_state = hw_state
+
+    def to_record(self) -> list:
+        return [self.time, "worker-overview", {"id": self.worker, "hw-state": self.hw_state}]
+
+    @classmethod
+    def _decode(cls, time, p):
+        _ids(cls.kind, p, "id")
+        return cls(time, p["id"], p["hw-state"])
+
+
 # -- tasks ----------------------------------------------------------------------------------------
 class TaskStarted(Event):
     """A task instance started on `worker`. `variant` (0: the first resource request) and
@@ -528,6 +552,12 @@ def to_public(record) -> dict:
         ValueError, TypeError: not a ``[time, kind, payload]`` record with a map payload.
     """
     _when, kind, payload = record
+    shape = _PUBLIC.get(kind)
+    if shape is not None:
+        try:
+            return shape(payload)
+        except (KeyError, TypeError, AttributeError):
+            pass  # not as this hq writes it: shown as it is
     event = {"type": kind}
     event.update(payload)
     config = event.get("configuration")
@@ -536,3 +566,26 @@ def to_public(record) -> dict:
 
         event["configuration"] = dict(zip(WorkerConfig.FIELDS, config))
     return event
+
+
+# Upstream's public shapes of the events whose on-disk payload differs (`journal/output.rs`).
+def _loss_reason(label: str) -> str:
+    """A `WorkerState` label (`CONNECTION LOST`) as upstream's enum variant (`ConnectionLost`)."""
+    return "".join(w.capitalize() for w in label.replace("_", " ").split())
+
+
+def _public_tasks(kind: str):
+    def shape(p):
+        job = p["job"]
+        return {"type": kind, "tasks": [{"job_id": job, "job_task_id": t} for t in p["tasks"]]}
+    return shape
+
+
+_PUBLIC = {
+    "worker-lost": lambda p: {"type": "worker-lost", "id": p["id"],
+                              "reason": _loss_reason(p["reason"])},
+    "job-cancel": lambda p: {"type": "job-cancel", "job_id": p["job_id"],
+                             "reason": p["reason"] or ""},
+    "task-canceled": _public_tasks("task-canceled"),
+    "task-aborted": _public_tasks("task-aborted"),
+}

@@ -286,12 +286,26 @@ def close_job(core: Core, outbox: Outbox, job: Job, now: float) -> bool:
 
 
 def cancel_job(core: Core, outbox: Outbox, job: Job, reason: str | None, now: float) -> int:
-    """Cancels every task of `job` that has not ended; returns how many were canceled."""
+    """Cancels every task of `job` that has not ended; returns how many were canceled.
+
+    Events as upstream records a cancel: `job-cancel`, then one `task-canceled` with every
+    task canceled by it (waiting ones too), then `job-completed` if the job ended."""
+    mark = len(outbox.events)
+    bulk_mark = len(job.bulk)
     n = _end_open_tasks(core, outbox, job, TaskState.CANCELED, now, None)
     if n and reason is not None:
         job.cancel_reason = reason
     if n and core.record_events:
-        outbox.events.append(ev.JobCancel(now, job.id, reason))
+        caused = outbox.events[mark:]
+        canceled = [t for e in caused if type(e) is ev.TaskCanceled and e.job == job.id
+                    for t in e.tasks]
+        for ids, state in job.bulk[bulk_mark:]:  # waiting tasks still in array form
+            if state == TaskState.CANCELED:
+                canceled.extend(ids)
+        canceled.sort()
+        rest = [e for e in caused if not (type(e) is ev.TaskCanceled and e.job == job.id)]
+        tasks = [ev.TaskCanceled(now, job.id, canceled)] if canceled else []
+        outbox.events[mark:] = [ev.JobCancel(now, job.id, reason), *tasks, *rest]
     return n
 
 

@@ -62,7 +62,7 @@ def _apply(core: Core, outbox: Outbox, e: ev.Event) -> None:
             else:
                 update = [reactor.UPDATE_FAILED, job.id, task.id, e.instance, e.error]
             reactor.task_updates(core, outbox, task.worker, [update], time)
-        case ev.TaskCanceled() | ev.JobCompleted() | ev.ServerStop():
+        case ev.TaskCanceled() | ev.JobCompleted() | ev.ServerStop() | ev.WorkerOverview():
             pass  # derived (TaskAborted too): follows from the events that caused it
         case ev.ServerStart(server_uid=uid):
             if not core.jobs and not core.workers:

@@ -303,3 +303,50 @@ def _resources_text(resources) -> str:
     from .resources import format_resources
 
     return format_resources(resources)
+
+
+def debug_dump(core) -> dict:
+    """`hq server debug-dump`: the scheduler's state as upstream's dump shapes it,
+    `{"tako": {"workers": [...], "worker_groups": [{"name", "workers"}], "tasks": [...]}}`.
+    Workers are the running ones; tasks are those with their own record that have not ended
+    (waiting tasks still in compact array form have none and are not listed)."""
+    workers = []
+    groups: dict[str, list[int]] = {}
+    for w in sorted(core.workers.values(), key=lambda w: w.id):
+        if not w.is_running:
+            continue
+        groups.setdefault(w.config.group, []).append(w.id)
+        workers.append({
+            "id": w.id,
+            "hostname": w.config.hostname,
+            "group": w.config.group,
+            "resources": resource_descriptor(w.config.resources, w.config.coupling),
+            "load": dict(w.load),
+            "capacity": dict(w.capacity),
+            "assigned_tasks": sorted([{"job_id": t.job.id, "job_task_id": t.id}
+                                      for t in w.tasks],
+                                     key=lambda t: (t["job_id"], t["job_task_id"])),
+            "n_running": w.n_running,
+            "stopping": w.stopping,
+            "reserved_for_multinode": w.mn_task is not None,
+        })
+    tasks = []
+    for job in sorted(core.jobs.values(), key=lambda j: j.id):
+        for t in sorted(job.tasks.values(), key=lambda t: t.id):
+            if t.state.is_terminal:
+                continue
+            tasks.append({
+                "id": {"job_id": job.id, "job_task_id": t.id},
+                "state": t.state.public_name,
+                "instance": t.instance,
+                "crash_count": t.crash_count,
+                "priority": t.batch.template.priority,
+                "worker": t.worker.id if t.worker is not None else None,
+                "nodes": [n.id for n in t.nodes] if t.nodes is not None else None,
+                "deps_pending": t.deps_pending,
+            })
+    return {"tako": {
+        "workers": workers,
+        "worker_groups": [{"name": g, "workers": ids} for g, ids in sorted(groups.items())],
+        "tasks": tasks,
+    }}

@@ -75,7 +75,7 @@ def select_records(records: list, live_jobs, live_workers) -> list:
         match cls:
             case None | ev.ServerStart | ev.ServerStop:
                 kept.append(r)  # and kinds not known here, malformed records
-            case ev.WorkerConnected | ev.WorkerReconnected | ev.WorkerLost:
+            case ev.WorkerConnected | ev.WorkerReconnected | ev.WorkerLost | ev.WorkerOverview:
                 if p.get(cls.WORKER_KEY) in workers:
                     kept.append(r)
             case _:  # the job events and the task events

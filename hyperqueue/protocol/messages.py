@@ -412,6 +412,21 @@ class JobListPageRequest(Message):
     after: int
 
 
+@message(FROM_CLIENT, 25, path=_str_max(4096, "a path"))
+class DebugDumpRequest(Message):
+    """`hq server debug-dump PATH`: the server writes its scheduler state to PATH (as given:
+    a relative path is resolved against the server's working directory)."""
+    path: str
+
+
+@message(FROM_CLIENT, 26, selector=_selector, without_close=BOOL)
+class WaitNotifyRequest(Message):
+    """Like WaitJobsRequest, and every task notification of the jobs (`hq task notify`) is
+    sent as a `TaskNotification` while waiting; the final answer is a JobsResponse."""
+    selector: Any
+    without_close: bool
+
+
 # -- automatic allocation (`hq alloc ...`) ---------------------------------------------------------
 
 
@@ -546,6 +561,24 @@ class EventsResponse(Message):
     done: bool  # the last message of the stream
 
 
+MAX_NOTIFY_MESSAGE = 1024  # bytes of one `hq task notify` message (as upstream)
+
+
+def _notify_message(v):
+    if not isinstance(v, bytes) or len(v) > MAX_NOTIFY_MESSAGE:
+        raise ValueError(f"a notification must be at most {MAX_NOTIFY_MESSAGE} bytes")
+    return v
+
+
+@message(TO_CLIENT, 112, job_id=ID, task_id=ID, worker_id=ID, message=_notify_message)
+class TaskNotification(Message):
+    """A running task's `hq task notify` message, to a client waiting with notifications."""
+    job_id: int
+    task_id: int
+    worker_id: int
+    message: bytes
+
+
 # -- worker -> server -------------------------------------------------------------------------------
 
 
@@ -590,6 +623,70 @@ class Heartbeat(Message):
 @message(FROM_WORKER, 204, reason=NAME)
 class WorkerStopping(Message):
     reason: str  # a WorkerState name: IDLE_TIMEOUT, TIME_LIMIT_REACHED, CONNECTION_LOST
+
+
+@message(FROM_WORKER, 206, job_id=ID, task_id=ID, instance=INSTANCE, message=_notify_message)
+class TaskNotify(Message):
+    """A running task sent a notification (`hq task notify`); never journaled."""
+    job_id: int
+    task_id: int
+    instance: int
+    message: bytes
+
+
+def _hw_state(v):
+    """A worker's hardware overview (`worker/hwmonitor.py`): checked key by key, bounded."""
+    from ..core.limits import MAX_LIST_LEN
+
+    def num(x):
+        if isinstance(x, bool) or not isinstance(x, (int, float)):
+            raise ValueError("malformed hardware overview")
+        return x
+
+    def gpus(g):
+        if g is None:
+            return None
+        if not (isinstance(g, dict) and set(g) == {"gpus"} and isinstance(g["gpus"], list)
+                and len(g["gpus"]) <= 256):
+            raise ValueError("malformed GPU overview")
+        for x in g["gpus"]:
+            if not (isinstance(x, dict) and set(x) == {"id", "processor_usage", "mem_usage"}
+                    and isinstance(x["id"], str) and len(x["id"]) <= MAX_NAME_LEN):
+                raise ValueError("malformed GPU overview")
+            num(x["processor_usage"]), num(x["mem_usage"])
+        return g
+
+    if v is None:
+        return None
+    keys = {"cpu_usage", "memory_usage", "network_usage", "nvidia_gpus", "amd_gpus", "timestamp"}
+    if not (isinstance(v, dict) and set(v) == {"state"} and isinstance(v["state"], dict)
+            and set(v["state"]) == keys):
+        raise ValueError("malformed hardware overview")
+    st = v["state"]
+    cpu, mem, net = st["cpu_usage"], st["memory_usage"], st["network_usage"]
+    if not (isinstance(cpu, dict) and set(cpu) == {"cpu_per_core_percent_usage"}
+            and isinstance(cpu["cpu_per_core_percent_usage"], list)
+            and len(cpu["cpu_per_core_percent_usage"]) <= MAX_LIST_LEN):
+        raise ValueError("malformed CPU overview")
+    for x in cpu["cpu_per_core_percent_usage"]:
+        num(x)
+    if not (isinstance(mem, dict) and set(mem) == {"total", "free"}):
+        raise ValueError("malformed memory overview")
+    num(mem["total"]), num(mem["free"])
+    net_keys = {"rx_bytes", "tx_bytes", "rx_packets", "tx_packets", "rx_errors", "tx_errors"}
+    if not (isinstance(net, dict) and set(net) == net_keys):
+        raise ValueError("malformed network overview")
+    for k in net_keys:
+        num(net[k])
+    num(st["timestamp"])
+    gpus(st["nvidia_gpus"]), gpus(st["amd_gpus"])
+    return v
+
+
+@message(FROM_WORKER, 207, hw_state=_hw_state)
+class WorkerOverview(Message):
+    """A periodic hardware overview (`worker start --overview-interval`)."""
+    hw_state: dict | None
 
 
 # -- server -> worker -------------------------------------------------------------------------------

@@ -448,6 +448,8 @@ class _Fold:
                     case ev.ServerStop():
                         if self.servers and self.servers[-1][2] is None:
                             self.servers[-1][2] = t
+                    case ev.WorkerOverview():
+                        pass  # hardware usage: not charted by the report
                     case _:
                         self.unknown_kinds += 1
             except (TypeError, ValueError, KeyError, IndexError, AttributeError):

@@ -38,7 +38,7 @@ from ..common import serverdir
 from ..common.ratelimit import RateLimitedLog
 from ..core import reactor, scheduler
 from ..core.model import WorkerState
-from ..core.events import ServerStart, ServerStop, to_records
+from ..core.events import ServerStart, ServerStop, WorkerOverview, to_records
 from ..core.outbox import Outbox
 from ..core.state import Core
 from ..errors import HqError, RequestFailed
@@ -58,6 +58,7 @@ STOP_GRACE = 1.0  # seconds connections get to drain at stop
 DISPATCH_COALESCE = 0.01  # seconds between scheduling passes under load
 EVENT_LOG_LIMIT = 100_000  # events kept in memory for `journal replay` without a journal
 JOURNAL_CLOSE_TIMEOUT = 5.0  # seconds the final journal flush may take at stop
+NOTIFY_BACKLOG = 10_000  # notifications waiting for one slow client before some are dropped
 LAG_GRACE = 5.0  # seconds a lagged subscriber's connection gets to take its error
 
 
@@ -154,6 +155,8 @@ class Server:
         # position, events) batches waiting for the fsync that covers them.
         self.undurable_events: deque = deque()
         self.early_signals = early_signals if early_signals is not None else []
+        # Clients waiting with task notifications: (job ids, memory channel); never journaled.
+        self.notify_listeners: list[tuple[set, trio.MemorySendChannel]] = []
 
     # -- the API for code outside server/ --------------------------------------------------------
     def add_service(self, service: Service) -> None:
@@ -692,6 +695,13 @@ class Server:
                 elif isinstance(msg, m.TasksRetracted):
                     reactor.tasks_retracted(core, outbox, worker, msg.retracted, msg.refused)
                     self.kick()
+                elif isinstance(msg, m.WorkerOverview):
+                    if worker.config.overview_interval:  # asked for: persisted and streamed
+                        outbox.events.append(WorkerOverview(time.time(), worker.id,
+                                                            msg.hw_state))
+                        self.kick()
+                elif isinstance(msg, m.TaskNotify):
+                    self._on_task_notify(worker, msg)
                 elif isinstance(msg, m.WorkerStopping):
                     try:
                         link.stop_reason = WorkerState[msg.reason]
@@ -702,6 +712,57 @@ class Server:
                 continue
             log.warning("Worker %d: no heartbeat for %.1f s", worker.id, grace)
             return WorkerState.HEARTBEAT_LOST
+
+    def _on_task_notify(self, worker, msg: m.TaskNotify) -> None:
+        """Hands a running task's notification to the clients waiting for its job (a slow
+        client loses notifications beyond NOTIFY_BACKLOG, with a warning, never the server's
+        time). Notifications of tasks not running on `worker` are ignored."""
+        if not self.notify_listeners:
+            return
+        job = self.core.jobs.get(msg.job_id)
+        task = job.tasks.get(msg.task_id) if job is not None else None
+        if task is None or task.worker is not worker or task.instance != msg.instance:
+            return
+        note = m.TaskNotification(msg.job_id, msg.task_id, worker.id, msg.message)
+        for ids, channel in self.notify_listeners:
+            if msg.job_id in ids:
+                try:
+                    channel.send_nowait(note)
+                except trio.WouldBlock:
+                    log.warning("A client waiting for notifications does not keep up; "
+                                "a notification of task %d@%d was dropped", msg.job_id,
+                                msg.task_id)
+                except trio.BrokenResourceError:
+                    pass
+
+    async def _wait_with_notifications(self, conn, req: m.WaitNotifyRequest) -> None:
+        """Serves a WaitNotifyRequest: TaskNotifications while the jobs run, in arrival
+        order, then the JobsResponse of the wait (after every notification that came first)."""
+        from ..common.selectors import Selector, missing_to_wire
+        from ..core import views
+
+        found, missing = Selector.from_wire(req.selector).select(self.core.jobs)
+        send, receive = trio.open_memory_channel(NOTIFY_BACKLOG)
+        listener = (set(found), send)
+        self.notify_listeners.append(listener)
+        try:
+            async with trio.open_nursery() as nursery:
+                async def wait_then_mark():
+                    await self.waits.wait(found, req.without_close)
+                    await self.reported()
+                    await send.send(None)  # after every notification that came before
+
+                nursery.start_soon(wait_then_mark)
+                async for note in receive:
+                    if note is None:
+                        break
+                    await conn.send(m.encode(note))
+                nursery.cancel_scope.cancel()
+        finally:
+            self.notify_listeners.remove(listener)
+        jobs = self.core.jobs
+        out = [views.job_info(jobs[j]) for j in found if j in jobs]
+        await conn.send(m.encode(m.JobsResponse(out, missing_to_wire(missing))))
 
     async def _worker_writer(self, link: WorkerLink) -> None:
         while True:
@@ -727,6 +788,9 @@ class Server:
                 if isinstance(request, m.StreamEventsRequest):
                     if not await self._stream_events(conn, request.live):
                         return
+                    continue
+                if isinstance(request, m.WaitNotifyRequest):
+                    await self._wait_with_notifications(conn, request)
                     continue
                 response = await self._requests.handle(request)
                 await conn.send(m.encode(response))

@@ -119,6 +119,8 @@ def prepare(root: str, *, host: str | None = None, client_port: int = 0, worker_
             record["server_uid"] = core.server_uid
         else:
             core = Core(server_uid=record["server_uid"], record_events=True)
+            if journal_path is not None and os.path.isfile(journal_path):
+                core.next_worker_id = 2  # an existing (empty) journal: as upstream (F67)
         start_date = time.time()
         instance_dir = serverdir.create_instance_dir(root)
         serverdir.write_access_file(os.path.join(instance_dir, serverdir.ACCESS_FILE), record)
@@ -207,6 +209,21 @@ def restore(path: str, autoalloc_records: list | None = None) -> Core | None:
         except (RestoreError, EventError, ValueError, TypeError) as e:
             raise HqError(f"Cannot restore from journal {path}: record {i + 1}: {e}") from None
         outbox.clear()
+    _upstream_counters(core, outbox)
     log.info("Restored %d jobs and %d workers from journal %s (%d events)", len(core.jobs),
              len(core.workers), path, len(records))
+    return core
+
+
+def _upstream_counters(core: Core, outbox) -> Core:
+    """What upstream's restore leaves out or moves on (upstream-facts.md F67): jobs whose
+    completion was journaled are dropped (not even `job list --all` shows them; the job id
+    counter still continues after them), and the worker id counter continues at the highest
+    worker id in the journal + 2 (2 when it has none). Nothing of this is journaled."""
+    from ..core import reactor
+
+    for job in [j for j in core.jobs.values() if j.is_terminated]:
+        reactor.forget_job(core, outbox, job, 0.0)
+    core.next_worker_id = max(core.workers, default=0) + 2
+    outbox.clear()
     return core

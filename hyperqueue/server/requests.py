@@ -2,8 +2,9 @@
 
 `HANDLERS` is the request table: one entry per request message type, filled by `@handles(...)`
 on the methods below (read it, or grep `@handles`, to see every request the server answers). A
-type without an entry gets an ErrorResponse. `StreamEventsRequest` is not in the table: it is a
-stream, served by the connection through `Server.subscribe` (see `server/app.py`).
+type without an entry gets an ErrorResponse. `StreamEventsRequest` and `WaitNotifyRequest` are
+not in the table: they are streams, served by the connection (`Server.subscribe`,
+`Server._wait_with_notifications` in `server/app.py`).
 
 Handlers see the server only through a `RequestContext` (the core, its outbox, and a few
 callables), so they can be run and tested without a server.
@@ -185,6 +186,24 @@ class ClientRequests:
     @handles(m.StopServerRequest)
     async def on_StopServerRequest(self, req):
         return m.OkResponse("Stopping server")
+
+    @handles(m.DebugDumpRequest)
+    async def on_DebugDumpRequest(self, req: m.DebugDumpRequest):
+        import json
+
+        # Built on the server's thread (a consistent snapshot), written in a worker thread.
+        data = json.dumps(views.debug_dump(self.core), separators=(",", ":"))
+
+        def write():
+            with open(req.path, "w") as f:
+                f.write(data)
+
+        try:
+            await trio.to_thread.run_sync(write)
+        except OSError as e:  # as Rust's io::Error shows itself
+            reason = f"{e.strerror} (os error {e.errno})" if e.errno else str(e)
+            raise ValueError(f"Could not write debug dump: {reason}") from None
+        return m.OkResponse()
 
     # -- jobs ------------------------------------------------------------------------------------
     @handles(m.SubmitRequest)

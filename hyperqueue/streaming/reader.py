@@ -75,10 +75,8 @@ class _File:
 def _read_files(path: str) -> list[_File]:
     try:
         names = sorted(n for n in os.listdir(path) if n.endswith(SUFFIX))
-    except FileNotFoundError:
-        raise StreamReadError(f"No log files found in {path} (it does not exist)") from None
-    except NotADirectoryError:
-        raise StreamReadError(f"No log files found: {path} is not a directory") from None
+    except (FileNotFoundError, NotADirectoryError):
+        raise StreamReadError("No log files found") from None
     except OSError as e:
         raise StreamReadError(f"Cannot read {path}: {e.strerror}") from None
     files = []
@@ -202,14 +200,26 @@ class StreamLog:
 
     def task_data(self, job: int, channel: int, tasks=None) -> list[tuple[int, bytes, bool]]:
         """`(task id, concatenated data, finished)` of the current instance of each task of
-        `job` (only ids in `tasks` if given; ids not in the log are skipped), by task id."""
+        `job`: by ascending task id, or the ids of `tasks` (an iterable) in the order given.
+
+        Raises:
+            StreamReadError: `Task <T> not found` for a selected id without a stream.
+        """
         out = []
-        for task in self.task_ids(job):
-            if tasks is not None and task not in tasks:
-                continue
+        for task in (self.task_ids(job) if tasks is None else tasks):
             inst = self.current(job, task)
+            if inst is None:
+                raise StreamReadError(f"Task {task} not found")
             out.append((task, inst.data(channel), inst.is_finished(channel)))
         return out
+
+    def id_widths(self) -> tuple[int, int]:
+        """Digits of the largest job id and of the largest task id in the whole log (`show`
+        zero-pads the ids of every chunk header to these widths, as upstream)."""
+        if not self.tasks:
+            return 1, 1
+        return (len(str(max(j for j, _ in self.tasks))),
+                len(str(max(t for _, t in self.tasks))))
 
 
 def load(path: str, server_uid: str | None = None) -> StreamLog:
@@ -221,17 +231,17 @@ def load(path: str, server_uid: str | None = None) -> StreamLog:
     """
     files = _read_files(path)
     if not files:
-        raise StreamReadError(f"No log files found in {path}")
+        raise StreamReadError("No log files found")
     if server_uid is not None:
         files = [f for f in files if f.server_uid == server_uid]
         if not files:
-            raise StreamReadError(f"No log files found in {path} for server uid {server_uid}")
+            raise StreamReadError("No log files found")
     else:
         uids = sorted({f.server_uid for f in files})
-        if len(uids) > 1:
+        if len(uids) > 1:  # upstream's text, one uid per line
             raise StreamReadError(
-                f"Found log files of several server instances in {path}: {', '.join(uids)}; "
-                "select one with --server-uid")
+                "Found streams from multiple server instances:\n" + "\n".join(uids)
+                + "\nUse --server-uid=... to specify server uid")
         server_uid = uids[0]
     log = StreamLog(path, server_uid, [f.path for f in files])
     for f in files:

@@ -10,6 +10,7 @@ Shape:
 from __future__ import annotations
 
 import heapq
+from functools import partial
 import logging
 import os
 import signal
@@ -40,6 +41,8 @@ log = logging.getLogger("hq.worker")
 CONNECT_ATTEMPTS = 20
 DEFAULT_RECONNECT_TIMEOUT = 300.0
 WRITE_COALESCE = 0.02  # seconds (see _writer)
+NOTIFY_REQUEST_LIMIT = 16 * 1024  # bytes of one local notification request
+RETRACT_CHECK_INTERVAL = 30.0  # seconds (`worker start --retract-check-interval`)
 LOST_FINISH = -1
 LOST_RECONNECT = -2
 
@@ -60,8 +63,10 @@ class Worker:
 
     def __init__(self, root: str, config: WorkerConfig, *, zero_spawn: bool = False,
                  connect_attempts: int = CONNECT_ATTEMPTS,
-                 connect: Callable[[str, int, Handshake], Awaitable[Connection]] = open_connection):
+                 connect: Callable[[str, int, Handshake], Awaitable[Connection]] = open_connection,
+                 retract_check_interval: float = RETRACT_CHECK_INTERVAL):
         self.root = root
+        self.retract_check_interval = retract_check_interval
         self.config = config
         self.zero_spawn = zero_spawn  # benchmarking aid: complete tasks without a process
         self.connect_attempts = connect_attempts
@@ -91,12 +96,15 @@ class Worker:
         # test's MockClock drives the idle timeout, the time limit and the reconnect deadline.
         self.clock: trio.abc.Clock | None = None
         self.idle_since = 0.0
+        self.started_at = 0.0
         # Set (and dropped) by the next task end while someone waits in `_wait_running`.
         self.task_ended: trio.Event | None = None
         self.runner: Runner | None = None
         self.accepting = True
         self.nursery = None
         self.spawner: Spawner | None = None
+        self.notify_path = ""
+        self.notify_token = ""
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> int:
         """Runs until stopped; returns the process exit code.
@@ -105,13 +113,14 @@ class Worker:
         """
         raise_open_file_limit()
         self.clock = trio.lowlevel.current_clock()
-        self.idle_since = trio.current_time()
+        self.idle_since = self.started_at = trio.current_time()
         self.token = trio.lowlevel.current_trio_token()
         await self._connect(deadline=None)
         self.runner = Runner(work_dir=self.config.work_dir, hq_path=_hq_path(),
                              server_uid=self.server_uid, worker_id=self.worker_id)
         if not self.zero_spawn:
             self.runner.start_reaper()
+        notify_listener = await self._open_notify_socket()
         task_status.started(self.worker_id)
         code = 1
         self.spawner = Spawner(self._after_run)
@@ -119,10 +128,18 @@ class Worker:
             async with trio.open_nursery() as outer:
                 self.nursery = outer
                 outer.start_soon(self._watchdog)
+                if notify_listener is not None:
+                    outer.start_soon(partial(trio.serve_listeners, self._serve_notify,
+                                             [notify_listener], handler_nursery=outer))
                 while True:
                     async with trio.open_nursery() as session:
                         session.start_soon(self._writer)
                         session.start_soon(self._heartbeats)
+                        if self.config.overview_interval:
+                            session.start_soon(self._overviews)
+                        if self.config.time_limit is not None and \
+                                self.retract_check_interval > 0:
+                            session.start_soon(self._retract_checks)
                         code = await self._reader()
                         session.cancel_scope.cancel()
                     if code == LOST_RECONNECT:
@@ -150,6 +167,8 @@ class Worker:
             self.runner.stop_reaper()
             self.runner.close_streams()
             self.runner.close_pyrunners()
+            if notify_listener is not None:
+                _unlink_quietly(self.notify_path)
             if self.conn is not None:
                 with trio.CancelScope(shield=True), trio.move_on_after(0.5):
                     try:
@@ -157,6 +176,69 @@ class Worker:
                     except Exception:
                         pass
         return code
+
+    # -- task notifications (`hq task notify`) ----------------------------------------------
+    async def _open_notify_socket(self):
+        """A Unix socket for the tasks' notifications: `$TMPDIR/hq-lc-<8 random>`, announced
+        to every task as `HQ_ACCESS_KEY=<path>:<token>`. None (no notifications) if it cannot
+        be created."""
+        import secrets
+        import string
+        import tempfile
+
+        alphabet = string.ascii_letters + string.digits
+        rnd = "".join(secrets.choice(alphabet) for _ in range(8))
+        path = os.path.join(tempfile.gettempdir(), f"hq-lc-{rnd}")
+        self.notify_token = "hq0-" + "".join(secrets.choice(alphabet) for _ in range(8))
+        try:
+            sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+            await sock.bind(path)
+            os.chmod(path, 0o600)
+            sock.listen(64)
+        except OSError as e:
+            log.warning("Task notifications are not available: cannot create %s: %s", path, e)
+            return None
+        self.notify_path = path
+        self.runner.access_key = f"{path}:{self.notify_token}"
+        return trio.SocketListener(sock)
+
+    async def _serve_notify(self, stream) -> None:
+        """One `hq task notify`: a JSON request `{"token", "job", "task", "instance",
+        "message"}` (bounded size and time); the answer is `ok` or an error text."""
+        import json
+
+        reply = b"ok"
+        try:
+            with trio.move_on_after(5):
+                data = b""
+                while len(data) <= NOTIFY_REQUEST_LIMIT:
+                    chunk = await stream.receive_some(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                try:
+                    req = json.loads(data) if len(data) <= NOTIFY_REQUEST_LIMIT else None
+                    ok = (isinstance(req, dict) and req.get("token") == self.notify_token)
+                    key = (req["job"], req["task"]) if ok else None
+                    message = req["message"].encode() if ok else b""
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    ok = False
+                run = self.running.get(key) if ok else None
+                if not ok:
+                    reply = b"Invalid notification request"
+                elif len(message) > m.MAX_NOTIFY_MESSAGE:
+                    reply = b"Notify message limit exceeded"
+                elif run is None or run.spec.instance != req.get("instance"):
+                    reply = b"The task is not running on this worker"
+                elif not await self._send(m.encode(m.TaskNotify(key[0], key[1],
+                                                                run.spec.instance, message))):
+                    reply = b"The worker is not connected to the server"
+                await stream.send_all(reply)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(0.5):
+                await stream.aclose()
 
     async def _kill_running(self) -> None:
         """Stops every running task (SIGINT, SIGKILL after the grace period). Bounded."""
@@ -465,6 +547,38 @@ class Worker:
             if not await self._send(payload):
                 return
 
+    async def _overviews(self) -> None:
+        """A hardware overview every `overview_interval` (the first one after one interval)."""
+        from .hwmonitor import for_resources
+
+        monitor = for_resources(r.name for r in self.config.resources)
+        while True:
+            await clamped_sleep(self.config.overview_interval)
+            state = await trio.to_thread.run_sync(monitor.sample)
+            if not await self._send(m.encode(m.WorkerOverview(state))):
+                return
+
+    async def _retract_checks(self) -> None:
+        """Every `retract_check_interval`: queued (prefilled, not started) tasks whose
+        minimal time request exceeds the worker's remaining lifetime are given back to the
+        server, which schedules them elsewhere (it never assigns a request to a worker with
+        less time left than the request's minimum). Running tasks are not affected."""
+        limit = self.config.time_limit
+        while True:
+            await clamped_sleep(self.retract_check_interval)
+            remaining = self.started_at + limit - trio.current_time()
+            with self.lock:
+                specs = [e[-1] for heap in self.queue.heaps.values() for e in heap
+                         if e[-1].request.min_time and e[-1].request.min_time > remaining]
+                for spec in specs:
+                    self.queue.remove(spec.key, spec.instance)
+            if specs:
+                log.debug("Rejecting %d queued tasks: their time request exceeds the "
+                          "remaining lifetime", len(specs))
+                refs = [[s.job_id, s.task_id, s.instance] for s in specs]
+                if not await self._send(m.encode(m.TasksRetracted(refs, []))):
+                    return
+
     async def _send(self, payload: bytes) -> bool:
         """Sends on the current connection (writer and heartbeats). A failed send means the
         server is gone: the connection is closed, so the reader stops with the lost-server
@@ -482,7 +596,7 @@ class Worker:
             return False
 
     async def _watchdog(self) -> None:
-        started = trio.current_time()
+        started = self.started_at
         limit = self.config.time_limit
         while True:
             await trio.sleep(0.25)
@@ -542,6 +656,13 @@ def _without_redundant_starts(batch: list) -> list:
     if not ended:
         return batch
     return [u for u in batch if u[0] != UPDATE_RUNNING or (u[1], u[2], u[3]) not in ended]
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _hq_path() -> str:

@@ -238,6 +238,7 @@ class Runner:
         self.hq_path = hq_path
         self.server_uid = server_uid
         self.worker_id = worker_id  # stream file headers name it
+        self.access_key: str | None = None  # HQ_ACCESS_KEY of every task (`hq task notify`)
         self.base_env = dict(os.environ)
         # The worker's environment, pre-encoded once: (name, b"NAME=value").
         self.base_items = [(k, os.fsencode(k) + b"=" + os.fsencode(v))
@@ -315,6 +316,8 @@ class Runner:
                 _write_node_files(task_dir, spec.nodes)
             self._makedirs(cwd)
             env = build_env(spec, run.allocation, self.hq_path, task_dir)
+            if self.access_key is not None:
+                env["HQ_ACCESS_KEY"] = self.access_key
             args = program.args
             # a Python function task (upstream's command): may run on a warm runner
             warm = program.stdin is not None and PyRunners.is_function_command(args)

@@ -128,7 +128,11 @@ def test_clean_stop_with_journal_restores_the_same_state(hq_env, how):
     assert server.wait(10) == 0
     hq_env.start_server("--journal", journal)
     after = snapshot()
-    assert after == before
+    # As upstream: jobs whose completion was journaled are not restored (F67).
+    completed = {done, failed, canceled}
+    assert after == ([j for j in before[0] if j["id"] not in completed],
+                     {k: v for k, v in before[1].items() if k not in completed})
+    assert [j["id"] for j in after[0]] == [waiting, opened]
     info = hq_env.job_info(opened)
     assert info["info"]["is_open"]
     # the restored server keeps counting job ids
@@ -193,15 +197,12 @@ def test_kill9_after_submit_wait_keeps_every_task_finished(hq_env, policy):
     server.wait(10)
     assert "1 job finished" in out, out
     _after_crash(hq_env, policy, worker, journal)
-    jobs = hq_env.command(["job", "list", "--all"], as_json=True)
-    assert [(j["id"], j["task_stats"]["finished"]) for j in jobs] == [(1, 40)], jobs
-    assert {t["state"] for t in hq_env.tasks(1)} == {"finished"}
-    assert hq_env.job_info(1)["info"]["task_stats"]["finished"] == 40
-    # Nothing is left to run: a worker that could run tasks again runs none.
+    # The job's completion was on disk when the client was told: as upstream, a completed
+    # job is not restored at all (F67), and nothing of it runs again.
+    assert hq_env.command(["job", "list", "--all"], as_json=True) == []
     _resume_workers(hq_env, policy, worker)
-    hq_env.wait_job(1)
     time.sleep(0.5)
-    assert hq_env.job_state(1)["finished"] == 40
+    assert hq_env.submit(["--", "true"]) == 2  # the id counter continues after it
     runs = _side_runs(side)
     assert set(runs) == set(range(1, 41)) and set(runs.values()) == {1}, runs
 

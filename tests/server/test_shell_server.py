@@ -41,7 +41,8 @@ class _Recorder(Service):
 
 async def test_request_table_covers_every_client_request():
     kinds = {c for c in m._REGISTRY[m.FROM_CLIENT].values()}
-    assert kinds - set(HANDLERS) == {m.StreamEventsRequest}  # a stream, served by subscribe
+    # streams, served by the connection: events (subscribe) and a wait with notifications
+    assert kinds - set(HANDLERS) == {m.StreamEventsRequest, m.WaitNotifyRequest}
 
 
 async def test_worker_registration_is_listed_and_told_to_services(tmp_path, autojump_clock):

@@ -77,8 +77,11 @@ def test_task_data_and_finished(two_workers):
     log = load(str(two_workers))
     assert log.task_data(1, STDOUT) == [
         (0, b"out0\nmore0\n", True), (1, b"out1\n", True), (2, b"second try\n", True)]
-    assert log.task_data(1, STDOUT, tasks={0, 2, 7}) == [
-        (0, b"out0\nmore0\n", True), (2, b"second try\n", True)]
+    # in the order given; a selected task without a stream is an error (upstream F70)
+    assert log.task_data(1, STDOUT, tasks=[2, 0]) == [
+        (2, b"second try\n", True), (0, b"out0\nmore0\n", True)]
+    with pytest.raises(StreamReadError, match="^Task 7 not found$"):
+        log.task_data(1, STDOUT, tasks=[0, 7])
     # task 1 never wrote to stderr but its instance ended: finished and empty
     assert log.task_data(1, STDERR) == [(0, b"err0\n", True), (1, b"", True), (2, b"", True)]
     assert log.task_data(2, STDOUT) == [(5, b"running", False)]
