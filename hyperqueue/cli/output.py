@@ -718,7 +718,8 @@ class JsonPrinter(Printer):
         self.json([{"id": wid, "result": text} for wid, text in results])
 
     def alloc_list(self, queues) -> None:
-        self.json([{k: q[k] for k in ALLOC_JSON_KEYS} for q in queues])
+        self.json([{k: (public_descriptor(q[k]) if k == "known_worker_resources" and q[k]
+                        else q[k]) for k in ALLOC_JSON_KEYS} for q in queues])
 
     def alloc_info(self, data, explain: bool = False) -> None:
         # Upstream's shape: an array of allocations. The queue's decision and its reasons (beyond

@@ -236,6 +236,7 @@ def test_pbs_kill9_restart_adopts_allocation(pbs_env, tmp_path):
     before = wait_until(
         lambda: (lambda q: q if q[0]["known_worker_resources"] is not None else None)(
             env.command(["alloc", "list"], as_json=True)), 15, 0.1, "the worker to connect")
+    assert "wire" not in json.dumps(before)  # the public resource descriptor, as in worker list
     env.kill(server)
     env.start_server("--journal", str(journal))
     after = env.command(["alloc", "list"], as_json=True)
