@@ -216,20 +216,9 @@ def wait(count):
 
 def _detected_defs(detected: dict) -> dict:
     """Resource pools from a `detect_resources` result, as `worker start` would define them."""
-    from ..core.resources import parse_resource_def
+    from ..worker.hwdetect import detected_defs
 
-    defs = {}
-    for name, value in detected.items():
-        if name == "cpus":
-            groups = value
-            text = (f"{len(groups[0])}" if len(groups) == 1 and groups[0] ==
-                    list(range(len(groups[0]))) else str(groups))
-            defs["cpus"] = parse_resource_def("cpus", text)
-        elif name == "mem":
-            defs["mem"] = parse_resource_def("mem", f"sum({value})")
-        else:
-            defs[name] = parse_resource_def(name, "[" + ",".join(value) + "]")
-    return defs
+    return {d.name: d for d in detected_defs(detected)}
 
 
 @worker.command()
@@ -237,8 +226,8 @@ def _detected_defs(detected: dict) -> dict:
 def hwdetect(no_hyper_threading):
     """Show the resources a worker would detect on this machine."""
     from ..core.views import resource_descriptor
-    from ..worker.hwdetect import DETECTABLE, detect_resources, format_hwdetect
+    from ..worker.hwdetect import DETECTABLE, detect_resources, detected_defs, format_hwdetect
 
     res = detect_resources(set(DETECTABLE), no_hyper_threading=no_hyper_threading)
     printer().hwdetect(lambda: format_hwdetect(res),
-                       lambda: resource_descriptor(_ordered_defs(_detected_defs(res))))
+                       lambda: resource_descriptor(detected_defs(res)))
