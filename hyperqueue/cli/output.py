@@ -199,12 +199,6 @@ def worker_resources_lines(view) -> str:
 
 def client_log(level: str, message: str) -> None:
     """One client log record on stderr (F1): `2025-01-31T10:20:30Z INFO <message>`."""
-    from . import context
-
-    log = getattr(context, "log", None)  # the shared one, where the CLI has it
-    if log is not None:
-        log(level, message)
-        return
     ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
     sys.stderr.write(f"{ts}Z {level} {message}\n")
     sys.stderr.flush()
