@@ -134,3 +134,36 @@ def test_hwdetect_text_in_detection_order(hq_env):
     # a value with duplicates is skipped (with a WARN)
     res = hq_env.run(["worker", "hwdetect"], env={"CUDA_VISIBLE_DEVICES": "1,1"})
     assert "gpus/nvidia" not in res.stdout
+
+
+@pytest.mark.timeout(60)
+def test_spawn_error_and_signal_texts(hq_env):
+    """F26 (spawn errors with `(os error N)` and hints) and F28 (signals: exit code -1)."""
+    hq_env.start_server()
+    hq_env.start_worker(cpus=2)
+    work = hq_env.work_dir
+    (work / "test.sh").write_text("echo hi\n")
+    (work / "prog").write_text("#!/bin/sh\necho hi\n")
+    (work / "prog").chmod(0o755)
+    cases = {
+        hq_env.submit(["--", "foo", "--bar", "--baz=5"]):
+            'Cannot execute "foo --bar --baz=5": No such file or directory (os error 2)\n'
+            "The program that you have tried to execute (`foo`) was not found.",
+        hq_env.submit(["--", "./test.sh"]):
+            'Cannot execute "./test.sh": Permission denied (os error 13)\n'
+            "The script that you have tried to execute (`./test.sh`) is not executable.\n"
+            "Try making it executable or add a shebang line to it.",
+        hq_env.submit(["--", "prog", 'a"b']):
+            'Cannot execute "prog a\\"b": No such file or directory (os error 2)\n'
+            "The program that you have tried to execute (`prog`) was not found.\n"
+            f"The file `{work}/prog` exists, maybe you have meant `./prog` instead?",
+        hq_env.submit(["--", "bash", "-c", "kill -9 $$"]):
+            "Program terminated with exit code -1. Received signal 9 (SIGKILL).",
+        hq_env.submit(["--", "bash", "-c", "kill -USR2 $$"]):
+            "Program terminated with exit code -1. Received signal 12 (SIGUSR2).",
+        hq_env.submit(["--", "bash", "-c", "exit 3"]): "Program terminated with exit code 3.",
+    }
+    for job, error in cases.items():
+        hq_env.wait_task_state(job, 0, "failed")
+        (task,) = hq_env.command(["task", "info", str(job), "0"], as_json=True)
+        assert task["error"] == error
