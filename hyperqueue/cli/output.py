@@ -188,12 +188,59 @@ def public_descriptor(descriptor: dict) -> dict:
 
 
 def worker_resources_lines(view) -> str:
-    from ..core.resources import ResourceDef
+    """`worker info` Resources: one `name: summary` line per pool (`cpus: 4`, `mem: 1.95 GiB`,
+    `cpus: 2x3 [coupled]`), as upstream."""
+    from ..core.resources import ResourceDef, format_resources
 
-    lines = []
-    for r in view["configuration"]["resources"]["resources"]:
-        lines.append(ResourceDef.from_wire(r["wire"]).describe_full())
-    return "\n".join(lines)
+    descriptor = view["configuration"]["resources"]
+    defs = [ResourceDef.from_wire(r["wire"]) for r in descriptor["resources"]]
+    return format_resources(defs, descriptor["coupling"]["weights"], "\n", ": ")
+
+
+def client_log(level: str, message: str) -> None:
+    """One client log record on stderr (F1): `2025-01-31T10:20:30Z INFO <message>`."""
+    ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+    sys.stderr.write(f"{ts}Z {level} {message}\n")
+    sys.stderr.flush()
+
+
+def worker_stop_log(results) -> None:
+    """`worker stop` (F51): one log record per worker, by id: INFO `Worker <id> stopped`, WARN
+    `... failed; worker is already stopped`, ERROR `... failed; worker not found` / `<error>`.
+    (Missing ids come one per id, or as one range text beyond `calls.MISSING_LINES`.)"""
+    def key(row):
+        wid = row[0]
+        return wid if isinstance(wid, int) else int(str(wid).split("-")[0])
+
+    for wid, text in sorted(results, key=key):
+        if text == "stopped":
+            client_log("INFO", f"Worker {wid} stopped")
+        elif text == "worker is already stopped":
+            client_log("WARN", f"Stopping worker {wid} failed; {text}")
+        else:
+            client_log("ERROR", f"Stopping worker {wid} failed; {text}")
+
+
+def chrono_utc(ts: float) -> str:
+    """A time as chrono serialises it: RFC 3339 in UTC with `Z` and 0, 3, 6 (or 9) digits of
+    the second's fraction (`2025-01-31T10:20:30.123456Z`)."""
+    from datetime import datetime, timezone
+
+    t = datetime.fromtimestamp(ts, timezone.utc)
+    us = t.microsecond
+    frac = "" if us == 0 else f".{us // 1000:03d}" if us % 1000 == 0 else f".{us:06d}"
+    return t.strftime("%Y-%m-%dT%H:%M:%S") + frac + "Z"
+
+
+def worker_runtime_text(rt: dict) -> str:
+    """`worker info` Runtime Info (F50): `assigned tasks: A`, `; running tasks: R` only when
+    R > 0; a node of a multi-node task: `running multinode task; main|secondary node`."""
+    if rt.get("multinode"):
+        return f"running multinode task; {rt['multinode']} node"
+    text = f"assigned tasks: {rt['assigned_tasks']}"
+    if rt["running_tasks"]:
+        text += f"; running tasks: {rt['running_tasks']}"
+    return text
 
 
 def worker_detail_rows(v: dict) -> list:
@@ -205,7 +252,7 @@ def worker_detail_rows(v: dict) -> list:
         ("Worker", v["id"]),
         ("State", v["state"]),
         ("Hostname", cfg["hostname"]),
-        ("Started", local_time(v["started"], "%Y-%m-%d %H:%M:%S")),
+        ("Started", f'"{chrono_utc(v["started"])}"'),
         ("Data provider", cfg["listen_address"] or "None"),
         ("Working directory", cfg["work_dir"]),
         ("Heartbeat", duration(cfg["heartbeat_interval"])),
@@ -213,15 +260,13 @@ def worker_detail_rows(v: dict) -> list:
         ("Overview interval", duration(cfg["overview_interval"])),
         ("Resources", worker_resources_lines(v)),
         ("Time Limit", duration(cfg["time_limit"])),
-        ("Process pid", cfg["pid"]),
+        ("Process pid", "N/A" if cfg["pid"] is None else cfg["pid"]),
         ("Group", cfg["group"]),
         ("Manager", alloc.get("manager") or "None"),
         ("Manager Job ID", alloc.get("id") or "N/A"),
         ("Last task started",
-         f"{last['job']}@{last['task']}; Time: {local_time(last['time'])}" if last else ""),
-        ("Runtime Info", f"running multinode task; {rt['multinode']} node"
-         if rt.get("multinode") else f"assigned tasks: {rt['assigned_tasks']}; "
-                                     f"running tasks: {rt['running_tasks']}"),
+         f'{last["job"]}@{last["task"]}; Time: "{chrono_utc(last["time"])}"' if last else ""),
+        ("Runtime Info", worker_runtime_text(rt)),
     ]
 
 
@@ -507,13 +552,7 @@ class CliPrinter(Printer):
             self.vertical(worker_detail_rows(v))
 
     def worker_stop_results(self, results) -> None:
-        for wid, text in results:
-            if text == "stopped":
-                self.line(f"Worker {wid} stopped")
-            else:
-                self.line(f"Stopping worker {wid} failed: {text}" if text not in
-                          ("worker not found", "worker is already stopped")
-                          else f"Worker {wid}: {text}")
+        worker_stop_log(results)
 
     def hwdetect(self, text, descriptor) -> None:
         """`text`, `descriptor`: thunks giving the detected resources as text / a descriptor."""
@@ -715,7 +754,9 @@ class JsonPrinter(Printer):
         self.json(shown)
 
     def worker_stop_results(self, results) -> None:
-        self.json([{"id": wid, "result": text} for wid, text in results])
+        # upstream only logs (stderr) and prints nothing: `{}`
+        worker_stop_log(results)
+        self.json({})
 
     def alloc_list(self, queues) -> None:
         self.json([{k: (public_descriptor(q[k]) if k == "known_worker_resources" and q[k]

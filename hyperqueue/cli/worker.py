@@ -7,6 +7,7 @@ import socket
 import time
 
 from ..client import calls
+from ..errors import HqError
 from .common import DURATION, SELECTOR, missing_text, trio_run
 from .context import connect, printer, server_root, setup_logging
 from .flavour import click
@@ -17,13 +18,49 @@ def worker():
     """Manage workers."""
 
 
-def _parse_cpus(value):
+#: A CPU definition of kind sum (refused after parsing, F47: CPUs must have identity).
+_CPU_SUM = object()
+
+
+def _cpu_resource(text: str):
+    """A `cpus` definition, or `_CPU_SUM` for a sum (`sum(5)`, or `0`: an empty sum).
+    Raises ValueError on bad syntax."""
     from ..core.resources import parse_resource_def
 
+    if text.strip() == "0":
+        return _CPU_SUM
+    d = parse_resource_def("cpusum", text)  # (any name that may be a sum)
+    if d.kind == "sum":
+        return _CPU_SUM
+    return parse_resource_def("cpus", text)
+
+
+def _name_of(d) -> str:
+    return "cpus" if d is _CPU_SUM else d.name
+
+
+def _parse_cpus(value):
     try:
-        return parse_resource_def("cpus", value)
+        return _cpu_resource(value)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="'--cpus'")
+
+
+class _MinUtilization(click.ParamType):
+    """`--min-utilization`: a float in [0, 1] (upstream's value parser and its message)."""
+    name = "FLOAT"
+
+    def convert(self, value, param, ctx):
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            self.fail("invalid float literal", param, ctx)
+        if not 0.0 <= v <= 1.0:
+            self.fail("Minimal utilization has to be in the interval [0.0, 1.0].", param, ctx)
+        return v
+
+
+MIN_UTILIZATION = _MinUtilization()
 
 
 @worker.command()
@@ -50,7 +87,7 @@ def _parse_cpus(value):
 @click.option("--manager", type=click.Choice(["detect", "none", "pbs", "slurm"]),
               default="detect", help="How to detect the batch allocation")
 @click.option("--overview-interval", type=DURATION, help="Hardware overview period")
-@click.option("--min-utilization", type=click.FloatRange(0.0, 1.0), default=0.0)
+@click.option("--min-utilization", type=MIN_UTILIZATION, default=0.0)
 @click.option("--retract-check-interval", type=DURATION, default="30s",
               help="How often queued tasks whose time request exceeds the remaining "
               "lifetime are given back to the server")
@@ -72,23 +109,37 @@ def start(cpus, resources, group, coupling, detect_resources, no_hyper_threading
         wanted = parse_detect_spec(detect_resources)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="'--detect-resources'")
-    defs: dict[str, ResourceDef] = {}
-    if cpus is not None:
-        defs["cpus"] = _parse_cpus(cpus)
-    elif "cpus" not in wanted:
-        raise click.BadParameter("CPU detection is disabled, so --cpus must be given",
-                                 param_hint="'--cpus'")
+    # Value parsing first (syntax errors exit 2, as clap's value parsers), then upstream's
+    # checks in its order (F47), each exiting 1 before anything connects.
+    cpu_def = _parse_cpus(cpus) if cpus is not None else None
+    parsed = []
     for r in resources:
+        name, _, text = r.partition("=")
         try:
-            d = parse_resource_arg(r)
+            parsed.append(_cpu_resource(text) if name.strip() == "cpus" and _ == "="
+                          else parse_resource_arg(r))
         except ValueError as e:
             raise click.BadParameter(str(e), param_hint="'--resource'")
-        if d.name == "cpus" and cpus is not None:
-            raise click.BadParameter("use either --cpus or --resource cpus=...",
-                                     param_hint="'--resource'")
+    if cpu_def is not None and any(_name_of(d) == "cpus" for d in parsed):
+        raise HqError("Parameters --cpus and --resource cpus=... cannot be combined")
+    if "cpus" not in wanted and cpu_def is None and not any(_name_of(d) == "cpus"
+                                                           for d in parsed):
+        raise HqError("You have to specify --cpus explicitly when opting out of CPU automatic "
+                      "detection")
+    if cpu_def is _CPU_SUM or _CPU_SUM in parsed:
+        raise HqError("Resource kind `sum` cannot be used with CPUs. CPUs must have identity")
+    if manager == "pbs" and "PBS_ENVIRONMENT" not in os.environ:
+        raise HqError("PBS_ENVIRONMENT not found. The process is not running under PBS")
+    if manager == "slurm" and not (os.environ.get("SLURM_JOB_ID")
+                                   or os.environ.get("SLURM_JOBID")):
+        raise HqError("SLURM_JOB_ID/SLURM_JOBID not found. The process is not running under "
+                      "SLURM")
+    defs: dict[str, ResourceDef] = {}
+    if cpu_def is not None:
+        defs["cpus"] = cpu_def
+    for d in parsed:
         if d.name in defs:
-            raise click.BadParameter(f"resource '{d.name}' is defined twice",
-                                     param_hint="'--resource'")
+            raise HqError(f"Resource {d.name} defined twice")
         defs[d.name] = d
     detected = detect(wanted - set(defs), no_hyper_threading=no_hyper_threading)
     defs.update(_detected_defs(detected))
@@ -151,9 +202,8 @@ def _local_worker_view(config, worker_id) -> dict:
 
 
 def _ordered_defs(defs: dict) -> list:
-    """Resource pools in the order workers report them: cpus first, then by name."""
-    rest = {k: d for k, d in defs.items() if k != "cpus"}
-    return ([defs["cpus"]] if "cpus" in defs else []) + [rest[k] for k in sorted(rest)]
+    """Resource pools in the order workers report them: sorted by name (F48)."""
+    return [defs[k] for k in sorted(defs)]
 
 
 @worker.command("list")
@@ -220,20 +270,9 @@ def wait(count):
 
 def _detected_defs(detected: dict) -> dict:
     """Resource pools from a `detect_resources` result, as `worker start` would define them."""
-    from ..core.resources import parse_resource_def
+    from ..worker.hwdetect import detected_defs
 
-    defs = {}
-    for name, value in detected.items():
-        if name == "cpus":
-            groups = value
-            text = (f"{len(groups[0])}" if len(groups) == 1 and groups[0] ==
-                    list(range(len(groups[0]))) else str(groups))
-            defs["cpus"] = parse_resource_def("cpus", text)
-        elif name == "mem":
-            defs["mem"] = parse_resource_def("mem", f"sum({value})")
-        else:
-            defs[name] = parse_resource_def(name, "[" + ",".join(value) + "]")
-    return defs
+    return {d.name: d for d in detected_defs(detected)}
 
 
 @worker.command()
@@ -241,11 +280,11 @@ def _detected_defs(detected: dict) -> dict:
 def hwdetect(no_hyper_threading):
     """Show the resources a worker would detect on this machine."""
     from ..core.views import resource_descriptor
-    from ..worker.hwdetect import DETECTABLE, detect_resources, format_hwdetect
+    from ..worker.hwdetect import DETECTABLE, detect_resources, detected_defs, format_hwdetect
 
     res = detect_resources(set(DETECTABLE), no_hyper_threading=no_hyper_threading)
     printer().hwdetect(lambda: format_hwdetect(res),
-                       lambda: resource_descriptor(_ordered_defs(_detected_defs(res))))
+                       lambda: resource_descriptor(detected_defs(res)))
 
 
 # -- deploy-ssh -----------------------------------------------------------------------------------

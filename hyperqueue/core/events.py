@@ -317,27 +317,38 @@ class WorkerReconnected(Event):
 
 class WorkerLost(Event):
     """A worker is gone; `reason` is the `WorkerState` label; `count_crash`: whether its
-    running tasks count a crash (journals older than the field mean True)."""
+    running tasks count a crash (journals older than the field mean True). `requeued`:
+    ``[job, task, instance]`` of the tasks that were only assigned to it (not started) and
+    wait again under a new instance id (left out of the record when empty)."""
 
-    __slots__ = ("worker", "reason", "count_crash")
+    __slots__ = ("worker", "reason", "count_crash", "requeued")
     kind = "worker-lost"
     WORKER_KEY = "id"
-    fields = ("time", "worker", "reason", "count_crash")
+    fields = ("time", "worker", "reason", "count_crash", "requeued")
 
-    def __init__(self, time, worker, reason, count_crash=True):
+    def __init__(self, time, worker, reason, count_crash=True, requeued=None):
         self.time = time
         self.worker = worker
         self.reason = reason
         self.count_crash = count_crash
+        self.requeued = requeued if requeued is not None else []
 
     def to_record(self) -> list:
-        return [self.time, "worker-lost", {"id": self.worker, "reason": self.reason,
-                                           "count_crash": self.count_crash}]
+        p = {"id": self.worker, "reason": self.reason, "count_crash": self.count_crash}
+        if self.requeued:
+            p["requeued"] = self.requeued
+        return [self.time, "worker-lost", p]
 
     @classmethod
     def _decode(cls, time, p):
         _ids(cls.kind, p, "id")
-        return cls(time, p["id"], p["reason"], p.get("count_crash", True))
+        requeued = p.get("requeued", [])
+        if not (isinstance(requeued, list) and all(
+                isinstance(r, list) and len(r) == 3 and all(type(x) is int for x in r)
+                for r in requeued)):
+            raise EventError(f"{cls.kind} event: requeued is not a list of "
+                             f"[job, task, instance]: {requeued!r}"[:200])
+        return cls(time, p["id"], p["reason"], p.get("count_crash", True), requeued)
 
 
 class WorkerOverview(Event):

@@ -373,13 +373,17 @@ def register_worker(core: Core, outbox: Outbox, config: WorkerConfig, previous, 
                     [list(r) for r in results]))
     if worker is None:
         worker = add_worker(core, outbox, config, now)
+    elif worker.mn_task is not None and worker.mn_task.worker is not worker:
+        # A secondary node of a running multi-node task is still reserved (a registration
+        # resets that on the worker).
+        outbox.reserve[worker.id] = True
     # `running`: [job, task, instance] or [job, task, instance, variant] (newer workers).
     reported = {(r[0], r[1]): r[2] for r in running}
     for _kind, j, t, i, _err in results:
         reported[(j, t)] = i
     for task in sorted(worker.tasks, key=lambda t: (t.job.id, t.id)):
         if reported.get(task.key) != task.instance:
-            _requeue(core, outbox, task)
+            _requeue(core, outbox, task, now)
     rejected = []
     for ref in running:
         j, t, i = ref[0], ref[1], ref[2]
@@ -392,9 +396,9 @@ def register_worker(core: Core, outbox: Outbox, config: WorkerConfig, previous, 
     return worker, rejected
 
 
-def _requeue(core: Core, outbox: Outbox, task: Task) -> None:
+def _requeue(core: Core, outbox: Outbox, task: Task, now: float | None = None) -> None:
     """Back to waiting without counting a crash (its worker lost it through no fault)."""
-    _release(task)
+    _release(task, outbox, now)
     task.worker.tasks.discard(task)
     if task.state == TaskState.RUNNING:
         task.instance += 1
@@ -438,8 +442,10 @@ def lose_worker(core: Core, outbox: Outbox, worker: Worker, reason: WorkerState,
         return
     _set_worker_state(worker, reason)
     worker.ended_at = now
+    lost = None
     if core.record_events:
-        outbox.events.append(ev.WorkerLost(now, worker.id, reason.label, count_crash))
+        lost = ev.WorkerLost(now, worker.id, reason.label, count_crash)
+        outbox.events.append(lost)
     mn = worker.mn_task
     if mn is not None and mn.worker is not worker:
         # A secondary node of a multi-node task: the task goes on without it.
@@ -451,9 +457,15 @@ def lose_worker(core: Core, outbox: Outbox, worker: Worker, reason: WorkerState,
             # Ended (and released) by an earlier iteration: a crash-limit failure above went
             # over the job's max-fails and aborted the job's other tasks, including this one.
             continue
-        _release(task)
+        _release(task, outbox, now)
         job = task.job
         if task.state == TaskState.ASSIGNED:
+            # The lost worker may still start it (a network partition): the next run is
+            # another instance, so both never share one id (`%{INSTANCE_ID}` paths). The
+            # journal records the new id (assignments are not journaled).
+            task.instance += 1
+            if lost is not None:
+                lost.requeued.append([job.id, task.id, task.instance])
             _set_state(task, TaskState.WAITING)
             task.worker = None
             core.make_ready(task)
@@ -523,6 +535,9 @@ def adopt_task(core: Core, outbox: Outbox, worker: Worker, job_id: int, task_id:
     _unqueue(core, task)
     task.instance = instance
     assign(task, worker, variant, nodes if template.is_multi_node else None)
+    if template.is_multi_node:
+        for node in nodes[1:]:
+            outbox.reserve[node.id] = True
     _start(core, outbox, task, worker, now)
     return task
 
@@ -713,13 +728,21 @@ def _set_worker_state(worker: Worker, state: WorkerState) -> None:
     worker.state = state
 
 
-def _release(task: Task) -> None:
-    """Gives the task's resources back to its worker's (or workers') accounting."""
+def _release(task: Task, outbox: Outbox | None = None, now: float | None = None) -> None:
+    """Gives the task's resources back to its worker's (or workers') accounting.
+
+    The nodes of a multi-node task are free from `now` on (their idle time starts again), and
+    the secondary ones are told so through `outbox` (they run nothing of the task themselves).
+    """
     worker = task.worker
     if task.nodes is not None:
         for node in task.nodes:
             node.load = dict.fromkeys(node.load, 0)
             node.mn_task = None
+            if now is not None and all(t is task for t in node.tasks):
+                node.idle_since = now
+            if outbox is not None and node is not worker and node.is_running:
+                outbox.reserve[node.id] = False
         task.nodes = None
     else:
         load = worker.load
@@ -736,7 +759,7 @@ def _complete(core: Core, outbox: Outbox, task: Task, state: TaskState, now: flo
     prev = task.state
     if worker is not None and prev in (TaskState.ASSIGNED, TaskState.RUNNING):
         if not released:
-            _release(task)
+            _release(task, outbox, now)
             worker.tasks.discard(task)
             if not worker.tasks:
                 worker.idle_since = now

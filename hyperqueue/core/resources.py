@@ -27,6 +27,7 @@ __all__ = [
     "parse_resource_def",
     "parse_resource_arg",
     "format_resources",
+    "human_mem_amount",
     "ResourceRequestEntry",
     "parse_resource_request",
     "parse_request_arg",
@@ -279,6 +280,33 @@ class ResourceDef:
             return "[" + ",".join(_quote(x) for x in self._groups[0]) + "]"  # type: ignore[index]
         return _group_sizes_text([len(g) for g in self._groups])  # type: ignore[union-attr]
 
+    def summary(self) -> str:
+        """Upstream's short text of a pool (`worker list` Resources column, `worker info`
+        Resources row, `worker hwdetect` Summary): the number of indices of a list or range,
+        `4x2` / `2x2 1x3` / `5` for groups, the amount of a sum (`mem` in MiB or GiB)."""
+        kind = self.kind
+        if kind == "sum":
+            if self.name == "mem":
+                return human_mem_amount(self.size / UNIT)
+            return format_amount(self.size)
+        if kind == "range" or kind == "list":
+            return str(self.count)
+        return _group_sizes_text([len(g) for g in self._groups])  # type: ignore[union-attr]
+
+    def kind_text(self) -> str:
+        """Upstream's kind of a pool (`worker hwdetect` Full Description): `[a,b,c]` (a list,
+        no spaces), `[[0,1],[2,3]]` (groups), `[x]` (a range of one id), `range(a-b)`,
+        `sum(<amount>)`."""
+        kind = self.kind
+        if kind == "sum":
+            return f"sum({format_amount(self.size)})"
+        if kind == "range":
+            return f"[{self.start}]" if self.start == self.end else f"range({self.start}-{self.end})"
+        if kind == "list":
+            return "[" + ",".join(self._groups[0]) + "]"  # type: ignore[index]
+        return "[" + ",".join("[" + ",".join(g) + "]"
+                              for g in self._groups) + "]"  # type: ignore[union-attr]
+
     def describe_full(self) -> str:
         """One readable line with every index, for `worker info` and `worker hwdetect`.
 
@@ -529,9 +557,21 @@ def parse_resource_arg(text: str) -> ResourceDef:
     return parse_resource_def(name, value)
 
 
-def format_resources(defs: Iterable[ResourceDef]) -> str:
-    """`cpus 4x2; fairy 10001000; small 0.5` -- name and `describe()` of each pool, in order."""
-    return "; ".join(f"{d.name} {d.describe()}" for d in defs)
+def format_resources(defs: Iterable[ResourceDef], coupling=(), sep: str = "; ",
+                     name_sep: str = " ") -> str:
+    """`cpus 4x2; fairy 10001000; shark 4; small 0.5` -- name and `summary()` of each pool, in
+    order; a pool named in `coupling` gets ` [coupled]`. (`worker info` puts one
+    `name: summary` per line: `sep="\n", name_sep=": "`.)"""
+    coupled = {c[0] for c in coupling} | {c[2] for c in coupling}
+    return sep.join(f"{d.name}{name_sep}{d.summary()}"
+                    f"{' [coupled]' if d.name in coupled else ''}" for d in defs)
+
+
+def human_mem_amount(mib: float) -> str:
+    """Upstream's memory amount: `100.00 MiB` below 512 MiB, else `23.54 GiB`."""
+    if mib < 512:
+        return f"{mib:.2f} MiB"
+    return f"{mib / 1024:.2f} GiB"
 
 
 # --------------------------------------------------------------------------------- requests

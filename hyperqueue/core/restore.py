@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from . import events as ev
 from . import reactor
-from .model import TaskTemplate, WorkerConfig, WorkerState
+from .model import TaskState, TaskTemplate, WorkerConfig, WorkerState
 from .outbox import Outbox
 from .ranges import IntRanges
 from .state import Core
@@ -101,6 +101,8 @@ def _apply(core: Core, outbox: Outbox, e: ev.Event) -> None:
             worker = _worker(core, e.worker)
             reactor.lose_worker(core, outbox, worker, _LOSS_BY_LABEL[e.reason], time,
                                 count_crash=e.count_crash)
+            for job_id, task_id, instance in e.requeued:
+                _requeued(core, job_id, task_id, instance)
         case ev.Unknown(record_kind=kind) if kind in IGNORED_KINDS:
             pass
         case _:
@@ -121,6 +123,20 @@ def _placement(core: Core, worker, e: ev.TaskStarted) -> tuple[int, list | None]
             and len(set(ids)) == len(ids) and ids[0] == worker.id):
         raise RestoreError(f"task {e.job}@{e.task}: invalid nodes {ids!r}")
     return variant, [_worker(core, i) for i in ids]
+
+
+def _requeued(core: Core, job_id: int, task_id: int, instance: int) -> None:
+    """A task that was assigned (not started) to a lost worker waits under a new instance id
+    (the assignment itself is not journaled, so the restored task is waiting already)."""
+    job = core.jobs.get(job_id)
+    if job is None:  # pruned from the journal (`journal prune`) with its forgotten job
+        return
+    task = job.tasks.get(task_id)
+    if task is None:
+        task = reactor._materialize_waiting(core, job, task_id)
+    if task is None or task.state != TaskState.WAITING or task.instance > instance:
+        raise RestoreError(f"task {job_id}@{task_id} was not waiting to be requeued")
+    task.instance = instance
 
 
 def _job(core: Core, job_id: int):

@@ -87,7 +87,8 @@ def schedule(core: Core, outbox: Outbox, now: float) -> int:
             template = q.batch.template
             if template.is_multi_node:
                 if phase == 1:
-                    assigned += _schedule_multi_node(core, q, workers, compute, now, held)
+                    assigned += _schedule_multi_node(core, q, workers, compute, now, held,
+                                                     outbox.reserve)
                     candidates = [w for w in candidates
                                   if w.mn_task is None and w.id not in held]
                 if not len(q):
@@ -151,12 +152,13 @@ def _fill(q, w: Worker, factor: float, compute, now: float) -> int:
                 return n
 
 
-def _schedule_multi_node(core: Core, q, workers, compute, now: float, held: set) -> int:
+def _schedule_multi_node(core: Core, q, workers, compute, now: float, held: set,
+                         reserve: dict) -> int:
     """Whole idle workers of one group for each multi-node task, while groups have enough.
 
     When the next task cannot start yet but some group has enough workers, the least busy
     `n` of them are held (added to `held`): nothing new starts there, so the task is not
-    starved by a stream of smaller tasks.
+    starved by a stream of smaller tasks. The secondary nodes are marked in `reserve`.
     """
     request = q.batch.template.request
     n = request.n_nodes
@@ -178,6 +180,8 @@ def _schedule_multi_node(core: Core, q, workers, compute, now: float, held: set)
             task = q.pop()
             assign(task, nodes[0], 0, nodes)
             compute.setdefault(nodes[0].id, []).append(task)
+            for node in nodes[1:]:
+                reserve[node.id] = True
             assigned += 1
     if len(q):
         groups = [g for g in sorted(by_group)

@@ -252,7 +252,7 @@ def worker_view(worker: Worker, now: float) -> dict:
             "idle_timeout": c.idle_timeout,
             "listen_address": c.listen_address,
             "resources": resource_descriptor(c.resources, c.coupling),
-            "resources_text": _resources_text(c.resources),
+            "resources_text": _resources_text(c.resources, c.coupling),
             "time_limit": c.time_limit,
             "work_dir": c.work_dir,
             "group": c.group,
@@ -299,10 +299,10 @@ def resource_json(r) -> dict:
     return out
 
 
-def _resources_text(resources) -> str:
+def _resources_text(resources, coupling=()) -> str:
     from .resources import format_resources
 
-    return format_resources(resources)
+    return format_resources(resources, coupling)
 
 
 def debug_dump(core) -> dict:

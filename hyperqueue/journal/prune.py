@@ -9,7 +9,8 @@ Kept:
 * every record of a live job (the payload key of its job is the kind's `Event.JOB_KEY`);
 * every `worker-*` record of a live worker, and of each worker a kept record needs: the
   worker (and the other nodes) of a live job's task start, a worker that reconnected with one
-  of a live job's tasks running or finished;
+  of a live job's tasks running or finished, a lost worker that had live jobs' tasks assigned
+  (their new instance ids are in its `worker-lost` record);
 * records of any other kind (not in `core.events.KINDS`: kept rather than risk a history that
   no longer restores), and malformed ones.
 
@@ -57,6 +58,12 @@ def _referenced_workers(records: Iterable, live_jobs) -> set:
                 if isinstance(value, list):
                     entries.extend(e[at] for e in value if isinstance(e, list) and len(e) > at)
             if any(j in live_jobs for j in entries if type(j) is int):
+                needed.add(p.get(cls.WORKER_KEY))
+        elif cls is ev.WorkerLost:
+            requeued = p.get("requeued")
+            if isinstance(requeued, list) and any(
+                    isinstance(e, list) and e and type(e[0]) is int and e[0] in live_jobs
+                    for e in requeued):
                 needed.add(p.get(cls.WORKER_KEY))
     return needed
 

@@ -722,6 +722,13 @@ class RetractTasks(Message):
     tasks: list  # [job, task, instance] prefilled tasks the server wants back
 
 
+@message(TO_WORKER, 307, reserved=BOOL)
+class WorkerReserved(Message):
+    """The worker became a secondary node of a multi-node task (`reserved`: it runs nothing
+    itself but is not idle) or was released from it (its idle time starts again)."""
+    reserved: bool
+
+
 @message(TO_WORKER, 305, seq=SEQ)
 class ConfirmResults(Message):
     seq: int  # task results of TaskUpdates up to this seq are durable: the worker drops them

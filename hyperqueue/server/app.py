@@ -564,6 +564,10 @@ class Server:
             link = self.links.get(wid)
             if link is not None:
                 link.push(m.encode(m.RetractTasks([list(r) for r in refs])))
+        for wid, reserved in outbox.reserve.items():
+            link = self.links.get(wid)
+            if link is not None:
+                link.push(m.encode(m.WorkerReserved(reserved)))
         for wid in outbox.stop_workers:
             link = self.links.get(wid)
             if link is not None:
@@ -608,7 +612,7 @@ class Server:
                 w = link.worker
                 timeout = w.config.idle_timeout or self.idle_timeout
                 if (timeout and w.is_running and not w.stopping and not w.tasks
-                        and w.idle_since is not None and now - w.idle_since >= timeout):
+                        and w.mn_task is None and w.idle_since is not None and now - w.idle_since >= timeout):
                     link.stop_reason = WorkerState.IDLE_TIMEOUT
                     reactor.stop_worker(self.core, self.outbox, w)
                     self.kick()

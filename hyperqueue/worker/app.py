@@ -97,6 +97,8 @@ class Worker:
         self.clock: trio.abc.Clock | None = None
         self.idle_since = 0.0
         self.started_at = 0.0
+        # A secondary node of a multi-node task (the server says so): runs nothing, not idle.
+        self.reserved = False
         # Set (and dropped) by the next task end while someone waits in `_wait_running`.
         self.task_ended: trio.Event | None = None
         self.runner: Runner | None = None
@@ -315,6 +317,9 @@ class Worker:
             self.runner.worker_id = reply.worker_id
         self.server_uid = reply.server_uid
         self.seq = 0
+        if self.reserved:  # a new registration: the server says again if it still holds
+            self.reserved = False
+            self.idle_since = trio.current_time()
         if self.idle_timeout is None:
             self.idle_timeout = reply.idle_timeout
         if previous:
@@ -379,6 +384,10 @@ class Worker:
                             else:
                                 refused.append([job, task, instance])
                     await self.conn.send(m.encode(m.TasksRetracted(retracted, refused)))
+                elif isinstance(msg, m.WorkerReserved):
+                    if self.reserved and not msg.reserved:
+                        self.idle_since = trio.current_time()
+                    self.reserved = msg.reserved
                 elif isinstance(msg, m.CancelTasks):
                     for job, task, instance in msg.tasks:
                         self._cancel((job, task), instance)
@@ -606,7 +615,7 @@ class Worker:
                 await self._say_stopping("TIME_LIMIT_REACHED")
                 raise WorkerExit(0)
             if (self.idle_timeout and not self.running and not self.queue
-                    and now - self.idle_since >= self.idle_timeout):
+                    and not self.reserved and now - self.idle_since >= self.idle_timeout):
                 log.info("Idle timeout reached")
                 await self._say_stopping("IDLE_TIMEOUT")
                 raise WorkerExit(0)

@@ -145,6 +145,11 @@ def detect_cpus(
     Returns:
         Non-empty list of non-empty, sorted groups of CPU ids.
     """
+    return _detect_cpu_groups(no_hyper_threading, sysfs_root, affinity)[0]
+
+
+def _detect_cpu_groups(no_hyper_threading, sysfs_root, affinity) -> tuple[list[list[int]], bool]:
+    """`detect_cpus`, and whether the groups are the NUMA nodes (not the fallback)."""
     allowed = set(_default_affinity() if affinity is None else affinity)
     if not allowed:  # cannot happen for a running process; keep the result non-empty anyway
         raise ValueError("empty CPU affinity mask")
@@ -157,11 +162,11 @@ def detect_cpus(
         groups = [g for g in groups if g]
         covered = {cpu for g in groups for cpu in g}
         if covered == allowed and sum(len(g) for g in groups) == len(covered):
-            return groups
+            return groups, True
         logger.warning(
             "NUMA layout in %s does not match the CPU affinity mask; using one CPU group", sysfs_root
         )
-    return [sorted(allowed)]
+    return [sorted(allowed)], False
 
 
 # ---------------------------------------------------------------------------------------------- mem
@@ -169,12 +174,13 @@ def detect_cpus(
 
 def detect_memory_mib(
     *, environ: Mapping[str, str] = os.environ, proc_root: str = "/proc"
-) -> int | None:
+) -> int | float | None:
     """Detect the memory available to the worker in MiB.
 
     Returns:
         `SLURM_MEM_PER_NODE` (MiB) when set to a positive integer, else `MemTotal` of
-        `<proc_root>/meminfo` in MiB (rounded down), else None when neither is available.
+        `<proc_root>/meminfo` in MiB (the fraction kept to 4 digits, as upstream), else None
+        when neither is available.
     """
     slurm = environ.get("SLURM_MEM_PER_NODE")
     if slurm is not None:
@@ -193,7 +199,9 @@ def detect_memory_mib(
                     amount = int(parts[1])
                     unit = parts[2].lower() if len(parts) > 2 else "b"
                     factor = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}[unit]
-                    return amount * factor // (1024 * 1024)
+                    # MiB with the fraction kept (to the 4 digits of a resource amount)
+                    mib = round(amount * factor / (1024 * 1024), 4)
+                    return int(mib) if mib == int(mib) else mib
     except (OSError, ValueError, IndexError, KeyError) as exc:
         logger.warning("cannot read total memory from %s (%s)", path, exc)
         return None
@@ -205,7 +213,8 @@ def detect_memory_mib(
 
 
 def _labels_from_env(name: str, environ: Mapping[str, str]) -> list[str] | None:
-    """Comma-separated device labels of env var `name`; None when unset. Duplicates are dropped."""
+    """Comma-separated device labels of env var `name`; None when unset; empty (a WARN) when a
+    label repeats."""
     value = environ.get(name)
     if value is None:
         return None
@@ -215,8 +224,9 @@ def _labels_from_env(name: str, environ: Mapping[str, str]) -> list[str] | None:
         if not item:
             continue
         if item in labels:
-            logger.warning("duplicate device %r in %s=%r ignored", item, name, value)
-            continue
+            # upstream skips a value with duplicates altogether
+            logger.warning("%s contains duplicate values (%r); it is ignored", name, value)
+            return []
         labels.append(item)
     return labels
 
@@ -300,7 +310,7 @@ def detect_resources(
 
     Returns:
         `{name: value}` in `DETECTABLE` order for requested names that were found: `cpus` is always
-        present when requested; `mem` is omitted if unknown; GPU kinds are omitted if absent.
+        present when requested (groups of CPU ids; a flat list for a single NUMA node); `mem` is omitted if unknown; GPU kinds are omitted if absent.
 
     Raises:
         ValueError: for a name not in `DETECTABLE`.
@@ -311,9 +321,10 @@ def detect_resources(
         raise ValueError(f"cannot detect {sorted(unknown)}; detectable: {', '.join(DETECTABLE)}")
     result: dict[str, object] = {}
     if "cpus" in wanted:
-        result["cpus"] = detect_cpus(
-            no_hyper_threading=no_hyper_threading, sysfs_root=sysfs_root, affinity=affinity
-        )
+        groups, numa = _detect_cpu_groups(no_hyper_threading, sysfs_root, affinity)
+        # One NUMA node: a flat list of CPU ids (upstream makes it a list resource); else
+        # groups (several nodes, or the fallback without NUMA information: one group).
+        result["cpus"] = groups[0] if numa and len(groups) == 1 else groups
     if "mem" in wanted:
         mem = detect_memory_mib(environ=environ, proc_root=proc_root)
         if mem is not None:
@@ -328,77 +339,60 @@ def detect_resources(
 
 # ------------------------------------------------------------------------------------------- output
 
-_NEEDS_QUOTES = re.compile(r'[\[\],"\s]')
+
+def detected_defs(detected: Mapping[str, object]) -> list:
+    """Resource pools (`ResourceDef`) from a `detect_resources` result, as `worker start` defines
+    them, in upstream's detection order (cpus, gpus/nvidia, gpus/amd, mem; F53): CPUs of one
+    NUMA node are a list, of several nodes groups, without NUMA information a range (a list if
+    the allowed ids are not contiguous from 0); GPUs a list of labels; mem a sum in MiB."""
+    from ..core.resources import ResourceDef, UNIT
+
+    defs = []
+    for name in ("cpus", "gpus/nvidia", "gpus/amd", "mem"):
+        value = detected.get(name)
+        if value is None:
+            continue
+        if name == "cpus":
+            if value and not _is_groups(value):  # one NUMA node
+                defs.append(ResourceDef("cpus", "list", [[str(c) for c in value]]))
+            elif len(value) == 1:
+                ids = value[0]
+                if ids == list(range(len(ids))):
+                    defs.append(ResourceDef.range_of("cpus", 0, len(ids) - 1))
+                else:
+                    defs.append(ResourceDef("cpus", "list", [[str(c) for c in ids]]))
+            else:
+                defs.append(ResourceDef("cpus", "groups",
+                                        [[str(c) for c in g] for g in value]))
+        elif name == "mem":
+            defs.append(ResourceDef("mem", "sum", size=round(float(value) * UNIT)))
+        else:
+            defs.append(ResourceDef(name, "list", [list(value)]))
+    return defs
 
 
-def _label(text: str) -> str:
-    # Same quoting rule as `--resource name=[...]` so that the output can be pasted back.
-    if not text or _NEEDS_QUOTES.search(text):
-        return '"' + text.replace('"', '\\"') + '"'
-    return text
+def format_hwdetect(resources: Mapping[str, object]) -> str:
+    """The cli output of `hq worker hwdetect` as upstream prints it (F53), e.g.::
+
+        Summary:
+        cpus: 2x4
+        gpus/nvidia: 2
+        mem: 23.44 GiB
+
+        Full Description:
+        cpus: [[0,1,2,3],[4,5,6,7]]
+        gpus/nvidia: [0,1]
+        mem: sum(24000)
+
+    (the summaries of `worker info`, then each pool's kind: `[a,b]`, `[[..],[..]]`, `range(a-b)`
+    or `[x]`, `sum(n)`). The text ends with a newline (upstream's last line is empty).
+    """
+    from ..core.resources import format_resources
+
+    defs = detected_defs(resources)
+    return ("Summary:\n" + format_resources(defs, (), "\n", ": ") + "\n\nFull Description:\n"
+            + "".join(f"{d.name}: {d.kind_text()}\n" for d in defs))
 
 
 def _is_groups(value: object) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(g, list) for g in value)
-
-
-def _summary(name: str, value: object) -> str:
-    if _is_groups(value):
-        sizes = [len(g) for g in value]  # type: ignore[union-attr]
-        if len(sizes) == 1:
-            return str(sizes[0])
-        if len(set(sizes)) == 1:
-            return f"{len(sizes)}x{sizes[0]}"
-        return "[" + ", ".join(map(str, sizes)) + "]"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value} MiB" if name == "mem" else str(value)
-    if isinstance(value, list):
-        return str(len(value))
-    return str(value)
-
-
-def _full(value: object) -> str:
-    if _is_groups(value):
-        groups = value  # type: ignore[assignment]
-        if len(groups) == 1:
-            ids = groups[0]
-            if len(ids) > 1 and all(isinstance(i, int) for i in ids) and ids == list(
-                range(ids[0], ids[-1] + 1)
-            ):
-                return f"range({ids[0]}-{ids[-1]})"
-            return _flat(ids)
-        return "[" + ", ".join(_flat(g) for g in groups) + "]"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"sum({value})"
-    if isinstance(value, list):
-        return _flat(value)
-    return str(value)
-
-
-def _flat(items: list) -> str:
-    return "[" + ", ".join(str(i) if isinstance(i, int) else _label(str(i)) for i in items) + "]"
-
-
-def format_hwdetect(resources: Mapping[str, object]) -> str:
-    """Render a detection result as the cli output of `hq worker hwdetect`.
-
-    The "Full Description" values use the `--cpus` / `--resource` syntax (`[..]` lists, `[[..],[..]]`
-    groups, `range(a-b)` for one contiguous CPU group, `sum(n)` amounts), so they can be pasted back.
-
-    Returns:
-        Text without a trailing newline, e.g.::
-
-            Summary:
-              cpus: 2x4
-              mem: 24000 MiB
-              gpus/nvidia: 2
-            Full Description:
-              cpus: [[0, 1, 2, 3], [4, 5, 6, 7]]
-              mem: sum(24000)
-              gpus/nvidia: [0, 1]
-    """
-    lines = ["Summary:"]
-    lines += [f"  {name}: {_summary(name, value)}" for name, value in resources.items()]
-    lines.append("Full Description:")
-    lines += [f"  {name}: {_full(value)}" for name, value in resources.items()]
-    return "\n".join(lines)

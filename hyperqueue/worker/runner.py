@@ -111,14 +111,44 @@ def _with_task_dir(env: dict, task_dir: str | None) -> dict:
     return env
 
 
-def _spawn_error(args: list[str], err: OSError) -> str:
+def _debug_str(text: str) -> str:
+    """`text` as a Rust Debug string: in double quotes, `"` `\\` and control characters
+    escaped (`\\n`, `\\t`, ...), `'` kept."""
+    out = []
+    for ch in text:
+        if ch == '"' or ch == "\\":
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch == "\0":
+            out.append("\\0")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{{{ord(ch):x}}}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _spawn_error(args: list[str], err: OSError, cwd: str | None = None) -> str:
+    """Upstream's text of a failed spawn (F26): `Cannot execute "<args>": <error> (os error N)`
+    and, for a missing program or a non-executable `.sh` script, its hint lines."""
     program = args[0]
-    msg = f'Cannot execute "{" ".join(args)}": {err.strerror}'
+    msg = f"Cannot execute {_debug_str(' '.join(args))}: {err.strerror} (os error {err.errno})"
     if err.errno == errno.ENOENT:
-        if "/" not in program and os.path.exists(program):
-            msg += f"\nHint: did you mean ./{program}?"
-    elif err.errno == errno.EACCES and program.endswith(".sh"):
-        msg += "\nHint: the script is not executable; use `chmod +x` or run it with `bash`"
+        msg += f"\nThe program that you have tried to execute (`{program}`) was not found."
+        implicit = not os.path.isabs(program) and program.split("/", 1)[0] not in (".", "..")
+        if implicit and cwd is not None:
+            candidate = os.path.join(cwd, program)
+            if os.path.isfile(candidate):
+                msg += (f"\nThe file `{candidate}` exists, maybe you have meant `./{program}` "
+                        "instead?")
+    elif err.errno == errno.EACCES and os.path.splitext(program)[1] == ".sh":
+        msg += (f"\nThe script that you have tried to execute (`{program}`) is not executable."
+                "\nTry making it executable or add a shebang line to it.")
     return msg
 
 
@@ -136,15 +166,20 @@ def read_error_file(path: str) -> str | None:
     return text
 
 
+#: Upstream's signal names (F28); any other number is `unknown`.
+SIGNAL_NAMES = {1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 5: "SIGTRAP", 6: "SIGABRT",
+                7: "SIGBUS", 8: "SIGFPE", 9: "SIGKILL", 10: "SIGUSR1", 11: "SIGSEGV",
+                12: "SIGUSR2", 13: "SIGPIPE", 14: "SIGALRM", 15: "SIGTERM", 17: "SIGCHLD",
+                18: "SIGCONT", 19: "SIGSTOP"}
+
+
 def exit_error(returncode: int) -> str:
+    """F28: `Program terminated with exit code <c>.`; a child killed by a signal reports -1 and
+    ` Received signal <n> (<NAME>).`."""
     if returncode < 0:
         sig = -returncode
-        try:
-            name = signal.Signals(sig).name
-        except ValueError:
-            name = "unknown"
-        return (f"Program terminated with exit code {128 + sig}. "
-                f"Received signal {sig} ({name}).")
+        return (f"Program terminated with exit code -1. "
+                f"Received signal {sig} ({SIGNAL_NAMES.get(sig, 'unknown')}).")
     return f"Program terminated with exit code {returncode}."
 
 
@@ -373,7 +408,7 @@ class Runner:
                             pid = spawn(args, cwd, env_list, path_value, self.devnull_r,
                                         out_fd, err_fd)
                         except OSError as e:
-                            raise TaskOutcome(_spawn_error(args, e)) from None
+                            raise TaskOutcome(_spawn_error(args, e, cwd)) from None
                     run.pid = pid
                     run.live = True
             except OSError as e:
@@ -571,7 +606,7 @@ class Runner:
             pid = spawn(args, cwd, env_list, path_value, r, out_fd, err_fd)
         except OSError as e:
             os.close(w)
-            raise TaskOutcome(_spawn_error(args, e)) from None
+            raise TaskOutcome(_spawn_error(args, e, cwd)) from None
         finally:
             _close(r)
         return pid, w

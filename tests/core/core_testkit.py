@@ -74,6 +74,12 @@ class RecordingOutbox(Outbox):
         self.stop_workers.clear()
         return out
 
+    def take_reservations(self) -> dict[int, bool]:
+        """The secondary nodes reserved (True) or released (False) since the last take."""
+        out = dict(self.reserve)
+        self.reserve.clear()
+        return out
+
     def take_changed_jobs(self) -> set[int]:
         out = set(self.changed_jobs)
         self.changed_jobs.clear()
@@ -91,6 +97,7 @@ class RecordingOutbox(Outbox):
         assert not self.cancel, self.cancel
         assert not self.retract, self.retract
         assert not self.stop_workers, self.stop_workers
+        assert not self.reserve, self.reserve
         if not ignore_changed_jobs:
             assert not self.changed_jobs, self.changed_jobs
         if not ignore_events:

@@ -360,7 +360,8 @@ def test_no_max_fails_means_no_abort():
 
 
 @pytest.mark.parametrize("reason", LOSS_REASONS)
-def test_lost_worker_assigned_tasks_return_without_instance_bump(reason):
+def test_lost_worker_assigned_tasks_return_with_a_new_instance(reason):
+    # (upstream bumps the instance of every task of a lost worker: it may still start them)
     env = Env()
     w = env.worker(2)
     job = env.submit(array_spec("0-3"))
@@ -370,7 +371,7 @@ def test_lost_worker_assigned_tasks_return_without_instance_bump(reason):
     env.lose(w, reason)
     assert w.state == reason and w.ended_at == env.now
     assert all(t.state == TaskState.WAITING for t in tasks)
-    assert all(t.instance == 0 and t.crash_count == 0 for t in tasks)
+    assert all(t.instance == 1 and t.crash_count == 0 for t in tasks)
     assert all(t.worker is None for t in tasks)
     assert w.load == {"cpus": 0} and not w.tasks
     env.out.emptiness_check()  # nothing is sent to a lost worker
@@ -509,7 +510,8 @@ def test_lost_worker_with_tasks_of_several_jobs():
     got = env.out.take_worker_msgs(w, 4)
     env.start(w, got[:2])
     env.lose(w, WorkerState.HEARTBEAT_LOST)
-    assert [t.instance for t in got] == [1, 1, 0, 0]
+    assert [t.instance for t in got] == [1, 1, 1, 1]
+    assert [t.crash_count for t in got] == [1, 1, 0, 0]
     assert a.counts[TaskState.WAITING] == 2 and b.counts[TaskState.WAITING] == 2
     env.check()
 

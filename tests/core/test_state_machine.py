@@ -221,12 +221,12 @@ class CoreMachine(RuleBasedStateMachine):
         assert w.state == reason
         for t, (state, instance, crashes) in before.items():
             if t.state == TaskState.WAITING:
-                assert t.instance == instance + (state == TaskState.RUNNING)
+                assert t.instance == instance + 1  # assigned or running: a new instance
                 assert t.crash_count == crashes + (state == TaskState.RUNNING
                                                    and reason.is_failure)
         # Nothing may be sent to a worker that is gone.
         assert w.id not in self.env.out.compute and w.id not in self.env.out.cancel
-        assert w.id not in self.env.out.retract
+        assert w.id not in self.env.out.retract and w.id not in self.env.out.reserve
         self.asked.pop(w.id, None)
         self.drain_outbox()
 

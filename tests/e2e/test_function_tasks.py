@@ -242,7 +242,7 @@ def test_worker_stop_stops_the_runner(tmp_path):
         assert spare
         for p in (runner, *spare):
             e.track_pid(p)
-        e.command(["worker", "stop", str(worker.worker_id)])
+        e.command(["worker", "stop", str(worker.worker_id)], allow_stderr=True)
         worker.wait(15)
         wait_until(lambda: not any(pid_alive(p) for p in (runner, *spare)), 10, 0.1,
                    "runner and spare gone")

@@ -58,7 +58,9 @@ def test_worker_list_info_address_stop(shared_env):
 
     assert env.command(["worker", "address", str(wid)]).strip() == "e2e-host"
 
-    out = env.command(["worker", "stop", str(wid)])
+    res = env.run(["worker", "stop", str(wid)])  # F51: a log record on stderr
+    assert res.returncode == 0 and res.stdout == ""
+    out = res.stderr
     assert len(out.strip().splitlines()) == 1 and "stop" in out.lower(), out
     w.wait(15)
     wait_until(lambda: env.worker_states().get(wid) == "STOPPED", 10, 0.2, "STOPPED state")
@@ -66,7 +68,7 @@ def test_worker_list_info_address_stop(shared_env):
     offline = parse_horizontal(env.command(["worker", "list", "--filter", "offline"]))
     assert str(wid) in [r["ID"] for r in offline]
 
-    out = env.command(["worker", "stop", str(wid)])
+    out = env.run(["worker", "stop", str(wid)]).stderr
     assert "already stopped" in out + "", out
     res = env.run(["worker", "stop", "999"])
     assert res.returncode == 0
@@ -135,7 +137,7 @@ def test_worker_stop_task_rerun(hq_env, tmp_path):
     env.track_pid(pid0)
     env.wait_task_state(job, 0, "running")
     w2 = env.start_worker()
-    env.command(["worker", "stop", str(w1.worker_id)])
+    env.command(["worker", "stop", str(w1.worker_id)], allow_stderr=True)
     w1.wait(15)
     env.wait_job(job)
     t = env.tasks(job)[0]

@@ -98,6 +98,7 @@ SAMPLES = {
     m.StopWorkerCommand: m.StopWorkerCommand(),
     m.RetractTasks: m.RetractTasks([[1, 2, 0]]),
     m.ConfirmResults: m.ConfirmResults(3),
+    m.WorkerReserved: m.WorkerReserved(True),
 }
 
 
@@ -368,3 +369,10 @@ def test_any_time_limit_outside_the_maximum_is_refused(value):
     wire = _set(_wire(SAMPLES[m.SubmitRequest]), (*TPL, 2), value)
     with pytest.raises(ProtocolError):
         _decode_wire(wire, m.FROM_CLIENT)
+
+
+@pytest.mark.parametrize("value", [1, 0, None, "true", [True], {}])
+def test_a_reservation_flag_must_be_a_bool(value):
+    with pytest.raises(ProtocolError, match="WorkerReserved"):
+        _decode_wire([m.WorkerReserved.TAG, value], m.TO_WORKER)
+    assert _decode_wire([m.WorkerReserved.TAG, False], m.TO_WORKER).reserved is False

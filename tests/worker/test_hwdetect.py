@@ -140,10 +140,12 @@ def test_real_machine_cpus_match_affinity():
 
 def test_real_machine_detect_all():
     res = detect_resources(parse_detect_spec("all"))
-    assert {c for g in res["cpus"] for c in g} == os.sched_getaffinity(0)
-    assert isinstance(res.get("mem", 1), int)
+    cpus = res["cpus"]
+    flat = cpus if not isinstance(cpus[0], list) else [c for g in cpus for c in g]
+    assert set(flat) == os.sched_getaffinity(0)
+    assert isinstance(res.get("mem", 1), (int, float))
     text = format_hwdetect(res)
-    assert text.startswith("Summary:\n  cpus: ")
+    assert text.startswith("Summary:\ncpus: ")
 
 
 # -------------------------------------------------------------------------------------------- mem
@@ -158,7 +160,8 @@ def write_meminfo(tmp_path, kib=24683656):
 
 def test_memory_from_meminfo(tmp_path):
     proc = write_meminfo(tmp_path, 24683656)
-    assert detect_memory_mib(environ={}, proc_root=proc) == 24683656 // 1024
+    # F53: MiB with the fraction kept (4 digits, as a resource amount)
+    assert detect_memory_mib(environ={}, proc_root=proc) == round(24683656 / 1024, 4)
 
 
 def test_memory_from_slurm(tmp_path):
@@ -198,7 +201,7 @@ def test_cuda_visible_devices_uuids_and_duplicates(tmp_path, caplog):
     env = {"CUDA_VISIBLE_DEVICES": "GPU-8f1d2c3a-aaaa, GPU-0b2e-bbbb,GPU-8f1d2c3a-aaaa"}
     with caplog.at_level(logging.WARNING, logger=hwdetect.__name__):
         result = detect_gpus(environ=env, proc_root=str(tmp_path))
-    assert result == {"gpus/nvidia": ["GPU-8f1d2c3a-aaaa", "GPU-0b2e-bbbb"]}
+    assert result == {}  # F53: a value with duplicates is skipped (with a WARN)
     assert "duplicate" in caplog.text and "GPU-8f1d2c3a-aaaa" in caplog.text
 
 
@@ -226,7 +229,9 @@ def test_env_wins_over_proc_and_empty_env_means_none(tmp_path):
 def test_amd_gpus(tmp_path, caplog):
     env = {"ROCR_VISIBLE_DEVICES": "0,1,1", "CUDA_VISIBLE_DEVICES": ""}
     with caplog.at_level(logging.WARNING, logger=hwdetect.__name__):
-        assert detect_gpus(environ=env, proc_root=str(tmp_path)) == {"gpus/amd": ["0", "1"]}
+        assert detect_gpus(environ=env, proc_root=str(tmp_path)) == {}  # duplicates: skipped
+    env = {"ROCR_VISIBLE_DEVICES": "0,1", "CUDA_VISIBLE_DEVICES": ""}
+    assert detect_gpus(environ=env, proc_root=str(tmp_path)) == {"gpus/amd": ["0", "1"]}
     assert "ROCR_VISIBLE_DEVICES" in caplog.text
 
 
@@ -279,35 +284,41 @@ def test_detect_resources_subset(tmp_path):
 
 
 def test_format_hwdetect_example(tmp_path):
+    # F53: upstream's text: summaries, a blank line, the kinds; detection order (mem last)
     res = detect_resources(parse_detect_spec("all"), **fake_roots(tmp_path))
     assert format_hwdetect(res) == (
         "Summary:\n"
-        "  cpus: 2x4\n"
-        "  mem: 24000 MiB\n"
-        "  gpus/nvidia: 2\n"
+        "cpus: 2x4\n"
+        "gpus/nvidia: 2\n"
+        "mem: 23.44 GiB\n"
+        "\n"
         "Full Description:\n"
-        "  cpus: [[0, 1, 2, 3], [4, 5, 6, 7]]\n"
-        "  mem: sum(24000)\n"
-        "  gpus/nvidia: [0, 1]"
+        "cpus: [[0,1,2,3],[4,5,6,7]]\n"
+        "gpus/nvidia: [0,1]\n"
+        "mem: sum(24000)\n"
     )
 
 
 def test_format_hwdetect_cpu_shapes():
+    # without NUMA information: a range (or a list when not 0..n-1)
     assert format_hwdetect({"cpus": [[0, 1, 2, 3]]}) == (
-        "Summary:\n  cpus: 4\nFull Description:\n  cpus: range(0-3)"
+        "Summary:\ncpus: 4\n\nFull Description:\ncpus: range(0-3)\n"
     )
-    assert format_hwdetect({"cpus": [[0, 2, 4]]}).endswith("  cpus: [0, 2, 4]")
-    assert format_hwdetect({"cpus": [[0]]}).endswith("  cpus: [0]")
+    assert format_hwdetect({"cpus": [[0, 2, 4]]}).endswith("\ncpus: [0,2,4]\n")
+    assert format_hwdetect({"cpus": [[0]]}).endswith("\ncpus: [0]\n")
+    # one NUMA node: a list
+    assert format_hwdetect({"cpus": [0, 1, 2, 3]}).endswith("\ncpus: [0,1,2,3]\n")
     text = format_hwdetect({"cpus": [[0, 1, 2, 3], [4, 5]]})
-    assert "  cpus: [4, 2]\n" in text
-    assert text.endswith("  cpus: [[0, 1, 2, 3], [4, 5]]")
+    assert "\ncpus: 1x2 1x4\n" in text
+    assert text.endswith("\ncpus: [[0,1,2,3],[4,5]]\n")
 
 
-def test_format_hwdetect_labels_quoted_when_needed():
-    text = format_hwdetect({"gpus/nvidia": ["GPU-1a", "odd,name"], "gpus/amd": ["0"]})
-    assert '  gpus/nvidia: [GPU-1a, "odd,name"]' in text
-    assert "  gpus/amd: 1\n" in text
+def test_format_hwdetect_labels_and_small_memory():
+    text = format_hwdetect({"gpus/nvidia": ["GPU-1a", "b"], "gpus/amd": ["0"], "mem": 100.5})
+    assert text == ("Summary:\ngpus/nvidia: 2\ngpus/amd: 1\nmem: 100.50 MiB\n\n"
+                    "Full Description:\ngpus/nvidia: [GPU-1a,b]\ngpus/amd: [0]\n"
+                    "mem: sum(100.5)\n")
 
 
 def test_format_hwdetect_empty():
-    assert format_hwdetect({}) == "Summary:\nFull Description:"
+    assert format_hwdetect({}) == "Summary:\n\n\nFull Description:\n"

@@ -538,3 +538,26 @@ async def test_a_send_to_a_vanished_server_counts_as_losing_it(root, tmp_path, a
             await second.send(m.StopWorkerCommand())
         await run["ended"].wait()
     assert run["code"] == (1 if policy == "stop" else 0)
+
+
+@pytest.mark.trio
+async def test_a_reserved_worker_is_not_idle_until_released(root, tmp_path, autojump_clock):
+    server = FakeServer()
+    async with trio.open_nursery() as nursery:
+        net = Network(nursery, server)
+        worker = Worker(root, config(tmp_path, idle_timeout=2.0), zero_spawn=True,
+                        connect=net.connect)
+        run = await start(nursery, worker)
+        # F46/F77: a secondary node of a multi-node task is not idle until released
+        await trio.sleep(1.0)
+        await server.send(m.WorkerReserved(True))
+        await trio.sleep(30.0)  # fifteen idle timeouts
+        assert not run["ended"].is_set()
+        assert not server.messages(m.WorkerStopping)
+        await server.send(m.WorkerReserved(False))
+        released = trio.current_time()
+        await run["ended"].wait()
+        [(when, stopping)] = [(t, msg) for t, msg in server.received
+                              if isinstance(msg, m.WorkerStopping)]
+    assert run["code"] == 0 and stopping.reason == "IDLE_TIMEOUT"
+    assert 2.0 <= when - released <= 2.25 + 1e-9  # from the release, one watchdog tick
