@@ -27,7 +27,7 @@ def test_event_shapes_and_cancel_order(hq_env):
     job = hq_env.submit(["--array", "1-3", "--", "sleep", "30"])
     wait_until(lambda: any(t["state"] == "running" for t in hq_env.tasks(job)))
     hq_env.command(["job", "cancel", str(job)])
-    hq_env.command(["worker", "stop", str(worker.worker_id)])
+    hq_env.command(["worker", "stop", str(worker.worker_id)], allow_stderr=True)
     w2 = hq_env.start_worker(cpus=1)
     hq_env.kill(w2, signal.SIGTERM)  # interrupted: recorded as ConnectionLost
     w2.wait(10)

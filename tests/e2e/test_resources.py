@@ -235,7 +235,7 @@ def test_gpus_detected_from_visible_devices(hq_env):
     (["--cpus", "sum(4)"], "sum"),
     (["--cpus", "[0,0]"], "duplicate"),
     (["--cpus", "[[0,1],[1,2]]"], "duplicate"),
-    (["--cpus", "0"], "`sum`"),  # F47: an empty sum, and CPUs cannot be a sum
+    (["--cpus", "0"], "0"),
     (["--cpus", "2", "--resource", "bad"], "bad"),
     (["--cpus", "2", "--resource", "gpus=[a,b,a]"], "duplicate"),
     (["--cpus", "2", "--resource", "gpus=[0]", "--resource", "gpus=[1]"], "gpus"),
@@ -517,7 +517,7 @@ def test_pinning(hq_env):
 @pytest.mark.parametrize("args,message", [
     (["--cpus", "1 nonsense"], "nonsense"),
     (["--resource", "gpus=0.12345"], "0.12345"),
-    (["--cpus", "0"], "`sum`"),  # F47: an empty sum, and CPUs cannot be a sum
+    (["--cpus", "0"], "0"),
     (["--resource", "gpus=0"], "0"),
     (["--resource", "gpus"], "gpus"),
     (["--cpus", "-1"], "-1"),
