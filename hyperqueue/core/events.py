@@ -511,8 +511,6 @@ class Unknown(Event):
         return [self.time, self.record_kind, self.payload]
 
 
-
-
 def from_record(record) -> Event:
     """The event of a journal record ``[time, kind, payload]`` (a list or tuple).
 

@@ -45,7 +45,7 @@ from ..batch import (
     allocation_dir, allocation_name, cancel_argv, parse_qsub_output, parse_qstat_json,
     parse_sbatch_output, parse_scontrol_status, render_script, submit_argv,
 )
-from ..core.events import Event
+from ..core.events import Unknown
 from ..core.waiting import waiting_summary
 
 log = logging.getLogger("hq.autoalloc")
@@ -62,21 +62,13 @@ MAX_ERROR_TEXT = 2000
 MANAGER_NAMES = {SLURM: "Slurm", PBS: "PBS"}
 
 
-class AutoallocRecord(Event):
+class AutoallocRecord(Unknown):
     """A registry event as a journal record: `[time, type, fields]` (types of
     `autoalloc.state.EVENT_TYPES`). Not in `core.events.KINDS`: the core's restore never sees
-    it (`boot.restore` routes it here) and `journal prune` keeps it."""
+    it (`boot.restore` routes it here) and `journal prune` keeps it. Carried like any record
+    the core does not know (`core.events.Unknown`)."""
 
-    __slots__ = ("record_kind", "payload")
-    fields = ("time", "record_kind", "payload")
-
-    def __init__(self, time, record_kind, payload):
-        self.time = time
-        self.record_kind = record_kind
-        self.payload = payload
-
-    def to_record(self) -> list:
-        return [self.time, self.record_kind, self.payload]
+    __slots__ = ()
 
 
 def is_autoalloc_kind(kind) -> bool:
