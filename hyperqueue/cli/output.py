@@ -277,7 +277,9 @@ class Printer:
         self.line(horizontal_table(header, [[str(c) for c in r] for r in rows]))
 
     def error(self, message: str) -> None:
-        sys.stderr.write(f"Error: {message}\n")
+        """The error a command ended with, as upstream prints it (the caller adds `Error: `
+        where upstream has it)."""
+        sys.stderr.write(f"{message}\n")
         sys.stderr.flush()
 
     # -- mode facts a command needs before it asks the server --
