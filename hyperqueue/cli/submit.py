@@ -246,14 +246,14 @@ def build_request(opts: dict, command: tuple[str, ...], job_id: int | None = Non
 
     if not command:
         raise SpecError("Missing the command to run (put it after `--`)")
+    if opts.get("each_line") and opts.get("from_json"):
+        raise SpecError("--each-line and --from-json cannot be used together")
     name = opts.get("name")
     if name is None:
         name = os.path.basename(command[0].rstrip("/")) or "job"
     spec.check_name(name)
     request = _resource_request(opts)
     entries = _read_entries(opts)
-    if opts.get("each_line") and opts.get("from_json"):
-        raise SpecError("--each-line and --from-json cannot be used together")
     array = opts.get("array")
     submit_warnings(opts, len(array) if array is not None else 0)
     cwd = opts.get("cwd") or spec.DEFAULT_CWD
