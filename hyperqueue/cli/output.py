@@ -82,10 +82,10 @@ def short_name(name: str) -> str:
 def stdio_text(program: dict, channel: str) -> str:
     """Where `channel` ("stdout"/"stderr") of a submit's program goes, as job/task info show it."""
     if program.get(f"{channel}_streamed"):
-        return f"<stream: {program['stream']}>"
+        return "<Stream>"
     path = program[channel]
     if path is None:
-        return "None"
+        return "<None>"
     return path + (" (rm-if-finished)" if program[f"{channel}_rm_if_finished"] else "")
 
 
@@ -156,6 +156,12 @@ def task_error(t: dict, verbose: bool, limit: int) -> str:
     return err
 
 
+def _task_stdio(t: dict, program: dict, channel: str) -> str:
+    if "cwd" not in t:  # not started: upstream shows nothing
+        return ""
+    return t.get(channel) or stdio_text(program, channel)
+
+
 def task_info_rows(t: dict, s: dict, verbose: bool) -> list:
     """The vertical table of one task (`s`: the submit it belongs to)."""
     p = s["program"]
@@ -167,9 +173,10 @@ def task_info_rows(t: dict, s: dict, verbose: bool) -> list:
         ("Start", local_time(t.get("started_at"))),
         ("End", local_time(t.get("finished_at"))),
         ("Makespan", task_makespan(t)),
-        ("Workdir", t.get("cwd", p["cwd"])),
-        ("Stdout", t.get("stdout") or stdio_text(p, "stdout")),
-        ("Stderr", t.get("stderr") or stdio_text(p, "stderr")),
+        # resolved paths for tasks that started; empty for the others (as upstream)
+        ("Workdir", t.get("cwd", "")),
+        ("Stdout", _task_stdio(t, p, "stdout")),
+        ("Stderr", _task_stdio(t, p, "stderr")),
         ("Time limit", duration(s["time_limit"])),
         ("Resources", resources_text(s["resources"])),
         ("Priority", s["priority"]),

@@ -253,7 +253,7 @@ def test_rm_if_finished_and_none(env, tmp_path):
     assert (tmp_path / f"job-{job}" / "0.stderr").read_text() == "kept\n"
     t = env.command(["task", "info", str(job), "0"], as_json=True)[0]
     assert t["stdout"] is None
-    assert parse_vertical(env.command(["job", "info", str(job)]))["Stdout"] == "None"
+    assert parse_vertical(env.command(["job", "info", str(job)]))["Stdout"] == "<None>"  # F21
 
 
 # -- failure handling --------------------------------------------------------------------------
