@@ -159,7 +159,8 @@ def task_error(t: dict, verbose: bool, limit: int) -> str:
 def _task_stdio(t: dict, program: dict, channel: str) -> str:
     if "cwd" not in t:  # not started: upstream shows nothing
         return ""
-    return t.get(channel) or stdio_text(program, channel)
+    path = t.get(channel)
+    return path if path and path != "<pipe>" else stdio_text(program, channel)
 
 
 def task_info_rows(t: dict, s: dict, verbose: bool) -> list:
