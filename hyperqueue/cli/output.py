@@ -26,7 +26,11 @@ def iso(ts: float | None) -> str | None:
         return None
     from datetime import datetime, timezone
 
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat()
+    # chrono's RFC 3339 in UTC: `Z`, and 0, 3 or 6 sub-second digits (upstream-facts F5)
+    dt = datetime.fromtimestamp(ts, timezone.utc)
+    us = dt.microsecond
+    frac = "" if us == 0 else f".{us // 1000:03d}" if us % 1000 == 0 else f".{us:06d}"
+    return dt.strftime("%Y-%m-%dT%H:%M:%S") + frac + "Z"
 
 
 def local_time(ts: float | None, fmt: str = "%d.%m.%Y %H:%M:%S") -> str:

@@ -294,3 +294,13 @@ def test_invalid_directive_is_a_clap_error_exit_1(env, tmp_path):
     res = env.run(["submit", "--directives", "off", "--", "sh", "bad.sh"], cwd=tmp_path)
     assert res.returncode == 0, res
     assert len(job_ids(env)) == len(before) + 1
+
+
+@pytest.mark.timeout(60)
+def test_json_datetimes_are_utc_with_z(env, tmp_path):
+    job = env.submit(["--", "true"], cwd=tmp_path)
+    env.wait_job(job)
+    (task,) = env.tasks(job)
+    for key in ("started_at", "finished_at"):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3}|\.\d{6}|\.\d{9})?Z",
+                            task[key]), task
