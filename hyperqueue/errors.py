@@ -7,6 +7,9 @@ class HqError(Exception):
     """An error the user should see as a message (no traceback), optionally with a hint."""
 
     exit_code = 1
+    #: How the CLI prints it: `Error: <message>` (upstream's HqError::GenericError, also every
+    #: error the server returns); CommandError clears it.
+    prefix = "Error: "
 
     def __init__(self, message: str, hint: str | None = None):
         super().__init__(message)
@@ -38,7 +41,14 @@ class UnsafeAccess(HqError):
     control it, or it has no key for this side): refused, never retried."""
 
 
-class SpecError(HqError):
+class CommandError(HqError):
+    """An error of the command itself, printed as the bare message (upstream's `anyhow` errors
+    of the client commands, e.g. submit's checks)."""
+
+    prefix = ""
+
+
+class SpecError(CommandError):
     """A job or task specification is invalid (raised by `client.spec` before anything is sent).
 
     `field` names the offending value in the builder's terms (`"cwd"`, `"crash_limit"`,

@@ -62,7 +62,7 @@ async def _run(root, request, worker_cpus, out, zero_spawn) -> int:
         except RequestFailed as e:
             server.stop()
             if out is not None:
-                out.error(e.message)
+                out.error(e.prefix + e.message)
             return 1
         job = server.job(job_id)
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as sigs:

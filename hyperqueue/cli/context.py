@@ -85,13 +85,73 @@ def extract_globals(argv: list[str]) -> list[str]:
     return out
 
 
+#: upstream's level names (env_logger): WARNING -> WARN, CRITICAL -> ERROR.
+_LEVEL_NAMES = {"WARNING": "WARN", "CRITICAL": "ERROR", "NOTSET": "TRACE"}
+
+
+def debug_logging() -> bool:
+    """`--debug` (or HQ_DEBUG), or RUST_LOG containing `debug`, as upstream."""
+    return G.debug or "debug" in os.environ.get("RUST_LOG", "")
+
+
+def log_line(level: str, message: str, module: str = "hyperqueue", created: float | None = None,
+             debug: bool | None = None) -> str:
+    """One log record in upstream's format (env_logger as upstream configures it):
+    `2025-01-31T10:20:30Z WARN <message>`; with debug logging
+    `[2025-01-31T10:20:30.123Z WARN  <module>] <message>`."""
+    import time
+
+    level = _LEVEL_NAMES.get(level, level)
+    now = time.time() if created is None else created
+    ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+    if debug_logging() if debug is None else debug:
+        return f"[{ts}.{int(now * 1000) % 1000:03d}Z {level:<5} {module}] {message}"
+    return f"{ts}Z {level} {message}"
+
+
+def log(level: str, message: str) -> None:
+    """Writes one client log record to stderr (every output mode, as upstream's env_logger);
+    `level`: ERROR, WARN, INFO or DEBUG (DEBUG only with debug logging). Cheap: no `logging`."""
+    if level == "DEBUG" and not debug_logging():
+        return
+    sys.stderr.write(log_line(level, message, "hyperqueue::client") + "\n")
+    sys.stderr.flush()
+
+
+def log_info(message: str) -> None:
+    log("INFO", message)
+
+
+def log_warn(message: str) -> None:
+    log("WARN", message)
+
+
+def log_error(message: str) -> None:
+    log("ERROR", message)
+
+
 def setup_logging(level=None) -> None:
+    """Python `logging` (server, worker, alloc) on stderr in upstream's record format."""
     import logging
 
-    level = level or (logging.DEBUG if G.debug else logging.INFO)
-    fmt = "%(asctime)s %(levelname)s %(message)s"
-    logging.basicConfig(level=level, format=fmt, datefmt="%Y-%m-%dT%H:%M:%SZ",
-                        stream=sys.stderr)
+    debug = debug_logging()
+    level = level or (logging.DEBUG if debug else logging.INFO)
+
+    class UpstreamFormatter(logging.Formatter):
+        def format(self, record):
+            text = log_line(record.levelname, record.getMessage(), record.name,
+                            record.created, debug)
+            if record.exc_info:
+                text += "\n" + self.formatException(record.exc_info)
+            return text
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(UpstreamFormatter())
+    root = logging.getLogger()
+    if not any(getattr(h, "hq_upstream", False) for h in root.handlers):
+        handler.hq_upstream = True
+        root.addHandler(handler)
+    root.setLevel(level)
 
 
 def connect():

@@ -91,14 +91,67 @@ def _fail(e: Exception) -> None:
     from ..errors import HqError
 
     if isinstance(e, HqError):
-        printer().error(str(e))
+        printer().error(e.prefix + str(e))
         sys.exit(e.exit_code)
     if isinstance(e, KeyboardInterrupt):
         sys.exit(130)
     if G.debug:
         raise e
-    printer().error(f"{type(e).__name__}: {e}")
+    printer().error(f"Error: {type(e).__name__}: {e}")
     sys.exit(1)
+
+
+def _given_value(argv: list[str], opts: list[str]) -> str | None:
+    """The text given for one of the option names `opts` in `argv` (the last one), or None."""
+    value = None
+    for i, a in enumerate(argv):
+        if a == "--":
+            break
+        for o in opts:
+            if a == o and i + 1 < len(argv):
+                value = argv[i + 1]
+            elif a.startswith(o + "="):
+                value = a[len(o) + 1:]
+    return value
+
+
+def clap_error_text(e, argv: list[str], usage: str | None = None) -> str:
+    """A click usage error worded as clap (upstream's argument parser) words it:
+    `error: invalid value '<v>' for '--opt <OPT>': <why>`, `error: unexpected argument '<a>'
+    found`, ..., then the usage line (if any) and `For more information, try '--help'.`"""
+    from .flavour import click
+
+    param = getattr(e, "param", None)
+    show_usage = True
+    if isinstance(e, click.NoSuchOption):
+        head = f"error: unexpected argument '{e.option_name}' found"
+    elif isinstance(e, click.MissingParameter) and param is not None:
+        head = ("error: the following required arguments were not provided:\n  "
+                f"<{(param.name or '').upper()}>")
+    elif isinstance(e, click.BadParameter):
+        show_usage = False
+        if param is not None and getattr(param, "opts", None) and param.param_type_name == "option":
+            long = max(param.opts, key=len)
+            what = long if param.is_flag else f"{long} <{(param.name or '').upper()}>"
+            value = _given_value(argv, param.opts)
+        elif param is not None:
+            what, value = f"<{(param.name or '').upper()}>", None
+        else:
+            hint = str(e.param_hint or "").strip("'")
+            value = _given_value(argv, [hint]) if hint.startswith("-") else None
+            what = f"{hint} <{hint.lstrip('-').upper().replace('-', '_')}>" if value else hint
+        head = (f"error: invalid value '{value}' for '{what}': {e.message}" if value is not None
+                else f"error: invalid value for '{what}': {e.message}")
+    else:
+        msg = e.format_message()
+        head = "error: " + (msg[:1].lower() + msg[1:] if msg[:2] != msg[:2].upper() else msg)
+    if usage is None and show_usage and getattr(e, "ctx", None) is not None:
+        usage = e.ctx.get_usage()
+    parts = [head]
+    if show_usage and usage:
+        parts.append(usage)
+    parts.append("For more information, try '--help'.")
+    return "\n\n".join(parts) + "\n"
 
 
 _LONG_RUNNING = (("server", "start"), ("worker", "start"), ("dashboard",), ("run",))
@@ -140,6 +193,9 @@ def main(argv: list[str] | None = None) -> None:
         rv = build_cli().main(args=argv, prog_name="hq", standalone_mode=False)
     except click.exceptions.Abort:
         sys.exit(130)
+    except click.UsageError as e:
+        sys.stderr.write(clap_error_text(e, argv))
+        sys.exit(e.exit_code)
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)

@@ -26,7 +26,11 @@ def iso(ts: float | None) -> str | None:
         return None
     from datetime import datetime, timezone
 
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat()
+    # chrono's RFC 3339 in UTC: `Z`, and 0, 3 or 6 sub-second digits (upstream-facts F5)
+    dt = datetime.fromtimestamp(ts, timezone.utc)
+    us = dt.microsecond
+    frac = "" if us == 0 else f".{us // 1000:03d}" if us % 1000 == 0 else f".{us:06d}"
+    return dt.strftime("%Y-%m-%dT%H:%M:%S") + frac + "Z"
 
 
 def local_time(ts: float | None, fmt: str = "%d.%m.%Y %H:%M:%S") -> str:
@@ -82,10 +86,10 @@ def short_name(name: str) -> str:
 def stdio_text(program: dict, channel: str) -> str:
     """Where `channel` ("stdout"/"stderr") of a submit's program goes, as job/task info show it."""
     if program.get(f"{channel}_streamed"):
-        return f"<stream: {program['stream']}>"
+        return "<Stream>"
     path = program[channel]
     if path is None:
-        return "None"
+        return "<None>"
     return path + (" (rm-if-finished)" if program[f"{channel}_rm_if_finished"] else "")
 
 
@@ -156,6 +160,13 @@ def task_error(t: dict, verbose: bool, limit: int) -> str:
     return err
 
 
+def _task_stdio(t: dict, program: dict, channel: str) -> str:
+    if "cwd" not in t:  # not started: upstream shows nothing
+        return ""
+    path = t.get(channel)
+    return path if path and path != "<pipe>" else stdio_text(program, channel)
+
+
 def task_info_rows(t: dict, s: dict, verbose: bool) -> list:
     """The vertical table of one task (`s`: the submit it belongs to)."""
     p = s["program"]
@@ -167,9 +178,10 @@ def task_info_rows(t: dict, s: dict, verbose: bool) -> list:
         ("Start", local_time(t.get("started_at"))),
         ("End", local_time(t.get("finished_at"))),
         ("Makespan", task_makespan(t)),
-        ("Workdir", t.get("cwd", p["cwd"])),
-        ("Stdout", t.get("stdout") or stdio_text(p, "stdout")),
-        ("Stderr", t.get("stderr") or stdio_text(p, "stderr")),
+        # resolved paths for tasks that started; empty for the others (as upstream)
+        ("Workdir", t.get("cwd", "")),
+        ("Stdout", _task_stdio(t, p, "stdout")),
+        ("Stderr", _task_stdio(t, p, "stderr")),
         ("Time limit", duration(s["time_limit"])),
         ("Resources", resources_text(s["resources"])),
         ("Priority", s["priority"]),
@@ -333,7 +345,9 @@ class Printer:
         self.line(horizontal_table(header, [[str(c) for c in r] for r in rows]))
 
     def error(self, message: str) -> None:
-        sys.stderr.write(f"Error: {message}\n")
+        """The error a command ended with, as upstream prints it (the caller adds `Error: `
+        where upstream has it)."""
+        sys.stderr.write(f"{message}\n")
         sys.stderr.flush()
 
     # -- mode facts a command needs before it asks the server --

@@ -67,16 +67,18 @@ def check_priority(value: int) -> int:
     return value
 
 
-def stream_dir(value: str | None, submit_dir: str | None = None) -> str | None:
+def stream_dir(value: str | None, submit_dir: str | None = None,
+               strict: bool = True) -> str | None:
     """The stream directory template: relative paths are relative to the submit directory
-    (default: the current one); only job-level placeholders (STREAM_PLACEHOLDERS) are allowed."""
+    (default: the current one); only job-level placeholders (STREAM_PLACEHOLDERS) are allowed
+    when `strict` (`hq submit` accepts any, as upstream: it only warns about unknown ones)."""
     if value is None:
         return None
     if not value:
         raise SpecError("expected a directory", "stream")
     from ..core.placeholders import placeholder_names
 
-    for name in placeholder_names(value):
+    for name in placeholder_names(value) if strict else ():
         if name not in STREAM_PLACEHOLDERS:
             raise SpecError(
                 f"placeholder %{{{name}}} cannot be used in a stream directory (allowed: "

@@ -274,7 +274,7 @@ class TaskTemplate:
             raise ValueError("malformed task template")
         program, request, time_limit, priority, crash_limit, pin = obj
         if time_limit is not None:
-            time_limit = check_duration(time_limit, "time limit")
+            time_limit = check_duration(time_limit, "time limit", allow_zero=True)
         if type(priority) is not int or not -MAX_PRIORITY - 1 <= priority <= MAX_PRIORITY:
             raise ValueError(f"priority must be an integer between {-MAX_PRIORITY - 1} and "
                              f"{MAX_PRIORITY}")

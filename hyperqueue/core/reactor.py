@@ -7,6 +7,8 @@ wake-up, after all pending reactions (batching on the hot path).
 
 from __future__ import annotations
 
+import posixpath
+
 from itertools import islice
 
 from . import events as ev
@@ -74,19 +76,30 @@ class SubmitSpec:
 
 def _resolve_job_placeholders(template: TaskTemplate, job: Job, submit_dir: str,
                               server_uid: str) -> None:
-    """Fills %{JOB_ID}, %{SUBMIT_DIR} and %{SERVER_UID}; the worker fills the rest."""
+    """Upstream's submit-time prefill: the cwd gets %{JOB_ID}, %{SUBMIT_DIR}, %{SERVER_UID}
+    and, with no placeholder left, is made absolute against the submit dir; stdout/stderr get
+    those and %{CWD} (= that cwd) and, with no placeholder left, are made absolute against the
+    cwd. %{TASK_ID}, %{INSTANCE_ID} and unknown ones stay for the worker."""
     prog = template.program
+    values = (("%{JOB_ID}", str(job.id)), ("%{SUBMIT_DIR}", submit_dir),
+              ("%{SERVER_UID}", server_uid))
 
     def fill(s: str) -> str:
-        if "%{" not in s:
-            return s
-        return (s.replace("%{JOB_ID}", str(job.id)).replace("%{SUBMIT_DIR}", submit_dir)
-                .replace("%{SERVER_UID}", server_uid))
+        if "%{" in s:
+            for k, v in values:
+                s = s.replace(k, v)
+        return s
 
-    prog.cwd = fill(prog.cwd)
+    cwd = fill(prog.cwd)
+    if "%{" not in cwd:
+        cwd = posixpath.join(submit_dir, cwd)
+    prog.cwd = cwd
     for stdio in (prog.stdout, prog.stderr):
         if stdio.path is not None:
-            stdio.path = fill(stdio.path)
+            path = fill(stdio.path).replace("%{CWD}", cwd) if "%{" in stdio.path else stdio.path
+            if "%{" not in path:
+                path = posixpath.join(cwd, path)
+            stdio.path = path
 
 
 # -- jobs ---------------------------------------------------------------------------------------
@@ -168,8 +181,10 @@ def submit(core: Core, outbox: Outbox, spec: SubmitSpec, now: float) -> Job:
     was_done = job.is_done
     first_index = len(job.batches)
     new_batches = []
+    array_submit = len(spec.batches) == 1 and not spec.batches[0].deps
     for i, b in enumerate(spec.batches):
-        _resolve_job_placeholders(b.template, job, spec.submit_dir, core.server_uid)
+        if array_submit:  # upstream prefills array submits only, not task graphs
+            _resolve_job_placeholders(b.template, job, spec.submit_dir, core.server_uid)
         batch = TaskBatch(first_index + i, b.template, b.ids, b.entries, b.deps, spec.submit_dir)
         core.priorities.add(b.template.priority)
         batch.template_id = core.next_template_id

@@ -110,8 +110,8 @@ def task_view(core: Core, job: Job, task: Task | None, task_id: int, state: Task
             p.cwd, p.stdout.path, p.stderr.path, job_id=job.id, task_id=task_id,
             instance=task.instance, submit_dir=batch.submit_dir, server_uid=core.server_uid)
         out["cwd"] = cwd
-        out["stdout"] = stdout
-        out["stderr"] = stderr
+        out["stdout"] = "<pipe>" if p.stdout.streamed else stdout
+        out["stderr"] = "<pipe>" if p.stderr.streamed else stderr
         out["started_at"] = task.start_time
         if task.worker is not None:
             out["worker"] = task.worker.id

@@ -88,7 +88,9 @@ def test_started_task_view_has_resolved_paths():
     assert v["state"] == "running"
     assert v["cwd"] == cwd
     assert v["stdout"] == f"{cwd}/out/7.0.txt"
-    assert v["stderr"] == f"{cwd}/err"
+    # upstream-facts F19/F20: %{CWD} was filled at submit with the (still relative) cwd, and
+    # the worker makes that relative result absolute against the cwd, as upstream does
+    assert v["stderr"] == f"{cwd}/work/{job.id}-7/err"
     assert v["worker"] == w.id and v["worker_hostname"] == "node"
     assert v["started_at"] == env.now
     assert "finished_at" not in v

@@ -84,7 +84,8 @@ def test_task_list_of_a_4g_array_is_paged_and_others_are_served(hq_env):
 
     env = hq_env
     env.start_server()
-    job = env.submit(["--array", "0-4000000000", "--", "true"])  # no worker: all waiting
+    job = env.submit(["--array", "0-4000000000", "--", "true"],  # no worker: all waiting
+                     allow_stderr=True)  # WARN about the number of files (F14)
     cmd = HQ + ["--server-dir", str(env.server_dir), "--output-mode", "quiet", "task", "list",
                 str(job)]
     t0 = time.monotonic()

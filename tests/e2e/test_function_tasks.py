@@ -47,7 +47,7 @@ def submit_fn(env, fn, *args, flags=(), command=None, data=None, **kwargs) -> in
          "--stdin", "--task-dir", *flags, "--", *(command or ["python3", "-c", FUNCTION_CODE])],
         cwd=env.work_dir, env=env.env, input=data, text=False, timeout=30)
     assert res.returncode == 0, res.stderr
-    return int(res.stdout)
+    return int(res.stdout.splitlines()[-1])  # after "Reading data from stdin..."
 
 
 def task_info(env, job, task=0) -> dict:

@@ -21,7 +21,7 @@ def test_worker_survives_task_that_closes_its_stdin_early(hq_env):
               "--", "head", "-c", "1"],
         input=data, capture_output=True, timeout=30, cwd=str(env.work_dir), env=env.env)
     assert res.returncode == 0, res.stderr
-    job = int(res.stdout.strip())
+    job = int(res.stdout.strip().splitlines()[-1])  # after "Reading data from stdin..."
     env.wait_job(job)
     assert env.job_state(job)["finished"] == 1
     assert worker.poll() is None, f"worker died with {worker.poll()}\n{worker.stderr()}"
