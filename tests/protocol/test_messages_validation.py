@@ -220,7 +220,6 @@ OUT_OF_RANGE = [
     (m.SubmitRequest, (*TPL, 2), math.inf),
     (m.SubmitRequest, (*TPL, 2), math.nan),
     (m.SubmitRequest, (*TPL, 2), -1.0),
-    (m.SubmitRequest, (*TPL, 2), 0),
     (m.SubmitRequest, (*TPL, 2), MAX_DURATION * 2),
     (m.SubmitRequest, (*TPL, 2), 30 * 24 * 3600 * 1000),
     (m.SubmitRequest, (*TPL, 2), BIG),
@@ -363,9 +362,10 @@ def test_any_id_outside_u32_is_refused(field, value):
 
 @settings(max_examples=200, deadline=None)
 @given(st.one_of(st.floats(allow_nan=True, allow_infinity=True).filter(
-    lambda x: not (0 < x <= MAX_DURATION)),
-    st.integers().filter(lambda x: not (0 < x <= MAX_DURATION))))
+    lambda x: not (0 <= x <= MAX_DURATION)),
+    st.integers().filter(lambda x: not (0 <= x <= MAX_DURATION))))
 def test_any_time_limit_outside_the_maximum_is_refused(value):
+    # (a zero time limit is valid, as upstream: the task fails with "Time limit reached")
     wire = _set(_wire(SAMPLES[m.SubmitRequest]), (*TPL, 2), value)
     with pytest.raises(ProtocolError):
         _decode_wire(wire, m.FROM_CLIENT)
