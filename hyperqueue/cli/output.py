@@ -79,11 +79,16 @@ def jsonify_times(obj, keys=("started_at", "finished_at", "submission_date", "st
 MAX_NAME = 50
 
 
-def short_name(name: str) -> str:
-    if len(name) <= MAX_NAME:
+def short_name(name: str, limit: int = MAX_NAME) -> str:
+    """A name longer than `limit` bytes as its first ceil((limit-3)/2) bytes, `...` and its
+    last floor((limit-3)/2) bytes (F33; a character cut in two is dropped)."""
+    data = name.encode()
+    if len(data) <= limit:
         return name
-    half = (MAX_NAME - 3) // 2
-    return name[:half] + "..." + name[-(MAX_NAME - 3 - half):]
+    tail = (limit - 3) // 2
+    head = limit - 3 - tail
+    return (data[:head].decode(errors="ignore") + "..."
+            + data[len(data) - tail:].decode(errors="ignore"))
 
 
 def stdio_text(program: dict, channel: str) -> str:
