@@ -152,7 +152,7 @@ def test_worker_resource_definitions(hq_env):
     r = data[w_plain.worker_id]
     assert r["cpus"]["kind"] == "range" and (r["cpus"]["start"], r["cpus"]["end"]) == (0, 3)
     assert r["gpus/nvidia"]["kind"] == "list" and r["gpus/nvidia"]["values"] == ["0", "1"]
-    assert r["mem"]["kind"] == "sum" and r["mem"]["size"] == 1000
+    assert r["mem"]["kind"] == "sum" and r["mem"]["size"] == 1000 * 10000  # raw amount (F61)
     assert r["fairy"]["kind"] == "range" and (r["fairy"]["start"], r["fairy"]["end"]) == (1, 3)
     assert data[w_nxm.worker_id]["cpus"]["kind"] == "groups"
     assert data[w_nxm.worker_id]["cpus"]["groups"] == [["0", "1"], ["2", "3"]]
@@ -615,9 +615,11 @@ def test_missing_resource_waits_explain_then_runs(hq_env):
     rows = parse_horizontal(out)
     assert len(rows) == 1, out  # one worker (continuation lines are merged into its row)
     assert rows[0]["Worker Id"] == str(w1.worker_id) and rows[0]["Runnable"] == "No", out
+    # upstream's cells (F64): what the worker provides beside the request, no verdict per item
     items = dict(zip(rows[0]["Type"].split("\n"), rows[0]["Request"].split("\n")))
-    assert "blocking" in items["fpga"], out
-    assert "blocking" not in items.get("cpus", ""), out
+    provides = dict(zip(rows[0]["Type"].split("\n"), rows[0]["Provides"].split("\n")))
+    assert items["fpga"] == "1" and provides["fpga"] == "0", out
+    assert items["cpus"] == "1" and provides["cpus"] == "1", out
     explained = env.command(["task", "explain", str(job), "0"], as_json=True)
     assert "fpga" in str(explained)
 
@@ -627,7 +629,8 @@ def test_missing_resource_waits_explain_then_runs(hq_env):
     out = env.command(["task", "explain", str(too_big), "0"])
     row = parse_horizontal(out)[0]
     items = dict(zip(row["Type"].split("\n"), row["Request"].split("\n")))
-    assert "blocking" in items["cpus"], out
+    provides = dict(zip(row["Type"].split("\n"), row["Provides"].split("\n")))
+    assert row["Runnable"] == "No" and items["cpus"] == "2" and provides["cpus"] == "1", out
 
     w2 = env.start_worker("--resource", "fpga=[x]", cpus="1")
     env.wait_job(job)
@@ -638,10 +641,12 @@ def test_missing_resource_waits_explain_then_runs(hq_env):
     assert e["HQ_RESOURCE_REQUEST_fpga"] == "1 compact"
 
     # a task that fits says so
-    job2 = env.submit(["--resource", "fpga=1", "--", "sleep", "0"])
-    env.wait_job(job2)
+    # (upstream explains waiting and running tasks only, F64)
+    job2 = env.submit(["--resource", "fpga=1", "--", "sleep", "100"])
+    env.wait_task_state(job2, 0, "running")
     out = env.command(["task", "explain", str(job2), "0"])
-    assert f"can run on workers: {w2.worker_id}" in out, out
+    assert f"The task can run on 1 worker: {w2.worker_id}" in out, out
+    env.command(["job", "cancel", str(job2)])
     assert env.tasks(too_big)[0]["state"] == "waiting"
     env.command(["job", "cancel", str(too_big)])
 
