@@ -51,15 +51,26 @@ def duration(seconds: float | None) -> str:
 
 
 def resources_text(variants: list[dict]) -> str:
-    """The `Resources` cell of job/task info: `name: request` lines; with several resource
-    variants, each block is headed by `# Variant N` (1-based)."""
+    """The `Resources` cell of job/task info (F39): `name: request` lines sorted by name, then
+    `[weight: w]` for a non-default weight; a multi-node request is only `nodes: n`; with
+    several resource variants, each block is headed by `# Variant N` (1-based), blocks
+    separated by a blank line."""
     def lines(v):
-        return [r["resource"] + ": " + r["text"] for r in v["resources"]]
+        if v.get("n_nodes"):
+            return [f"nodes: {v['n_nodes']}"]
+        out = [r["resource"] + ": " + r["text"]
+               for r in sorted(v["resources"], key=lambda r: r["resource"])]
+        weight = v.get("weight", 1.0)
+        if weight != 1.0:
+            out.append(f"[weight: {weight:g}]")
+        return out
 
     if len(variants) <= 1:
         return "\n".join(lines(variants[0])) if variants else ""
     out = []
     for i, v in enumerate(variants, 1):
+        if i > 1:
+            out.append("")
         out.append(f"# Variant {i}")
         out.extend(lines(v))
     return "\n".join(out)

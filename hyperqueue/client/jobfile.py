@@ -134,7 +134,8 @@ def _one_request(req, w):
     min_time = _duration(req["time_request"], f"{w}.time_request") if "time_request" in req \
         else 0.0
     try:
-        return spec.resource_request(entries, n_nodes, min_time, weight)
+        # an explicit request without `cpus` requests no CPUs at all (upstream, F43)
+        return spec.resource_request(entries, n_nodes, min_time, weight, default_cpus=False)
     except SpecError as e:
         _fail(w, str(e))
 

@@ -149,6 +149,26 @@ def test_job_forget_cancel_close_texts(env):  # F36, F37
 
 
 @pytest.mark.timeout(30)
+def test_resources_rows(env):  # F39
+    job = env.submit(["--weight", "2.5", "--resource", "mem=1.5", "--resource", "gpus=all",
+                      "--cpus", "2", "--resource", "nothing=1", "--", "true"])
+    assert info_rows(env, job)["Resources"].split("\n") == [
+        "cpus: 2 compact", "gpus: all", "mem: 1.5 compact", "nothing: 1 compact",
+        "[weight: 2.5]"]
+    mn = env.submit(["--nodes", "5", "--", "true"])
+    assert parse_vertical(env.command(["task", "info", str(mn), "0"]))["Resources"] == "nodes: 5"
+    write(env, "variants.toml", '[[task]]\ncommand = ["true"]\n'
+                                '[[task.request]]\nresources = { nothing = "2" }\n'
+                                '[[task.request]]\nresources = { cpus = 1, nothing = 1 }\n')
+    v = int(env.command(["job", "submit-file", "variants.toml"], mode="quiet"))
+    assert parse_vertical(env.command(["task", "info", str(v), "1"]))["Resources"].split(
+        "\n") == ["# Variant 1", "nothing: 2 compact", "", "# Variant 2", "cpus: 1 compact",
+                  "nothing: 1 compact"]
+    for j in (job, mn, v):
+        env.command(["job", "cancel", str(j)], allow_stderr=True)
+
+
+@pytest.mark.timeout(30)
 def test_task_info_missing_tasks_and_jobs(env):  # F40
     job = env.submit(["--array", "1-2", "--", "true"])
     env.wait_job(job)
