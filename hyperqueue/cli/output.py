@@ -545,13 +545,6 @@ class Printer:
     def log(self, level: str, text: str) -> None:
         """A log record on stderr, in every mode, as upstream's env_logger writes it (F1):
         `<RFC 3339 UTC timestamp> <LEVEL> <message>`."""
-        try:  # the CLI's one writer of log records, where it exists
-            from .context import log
-        except ImportError:
-            log = None
-        if log is not None:
-            log(level, text)
-            return
         from datetime import datetime, timezone
 
         ts = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
