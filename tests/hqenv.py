@@ -256,6 +256,26 @@ def worker_banner_id(proc: Process) -> int | None:
 # -- the environment ---------------------------------------------------------------------------
 
 
+#: An INFO log record (upstream logs outcomes such as `Wait finished in ...` on stderr); a
+#: successful command may write these, nothing else.
+_INFO_RECORD = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ INFO .*\n", re.M)
+
+
+_RECORD = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ (ERROR|WARN|INFO|DEBUG|TRACE) (.*)$")
+
+
+def log_records(stderr: str) -> list[str]:
+    """The log records of a command's stderr as `LEVEL message` (timestamps dropped); a line
+    that is not a record fails."""
+    out = []
+    for line in stderr.splitlines():
+        m = _RECORD.match(line)
+        if m is None:
+            raise AssertionError(f"not a log record: {line!r}\nstderr:\n{stderr}")
+        out.append(f"{m.group(1)} {m.group(2)}")
+    return out
+
+
 class HqEnv:
     """Servers, workers and client commands under one directory `root`.
 
@@ -378,11 +398,20 @@ class HqEnv:
         if res.returncode != 0:
             raise AssertionError(
                 f"hq {args} failed with {res.returncode}\nstdout: {res.stdout}\nstderr: {res.stderr}")
-        if not allow_stderr and res.stderr != "":
+        if not allow_stderr and _INFO_RECORD.sub("", res.stderr) != "":
             raise AssertionError(f"hq {args} wrote to stderr:\n{res.stderr}")
         if as_json:
             return json.loads(res.stdout)
         return res.stdout
+
+    def logged(self, args, **kw) -> list[str]:
+        """Runs a client command that must succeed and print nothing on stdout (cli mode);
+        returns its log records as `LEVEL message` lines (upstream logs outcomes on stderr)."""
+        res = self.run(args, **kw)
+        if res.returncode != 0 or res.stdout != "":
+            raise AssertionError(f"hq {args}: exit {res.returncode}\nstdout: {res.stdout}\n"
+                                 f"stderr: {res.stderr}")
+        return log_records(res.stderr)
 
     # -- conveniences ------------------------------------------------------------------------
 

@@ -77,7 +77,6 @@ def wait(selector, without_close):
     """Wait until jobs complete."""
     with connect() as client:
         wait_for_jobs(client, selector, without_close=without_close)
-    printer().ok()
 
 
 @job.command()
@@ -144,43 +143,73 @@ def task_ids(selector, filter_):
 @click.option("--print-task-header", is_flag=True, help="Print `# Job J, task T` before each")
 def cat(selector, stream, tasks, task_status, print_task_header):
     """Print the stdout or stderr of tasks, ordered by task id."""
+    from ..client.calls import missing_of
     from ..common.selectors import Selector
+    from ..core.ranges import IntRanges
     from ..errors import HqError
 
-    printer().require_text("`job cat`")
+    p = printer()
+    if p.mode == "json":
+        raise HqError("JSON output mode doesn't support job output")
     states = states_option(task_status, TASK_STATES, "'--task-status'")
     task_sel = Selector.of_ids(tasks).to_wire() if tasks is not None else None
     write = sys.stdout.buffer.write
-    checked: set[int] = set()
+    found_ids: list[int] = []
 
-    def print_tasks(d, tasks):
-        if d["info"]["id"] not in checked:  # the first page of a job
-            checked.add(d["info"]["id"])
-            streamed = [s["array"]["program"] for s in d["submits"]
-                        if s["array"]["program"].get(f"{stream}_streamed")]
-            if streamed:
-                raise HqError(f"The {stream} of job {d['info']['id']} is streamed into "
-                              f"{streamed[0]['stream']}; read it with `hq output-log "
-                              f"{streamed[0]['stream']} cat {d['info']['id']} {stream}`")
-        for t in tasks:
+    def print_tasks(d, page):
+        jid = d["info"]["id"]
+        streamed = [IntRanges.parse(s["array"]["ids"]) for s in d["submits"]
+                    if s["array"]["program"].get(f"{stream}_streamed")]
+        for t in page:
+            found_ids.append(t["id"])
             path = t.get(stream)
             if print_task_header:
-                write(f"# Job {d['info']['id']}, task {t['id']}\n".encode())
-            if not path:
-                sys.stderr.write(f"Warning: task {t['id']} has no {stream} file\n")
+                write(f"# Job {jid}, task {t['id']}\n".encode())
+            if not path or any(t["id"] in r for r in streamed):
+                sys.stdout.flush()
+                p.log("WARN", f"Task {t['id']} has no `{stream}` stream associated with it")
                 continue
             try:
                 with open(path, "rb") as f:
                     while chunk := f.read(1 << 16):
                         write(chunk)
-            except OSError:
-                sys.stderr.write(f"Warning: cannot read {stream} of task {t['id']}: {path}\n")
+            except OSError as e:
+                sys.stdout.flush()
+                p.log("WARN", f"File at `{path}` cannot be opened: {io_error_debug(e)}")
 
     with connect() as client:
         # Page by page: a huge array is printed as it comes, never held whole.
-        client.call(calls.job_info(selector.to_wire(), task_selector=task_sel,
-                                   task_states=states, on_page=print_tasks))
+        found = client.call(calls.job_info(selector.to_wire(), task_selector=task_sel,
+                                           task_states=states, on_page=print_tasks))
     sys.stdout.flush()
+    if not found.jobs:
+        if found.missing:
+            p.log("ERROR", f"Job {found.missing[0]} was not found")
+        else:
+            p.log("ERROR", "No jobs were found")
+        return
+    jid = found.jobs[0]["info"]["id"]
+    if tasks is not None:
+        job_ids = None
+        for sub in found.jobs[0]["submits"]:
+            r = IntRanges.parse(sub["array"]["ids"])
+            job_ids = r if job_ids is None else job_ids.union(r)
+        present = tasks.intersection(job_ids) if job_ids is not None else IntRanges.from_ids(())
+        for item in missing_of(tasks.without_members(present.iter_sorted())):
+            p.log("WARN", f"Task {item} of job {jid} not found")
+    if not found_ids:
+        p.log("WARN", f"No tasks were selected for job {jid}, there is nothing to print")
+
+
+def io_error_debug(e: OSError) -> str:
+    """An OS error as Rust's `std::io::Error` Debug form shows it."""
+    import errno
+
+    kinds = {errno.ENOENT: "NotFound", errno.EACCES: "PermissionDenied",
+             errno.EPERM: "PermissionDenied", errno.EISDIR: "IsADirectory"}
+    code = e.errno or 0
+    return (f'Os {{ code: {code}, kind: {kinds.get(code, "Uncategorized")}, '
+            f'message: "{os.strerror(code)}" }}')
 
 
 @job.command("submit-file")

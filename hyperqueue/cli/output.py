@@ -22,6 +22,8 @@ from .table import horizontal_table, vertical_table
 
 
 def iso(ts: float | None) -> str | None:
+    """A JSON datetime as chrono serialises one (F5): RFC 3339 in UTC with a `Z`, and 0, 3, 6
+    or 9 sub-second digits, as many as needed (`2025-01-31T10:20:30.123456Z`)."""
     if ts is None:
         return None
     from datetime import datetime, timezone
@@ -48,15 +50,26 @@ def duration(seconds: float | None) -> str:
 
 
 def resources_text(variants: list[dict]) -> str:
-    """The `Resources` cell of job/task info: `name: request` lines; with several resource
-    variants, each block is headed by `# Variant N` (1-based)."""
+    """The `Resources` cell of job/task info (F39): `name: request` lines sorted by name, then
+    `[weight: w]` for a non-default weight; a multi-node request is only `nodes: n`; with
+    several resource variants, each block is headed by `# Variant N` (1-based), blocks
+    separated by a blank line."""
     def lines(v):
-        return [r["resource"] + ": " + r["text"] for r in v["resources"]]
+        if v.get("n_nodes"):
+            return [f"nodes: {v['n_nodes']}"]
+        out = [r["resource"] + ": " + r["text"]
+               for r in sorted(v["resources"], key=lambda r: r["resource"])]
+        weight = v.get("weight", 1.0)
+        if weight != 1.0:
+            out.append(f"[weight: {weight:g}]")
+        return out
 
     if len(variants) <= 1:
         return "\n".join(lines(variants[0])) if variants else ""
     out = []
     for i, v in enumerate(variants, 1):
+        if i > 1:
+            out.append("")
         out.append(f"# Variant {i}")
         out.extend(lines(v))
     return "\n".join(out)
@@ -76,11 +89,16 @@ def jsonify_times(obj, keys=("started_at", "finished_at", "submission_date", "st
 MAX_NAME = 50
 
 
-def short_name(name: str) -> str:
-    if len(name) <= MAX_NAME:
+def short_name(name: str, limit: int = MAX_NAME) -> str:
+    """A name longer than `limit` bytes as its first ceil((limit-3)/2) bytes, `...` and its
+    last floor((limit-3)/2) bytes (F33; a character cut in two is dropped)."""
+    data = name.encode()
+    if len(data) <= limit:
         return name
-    half = (MAX_NAME - 3) // 2
-    return name[:half] + "..." + name[-(MAX_NAME - 3 - half):]
+    tail = (limit - 3) // 2
+    head = limit - 3 - tail
+    return (data[:head].decode(errors="ignore") + "..."
+            + data[len(data) - tail:].decode(errors="ignore"))
 
 
 def stdio_text(program: dict, channel: str) -> str:
@@ -104,24 +122,43 @@ def job_state_text(info: dict) -> str:
     return "\n".join(lines) or info["state"]
 
 
+def job_ids_text(d: dict) -> str:
+    """The ids of `job info`'s Tasks row (F34): one array submit as it was given (`5,1,3`,
+    `0-10:2`); otherwise every id, sorted and compressed into runs (`1-3,5`)."""
+    from ..core.ranges import IntRanges, compress_ids
+
+    submits = d["submits"]
+    groups = d.get("submit_groups") or [[1, False]] * len(submits)
+    if len(groups) == 1 and not groups[0][1] and submits:
+        return submits[0]["array"]["ids"]
+    ranges = None
+    for s in submits:
+        r = IntRanges.parse(s["array"]["ids"])
+        ranges = r if ranges is None else ranges.union(r)
+    return compress_ids(ranges.iter_sorted()) if ranges is not None else ""
+
+
+def job_workers_text(workers: list[str]) -> str:
+    """`job info` Workers row (F38): at most 2 hostnames, then `, … (<n> total)`."""
+    text = ",".join(workers[:2])
+    if len(workers) > 2:
+        text += f", \u2026 ({len(workers)} total)"
+    return text
+
+
 def job_detail_rows(d: dict) -> list:
     info = d["info"]
     submits = [s["array"] for s in d["submits"]]
-    all_ids = ",".join(s["ids"] for s in submits)
-    from ..core.ranges import IntRanges
-
-    try:
-        ids_text = IntRanges.parse(all_ids).to_text() if all_ids else ""
-    except ValueError:
-        ids_text = all_ids
-    workers = d["workers"]
-    workers_text = ", ".join(workers[:2]) + (f", ... ({len(workers)} total)"
-                                             if len(workers) > 2 else "")
+    groups = d.get("submit_groups") or [[1, False]] * len(submits)
+    one_array = len(groups) == 1 and not groups[0][1] and len(submits) == 1
+    ids_text = job_ids_text(d)
     rows = [("ID", info["id"]), ("Name", info["name"]), ("State", job_state_text(info)),
             ("Cancel Reason", info["cancel_reason"] or ""),
             ("Session", "open" if info["is_open"] else "closed"),
-            ("Tasks", f"{info['task_count']}; Ids: {ids_text}"), ("Workers", workers_text)]
-    if len(submits) == 1:
+            ("Tasks", f"{info['task_count']}; Ids: {ids_text}" if ids_text
+             else str(info["task_count"])),
+            ("Workers", job_workers_text(d["workers"]))]
+    if one_array:
         s = submits[0]
         p = s["program"]
         rows += [
@@ -137,12 +174,36 @@ def job_detail_rows(d: dict) -> list:
             ("Crash limit", s["crash_limit"]),
         ]
     rows.append(("Submission date", local_time(d["submission_date"], "%Y-%m-%d %H:%M:%S")))
-    if len(submits) == 1:
+    if submits:
         rows.append(("Submission directory", d["submit_dir"]))
-    start = d["started_at"]
-    end = d["finished_at"] or (time.time() if start else None)
-    rows.append(("Makespan", duration(end - start) if start else "0s"))
+    # From the submission to the end (or now), as upstream measures it.
+    start = d["submission_date"]
+    end = d["finished_at"] if d["finished_at"] is not None else time.time()
+    rows.append(("Makespan", duration(max(0.0, end - start))))
     return rows
+
+
+def wait_counts(jobs: list[dict], n_invalid: int) -> dict[str, int]:
+    """`job wait`'s outcome as upstream counts it: jobs finished, failed, canceled (canceled or
+    aborted) and ids that name no job."""
+    counts = {"finished": 0, "failed": 0, "canceled": 0, "invalid": n_invalid}
+    for j in jobs:
+        state = j["state"].lower()
+        if state == "failed":
+            counts["failed"] += 1
+        elif state in ("canceled", "aborted"):
+            counts["canceled"] += 1
+        else:
+            counts["finished"] += 1
+    return counts
+
+
+def task_worker_text(t: dict) -> str:
+    """The Worker cell of a task (F41): a multi-node task lists every node, root first."""
+    hosts = t.get("worker_hostnames")
+    if hosts:
+        return "\n".join(hosts)
+    return t.get("worker_hostname", "")
 
 
 def task_makespan(t: dict) -> str:
@@ -174,7 +235,7 @@ def task_info_rows(t: dict, s: dict, verbose: bool) -> list:
         ("Task ID", t["id"]), ("State", t["state"].upper()),
         ("Command", " ".join(p["args"])),
         ("Environment", "\n".join(f"{k}={v}" for k, v in p["env"].items())),
-        ("Worker", t.get("worker_hostname", "")),
+        ("Worker", task_worker_text(t)),
         ("Start", local_time(t.get("started_at"))),
         ("End", local_time(t.get("finished_at"))),
         ("Makespan", task_makespan(t)),
@@ -194,9 +255,205 @@ def task_info_rows(t: dict, s: dict, verbose: bool) -> list:
 
 
 def public_descriptor(descriptor: dict) -> dict:
-    """A resource descriptor as JSON output shows it (without our exact wire form)."""
-    return dict(descriptor, resources=[{k: x for k, x in r.items() if k != "wire"}
-                                       for r in descriptor["resources"]])
+    """A resource descriptor as JSON output shows it (F61): without our exact wire form, `size`
+    as the raw integer amount (1/10000 units), coupling weights as index objects."""
+    resources = []
+    for r in descriptor["resources"]:
+        r = {k: x for k, x in r.items() if k != "wire"}
+        if "size" in r:
+            r["size"] = round(r["size"] * 10000)
+        resources.append(r)
+    names = [r["name"] for r in resources]
+    weights = []
+    for w in descriptor["coupling"]["weights"]:
+        if isinstance(w, dict):
+            weights.append(w)
+            continue
+        a, ga, b, gb, weight = w
+        weights.append({"resource1_idx": names.index(a) if a in names else a, "group1_idx": ga,
+                        "resource2_idx": names.index(b) if b in names else b, "group2_idx": gb,
+                        "weight": weight})
+    return {"resources": resources, "coupling": {"weights": weights}}
+
+
+# -- JSON shapes of upstream (F60, F62): exactly its keys, nothing of ours ---------------------
+
+def public_stdio(program: dict, channel: str):
+    if program.get(f"{channel}_streamed"):
+        return "<pipe>"
+    return program[channel]
+
+
+def public_task_desc(s: dict) -> dict:
+    """A submit's task description (TD of F62)."""
+    p = s["program"]
+    return {
+        "program": {"args": p["args"], "env": p["env"], "cwd": p["cwd"],
+                    "stdout": public_stdio(p, "stdout"), "stderr": public_stdio(p, "stderr")},
+        "resources": [{"n_nodes": r["n_nodes"],
+                       "resources": [{"resource": e["resource"], "request": e["request"]}
+                                     for e in r["resources"]],
+                       "min_time": float(r["min_time"]),
+                       "weight": round(r["weight"] * 10000)} for r in s["resources"]],
+        "pin_mode": s["pin_mode"],
+        "priority": s["priority"],
+        "time_limit": None if s["time_limit"] is None else float(s["time_limit"]),
+        "task_dir": s["task_dir"],
+        "crash_limit": s["crash_limit"],
+    }
+
+
+def public_submits(d: dict) -> list[dict]:
+    """`submits`: `{"array": TD}` per array submit, `{"graph": [TD, ...]}` per task graph."""
+    descs = [public_task_desc(s["array"]) for s in d["submits"]]
+    groups = d.get("submit_groups") or [[1, False]] * len(descs)
+    out, i = [], 0
+    for n, graph in groups:
+        part = descs[i:i + n]
+        i += n
+        out.append({"graph": part} if graph else {"array": part[0]})
+    out.extend({"array": x} for x in descs[i:])  # (never: the groups cover every batch)
+    return out
+
+
+TASK_JSON_KEYS = ("id", "state", "cwd", "stdout", "stderr", "started_at", "worker", "workers",
+                  "finished_at", "error")
+
+
+def public_task(t: dict) -> dict:
+    """A task as upstream's JSON shows it: `worker`, or `workers` for a multi-node task."""
+    out = {k: t[k] for k in TASK_JSON_KEYS if k in t}
+    if "workers" in out:
+        out.pop("worker", None)
+    return jsonify_times(out)
+
+
+def public_job_info(info: dict) -> dict:
+    return {k: info[k] for k in ("id", "name", "task_count", "task_stats", "is_open",
+                                 "cancel_reason")}
+
+
+def public_job_detail(d: dict) -> dict:
+    info = d["info"]
+    stats = info["task_stats"]
+    finished = None
+    if stats["waiting"] + stats["running"] == 0:
+        finished = d["finished_at"] or time.time()
+    return {"info": public_job_info(info), "max_fails": d["max_fails"],
+            "started_at": iso(d["submission_date"]), "finished_at": iso(finished),
+            "submits": public_submits(d), "tasks": [public_task(t) for t in d["tasks"]]}
+
+
+def public_worker(v: dict, detailed: bool) -> dict:
+    """A worker as upstream's `worker list` / `worker info` JSON shows it (F60)."""
+    c = v["configuration"]
+    last = v["last_task_started"]
+    rt = v["runtime_info"]
+    runtime = None
+    if detailed and v["ended"] is None and rt is not None:
+        if rt.get("multinode"):
+            runtime = {"MultiNodeTask": {"main_node": rt["multinode"] == "main"}}
+        else:
+            runtime = {"SingleNodeTasks": {"assigned_tasks": rt["assigned_tasks"],
+                                           "running_tasks": rt["running_tasks"],
+                                           "is_reserved": bool(rt.get("is_reserved", False))}}
+    return {
+        "id": v["id"],
+        "configuration": {
+            "heartbeat_interval": c["heartbeat_interval"],
+            "idle_timeout": c["idle_timeout"],
+            "time_limit": c["time_limit"],
+            "work_dir": c["work_dir"],
+            "hostname": c["hostname"],
+            "group": c["group"],
+            "listen_address": c["listen_address"],
+            "resources": public_descriptor(c["resources"]),
+            "on_server_lost": c["on_server_lost"],
+            "min_utilization": c["min_utilization"],
+        },
+        "allocation": v["allocation"],
+        "runtime_info": runtime,
+        "last_task_started": None if last is None else {
+            "task_id": {"job_id": last["job"], "job_task_id": last["task"]},
+            "time": iso(last["time"])},
+        "started": iso(v["started"]),
+        "ended": None if v["ended"] is None else {"at": iso(v["ended"]["at"])},
+    }
+
+
+def public_explain_item(item: dict) -> dict:
+    """One requirement of `task explain` JSON (F63)."""
+    def secs_nanos(x):
+        whole = int(x)
+        return {"secs": whole, "nanos": int(round((x - whole) * 1e9))}
+
+    if item["type"] == "time":
+        rem = item["remaining_time"]
+        return {"Time": {"min_time": secs_nanos(item["min_time"]),
+                         "remaining_time": None if rem is None else secs_nanos(rem)}}
+    if item["type"] == "nodes":
+        return {"WorkerGroup": {"n_nodes": item["n_nodes"], "group_size": item["group_size"]}}
+    return {"Resources": {"resource": item["resource"], "request_amount": item["request_amount"],
+                          "worker_amount": item["worker_amount"]}}
+
+
+def explain_item_cells(item: dict) -> tuple[str, str, str]:
+    """Type, Provides and Request cells of one requirement (F64)."""
+    from ..core.resources import format_amount
+
+    if item["type"] == "time":
+        rem = item["remaining_time"]
+        return ("time", "unknown" if rem is None else format_duration(int(rem)),
+                format_duration(item["min_time"]))
+    if item["type"] == "nodes":
+        return "nodes", f"group size {item['group_size']}", str(item["n_nodes"])
+    return (item["resource"], format_amount(item["worker_amount"]),
+            format_amount(item["request_amount"]))
+
+
+def explain_lines(ex: dict) -> tuple[list[str], list[list] | None]:
+    """The two sentences of `task explain` and the rows of its table (None: no worker)."""
+    from ..core.ranges import compress_ids
+
+    deps = ex["dependencies"]
+    name = f"{ex.get('job_id', '?')}@{ex['task_id']}"
+    if not deps["total"]:
+        first = f"Task {name} is ready to run because it has no dependencies."
+    elif deps["pending"] == deps["total"]:  # (upstream's wording and condition)
+        first = f"Task {name} is ready to run because its all {deps['total']} dependencies " \
+                "are finished."
+    else:
+        first = (f"Task {name} is not ready to run, because {deps['pending']}/{deps['total']} "
+                 "dependencies are not finished.")
+    runnable = [w["worker_id"] for w in ex["workers"] if any(v["runnable"]
+                                                            for v in w["variants"])]
+    if runnable:
+        k = len(runnable)
+        second = f"The task can run on {k} worker{'s' if k != 1 else ''}: {compress_ids(runnable)}"
+    else:
+        second = "There is no worker where the task can run."
+    if not ex["workers"]:
+        return [first, second], None
+    rows = []
+    for w in ex["workers"]:
+        variants = w["variants"]
+        fitting = sum(1 for v in variants if v["runnable"])
+        if not fitting:
+            verdict = "No"
+        elif len(variants) == 1:
+            verdict = "Yes"
+        else:
+            verdict = f"Yes ({fitting}/{len(variants)})"
+        first_row = True
+        for v in variants:
+            if not v["items"]:
+                continue
+            cells = [explain_item_cells(i) for i in v["items"]]
+            rows.append([w["worker_id"] if first_row else "", verdict if first_row else "",
+                         v["variant"], "\n".join(c[0] for c in cells),
+                         "\n".join(c[1] for c in cells), "\n".join(c[2] for c in cells)])
+            first_row = False
+    return [first, second], rows
 
 
 def worker_resources_lines(view) -> str:
@@ -350,6 +607,45 @@ class Printer:
         sys.stderr.write(f"{message}\n")
         sys.stderr.flush()
 
+    def log(self, level: str, text: str) -> None:
+        """A log record on stderr, in every mode, as upstream's env_logger writes it (F1):
+        `<RFC 3339 UTC timestamp> <LEVEL> <message>`."""
+        from datetime import datetime, timezone
+
+        ts = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        sys.stderr.write(f"{ts} {level} {text}\n")
+        sys.stderr.flush()
+
+    # -- job commands whose outcome upstream logs (F36, F37); JSON mode then prints `{}` --
+    def cancel_results(self, results) -> None:
+        if not results:
+            self.log("INFO", "There is nothing to cancel")
+        for jid, status, n, finished in results:
+            if status == "canceled":
+                self.log("INFO", f"Job {jid} canceled ({n} tasks canceled, {finished} tasks "
+                                 "already finished)")
+            elif status == "not-found":
+                self.log("ERROR", f"Canceling job {jid} failed; job not found")
+            else:
+                self.log("ERROR", f"Canceling job {jid} failed; all tasks are already finished")
+
+    def close_results(self, results) -> None:
+        if not results:
+            self.log("INFO", "There is nothing to close")
+        for jid, status in results:
+            if status == "closed":
+                self.log("INFO", f"Job {jid} closed")
+            elif status == "not-found":
+                self.log("ERROR", f"Closing job {jid} failed; job not found")
+            else:
+                self.log("ERROR", f"Closing job {jid} failed; job is already closed")
+
+    def forget_result(self, forgotten: int, ignored: int) -> None:
+        text = f"{forgotten} {'job' if forgotten == 1 else 'jobs'} were forgotten"
+        if ignored:
+            text += f", {ignored} were ignored due to wrong state or invalid ID"
+        self.log("INFO", text)
+
     # -- mode facts a command needs before it asks the server --
     #: `job info` asks for every task (json) or only the failed ones (the table shows those).
     job_info_task_states: list[str] | None = ["failed"]
@@ -414,42 +710,15 @@ class CliPrinter(Printer):
             if failed:
                 shown = failed[:5]
                 self.horizontal(["Task ID", "Worker", "Error"],
-                                [[t["id"], t.get("worker_hostname", ""), t.get("error", "")]
+                                [[t["id"], task_worker_text(t), t.get("error", "")]
                                  for t in shown])
                 extra = f" ({len(shown)} shown)" if len(shown) < len(failed) else ""
                 self.line(f"{len(failed)} task{'s' if len(failed) != 1 else ''} failed.{extra}")
 
-    def cancel_results(self, results) -> None:
-        for jid, status, n, finished in results:
-            if status == "canceled":
-                self.line(f"Job {jid} canceled ({n} tasks canceled, {finished} tasks already "
-                          "finished)")
-            elif status == "not-found":
-                self.line(f"Canceling job {jid} failed: job not found")
-            else:
-                self.line(f"Canceling job {jid} failed: all tasks are already finished")
-
-    def wait_finished(self, jobs: list[dict], elapsed: float) -> None:
-        counts: dict[str, int] = {}
-        for j in jobs:
-            counts[j["state"].lower()] = counts.get(j["state"].lower(), 0) + 1
-        parts = ", ".join(f"{n} job{'s' if n != 1 else ''} {s}" for s, n in sorted(counts.items()))
-        self.line(f"Wait finished in {duration(elapsed)}: {parts or 'no jobs'}")
-
-    def close_results(self, results) -> None:
-        for jid, status in results:
-            if status == "closed":
-                self.line(f"Job {jid} closed")
-            elif status == "not-found":
-                self.line(f"Closing job {jid} failed: job not found")
-            else:
-                self.line(f"Closing job {jid} failed: job is already closed")
-
-    def forget_result(self, forgotten: int, ignored: int) -> None:
-        text = f"{forgotten} job(s) were forgotten"
-        if ignored:
-            text += f", {ignored} were ignored due to wrong state or invalid ID"
-        self.line(text)
+    def wait_finished(self, jobs: list[dict], elapsed: float, n_invalid: int = 0) -> None:
+        counts = wait_counts(jobs, n_invalid)
+        parts = [f"{n} {'job' if n == 1 else 'jobs'} {what}" for what, n in counts.items() if n]
+        self.log("INFO", f"Wait finished in {duration(elapsed)}: {', '.join(parts)}")
 
     def task_ids(self, ids: dict[int, list[int]]) -> None:
         from ..core.ranges import compress_ids
@@ -466,7 +735,7 @@ class CliPrinter(Printer):
         rows = []
         for d in jobs:
             for t in d["tasks"]:
-                row = [t["id"], t["state"].upper(), t.get("worker_hostname", ""),
+                row = [t["id"], t["state"].upper(), task_worker_text(t),
                        task_makespan(t), task_error(t, verbose, 16)]
                 rows.append(([d["info"]["id"]] if multi else []) + row)
         header = (["Job ID"] if multi else []) + ["Task ID", "State", "Worker", "Makespan",
@@ -488,40 +757,12 @@ class CliPrinter(Printer):
             self.vertical(task_info_rows(t, submit_of(t["id"]), verbose))
 
     def task_explain(self, task_id: int, ex: dict) -> None:
-        deps = ex["dependencies"]
-        if deps["total"]:
-            if deps["pending"]:
-                self.line(f"Task is waiting for {deps['pending']}/{deps['total']} dependencies.")
-            else:
-                self.line("All dependencies of the task are finished.")
-        else:
-            self.line("The task has no dependencies.")
-        runnable = []
-        rows = []
-        n_var = ex["n_variants"]
-        for w in ex["workers"]:
-            ok = [v for v in w["variants"] if v["runnable"]]
-            if ok:
-                runnable.append(str(w["worker_id"]))
-            if n_var > 1:
-                verdict = f"Yes ({len(ok)}/{n_var} variants)" if ok else "No"
-            else:
-                verdict = "Yes" if ok else "No"
-            first = True
-            for v in w["variants"]:
-                for item in v["items"] or [{"type": "", "provides": "", "request": "",
-                                            "ok": True}]:
-                    rows.append([w["worker_id"] if first else "", verdict if first else "",
-                                 v["variant"] if n_var > 1 else "", item["type"],
-                                 item["provides"], item["request"] + ("" if item["ok"]
-                                                                      else "  (blocking)")])
-                    first = False
-        if runnable:
-            self.line(f"The task can run on workers: {', '.join(runnable)}")
-        else:
-            self.line("The task cannot run on any connected worker.")
-        self.horizontal(["Worker Id", "Runnable", "Variant", "Type", "Provides", "Request"],
-                        rows)
+        lines, rows = explain_lines(ex)
+        for text in lines:
+            self.line(text)
+        if rows is not None:
+            self.horizontal(["Worker Id", "Runnable", "Variant", "Type", "Provides", "Request"],
+                            rows)
         queues = ex.get("queues")
         if queues:
             ok = [str(q["queue_id"]) for q in queues if q["ok"]]
@@ -656,12 +897,6 @@ class QuietPrinter(CliPrinter):
     def job_info(self, jobs) -> None:
         pass
 
-    def cancel_results(self, results) -> None:
-        pass
-
-    def wait_finished(self, jobs, elapsed) -> None:
-        pass
-
     def task_page_printer(self):
         # Printed page by page as the server sends them: bounded memory, and the first lines
         # of a huge array come at once.
@@ -730,42 +965,44 @@ class JsonPrinter(Printer):
         self.json({s.capitalize(): n for s, n in counts.items()})
 
     def job_info(self, jobs) -> None:
-        self.json(jsonify_times(jobs))
+        self.json([public_job_detail(d) for d in jobs])
 
     def cancel_results(self, results) -> None:
-        self.json([{"id": r[0], "result": r[1]} for r in results])
+        super().cancel_results(results)
+        self.json({})
 
-    def wait_finished(self, jobs, elapsed) -> None:
-        pass
+    def wait_finished(self, jobs, elapsed, n_invalid: int = 0) -> None:
+        self.json({"duration": elapsed, **wait_counts(jobs, n_invalid)})
 
     def close_results(self, results) -> None:
-        self.json([{"id": r[0], "result": r[1]} for r in results])
+        super().close_results(results)
+        self.json({})
 
     def forget_result(self, forgotten, ignored) -> None:
-        self.json({"forgotten": forgotten, "ignored": ignored})
+        super().forget_result(forgotten, ignored)
+        self.json({})
 
     def task_ids(self, ids) -> None:
         self.json({str(jid): tids for jid, tids in ids.items()})
 
     def task_list(self, jobs, verbose) -> None:
-        self.json({str(d["info"]["id"]): jsonify_times(d["tasks"]) for d in jobs})
+        self.json({str(d["info"]["id"]): [public_task(t) for t in d["tasks"]] for d in jobs})
 
     def task_info(self, d, verbose) -> None:
-        self.json(jsonify_times(d["tasks"]))
+        self.json([public_task(t) for t in d["tasks"]])
 
     def task_explain(self, task_id, ex) -> None:
-        self.json({"task_id": task_id, "explanation": ex})
+        deps = ex["dependencies"]
+        self.json({"task_id": {"job_id": ex.get("job_id"), "job_task_id": task_id},
+                   "explanation": {
+                       "n_task_deps": deps["total"], "n_waiting_deps": deps["pending"],
+                       "workers": [{"worker_id": w["worker_id"],
+                                    "variants": [[public_explain_item(i) for i in v["items"]]
+                                                 for v in w["variants"]]}
+                                   for w in ex["workers"]]}})
 
     def workers(self, views, detailed) -> None:
-        shown = []
-        for v in views:
-            v = jsonify_times(v)
-            cfg = dict(v["configuration"])
-            cfg.pop("resources_text", None)
-            cfg["resources"] = public_descriptor(cfg["resources"])
-            v["configuration"] = cfg
-            shown.append(v)
-        self.json(shown)
+        self.json([public_worker(v, detailed) for v in views])
 
     def worker_stop_results(self, results) -> None:
         # upstream only logs (stderr) and prints nothing: `{}`

@@ -46,21 +46,25 @@ def list_(job_selector, tasks, task_status, verbose):
 def info(job_selector, task_selector, verbose):
     """Show details of tasks of one job."""
     from ..common.selectors import Selector
-    from ..errors import HqError
 
     if job_selector.kind == "ids" and len(job_selector.ids) != 1:
         raise click.BadParameter("expected a single job id or 'last'")
     task_sel = Selector.of_ids(task_selector).to_wire()
     with connect() as client:
         found = client.call(calls.job_info(job_selector.to_wire(), task_selector=task_sel))
-    if not found.jobs:
-        raise HqError(f"Job {job_selector.to_text()} not found")
-    d = found.jobs[0]
     p = printer()
+    if not found.jobs:
+        # upstream: an error record, exit 0 (F40)
+        p.log("ERROR", f"Cannot find job {job_selector.to_text()}")
+        if p.mode == "json":
+            p.ok()
+        return
+    d = found.jobs[0]
     # In the order the ids were given, as before (ranges beyond MISSING_LINES ids).
-    for item in calls.missing_of(task_selector.without_members([t["id"] for t in d["tasks"]])):
-        p.note(missing_text(item, "Task", "Tasks", " not found"))
+    # The tasks found, then a warning per id that is not there (F40).
     p.task_info(d, verbose)
+    for item in calls.missing_of(task_selector.without_members([t["id"] for t in d["tasks"]])):
+        p.log("WARN", missing_text(item, "Task", "Tasks", " not found"))
 
 
 @task.command()

@@ -147,6 +147,12 @@ def wait_jobs(selector, without_close: bool = False) -> Call:
     return (yield m.WaitJobsRequest(selector, without_close)).jobs
 
 
+def wait_jobs_counted(selector, without_close: bool = False) -> Call:
+    """`wait_jobs`, and the number of selected ids that name no job."""
+    resp = yield m.WaitJobsRequest(selector, without_close)
+    return resp.jobs, len(IntRanges.from_ranges(resp.missing))
+
+
 def task_explain(job_selector, task_id: int) -> Call:
     return (yield m.TaskExplainRequest(job_selector, task_id)).explanation
 

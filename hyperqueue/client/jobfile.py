@@ -20,7 +20,24 @@ REQUEST_KEYS = {"resources", "time_request", "n_nodes", "weight"}
 
 
 class JobFileError(HqError):
-    pass
+    """A file that does not describe a job: upstream's deserialization error (F42), printed
+    `Deserialization error: <message>` (the text carries it: no `Error: ` prefix)."""
+
+    prefix = ""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__("Deserialization error: " + message, hint)
+
+
+class _ReadError(HqError):
+    """The file cannot be read: the bare message (`Cannot read <path>: <io error>`)."""
+
+    prefix = ""
+
+
+def _graph_error(task_id: int):
+    """Upstream's one error for a cycle, a self-dependency or an unknown dependency (F42)."""
+    raise HqError(f"Task {task_id} is part of dependency cycle or has an invalid dependencies")
 
 
 def _fail(where: str, message: str):
@@ -117,7 +134,8 @@ def _one_request(req, w):
     min_time = _duration(req["time_request"], f"{w}.time_request") if "time_request" in req \
         else 0.0
     try:
-        return spec.resource_request(entries, n_nodes, min_time, weight)
+        # an explicit request without `cpus` requests no CPUs at all (upstream, F43)
+        return spec.resource_request(entries, n_nodes, min_time, weight, default_cpus=False)
     except SpecError as e:
         _fail(w, str(e))
 
@@ -182,7 +200,7 @@ def load_job_file(path: str, job_id: int | None = None):
         with open(path, "rb") as f:
             doc = tomllib.load(f)
     except OSError as e:
-        raise JobFileError(f"Cannot read job file {path}: {e.strerror}") from None
+        raise _ReadError(f"Cannot read {path}: {e.strerror} (os error {e.errno})") from None
     except tomllib.TOMLDecodeError as e:
         raise JobFileError(f"Invalid job file {path}: {e}") from None
     _check_keys(doc, TOP_KEYS, "")
@@ -205,8 +223,10 @@ def load_job_file(path: str, job_id: int | None = None):
     if job_id is not None and ("name" in doc or "max_fails" in doc):
         _fail("name", "name and max_fails cannot be set when submitting into an open job")
     has_tasks, has_array = "task" in doc, "array" in doc
-    if has_tasks == has_array:
-        _fail("task", "the file must define either [[task]] tables or one [array] table")
+    if has_tasks and has_array:
+        raise JobFileError("Definition of array job and individual task cannot be mixed")
+    if not has_tasks and not has_array:
+        raise JobFileError("No tasks defined")
     batches = []
     if has_array:
         arr = doc["array"]
@@ -225,16 +245,18 @@ def load_job_file(path: str, job_id: int | None = None):
             except ValueError as e:
                 _fail("array.ids", str(e))
         if ids is None and entries is None:
-            _fail("array", "expected ids, entries or both")
+            raise JobFileError("One of attributes of array must be defined: 'ids', 'entries'")
         if ids is not None and entries is not None and len(ids) != len(entries):
-            _fail("array.entries", f"{len(entries)} entries for {len(ids)} ids")
+            raise JobFileError("Items 'ids' and 'entries' does not match")
         if ids is None:
             ids = IntRanges.span(0, len(entries))
         batches.append(spec.Batch(task, ids, [e.encode() for e in entries]
                                   if entries is not None else None))
     else:
         tasks = doc["task"]
-        if not isinstance(tasks, list) or not tasks:
+        if isinstance(tasks, list) and not tasks:
+            raise JobFileError("No tasks defined")
+        if not isinstance(tasks, list):
             _fail("task", "expected a list of [[task]] tables")
         explicit = []
         for i, t in enumerate(tasks):
@@ -243,9 +265,11 @@ def load_job_file(path: str, job_id: int | None = None):
                 if isinstance(t["id"], bool) or not isinstance(t["id"], int) or t["id"] < 0:
                     _fail(f"task[{i}].id", "expected a non-negative integer")
                 explicit.append(t["id"])
-        if len(set(explicit)) != len(explicit):
-            dup = sorted({x for x in explicit if explicit.count(x) > 1})
-            _fail("task", f"duplicate task ids {dup}")
+        seen: set[int] = set()
+        for x in explicit:
+            if x in seen:
+                raise HqError(f"Task {x} is defined multiple times")
+            seen.add(x)
         next_id = max(explicit, default=0) + 1
         ids = []
         for t in tasks:
@@ -261,15 +285,13 @@ def load_job_file(path: str, job_id: int | None = None):
                     isinstance(d, int) and not isinstance(d, bool) for d in deps):
                 _fail(f"task[{i}].deps", "expected a list of task ids")
             for d in deps:
-                if d == tid:
-                    _fail(f"task[{i}].deps", f"task {tid} depends on itself")
-                if d not in defined:
-                    _fail(f"task[{i}].deps", f"task {d} is not defined in this file")
+                if d == tid or d not in defined:
+                    _graph_error(tid)
             batches.append(spec.Batch(_task(t, f"task[{i}]", submit_dir, stream),
                                       IntRanges.from_ids([tid]), None, sorted(set(deps))))
         cycle = spec.find_cycle(ids, [b.deps for b in batches])
         if cycle:
-            _fail("task", "dependency cycle: " + " -> ".join(map(str, cycle)))
+            _graph_error(cycle[0])
     job = spec.JobSpec(batches, name, max_fails, submit_dir, job_id)
     try:
         return job.request()

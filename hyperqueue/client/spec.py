@@ -145,10 +145,11 @@ def resource_arg(text: str) -> ResourceRequestEntry:
 
 
 def resource_request(entries, n_nodes: int = 0, min_time: float = 0.0,
-                     weight: float = 1.0) -> ResourceRequest:
-    """One resource variant; a request without `cpus` (and not multi-node) gets `cpus = 1`."""
+                     weight: float = 1.0, default_cpus: bool = True) -> ResourceRequest:
+    """One resource variant; a request without `cpus` (and not multi-node) gets `cpus = 1`
+    unless `default_cpus` is False (a job file's explicit request: F43)."""
     entries = list(entries)
-    if not n_nodes and not any(e.name == "cpus" for e in entries):
+    if default_cpus and not n_nodes and not any(e.name == "cpus" for e in entries):
         entries.append(ResourceRequestEntry("cpus", UNIT, "compact"))
     try:
         return ResourceRequest(entries, n_nodes, min_time, int(round(weight * UNIT)))

@@ -43,6 +43,12 @@ def wait_for_jobs(client, jobs, *, without_close: bool = False) -> list[dict]:
     return client.call(calls.wait_jobs(sel.to_wire(), without_close), timeout=None)
 
 
+def wait_for_jobs_counted(client, jobs, *, without_close: bool = False) -> tuple[list[dict], int]:
+    """`wait_for_jobs`, and how many of the selected ids name no job."""
+    sel = selector_of(jobs)
+    return client.call(calls.wait_jobs_counted(sel.to_wire(), without_close), timeout=None)
+
+
 def progress(infos: list[dict], without_close: bool = False) -> Progress:
     total = sum(i["task_count"] for i in infos)
     stats: dict[str, int] = {}

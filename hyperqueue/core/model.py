@@ -321,7 +321,7 @@ class Task:
 
     __slots__ = ("job", "id", "batch", "position", "state", "instance", "crash_count",
                  "worker", "start_time", "end_time", "error", "deps_pending", "consumers",
-                 "variant", "nodes", "retracting")
+                 "variant", "nodes", "retracting", "started_nodes")
 
     def __init__(self, job: "Job", task_id: int, batch: TaskBatch, position: int):
         self.job = job
@@ -340,6 +340,9 @@ class Task:
         self.variant = 0  # the resource variant of the current assignment
         self.nodes: list[Worker] | None = None  # multi-node: all reserved workers, root first
         self.retracting = False  # asked back from its worker (a higher priority waits)
+        # multi-node: ((worker id, hostname), ...) of the nodes it started on, root first; kept
+        # after the task ends (task list/info show every node)
+        self.started_nodes: tuple | None = None
 
     @property
     def key(self) -> tuple[int, int]:
@@ -352,7 +355,8 @@ class Task:
 class Job:
     __slots__ = ("id", "name", "max_fails", "is_open", "submit_dir", "submit_date",
                  "cancel_reason", "batches", "tasks", "bulk", "counts", "n_tasks",
-                 "started_at", "finished_at", "workers_used", "_id_set", "sorted_record_ids")
+                 "started_at", "finished_at", "workers_used", "_id_set", "sorted_record_ids",
+                 "submits")
 
     def __init__(self, job_id: int, name: str, max_fails: int | None, is_open: bool,
                  submit_dir: str, submit_date: float):
@@ -374,6 +378,8 @@ class Job:
         self.workers_used: dict[int, str] = {}
         self._id_set: IntRanges | None = None
         self.sorted_record_ids: list[int] | None = None  # cache of core.views
+        # One entry per submit: (number of batches, is a task graph), in submission order.
+        self.submits: list[tuple[int, bool]] = []
 
     @property
     def n_completed(self) -> int:

@@ -193,6 +193,8 @@ def submit(core: Core, outbox: Outbox, spec: SubmitSpec, now: float) -> Job:
         job.add_batch(batch)
         job.counts[TaskState.WAITING] += len(b.ids)
         new_batches.append(batch)
+    # A job file's `[[task]]` list (several batches, or dependencies) is a task graph.
+    job.submits.append((len(new_batches), graph or len(new_batches) > 1))
     if was_done:
         job.finished_at = None
     if core.record_events:
@@ -693,12 +695,16 @@ def _start(core: Core, outbox: Outbox, task: Task, worker: Worker, now: float) -
     job.workers_used[worker.id] = worker.config.hostname
     worker.last_task_started = (job.id, task.id, now)
     outbox.changed_jobs.add(job.id)
+    if task.nodes is not None:
+        task.started_nodes = tuple((n.id, n.config.hostname) for n in task.nodes)
+        for n in task.nodes:
+            job.workers_used[n.id] = n.config.hostname
+    else:
+        task.started_nodes = None
     if core.record_events:
         nodes = None
         if task.nodes is not None:
             nodes = [n.id for n in task.nodes]
-            for n in task.nodes:
-                job.workers_used[n.id] = n.config.hostname
         outbox.events.append(ev.TaskStarted(now, job.id, task.id, task.instance, worker.id,
                                             task.variant, nodes))
 

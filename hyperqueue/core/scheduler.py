@@ -14,7 +14,7 @@ from __future__ import annotations
 from .model import TaskState, Worker
 from .outbox import Outbox
 from .reactor import assign
-from .resources import ALL, format_amount
+from .resources import ALL, UNIT
 from .state import Core
 
 PREFILL_FACTOR = 2  # the least prefill: a worker may hold twice its capacity
@@ -232,7 +232,11 @@ def _enforce_min_utilization(core: Core, picky, before: dict, compute, now: floa
 
 
 def explain(core: Core, task, now: float) -> dict:
-    """Why a waiting task does (not) run on each live worker: per variant, per requirement."""
+    """Why a waiting task does (not) run on each live worker: per variant, the requirements
+    upstream's `task explain` lists (F63). Per variant, a `time` item (only with a time
+    request) comes first, then one `resources` item per request entry, or a single `nodes`
+    item for a multi-node request. Amounts are raw fixed-point units; `ok` says whether the
+    worker meets the item."""
     template = task.batch.template
     workers = []
     for w in sorted(core.workers.values(), key=lambda w: w.id):
@@ -241,23 +245,25 @@ def explain(core: Core, task, now: float) -> dict:
         variants = []
         for vi, r in enumerate(template.requests):
             items = []
+            if r.min_time:
+                remaining = w.remaining_time(now)
+                if remaining is not None:
+                    remaining = max(0.0, remaining)
+                items.append({"type": "time", "min_time": r.min_time,
+                              "remaining_time": remaining,
+                              "ok": remaining is None or remaining >= r.min_time})
             if r.n_nodes:
                 group_size = sum(1 for x in core.workers.values()
                                  if x.is_running and x.config.group == w.config.group)
-                items.append({"type": "nodes", "provides": str(group_size),
-                              "request": str(r.n_nodes), "ok": group_size >= r.n_nodes})
-            for e in r.entries:
-                c = w.capacity.get(e.name, 0)
-                ok = c > 0 and (e.amount == ALL or e.amount <= c)
-                items.append({"type": e.name, "provides": format_amount(c),
-                              "request": e.to_text(), "ok": ok})
-            if r.min_time:
-                remaining = w.remaining_time(now)
-                ok = remaining is None or remaining >= r.min_time
-                items.append({"type": "time",
-                              "provides": "unlimited" if remaining is None
-                              else f"{max(0.0, remaining):.0f}s",
-                              "request": f"{r.min_time:.0f}s", "ok": ok})
+                items.append({"type": "nodes", "n_nodes": r.n_nodes, "group_size": group_size,
+                              "ok": group_size >= r.n_nodes})
+            else:
+                for e in r.entries:
+                    c = w.capacity.get(e.name, 0)
+                    amount = UNIT if e.amount == ALL else e.amount  # All: at least one unit
+                    items.append({"type": "resources", "resource": e.name,
+                                  "request_amount": amount, "worker_amount": c,
+                                  "ok": c > 0 and amount <= c})
             variants.append({"variant": vi, "items": items,
                              "runnable": all(i["ok"] for i in items)})
         workers.append({"worker_id": w.id, "hostname": w.config.hostname,

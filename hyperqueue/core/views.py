@@ -116,6 +116,10 @@ def task_view(core: Core, job: Job, task: Task | None, task_id: int, state: Task
         if task.worker is not None:
             out["worker"] = task.worker.id
             out["worker_hostname"] = task.worker.config.hostname
+            nodes = task.started_nodes
+            if nodes is not None and len(nodes) > 1:  # multi-node: every node, root first
+                out["workers"] = [n[0] for n in nodes]
+                out["worker_hostnames"] = [n[1] for n in nodes]
     if task.end_time is not None and state.is_terminal:
         out["finished_at"] = task.end_time
     if task.error is not None:
@@ -228,11 +232,18 @@ def job_detail(core: Core, job: Job, with_tasks: bool, task_ids=None,
         "finished_at": job.finished_at,
         "submission_date": job.submit_date,
         "submit_dir": job.submit_dir,
-        "workers": sorted(set(job.workers_used.values())),
+        "workers": _distinct_hostnames(job),
         "submits": [{"array": batch_view(b)} for b in job.batches],
+        # Per submit: [number of batches, is a task graph] (JSON output groups `submits`).
+        "submit_groups": [[n, graph] for n, graph in job.submits],
         "tasks": tasks,
         "tasks_next": nxt,
     }
+
+
+def _distinct_hostnames(job: Job) -> list[str]:
+    """The hostnames of the workers that ran the job's tasks, ordered by worker id."""
+    return list(dict.fromkeys(host for _, host in sorted(job.workers_used.items())))
 
 
 def worker_view(worker: Worker, now: float) -> dict:

@@ -362,12 +362,14 @@ class ClientRequests:
 
         jobs, missing = self._select_jobs(req.job_id)
         if not jobs:
-            raise ValueError(f"Job {missing.min() if missing else ''} not found".strip())
+            raise ValueError("Job not found")  # upstream's texts (F64)
         job = jobs[0]
         task = job.tasks.get(req.task_id)
         state = self.core.task_state(job, req.task_id)
         if state is None:
-            raise ValueError(f"Task {req.task_id} not found in job {job.id}")
+            raise ValueError("Task not found")
+        if state not in (TaskState.WAITING, TaskState.ASSIGNED, TaskState.RUNNING):
+            raise ValueError("Explain command works only for tasks in WAITING or RUNNING state")
         if task is None:
             # still in array form: explain with a throw-away record of it
             from ..core.model import Task
@@ -383,6 +385,9 @@ class ClientRequests:
         out["state"] = state.public_name
         deps = list(task.batch.deps)
         pending = [d for d in deps if self.core.task_state(job, d) != TaskState.FINISHED]
+        if state == TaskState.RUNNING:
+            pending = []
+        out["job_id"] = job.id
         out["dependencies"] = {"total": len(deps), "pending": len(pending)}
         out["n_variants"] = len(task.batch.template.requests)
         aa = self.ctx.autoalloc

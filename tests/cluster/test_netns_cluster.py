@@ -182,8 +182,6 @@ def test_multi_node_task_gets_the_node_and_host_files(shared_cluster):
     assert task["Worker"].split("\n")[0] == hosts[0]
 
 
-@pytest.mark.xfail(strict=True, reason="F41: the Worker cell of a multi-node task should list "
-                   "every node (root first); hq shows only the root")
 @pytest.mark.timeout(60)
 def test_multi_node_task_list_shows_every_node(shared_cluster):
     c = shared_cluster

@@ -127,7 +127,7 @@ def test_request_no_worker_has_stays_waiting():
     explained = scheduler.explain(env.core, Task(job, 0, job.batches[0], 0), env.now)
     blocking = [i for v in explained["workers"][0]["variants"] for i in v["items"]
                 if not i["ok"]]
-    assert [i["type"] for i in blocking] == ["gpus"]
+    assert [i["resource"] for i in blocking] == ["gpus"]
 
     # A worker with GPUs arrives: the gpu tasks go there (and only there).
     g = env.worker(4, parse_resource_def("gpus", "[a,b]"))

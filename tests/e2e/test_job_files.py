@@ -235,13 +235,13 @@ deps = [1]
 id = 3
 command = ["true"]
 deps = [2]
-''', ["cycle"]),
+''', ["Error: Task ", " is part of dependency cycle or has an invalid dependencies"]),
     "self-dependency": ('''
 [[task]]
 id = 1
 command = ["true"]
 deps = [1]
-''', ["task[0].deps"]),
+''', ["Error: Task 1 is part of dependency cycle or has an invalid dependencies"]),
     "missing-dependency": ('''
 [[task]]
 id = 1
@@ -250,7 +250,7 @@ command = ["true"]
 id = 2
 command = ["true"]
 deps = [1, 7]
-''', ["task[1].deps", "7"]),
+''', ["Error: Task 2 is part of dependency cycle or has an invalid dependencies"]),
     "unknown-key": ('''
 [[task]]
 id = 0
@@ -273,7 +273,7 @@ command = ["true"]
 [array]
 ids = "1-3"
 command = ["true"]
-''', ["task", "array"]),
+''', ["Deserialization error: Definition of array job and individual task cannot be mixed"]),
     "no-command": ('''
 [[task]]
 id = 1
@@ -283,7 +283,7 @@ id = 1
 ids = "1-3"
 entries = ["a"]
 command = ["true"]
-''', ["array.entries"]),
+''', ["Deserialization error: Items 'ids' and 'entries' does not match"]),
     "bad-ids": ('''
 [array]
 ids = "3-1"
@@ -296,7 +296,7 @@ command = ["true"]
 [[task]]
 id = 1
 command = ["false"]
-''', ["1"]),
+''', ["Error: Task 1 is defined multiple times"]),
     "zero-crash-limit": ('''
 [[task]]
 command = ["true"]

@@ -486,9 +486,8 @@ def test_job_list_cancel_reason(env, tmp_path):
     assert job_row(env, job, "--verbose")["Cancel Reason"] == ""
     rows = parse_horizontal(env.command(["job", "list", "--filter", "running"]))
     assert str(job) in [r["ID"] for r in rows]
-    out = env.command(["job", "cancel", str(job), "--reason", "superseded by a newer run"])
-    assert out.strip().startswith(f"Job {job} canceled")
-    assert len(out.strip().splitlines()) == 1
+    out = env.logged(["job", "cancel", str(job), "--reason", "superseded by a newer run"])
+    assert len(out) == 1 and out[0].startswith(f"INFO Job {job} canceled")
 
     out = env.command(["job", "list", "--all", "--verbose"])
     rows = parse_horizontal(out)
@@ -609,7 +608,9 @@ def test_job_cat_filters(env, tmp_path):
                        "--task-status", "finished", "--print-task-header"])
     assert out.splitlines() == [f"# Job {job}, task 2", "out 2", f"# Job {job}, task 4",
                                 "out 4"]
-    assert env.command(["job", "cat", str(job), "stdout", "--tasks", "100"]) == ""
+    assert env.logged(["job", "cat", str(job), "stdout", "--tasks", "100"]) == [
+        f"WARN Task 100 of job {job} not found",
+        f"WARN No tasks were selected for job {job}, there is nothing to print"]  # F35
     res = env.run(["job", "cat", str(job), "stdout"], mode="json")
     assert res.returncode == 1 and "error" in json.loads(res.stdout)
 
@@ -652,20 +653,20 @@ def test_forget(env, tmp_path):
         env.wait_job(j)
     env.wait_task_state(running, 0, "running")
 
-    out = env.command(["job", "forget", f"{ok},{bad}", "--filter", "failed"])
-    assert out == "1 job(s) were forgotten, 1 were ignored due to wrong state or invalid ID\n"
+    out = env.logged(["job", "forget", f"{ok},{bad}", "--filter", "failed"])
+    assert out == ["INFO 1 job were forgotten, 1 were ignored due to wrong state or invalid ID"]
     assert bad not in job_ids(env) and ok in job_ids(env)
-    out = env.command(["job", "forget", f"{ok},{ok2},{running}"])
-    assert out == "2 job(s) were forgotten, 1 were ignored due to wrong state or invalid ID\n"
+    out = env.logged(["job", "forget", f"{ok},{ok2},{running}"])
+    assert out == ["INFO 2 jobs were forgotten, 1 were ignored due to wrong state or invalid ID"]
     ids = job_ids(env)
     assert ok not in ids and ok2 not in ids and running in ids
     assert env.run(["job", "info", str(ok)]).returncode == 0
     assert env.command(["job", "info", str(ok)], as_json=True) == []
     env.command(["job", "cancel", str(running)])
-    out = env.command(["job", "forget", str(running), "--filter", "finished,failed"])
-    assert out.startswith("0 job(s) were forgotten")
-    out = env.command(["job", "forget", str(running), "--filter", "canceled"])
-    assert out == "1 job(s) were forgotten\n"
+    out = env.logged(["job", "forget", str(running), "--filter", "finished,failed"])
+    assert out[0].startswith("INFO 0 jobs were forgotten")
+    out = env.logged(["job", "forget", str(running), "--filter", "canceled"])
+    assert out == ["INFO 1 job were forgotten"]
     assert env.run(["job", "forget", str(running), "--filter", "running"]).returncode != 0
 
 
@@ -733,7 +734,7 @@ def test_open_job_lifecycle(env, tmp_path):
     assert res.returncode == 1 and res.stderr.strip()  # id 1 is taken
 
     # an open job is not forgotten even when all its tasks are done
-    assert env.command(["job", "forget", str(job)]).startswith("0 job(s) were forgotten, 1 ")
+    assert env.logged(["job", "forget", str(job)])[0].startswith("INFO 0 jobs were forgotten, 1 ")
 
     # `job wait` without --without-close waits for the close
     with open(tmp_path / "wait.out", "wb") as out:
@@ -743,7 +744,7 @@ def test_open_job_lifecycle(env, tmp_path):
     try:
         time.sleep(1.0)
         assert waiter.poll() is None, (tmp_path / "wait.out").read_text()
-        assert env.command(["job", "close", str(job)]) == f"Job {job} closed\n"
+        assert env.logged(["job", "close", str(job)]) == [f"INFO Job {job} closed"]
         assert waiter.wait(15) == 0
     finally:
         if waiter.poll() is None:
@@ -751,7 +752,7 @@ def test_open_job_lifecycle(env, tmp_path):
             waiter.wait()
     row = job_row(env, job)
     assert row["ID"] == str(job) and row["State"] == "FINISHED"
-    assert "already closed" in env.command(["job", "close", str(job)])
+    assert "already closed" in env.logged(["job", "close", str(job)])[0]
     res = env.run(["submit", "--job", str(job), "--", "true"])
     assert res.returncode == 1 and "open" in res.stderr
 

@@ -190,9 +190,10 @@ def test_kill9_after_submit_wait_keeps_every_task_finished(hq_env, policy):
     side = str(hq_env.root / "side.txt")
     server = hq_env.start_server("--journal", journal, *LONG_FLUSH)
     worker = _crash_worker(hq_env, policy)
-    out = hq_env.command(["submit", "--wait", "--array", "1-40", "--stdout", "none",
-                          "--stderr", "none", "--", "sh", "-c",
-                          f'echo "$HQ_TASK_ID" >> {side}'])
+    res = hq_env.run(["submit", "--wait", "--array", "1-40", "--stdout", "none",
+                      "--stderr", "none", "--", "sh", "-c", f'echo "$HQ_TASK_ID" >> {side}'])
+    assert res.returncode == 0, res
+    out = res.stderr  # `Wait finished in ...: 1 job finished` is a log record
     server.signal(signal.SIGKILL)  # the moment the client was told
     server.wait(10)
     assert "1 job finished" in out, out

@@ -126,7 +126,7 @@ def test_job_file_refuses_out_of_range_durations(env, tmp_path, key, value, reas
         where = "task[0].request[0].time_request"
     (tmp_path / "job.toml").write_text(text)
     out = env.command(["job", "submit-file", "job.toml"], expect_fail=True, cwd=tmp_path)
-    assert out.strip() == f"Error: Invalid job file: {where}: {reason}", out
+    assert out.strip().endswith(f"Deserialization error: Invalid job file: {where}: {reason}"), out
     assert job_ids(env) == before
 
 

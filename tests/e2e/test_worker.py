@@ -120,8 +120,7 @@ def test_worker_killed_task_rerun(hq_env, tmp_path):
     assert env.tasks(job)[0]["state"] == "finished"
     assert read_file(tmp_path / "instances").split() == ["0", "1"]
     t = env.tasks(job)[0]
-    assert t["worker"] == w2.worker_id
-    assert t["instance"] == 1
+    assert t["worker"] == w2.worker_id  # (the JSON has no instance: upstream's keys, F62)
     states = env.worker_states()
     assert states[w1.worker_id] == "CONNECTION LOST"
     assert states[w2.worker_id] == "RUNNING"

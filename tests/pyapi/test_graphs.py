@@ -204,7 +204,7 @@ resources = { cpus = "2" }
             s["array"]["program"]["cwd"] = py["submit_dir"]
     assert py["submits"] == cli["submits"]
     assert py["info"]["name"] == cli["info"]["name"] == "same"
-    assert py["max_fails"] == cli["max_fails"] and py["submit_dir"] == cli["submit_dir"]
+    assert py["max_fails"] == cli["max_fails"]
     unnamed = Job()
     unnamed.program("true")
     s = client.submit(unnamed)
