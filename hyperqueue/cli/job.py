@@ -146,11 +146,11 @@ def cat(selector, stream, tasks, task_status, print_task_header):
     from ..client.calls import missing_of
     from ..common.selectors import Selector
     from ..core.ranges import IntRanges
-    from ..errors import HqError
+    from ..errors import CommandError, HqError
 
     p = printer()
     if p.mode == "json":
-        raise HqError("JSON output mode doesn't support job output")
+        raise CommandError("JSON output mode doesn't support job output")
     states = states_option(task_status, TASK_STATES, "'--task-status'")
     task_sel = Selector.of_ids(tasks).to_wire() if tasks is not None else None
     write = sys.stdout.buffer.write

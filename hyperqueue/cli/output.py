@@ -993,13 +993,16 @@ class JsonPrinter(Printer):
 
     def task_explain(self, task_id, ex) -> None:
         deps = ex["dependencies"]
+        explanation = {
+            "n_task_deps": deps["total"], "n_waiting_deps": deps["pending"],
+            "workers": [{"worker_id": w["worker_id"],
+                         "variants": [[public_explain_item(i) for i in v["items"]]
+                                      for v in w["variants"]]}
+                        for w in ex["workers"]]}
+        if ex.get("queues"):  # beyond upstream, only when allocation queues exist
+            explanation["queues"] = ex["queues"]
         self.json({"task_id": {"job_id": ex.get("job_id"), "job_task_id": task_id},
-                   "explanation": {
-                       "n_task_deps": deps["total"], "n_waiting_deps": deps["pending"],
-                       "workers": [{"worker_id": w["worker_id"],
-                                    "variants": [[public_explain_item(i) for i in v["items"]]
-                                                 for v in w["variants"]]}
-                                   for w in ex["workers"]]}})
+                   "explanation": explanation})
 
     def workers(self, views, detailed) -> None:
         self.json([public_worker(v, detailed) for v in views])

@@ -200,8 +200,9 @@ resources = { cpus = "2" }
     # Task graphs are stored as given (upstream-facts F19: no submit-time prefill); the job
     # file's default cwd is the client's directory (F43), the Python API's `%{SUBMIT_DIR}`.
     for s in py["submits"]:
-        if s["array"]["program"]["cwd"] == "%{SUBMIT_DIR}":
-            s["array"]["program"]["cwd"] = py["submit_dir"]
+        for td in s["graph"] if "graph" in s else [s["array"]]:
+            if td["program"]["cwd"] == "%{SUBMIT_DIR}":
+                td["program"]["cwd"] = os.getcwd()  # both were submitted from here
     assert py["submits"] == cli["submits"]
     assert py["info"]["name"] == cli["info"]["name"] == "same"
     assert py["max_fails"] == cli["max_fails"]
