@@ -13,52 +13,14 @@ from collections import Counter
 
 import pytest
 
+from hqenv import parse_horizontal as table_rows  # (tests/ is on the path: netns_cluster)
+from hqenv import parse_vertical as vertical
+from hqenv import wait_until
 from netns_cluster import LOGIN_ALIAS, HqCluster
 
 pytestmark = pytest.mark.netns
 
 HB = ("--heartbeat", "1s")
-
-
-def wait_until(fn, timeout=20.0, interval=0.2, message=""):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timeout after {timeout}s waiting for {message or fn}")
-        time.sleep(interval)
-
-
-def table_rows(text: str) -> list[dict]:
-    """Rows of the first horizontal table (multi-line cells joined by newlines)."""
-    header, rows = None, []
-    for line in text.splitlines():
-        if not line.startswith("|"):
-            continue
-        cells = [c.strip() for c in line.strip()[1:-1].split(" | ")]
-        if header is None:
-            header = cells
-        elif cells[0] == "" and rows:
-            for h, c in zip(header, cells):
-                if c:
-                    rows[-1][h] += "\n" + c
-        else:
-            rows.append(dict(zip(header, cells)))
-    return rows
-
-
-def vertical(text: str) -> dict:
-    rows, key = {}, None
-    for line in text.splitlines():
-        if line.startswith("| "):
-            k, v = [c.strip() for c in line.strip()[1:-1].split(" | ", 1)]
-            if k:
-                key, rows[k] = k, v
-            elif key:
-                rows[key] += "\n" + v
-    return rows
 
 
 def worker_states(c: HqCluster) -> dict[int, tuple[str, str]]:
