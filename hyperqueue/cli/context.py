@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import sys
 
+from . import logs
+from .logs import log_line
 from .output import Printer, make_printer
 
 GLOBAL_FLAGS = {"--server-dir": "server_dir", "--output-mode": "output_mode",
@@ -39,7 +41,7 @@ G = Globals()
 def printer() -> Printer:
     """The printer of this run's output mode (made once, on first use)."""
     if G.printer is None or G.printer.mode != G.output_mode:
-        G.printer = make_printer(G.output_mode, G.colors)
+        G.printer = make_printer(G.output_mode, G.colors, debug_logging())
     return G.printer
 
 
@@ -85,37 +87,15 @@ def extract_globals(argv: list[str]) -> list[str]:
     return out
 
 
-#: upstream's level names (env_logger): WARNING -> WARN, CRITICAL -> ERROR.
-_LEVEL_NAMES = {"WARNING": "WARN", "CRITICAL": "ERROR", "NOTSET": "TRACE"}
-
-
 def debug_logging() -> bool:
     """`--debug` (or HQ_DEBUG), or RUST_LOG containing `debug`, as upstream."""
     return G.debug or "debug" in os.environ.get("RUST_LOG", "")
 
 
-def log_line(level: str, message: str, module: str = "hyperqueue", created: float | None = None,
-             debug: bool | None = None) -> str:
-    """One log record in upstream's format (env_logger as upstream configures it):
-    `2025-01-31T10:20:30Z WARN <message>`; with debug logging
-    `[2025-01-31T10:20:30.123Z WARN  <module>] <message>`."""
-    import time
-
-    level = _LEVEL_NAMES.get(level, level)
-    now = time.time() if created is None else created
-    ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
-    if debug_logging() if debug is None else debug:
-        return f"[{ts}.{int(now * 1000) % 1000:03d}Z {level:<5} {module}] {message}"
-    return f"{ts}Z {level} {message}"
-
-
 def log(level: str, message: str) -> None:
     """Writes one client log record to stderr (every output mode, as upstream's env_logger);
-    `level`: ERROR, WARN, INFO or DEBUG (DEBUG only with debug logging). Cheap: no `logging`."""
-    if level == "DEBUG" and not debug_logging():
-        return
-    sys.stderr.write(log_line(level, message, "hyperqueue::client") + "\n")
-    sys.stderr.flush()
+    `level`: ERROR, WARN, INFO or DEBUG (DEBUG only with debug logging)."""
+    logs.write(level, message, debug_logging())
 
 
 def log_info(message: str) -> None:

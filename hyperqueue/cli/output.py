@@ -15,6 +15,7 @@ import time
 
 from ..common.durations import format_duration
 from .table import horizontal_table, vertical_table
+from . import logs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -466,14 +467,7 @@ def worker_resources_lines(view) -> str:
     return format_resources(defs, descriptor["coupling"]["weights"], "\n", ": ")
 
 
-def client_log(level: str, message: str) -> None:
-    """One client log record on stderr (F1): `2025-01-31T10:20:30Z INFO <message>`."""
-    ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-    sys.stderr.write(f"{ts}Z {level} {message}\n")
-    sys.stderr.flush()
-
-
-def worker_stop_log(results) -> None:
+def worker_stop_log(results, client_log) -> None:
     """`worker stop` (F51): one log record per worker, by id: INFO `Worker <id> stopped`, WARN
     `... failed; worker is already stopped`, ERROR `... failed; worker not found` / `<error>`.
     (Missing ids come one per id, or as one range text beyond `calls.MISSING_LINES`.)"""
@@ -583,6 +577,7 @@ class Printer:
 
     def __init__(self, colors: str = "auto"):
         self.colors = colors
+        self.debug = False
 
     # -- primitives (also for output that is the same in every mode, e.g. a raw address) --
     def json(self, value) -> None:
@@ -608,13 +603,8 @@ class Printer:
         sys.stderr.flush()
 
     def log(self, level: str, text: str) -> None:
-        """A log record on stderr, in every mode, as upstream's env_logger writes it (F1):
-        `<RFC 3339 UTC timestamp> <LEVEL> <message>`."""
-        from datetime import datetime, timezone
-
-        ts = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        sys.stderr.write(f"{ts} {level} {text}\n")
-        sys.stderr.flush()
+        """A log record on stderr, in every mode, as upstream's env_logger writes it (F1)."""
+        logs.write(level, text, self.debug)
 
     # -- job commands whose outcome upstream logs (F36, F37); JSON mode then prints `{}` --
     def cancel_results(self, results) -> None:
@@ -807,7 +797,7 @@ class CliPrinter(Printer):
             self.vertical(worker_detail_rows(v))
 
     def worker_stop_results(self, results) -> None:
-        worker_stop_log(results)
+        worker_stop_log(results, self.log)
 
     def hwdetect(self, text, descriptor) -> None:
         """`text`, `descriptor`: thunks giving the detected resources as text / a descriptor."""
@@ -1009,7 +999,7 @@ class JsonPrinter(Printer):
 
     def worker_stop_results(self, results) -> None:
         # upstream only logs (stderr) and prints nothing: `{}`
-        worker_stop_log(results)
+        worker_stop_log(results, self.log)
         self.json({})
 
     def alloc_list(self, queues) -> None:
@@ -1059,5 +1049,7 @@ class JsonPrinter(Printer):
 PRINTERS = {"cli": CliPrinter, "json": JsonPrinter, "quiet": QuietPrinter}
 
 
-def make_printer(mode: str = "cli", colors: str = "auto") -> Printer:
-    return PRINTERS[mode](colors)
+def make_printer(mode: str = "cli", colors: str = "auto", debug: bool = False) -> Printer:
+    printer = PRINTERS[mode](colors)
+    printer.debug = debug  # log records in the long form (`--debug`)
+    return printer
