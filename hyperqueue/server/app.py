@@ -788,7 +788,17 @@ class Server:
                     data = await conn.receive()
                 except ConnectionClosed:
                     return
-                request = await _decode(data, m.FROM_CLIENT)
+                try:
+                    request = await _decode(data, m.FROM_CLIENT)
+                except ProtocolError as e:
+                    # The frame was sealed and authentic, only its message is invalid: tell the
+                    # client why (bounded text, no peer value) before closing the connection.
+                    with trio.move_on_after(1.0):
+                        try:
+                            await conn.send(m.encode(m.ErrorResponse(f"Invalid request: {e}")))
+                        except _EXPECTED:
+                            pass
+                    raise
                 if isinstance(request, m.StreamEventsRequest):
                     if not await self._stream_events(conn, request.live):
                         return

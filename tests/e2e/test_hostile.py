@@ -500,3 +500,25 @@ def test_log_lines_quote_peer_values(live):
     assert max(len(line) for line in log.splitlines()) < 700
     wait_until(lambda: live.server.poll() is None, 1)
     assert re.search(r"rejected|malformed", log)
+
+
+def test_invalid_request_fields_get_an_error_answer_before_the_close(live):
+    """An authentic frame whose request has a malformed field changes nothing, and the client is
+    told why (instead of a bare "connection lost")."""
+    s, ch = live.authenticated("client")
+    bad = cbor2.dumps([4, 12345])  # JobListRequest(states=<an int instead of a list>)
+    s.sendall(encode_frames([ch.seal(bad)]))
+    s.settimeout(10)
+    decoder = FrameDecoder()
+    answers = []
+    while True:
+        data = s.recv(65536)
+        if not data:
+            break
+        decoder.feed(data)
+        answers += [m.decode(ch.open(p), m.TO_CLIENT) for p in decoder.frames()]
+    s.close()
+    assert len(answers) == 1 and isinstance(answers[0], m.ErrorResponse), answers
+    assert answers[0].message.startswith("Invalid request: malformed JobListRequest"), answers
+    live.sent["client"] += 1
+    live.check()
