@@ -128,6 +128,13 @@ def _merge_blocks(into: dict, new: dict) -> None:
                     old[name] = amount
 
 
+def _mark_reserved(core: Core, held) -> None:
+    """`Worker.mn_reserved` (worker info: "reserved for a multi-node task", F50): held free
+    in this pass for a multi-node task that waits for more workers."""
+    for w in core.workers.values():
+        w.mn_reserved = w.id in held
+
+
 def _has_room(w: Worker, factor: float) -> bool:
     cap = w.capacity.get("cpus")
     return cap is None or w.load["cpus"] < cap * factor
@@ -137,10 +144,13 @@ def schedule(core: Core, outbox: Outbox, now: float) -> int:
     """Assigns ready tasks to running workers; returns the number of tasks assigned."""
     core.needs_schedule = False
     if not core.queue_keys or core.awaiting:
+        if not core.queue_keys:
+            _mark_reserved(core, ())
         return 0
     workers = [w for w in core.workers.values()
                if w.is_running and not w.stopping and w.mn_task is None]
     if not workers:
+        _mark_reserved(core, ())
         return 0
     assigned = 0
     compute = outbox.compute
@@ -205,6 +215,7 @@ def schedule(core: Core, outbox: Outbox, now: float) -> int:
                 _add_blocker(level_blocks, q, candidates, now)
     for wid in [wid for wid, lst in compute.items() if not lst]:
         del compute[wid]
+    _mark_reserved(core, held)
     if core.queue_keys and len(core.priorities) > 1:
         _retract_for_priority(core, outbox, workers)
     return assigned
