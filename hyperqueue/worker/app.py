@@ -711,8 +711,10 @@ class LocalQueue:
         a lower priority starts only in the gap, i.e. if the waiting one's amounts would still
         be free beside it (`Allocator.fits_beside`)."""
         heaps = self.heaps
+        # the server's order: priority, the request's weight (F59), job, task
         items = (list(heaps.items()) if len(heaps) == 1
-                 else sorted(heaps.items(), key=lambda kv: kv[1][0][:3]))
+                 else sorted(heaps.items(), key=lambda kv: (kv[1][0][0], -kv[0].weight,
+                                                            kv[1][0][1], kv[1][0][2])))
         blocked = None  # amounts of waiting tasks of higher priority levels
         level = level_blocked = None  # the same for the level of `level`
         for request, heap in items:

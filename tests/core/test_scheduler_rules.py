@@ -279,3 +279,17 @@ def test_worker_local_queue_starts_lower_priority_only_in_the_gap():
     q3.push(_spec(6, 0, request(cpus=2)))
     assert [s.key for s, _ in q3.pop_startable(alloc2)] == [(6, 0)]
 
+
+
+def test_worker_local_queue_starts_heavier_requests_first():
+    """F59 on the worker: of equal priorities, the heavier request starts first (as the
+    server placed it), even from a newer job."""
+    from hyperqueue.worker.allocator import Allocator
+    from hyperqueue.worker.app import LocalQueue
+
+    alloc = Allocator([cpus(4)])
+    q = LocalQueue()
+    for i in range(3):
+        q.push(_spec(1, 0, request(cpus=1), i))
+    q.push(_spec(2, 0, weighted(3, 3)))
+    assert [s.key for s, _ in q.pop_startable(alloc)] == [(2, 0), (1, 0)]
