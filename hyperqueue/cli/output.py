@@ -520,7 +520,7 @@ def worker_detail_rows(v: dict) -> list:
         ("State", v["state"]),
         ("Hostname", cfg["hostname"]),
         ("Started", f'"{chrono_utc(v["started"])}"'),
-        ("Data provider", cfg["listen_address"] or "None"),
+        ("Data provider", cfg["listen_address"]),  # verbatim, as upstream (F50)
         ("Working directory", cfg["work_dir"]),
         ("Heartbeat", duration(cfg["heartbeat_interval"])),
         ("Idle timeout", duration(cfg["idle_timeout"])),

@@ -206,7 +206,8 @@ def test_multi_node_environment_and_reserved_workers(hq_env):
 
 @pytest.mark.timeout(60)
 def test_manager_names_in_list_and_json(hq_env):
-    """F52: the Manager column says SLURM/PBS/None; JSON says "Slurm"/"PBS"/null."""
+    """F52: the Manager column says SLURM/PBS/None; JSON says "Slurm"/"PBS"/null. F50: the
+    Data provider row."""
     env = hq_env
     env.start_server()
     env.start_worker(cpus="1")
@@ -229,3 +230,7 @@ def test_manager_names_in_list_and_json(hq_env):
     for w in env.command(["worker", "list"], as_json=True):
         (info,) = env.command(["worker", "info", str(w["id"])], as_json=True)
         assert info["allocation"] == w["allocation"]
+        # F50: Data provider is the worker's listen address, printed as it is (our workers
+        # accept no data connections: an empty address in both forms)
+        text = parse_vertical(env.command(["worker", "info", str(w["id"])]))
+        assert text["Data provider"] == info["configuration"]["listen_address"] == ""
