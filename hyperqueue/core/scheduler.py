@@ -32,7 +32,8 @@ greedy is not enough, and keeps upstream's rules (upstream-facts §9):
   workers by a depth-first search over how many tasks of each ready queue (the first
   `MIN_UTIL_QUEUES` single-node queues, each with the first variant the worker can run) it
   takes, maximising the value above subject to the threshold and the priority gap, with at
-  most `MIN_UTIL_BUDGET` nodes; e.g. a 12-CPU worker with m = 1 and two 3-CPU tasks of
+  most `MIN_UTIL_BUDGET` nodes (`MIN_UTIL_PASS_BUDGET` shared by all such workers of a pass;
+  a worker in the same state as one that found no mix is not searched again); e.g. a 12-CPU worker with m = 1 and two 3-CPU tasks of
   weight 2 beside 6-CPU tasks of weight 1 takes 3 + 3 + 6 (value 18) rather than 6 + 6 (12).
 
 Cost: the greedy phases touch each queue once per candidate worker; blockers are computed
@@ -50,7 +51,9 @@ from .state import Core
 
 PREFILL_FACTOR = 2  # the least prefill: a worker may hold twice its capacity
 MIN_UTIL_QUEUES = 8  # ready queues a --min-utilization worker's search looks at
-MIN_UTIL_BUDGET = 4096  # search nodes per --min-utilization worker and pass
+MIN_UTIL_BUDGET = 1024  # search nodes per --min-utilization worker and pass ...
+MIN_UTIL_PASS_BUDGET = 4096  # ... shared by all of them in a pass ...
+MIN_UTIL_MIN_BUDGET = 32  # ... but at least this many each
 
 
 def _fits(worker: Worker, request, limit_factor: float, now: float, block=None) -> bool:
@@ -308,8 +311,16 @@ def _fill_min_utilization(core: Core, picky, held: set, compute, now: float) -> 
     """Gives each `--min-utilization` worker the most valuable mix of ready tasks that keeps
     at least that share of its CPUs busy, or nothing (F59). Returns how many were assigned."""
     assigned = 0
+    # Workers in the same state as one that found no mix find none either (until something
+    # is assigned): one search for a uniform pool.
+    no_mix: set = set()
+    budget = max(MIN_UTIL_MIN_BUDGET, min(MIN_UTIL_BUDGET, MIN_UTIL_PASS_BUDGET // len(picky)))
     for w in picky:
         if w.id in held or w.mn_task is not None or not _has_room(w, 1):
+            continue
+        state = (w.config.min_utilization, w.config.time_limit and w.remaining_time(now),
+                 tuple(w.capacity.items()), tuple(w.load.items()))
+        if state in no_mix:
             continue
         queues = []
         for key in core.queue_keys:
@@ -323,9 +334,11 @@ def _fill_min_utilization(core: Core, picky, held: set, compute, now: float) -> 
                     break
         if not queues:
             continue
-        counts = _best_mix(w, queues)
+        counts = _best_mix(w, queues, budget)
         if counts is None:
+            no_mix.add(state)
             continue
+        no_mix.clear()
         wtasks = compute.setdefault(w.id, [])
         for (key, q, vi, _r), n in zip(queues, counts):
             for _ in range(n):
@@ -338,13 +351,14 @@ def _fill_min_utilization(core: Core, picky, held: set, compute, now: float) -> 
     return assigned
 
 
-def _best_mix(w: Worker, queues) -> list[int] | None:
+def _best_mix(w: Worker, queues, budget_nodes: int = MIN_UTIL_BUDGET) -> list[int] | None:
     """How many tasks of each of `queues` (`(key, queue, variant, request)`, in queue order)
     worker `w` should take: the largest value `sum(weight * sum_r(amount_r / capacity_r))`
     whose CPUs in use reach `min_utilization` x its CPUs, at least one task; None if no mix
     does. Depth-first, most tasks of earlier queues first (ties keep the earlier mix); a queue
     of a lower priority only fits beside one more task of each higher-priority queue that
-    keeps tasks (the gap, F58). At most `MIN_UTIL_BUDGET` nodes."""
+    keeps tasks (the gap, F58), pruning branches that cannot beat the best value or reach
+    the CPUs needed. At most `budget_nodes` nodes."""
     cap = w.capacity
     cpus = cap.get("cpus", 0)
     need = w.config.min_utilization * cpus
@@ -357,10 +371,16 @@ def _best_mix(w: Worker, queues) -> list[int] | None:
         values.append(r.weight * sum(x / cap[name] for name, x in a.items()) / UNIT)
     prios = [key[0] for key, _q, _vi, _r in queues]
     avail = [len(q) for _key, q, _vi, _r in queues]
+    # bounds of what queues i.. can still add: the largest weight, and CPUs
+    max_w = [0.0] * (n + 1)
+    cpu_sum = [0] * (n + 1)
+    for i in range(n - 1, -1, -1):
+        max_w[i] = max(max_w[i + 1], queues[i][3].weight / UNIT)
+        cpu_sum[i] = cpu_sum[i + 1] + avail[i] * amounts[i].get("cpus", 0)
     best_value = -1.0
     best: list[int] | None = None
     counts = [0] * n
-    budget = [MIN_UTIL_BUDGET]
+    budget = [budget_nodes]
 
     def max_count(i: int, load: dict, block: dict) -> int:
         k = avail[i]
@@ -378,6 +398,13 @@ def _best_mix(w: Worker, queues) -> list[int] | None:
             if any(counts) and load.get("cpus", 0) >= need and value > best_value + 1e-12:
                 best_value = value
                 best = list(counts)
+            return
+        # prune: the value cannot beat the best (each task's value is at most the largest
+        # weight times its share of the free resources), or the CPUs cannot reach the need
+        free_share = sum((c - load.get(name, 0)) / c for name, c in cap.items() if c)
+        if value + max_w[i] * free_share <= best_value + 1e-12:
+            return
+        if load.get("cpus", 0) + min(cpus - load.get("cpus", 0), cpu_sum[i]) < need:
             return
         if i and prios[i] != prios[i - 1] and level_block:
             block = dict(block)
