@@ -293,3 +293,72 @@ def test_worker_local_queue_starts_heavier_requests_first():
         q.push(_spec(1, 0, request(cpus=1), i))
     q.push(_spec(2, 0, weighted(3, 3)))
     assert [s.key for s, _ in q.pop_startable(alloc)] == [(2, 0), (1, 0)]
+
+
+# ----------------------------------------------------- the min-utilization search, exhaustively
+
+
+def _brute_best(cap_cpus, load_cpus, m, queues):
+    """Every count vector: the largest value among those that fit, keep the priority gap and
+    reach `m` of the CPUs (with at least one task); None if none does."""
+    import itertools
+
+    best = None
+    ranges = [range(0, min(avail, cap_cpus // size) + 1) for _p, size, _w, avail in queues]
+    for counts in itertools.product(*ranges):
+        if not any(counts):
+            continue
+        load = load_cpus
+        ok = True
+        for j, (prio, size, _w, _avail) in enumerate(queues):
+            load += counts[j] * size
+            block = max([queues[i][1] for i in range(j) if queues[i][0] > prio
+                         and counts[i] < queues[i][3]], default=0)
+            if load + (block if counts[j] else 0) > cap_cpus:
+                ok = False
+                break
+        if not ok or load < m * cap_cpus:
+            continue
+        value = sum(c * w * size / cap_cpus for c, (_p, size, w, _a) in zip(counts, queues))
+        if best is None or value > best + 1e-9:
+            best = value
+    return best
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=150, deadline=None)
+@given(cap=st.integers(2, 12), busy=st.integers(0, 6), m=st.sampled_from([0.25, 0.5, 0.75, 1.0]),
+       shapes=st.lists(st.tuples(st.integers(0, 2), st.integers(1, 6), st.integers(1, 3),
+                                 st.integers(1, 4)), min_size=1, max_size=4))
+def test_min_utilization_search_finds_the_best_value(cap, busy, m, shapes):
+    """The search's mix has the best value an exhaustive enumeration finds (small cases, where
+    the node budget is not reached), or there is none."""
+    busy = min(busy, cap - 1)
+    env = Env()
+    if busy:
+        env.submit(array_spec(f"0-{busy - 1}", req=request(cpus=1), priority=99))
+    w = picky_worker(env, cap, 0.0)
+    env.schedule()
+    env.out.take_worker_msgs(w)
+    assert w.load["cpus"] == busy * UNIT
+    w.config.min_utilization = m
+    jobs = []
+    for prio, size, weight, avail in shapes:
+        jobs.append(env.submit(array_spec(f"0-{avail - 1}", req=weighted(size, weight),
+                                          priority=prio)))
+    # the queues in the scheduler's order (priority, weight, job), as the search sees them
+    order = sorted(zip(shapes, jobs), key=lambda sj: (-sj[0][0], -sj[0][2], sj[1].id))
+    queues = [s for s, _j in order if s[1] <= cap]
+    expected = _brute_best(cap, busy, m, queues)
+    env.schedule()
+    got = env.out.take_worker_msgs(w)
+    if expected is None:
+        assert got == []
+    else:
+        value = sum(t.batch.template.request.weight / UNIT
+                    * (t.batch.template.request.cpus.amount / UNIT) / cap for t in got)
+        assert abs(value - expected) < 1e-9, (got, expected)
+        assert w.load["cpus"] >= m * cap * UNIT
+    env.check()
