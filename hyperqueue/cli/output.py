@@ -372,7 +372,9 @@ def public_worker(v: dict, detailed: bool) -> dict:
             "on_server_lost": c["on_server_lost"],
             "min_utilization": c["min_utilization"],
         },
-        "allocation": v["allocation"],
+        # upstream's JSON names the managers "PBS" and "Slurm" (F52)
+        "allocation": v["allocation"] and {**v["allocation"], "manager": {"SLURM": "Slurm"}.get(
+            v["allocation"]["manager"], v["allocation"]["manager"])},
         "runtime_info": runtime,
         "last_task_started": None if last is None else {
             "task_id": {"job_id": last["job"], "job_task_id": last["task"]},
@@ -503,6 +505,8 @@ def worker_runtime_text(rt: dict) -> str:
     text = f"assigned tasks: {rt['assigned_tasks']}"
     if rt["running_tasks"]:
         text += f"; running tasks: {rt['running_tasks']}"
+    if rt.get("is_reserved"):
+        text += "; reserved for a multi-node task"
     return text
 
 
@@ -516,7 +520,7 @@ def worker_detail_rows(v: dict) -> list:
         ("State", v["state"]),
         ("Hostname", cfg["hostname"]),
         ("Started", f'"{chrono_utc(v["started"])}"'),
-        ("Data provider", cfg["listen_address"] or "None"),
+        ("Data provider", cfg["listen_address"]),  # verbatim, as upstream (F50)
         ("Working directory", cfg["work_dir"]),
         ("Heartbeat", duration(cfg["heartbeat_interval"])),
         ("Idle timeout", duration(cfg["idle_timeout"])),

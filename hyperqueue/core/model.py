@@ -527,7 +527,7 @@ class Worker:
     __slots__ = ("id", "config", "state", "capacity", "load", "tasks", "n_running",
                  "started_at", "ended_at", "last_task_started", "templates_sent",
                  "idle_since", "stopping", "prefill", "rate", "done_in_window",
-                 "window_start", "mn_task")
+                 "window_start", "mn_task", "mn_reserved")
 
     def __init__(self, worker_id: int, config: WorkerConfig, now: float):
         self.id = worker_id
@@ -549,6 +549,7 @@ class Worker:
         self.done_in_window = 0
         self.window_start = now
         self.mn_task: Task | None = None  # the multi-node task this worker is reserved for
+        self.mn_reserved = False  # held free for a waiting multi-node task (scheduler)
 
     @property
     def is_running(self) -> bool:

@@ -2,11 +2,43 @@
 
 The server counts resources per worker in fixed-point units (`load` vs `capacity`); the worker
 picks the concrete indices. A pass goes over the ready queues in order (priority first, then
-older jobs) in two phases: phase 1 fills free capacity; phase 2 "prefills" each worker with more
-tasks that it starts by itself as soon as resources free up, so a fast worker never waits for a
-round trip to the server (`Worker.prefill`, adapted by the reactor to how fast the worker
-completes tasks). A task with resource variants gets the first variant that fits a worker.
-Multi-node tasks take whole idle workers of one group.
+the request's weight, then older jobs; `state.queue_key`) in two phases: phase 1 fills free
+capacity; phase 2 "prefills" each worker with more tasks that it starts by itself as soon as
+resources free up, so a fast worker never waits for a round trip to the server
+(`Worker.prefill`, adapted by the reactor to how fast the worker completes tasks). A task with
+resource variants gets the first variant that fits a worker. Multi-node tasks take whole idle
+workers of one group.
+
+Upstream's scheduler solves an ILP per pass; this one is greedy with a bounded search where
+greedy is not enough, and keeps upstream's rules (upstream-facts §9):
+
+* Time request (F57): a task goes to a worker only if `now + time_request <= worker end`;
+  workers without a time limit take any request.
+* Strict priority with the "gap" (F58): when a queue still has tasks after its turn and a
+  worker could run its request (it has every resource in that amount and the time), that
+  worker is *blocked* for lower priorities: a lower-priority task may go there only if it
+  still fits with the blocker's amounts added (per resource, the largest blocker of every
+  higher priority level): it uses only resources that would stay free even if the
+  higher-priority task were running there. Equal priorities never block each other. The
+  worker keeps the same rule for the tasks prefilled to it (`worker.app.LocalQueue`), and
+  the server asks back prefilled lower-priority tasks when higher ones wait
+  (`_retract_for_priority`).
+* Weights (F59): the value of a placed task is `weight * sum_r(amount_r / capacity_r)`.
+  Queues of one priority are served by descending weight (the value per unit of resource),
+  and workers by ascending id, so heavier requests and lower ids come first; a weight never
+  blocks anything (a lighter task takes what the heavier ones leave).
+* `--min-utilization m` (F59): such a worker gets new tasks only if its CPUs in use after the
+  placement are at least `m` x all its CPUs; it gets no prefill. It is filled after the other
+  workers by a depth-first search over how many tasks of each ready queue (the first
+  `MIN_UTIL_QUEUES` single-node queues, each with the first variant the worker can run) it
+  takes, maximising the value above subject to the threshold and the priority gap, with at
+  most `MIN_UTIL_BUDGET` nodes (`MIN_UTIL_PASS_BUDGET` shared by all such workers of a pass;
+  a worker in the same state as one that found no mix is not searched again); e.g. a 12-CPU worker with m = 1 and two 3-CPU tasks of
+  weight 2 beside 6-CPU tasks of weight 1 takes 3 + 3 + 6 (value 18) rather than 6 + 6 (12).
+
+Cost: the greedy phases touch each queue once per candidate worker; blockers are computed
+only for queues that keep tasks while a lower priority level follows, and only for workers
+that still have room.
 """
 
 from __future__ import annotations
@@ -18,20 +50,28 @@ from .resources import ALL, UNIT
 from .state import Core
 
 PREFILL_FACTOR = 2  # the least prefill: a worker may hold twice its capacity
-MIN_UTIL_ATTEMPTS = 8  # queue orders tried to fill a --min-utilization worker
+MIN_UTIL_QUEUES = 8  # ready queues a --min-utilization worker's search looks at
+MIN_UTIL_BUDGET = 1024  # search nodes per --min-utilization worker and pass ...
+MIN_UTIL_PASS_BUDGET = 4096  # ... shared by all of them in a pass ...
+MIN_UTIL_MIN_BUDGET = 32  # ... but at least this many each
 
 
-def _fits(worker: Worker, request, limit_factor: float, now: float) -> bool:
+def _fits(worker: Worker, request, limit_factor: float, now: float, block=None) -> bool:
+    """Whether `request` fits `worker` within `limit_factor` x its capacity, with `block`
+    (resource -> amount held back for waiting higher-priority tasks) counted as used."""
     cap = worker.capacity
     load = worker.load
     for e in request.entries:
         c = cap.get(e.name)
         if not c:
             return False
-        if e.amount == ALL:
-            if load[e.name] + c > c * limit_factor:
-                return False
-        elif e.amount > c or load[e.name] + e.amount > c * limit_factor:
+        amount = c if e.amount == ALL else e.amount
+        if amount > c:
+            return False
+        used = load[e.name] + amount
+        if block is not None:
+            used += block.get(e.name, 0)
+        if used > c * limit_factor:
             return False
     if request.min_time:
         remaining = worker.remaining_time(now)
@@ -40,11 +80,62 @@ def _fits(worker: Worker, request, limit_factor: float, now: float) -> bool:
     return True
 
 
-def _first_fitting(worker: Worker, requests, factor: float, now: float) -> int:
+def _first_fitting(worker: Worker, requests, factor: float, now: float, block=None) -> int:
     for i, r in enumerate(requests):
-        if _fits(worker, r, factor, now):
+        if _fits(worker, r, factor, now, block):
             return i
     return -1
+
+
+def _capable(worker: Worker, request, now: float) -> bool:
+    """Whether `worker` could run `request` at all: every resource in that amount, and the
+    time (F57)."""
+    cap = worker.capacity
+    for e in request.entries:
+        c = cap.get(e.name)
+        if not c or (e.amount != ALL and e.amount > c):
+            return False
+    if request.min_time:
+        remaining = worker.remaining_time(now)
+        if remaining is not None and remaining < request.min_time:
+            return False
+    return True
+
+
+def _add_blocker(blocks: dict, q, workers, now: float) -> None:
+    """Queue `q` keeps tasks after its turn: each worker of `workers` that could run its
+    request holds that request's amounts back from lower priorities (F58)."""
+    requests = q.batch.template.requests
+    for w in workers:
+        for r in requests:
+            if _capable(w, r, now):
+                cap = w.capacity
+                b = blocks.get(w.id)
+                if b is None:
+                    b = blocks[w.id] = {}
+                for e in r.entries:
+                    amount = cap[e.name] if e.amount == ALL else e.amount
+                    if amount > b.get(e.name, 0):
+                        b[e.name] = amount
+                break
+
+
+def _merge_blocks(into: dict, new: dict) -> None:
+    for wid, b in new.items():
+        old = into.get(wid)
+        if old is None:
+            into[wid] = b
+        else:
+            for name, amount in b.items():
+                if amount > old.get(name, 0):
+                    old[name] = amount
+
+
+def _mark_reserved(core: Core, held) -> None:
+    """`Worker.mn_reserved` (worker info: "reserved for a multi-node task", F50): held free
+    in this pass for a multi-node task that waits for more workers."""
+    for w in core.workers.values():
+        w.mn_reserved = w.id in held
 
 
 def _has_room(w: Worker, factor: float) -> bool:
@@ -56,33 +147,47 @@ def schedule(core: Core, outbox: Outbox, now: float) -> int:
     """Assigns ready tasks to running workers; returns the number of tasks assigned."""
     core.needs_schedule = False
     if not core.queue_keys or core.awaiting:
+        if not core.queue_keys:
+            _mark_reserved(core, ())
         return 0
     workers = [w for w in core.workers.values()
                if w.is_running and not w.stopping and w.mn_task is None]
     if not workers:
+        _mark_reserved(core, ())
         return 0
     assigned = 0
     compute = outbox.compute
     held: set[int] = set()  # workers kept free for a waiting multi-node task
     picky = [w for w in workers if w.config.min_utilization]
-    before = {w.id: len(compute.get(w.id, ())) for w in picky}
     for phase in (1, 2):
         def limit(w):
             return 1 if phase == 1 else max(PREFILL_FACTOR, w.prefill)
 
         if phase == 1:
-            candidates = [w for w in workers if w.mn_task is None and _has_room(w, 1)]
+            # --min-utilization workers are filled after the others, by a search
+            candidates = [w for w in workers if w.mn_task is None and _has_room(w, 1)
+                          and not w.config.min_utilization]
         else:
             if picky:
-                assigned -= _enforce_min_utilization(core, picky, before, compute, now)
+                assigned += _fill_min_utilization(core, picky, held, compute, now)
             # Refill a prefill only once half of it is used up: fewer, bigger messages.
             candidates = [w for w in workers if w.mn_task is None and w.id not in held
                           and _has_room(w, (1 + limit(w)) / 2)
                           # a prefilled task would start later without its companions
                           and not w.config.min_utilization]
-        if not candidates:
+        if not candidates or not core.queue_keys:
             continue
-        for key in list(core.queue_keys):
+        keys = list(core.queue_keys)
+        lowest = keys[-1][0]  # the lowest priority level (keys hold -priority first)
+        blocks: dict = {}  # worker id -> resources held back for higher priorities (F58)
+        level_blocks: dict = {}  # the same, from the priority level being served
+        level = keys[0][0]
+        for key in keys:
+            if key[0] != level:
+                if level_blocks:
+                    _merge_blocks(blocks, level_blocks)
+                    level_blocks = {}
+                level = key[0]
             q = core.queues[key]
             template = q.batch.template
             if template.is_multi_node:
@@ -94,17 +199,26 @@ def schedule(core: Core, outbox: Outbox, now: float) -> int:
                 if not len(q):
                     core.drop_queue(key)
                 continue
-            for w in candidates:
-                assigned += _fill(q, w, limit(w), compute, now)
-                if not len(q):
-                    break
+            if blocks:
+                for w in candidates:
+                    assigned += _fill(q, w, limit(w), compute, now, blocks.get(w.id))
+                    if not len(q):
+                        break
+            else:
+                for w in candidates:
+                    assigned += _fill(q, w, limit(w), compute, now)
+                    if not len(q):
+                        break
             if not len(q):
                 core.drop_queue(key)
             candidates = [w for w in candidates if _has_room(w, limit(w))]
             if not candidates:
                 break
+            if len(q) and key[0] != lowest:
+                _add_blocker(level_blocks, q, candidates, now)
     for wid in [wid for wid, lst in compute.items() if not lst]:
         del compute[wid]
+    _mark_reserved(core, held)
     if core.queue_keys and len(core.priorities) > 1:
         _retract_for_priority(core, outbox, workers)
     return assigned
@@ -129,10 +243,10 @@ def _retract_for_priority(core: Core, outbox: Outbox, workers) -> None:
                 budget -= 1
 
 
-def _fill(q, w: Worker, factor: float, compute, now: float) -> int:
+def _fill(q, w: Worker, factor: float, compute, now: float, block=None) -> int:
     """Assigns tasks of queue `q` to worker `w` while they fit; returns how many."""
     requests = q.batch.template.requests
-    variant = _first_fitting(w, requests, factor, now)
+    variant = _first_fitting(w, requests, factor, now, block)
     if variant < 0:
         return 0
     wtasks = compute.get(w.id)
@@ -146,8 +260,8 @@ def _fill(q, w: Worker, factor: float, compute, now: float) -> int:
         n += 1
         if not len(q):
             return n
-        if not _fits(w, requests[variant], factor, now):
-            variant = _first_fitting(w, requests, factor, now)
+        if not _fits(w, requests[variant], factor, now, block):
+            variant = _first_fitting(w, requests, factor, now, block)
             if variant < 0:
                 return n
 
@@ -193,42 +307,131 @@ def _schedule_multi_node(core: Core, q, workers, compute, now: float, held: set,
     return assigned
 
 
-def _enforce_min_utilization(core: Core, picky, before: dict, compute, now: float) -> int:
-    """Takes back this pass's assignments to a `--min-utilization` worker when they would not
-    keep that share of its CPUs busy (it waits for more work instead). Returns how many."""
-    from .reactor import unassign
-
-    def enough(w):
-        return w.load.get("cpus", 0) >= w.config.min_utilization * w.capacity.get("cpus", 0)
-
-    def take_back(w) -> int:
-        lst = compute.get(w.id)
-        fresh = lst[before[w.id]:] if lst else []
-        if lst:
-            del lst[before[w.id]:]
-        for task in reversed(fresh):
-            unassign(core, task)
-        return len(fresh)
-
-    taken_back = 0
+def _fill_min_utilization(core: Core, picky, held: set, compute, now: float) -> int:
+    """Gives each `--min-utilization` worker the most valuable mix of ready tasks that keeps
+    at least that share of its CPUs busy, or nothing (F59). Returns how many were assigned."""
+    assigned = 0
+    # Workers in the same state as one that found no mix find none either (until something
+    # is assigned): one search for a uniform pool.
+    no_mix: set = set()
+    budget = max(MIN_UTIL_MIN_BUDGET, min(MIN_UTIL_BUDGET, MIN_UTIL_PASS_BUDGET // len(picky)))
     for w in picky:
-        if enough(w) or not compute.get(w.id):
+        if w.id in held or w.mn_task is not None or not _has_room(w, 1):
             continue
-        taken_back += take_back(w)
-        # Greedy from each later queue in turn: a different mix may fill the worker (e.g. one
-        # 2-cpu task instead of a 1-cpu task that blocks it). Bounded attempts.
-        keys = list(core.queue_keys)
-        for start in range(1, min(len(keys), MIN_UTIL_ATTEMPTS)):
-            for key in keys[start:]:
-                q = core.queues.get(key)
-                if q is not None and len(q) and not q.batch.template.is_multi_node:
-                    taken_back -= _fill(q, w, 1, compute, now)
-            if enough(w):
+        state = (w.config.min_utilization, w.config.time_limit and w.remaining_time(now),
+                 tuple(w.capacity.items()), tuple(w.load.items()))
+        if state in no_mix:
+            continue
+        queues = []
+        for key in core.queue_keys:
+            q = core.queues[key]
+            if len(q) and not q.batch.template.is_multi_node:
+                for vi, r in enumerate(q.batch.template.requests):
+                    if _capable(w, r, now):
+                        queues.append((key, q, vi, r))
+                        break
+                if len(queues) >= MIN_UTIL_QUEUES:
+                    break
+        if not queues:
+            continue
+        counts = _best_mix(w, queues, budget)
+        if counts is None:
+            no_mix.add(state)
+            continue
+        no_mix.clear()
+        wtasks = compute.setdefault(w.id, [])
+        for (key, q, vi, _r), n in zip(queues, counts):
+            for _ in range(n):
+                task = q.pop()
+                assign(task, w, vi, None)
+                wtasks.append(task)
+            assigned += n
+            if not len(q):
+                core.drop_queue(key)
+    return assigned
+
+
+def _best_mix(w: Worker, queues, budget_nodes: int = MIN_UTIL_BUDGET) -> list[int] | None:
+    """How many tasks of each of `queues` (`(key, queue, variant, request)`, in queue order)
+    worker `w` should take: the largest value `sum(weight * sum_r(amount_r / capacity_r))`
+    whose CPUs in use reach `min_utilization` x its CPUs, at least one task; None if no mix
+    does. Depth-first, most tasks of earlier queues first (ties keep the earlier mix); a queue
+    of a lower priority only fits beside one more task of each higher-priority queue that
+    keeps tasks (the gap, F58), pruning branches that cannot beat the best value or reach
+    the CPUs needed. At most `budget_nodes` nodes."""
+    cap = w.capacity
+    cpus = cap.get("cpus", 0)
+    need = w.config.min_utilization * cpus
+    n = len(queues)
+    # per queue: amounts (resource -> units), value of one task, priority, available tasks
+    amounts, values = [], []
+    for _key, _q, _vi, r in queues:
+        a = {e.name: (cap[e.name] if e.amount == ALL else e.amount) for e in r.entries}
+        amounts.append(a)
+        values.append(r.weight * sum(x / cap[name] for name, x in a.items()) / UNIT)
+    prios = [key[0] for key, _q, _vi, _r in queues]
+    avail = [len(q) for _key, q, _vi, _r in queues]
+    # bounds of what queues i.. can still add: the largest weight, and CPUs
+    max_w = [0.0] * (n + 1)
+    cpu_sum = [0] * (n + 1)
+    for i in range(n - 1, -1, -1):
+        max_w[i] = max(max_w[i + 1], queues[i][3].weight / UNIT)
+        cpu_sum[i] = cpu_sum[i + 1] + avail[i] * amounts[i].get("cpus", 0)
+    best_value = -1.0
+    best: list[int] | None = None
+    counts = [0] * n
+    budget = [budget_nodes]
+
+    def max_count(i: int, load: dict, block: dict) -> int:
+        k = avail[i]
+        for name, x in amounts[i].items():
+            free = cap[name] - load.get(name, 0) - block.get(name, 0)
+            k = min(k, free // x if free > 0 else 0)
+        return max(k, 0)
+
+    def visit(i: int, load: dict, value: float, block: dict, level_block: dict) -> None:
+        nonlocal best_value, best
+        if budget[0] <= 0:
+            return
+        budget[0] -= 1
+        if i == n:
+            if any(counts) and load.get("cpus", 0) >= need and value > best_value + 1e-12:
+                best_value = value
+                best = list(counts)
+            return
+        # prune: the value cannot beat the best (each task's value is at most the largest
+        # weight times its share of the free resources), or the CPUs cannot reach the need
+        free_share = sum((c - load.get(name, 0)) / c for name, c in cap.items() if c)
+        if value + max_w[i] * free_share <= best_value + 1e-12:
+            return
+        if load.get("cpus", 0) + min(cpus - load.get("cpus", 0), cpu_sum[i]) < need:
+            return
+        if i and prios[i] != prios[i - 1] and level_block:
+            block = dict(block)
+            for name, x in level_block.items():
+                if x > block.get(name, 0):
+                    block[name] = x
+            level_block = {}
+        k = max_count(i, load, block)
+        a = amounts[i]
+        for c in range(k, -1, -1):
+            counts[i] = c
+            new_load = dict(load)
+            for name, x in a.items():
+                new_load[name] = new_load.get(name, 0) + c * x
+            lb = level_block
+            if c < avail[i]:  # tasks left behind hold their amounts back from lower levels
+                lb = dict(level_block)
+                for name, x in a.items():
+                    if x > lb.get(name, 0):
+                        lb[name] = x
+            visit(i + 1, new_load, value + c * values[i], block, lb)
+            if budget[0] <= 0:
                 break
-            taken_back += take_back(w)
-        for key in [k for k in keys if k in core.queues and not len(core.queues[k])]:
-            core.drop_queue(key)
-    return taken_back
+        counts[i] = 0
+
+    visit(0, dict(w.load), 0.0, {}, {})
+    return best
 
 
 def explain(core: Core, task, now: float) -> dict:

@@ -283,6 +283,8 @@ def worker_view(worker: Worker, now: float) -> dict:
 
 def _runtime_info(worker: Worker, assigned: int, running: int) -> dict:
     info = {"assigned_tasks": assigned, "running_tasks": running}
+    if worker.mn_reserved:  # held free for a waiting multi-node task (F50)
+        info["is_reserved"] = True
     mn = worker.mn_task
     if mn is not None:
         info["multinode"] = "main" if mn.worker is worker else "secondary"

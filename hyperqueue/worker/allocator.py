@@ -221,6 +221,44 @@ class Allocator:
                 return False
         return True
 
+    def need_of(self, request) -> dict[str, int]:
+        """The amounts `request` takes here (resource -> units; `all` is the whole pool)."""
+        return {e.name: self.need_of_entry(e) for e in request.entries}
+
+    @staticmethod
+    def merge_need(a: dict | None, b: dict | None) -> dict | None:
+        """The larger amount per resource of two `need_of` results (either may be None)."""
+        if not a or not b:
+            return a or b
+        out = dict(a)
+        for name, x in b.items():
+            if x > out.get(name, 0):
+                out[name] = x
+        return out
+
+    def free_amount(self, name: str) -> int:
+        pool = self.index_pools.get(name)
+        if pool is not None:
+            return sum(pool.free.values())
+        return self.sum_free.get(name, 0)
+
+    def fits_beside(self, request, need: dict) -> bool:
+        """Whether `request` leaves `need` (amounts of a waiting higher-priority task) free
+        on every resource both use: it takes only the gap (F58). Fit itself is not checked."""
+        for e in request.entries:
+            x = need.get(e.name)
+            if x is not None:
+                amount = self.need_of_entry(e)
+                if self.free_amount(e.name) - amount < x:
+                    return False
+        return True
+
+    def need_of_entry(self, e) -> int:
+        if e.amount != ALL:
+            return e.amount
+        pool = self.index_pools.get(e.name)
+        return pool.total() if pool is not None else self.sum_total.get(e.name, 0)
+
     def release(self, alloc: Allocation) -> None:
         for name, got in alloc.indices.items():
             self.index_pools[name].restore(got)

@@ -705,17 +705,35 @@ class LocalQueue:
         self.size += 1
 
     def pop_startable(self, allocator):
-        """Yields `(spec, allocation)` for every queued task that fits now, best first."""
+        """Yields `(spec, allocation)` for every queued task that fits now, best first.
+
+        Strict priority (F58): once a task that could run here waits for resources, a task of
+        a lower priority starts only in the gap, i.e. if the waiting one's amounts would still
+        be free beside it (`Allocator.fits_beside`)."""
         heaps = self.heaps
+        # the server's order: priority, the request's weight (F59), job, task
         items = (list(heaps.items()) if len(heaps) == 1
-                 else sorted(heaps.items(), key=lambda kv: kv[1][0][:3]))
+                 else sorted(heaps.items(), key=lambda kv: (kv[1][0][0], -kv[0].weight,
+                                                            kv[1][0][1], kv[1][0][2])))
+        blocked = None  # amounts of waiting tasks of higher priority levels
+        level = level_blocked = None  # the same for the level of `level`
         for request, heap in items:
             while heap:
+                prio = heap[0][0]  # -priority
+                if prio != level:
+                    if level_blocked:
+                        blocked = allocator.merge_need(blocked, level_blocked)
+                    level, level_blocked = prio, None
                 if request.n_nodes:  # the server reserved whole workers: nothing to split
                     alloc = Allocation()
+                elif blocked is not None and not allocator.fits_beside(request, blocked):
+                    alloc = None
                 else:
                     alloc = allocator.try_allocate(request)
                 if alloc is None:
+                    if not request.n_nodes and allocator.can_ever_fit(request):
+                        level_blocked = allocator.merge_need(level_blocked,
+                                                             allocator.need_of(request))
                     break
                 spec = heapq.heappop(heap)[-1]
                 self.size -= 1

@@ -236,28 +236,37 @@ def detect_gpus(
 ) -> dict[str, list[str]]:
     """Detect GPUs without running any vendor tool.
 
-    * `gpus/nvidia`: labels from `CUDA_VISIBLE_DEVICES` (indices or UUIDs, duplicates dropped with a
-      warning); if the variable is unset, "0".."n-1" for the n entries of
-      `<proc_root>/driver/nvidia/gpus/`. A set but empty variable means "no GPUs" (CUDA's meaning).
-    * `gpus/amd`: labels from `ROCR_VISIBLE_DEVICES`.
+    * `gpus/nvidia`: labels from `CUDA_VISIBLE_DEVICES` (indices or UUIDs; a value with
+      duplicates is skipped with a warning);
+    * `gpus/amd`: labels from `ROCR_VISIBLE_DEVICES` (the same way);
+    * if neither variable yields a GPU: "0".."n-1" (a `GpuIdRange`) for the n entries of
+      `<proc_root>/driver/nvidia/gpus/` as `gpus/nvidia` (upstream, F53).
 
     Returns:
         Only the kinds with at least one device, e.g. `{"gpus/nvidia": ["0", "1"]}`.
     """
     result: dict[str, list[str]] = {}
     nvidia = _labels_from_env("CUDA_VISIBLE_DEVICES", environ)
-    if nvidia is None:
+    amd = _labels_from_env("ROCR_VISIBLE_DEVICES", environ)
+    if nvidia:
+        result["gpus/nvidia"] = nvidia
+    if amd:
+        result["gpus/amd"] = amd
+    if not result:
+        # neither variable yields a GPU (unset, empty or skipped): upstream counts the
+        # driver's entries and makes an nvidia *range* 0..n-1 (F53)
         try:
             count = len(os.listdir(os.path.join(proc_root, "driver", "nvidia", "gpus")))
         except OSError:
             count = 0
-        nvidia = [str(i) for i in range(count)]
-    if nvidia:
-        result["gpus/nvidia"] = nvidia
-    amd = _labels_from_env("ROCR_VISIBLE_DEVICES", environ)
-    if amd:
-        result["gpus/amd"] = amd
+        if count:
+            result["gpus/nvidia"] = GpuIdRange(str(i) for i in range(count))
     return result
+
+
+class GpuIdRange(list):
+    """GPU ids 0..n-1 counted from `/proc/driver/nvidia/gpus` (not named by a variable):
+    `worker start` and `hwdetect` define them as a range pool (`range(0-2)`, `[0]`)."""
 
 
 # ------------------------------------------------------------------------------------ selection/all
@@ -366,6 +375,8 @@ def detected_defs(detected: Mapping[str, object]) -> list:
                                         [[str(c) for c in g] for g in value]))
         elif name == "mem":
             defs.append(ResourceDef("mem", "sum", size=round(float(value) * UNIT)))
+        elif isinstance(value, GpuIdRange):
+            defs.append(ResourceDef.range_of(name, 0, len(value) - 1))
         else:
             defs.append(ResourceDef(name, "list", [list(value)]))
     return defs

@@ -223,7 +223,32 @@ def test_env_wins_over_proc_and_empty_env_means_none(tmp_path):
     assert detect_gpus(environ={"CUDA_VISIBLE_DEVICES": "2"}, proc_root=proc) == {
         "gpus/nvidia": ["2"]
     }
-    assert detect_gpus(environ={"CUDA_VISIBLE_DEVICES": ""}, proc_root=proc) == {}
+    # F53: a variable that yields no GPU (empty, or skipped for duplicates) does not stop the
+    # driver count (upstream: "neither variable yields any GPU")
+    assert detect_gpus(environ={"CUDA_VISIBLE_DEVICES": ""}, proc_root=proc) == {
+        "gpus/nvidia": ["0", "1", "2"]}
+    assert detect_gpus(environ={"CUDA_VISIBLE_DEVICES": "1,1"}, proc_root=proc) == {
+        "gpus/nvidia": ["0", "1", "2"]}
+    # ... but AMD GPUs named by ROCR_VISIBLE_DEVICES do
+    assert detect_gpus(environ={"ROCR_VISIBLE_DEVICES": "a"}, proc_root=proc) == {
+        "gpus/amd": ["a"]}
+
+
+def test_proc_nvidia_count_is_a_range_pool(tmp_path):
+    """F53: the driver count gives an nvidia range (`range(0-2)`, `[0]` for one GPU); GPUs named
+    by CUDA_VISIBLE_DEVICES stay a list."""
+    from hyperqueue.worker.hwdetect import detected_defs, format_hwdetect
+
+    proc = make_proc_nvidia(tmp_path / "three", 3)
+    (d,) = detected_defs(detect_gpus(environ={}, proc_root=proc))
+    assert (d.name, d.kind, d.start, d.end) == ("gpus/nvidia", "range", 0, 2)
+    assert format_hwdetect(detect_gpus(environ={}, proc_root=proc)) == (
+        "Summary:\ngpus/nvidia: 3\n\nFull Description:\ngpus/nvidia: range(0-2)\n")
+    one = make_proc_nvidia(tmp_path / "one", 1)
+    assert format_hwdetect(detect_gpus(environ={}, proc_root=one)).endswith(
+        "gpus/nvidia: [0]\n")
+    named = detect_gpus(environ={"CUDA_VISIBLE_DEVICES": "0,1"}, proc_root=proc)
+    assert format_hwdetect(named).endswith("gpus/nvidia: [0,1]\n")
 
 
 def test_amd_gpus(tmp_path, caplog):
@@ -294,7 +319,7 @@ def test_format_hwdetect_example(tmp_path):
         "\n"
         "Full Description:\n"
         "cpus: [[0,1,2,3],[4,5,6,7]]\n"
-        "gpus/nvidia: [0,1]\n"
+        "gpus/nvidia: range(0-1)\n"  # counted from /proc/driver/nvidia/gpus: a range
         "mem: sum(24000)\n"
     )
 
