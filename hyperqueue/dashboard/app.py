@@ -307,7 +307,7 @@ class DashboardApp(App):
         self._fill(tasks, rows)
         series = R.cut(self.timeline.live.count_series.get(job.id, []), self.view_end)
         chart = ["Task-state counts over time:"] + R.counts_chart(series, lo, hi, 40)
-        extra = more + job.counts[0]
+        extra = job.n_tasks - len(rows)
         if extra:
             chart.append(f"({extra} tasks not listed: waiting, or past the first "
                          f"{R.MAX_TASK_ROWS})")

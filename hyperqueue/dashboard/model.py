@@ -81,22 +81,15 @@ class BatchInfo:
 
 
 def _request_text(r) -> str:
-    """A resource request's wire form as `cpus=1 mem=100`: best effort, for display."""
+    """A resource request's wire form as `cpus: 1 compact, mem: 100 compact` (display only)."""
+    from ..core.resources import ResourceRequest
+
     try:
-        entries = r[0] if isinstance(r, list) and r and isinstance(r[0], list) else r
-        parts = []
-        for e in entries:
-            if isinstance(e, list) and len(e) >= 2 and isinstance(e[0], str):
-                amount = e[1]
-                if isinstance(amount, int) and amount >= 10_000 and amount % 10_000 == 0:
-                    amount //= 10_000
-                elif isinstance(amount, int) and amount >= 10_000:
-                    amount = amount / 10_000
-                parts.append(f"{e[0]}={amount}" + (f" ({e[2]})" if len(e) > 2 and
-                                                   isinstance(e[2], str) else ""))
-        return " ".join(parts) or "cpus=1"
-    except TypeError:
+        req = ResourceRequest.from_wire(r)
+    except (ValueError, TypeError, KeyError):
         return "?"
+    text = ", ".join(f"{e.name}: {e.to_text()}" for e in req.entries) or "cpus: 1 compact"
+    return (f"nodes: {req.n_nodes}, " if req.n_nodes else "") + text
 
 
 class JobView:

@@ -137,7 +137,7 @@ def job_detail_lines(job: JobView, now: float | None) -> list[str]:
         lines.append(f"Cancel reason: {job.cancel_reason}")
     if b is not None:
         lines += [f"Command: {' '.join(b.args) if b.args else '?'}",
-                  f"Workdir: {b.cwd}", f"Submit dir: {b.submit_dir}",
+                  f"Workdir: {_job_cwd(job, b)}", f"Submit dir: {b.submit_dir}",
                   f"Pin: {b.pin or 'none'}",
                   f"Resources: {' | '.join(b.resources) or '?'}",
                   f"Time limit: {fmt_duration(b.time_limit) if b.time_limit else 'none'}",
@@ -147,6 +147,14 @@ def job_detail_lines(job: JobView, now: float | None) -> list[str]:
     c = job.counts
     lines.append("Counts: " + ", ".join(f"{STATE_NAMES[i]} {c[i]}" for i in range(6) if c[i]))
     return lines
+
+
+def _job_cwd(job: JobView, b) -> str:
+    from ..core.placeholders import fill
+
+    if not isinstance(b.cwd, str):
+        return "?"
+    return fill(b.cwd, {"SUBMIT_DIR": b.submit_dir or job.submit_dir, "JOB_ID": str(job.id)})
 
 
 TASK_HEADERS = ["Task", "State", "Worker", "Start", "End", "Runtime"]
@@ -393,7 +401,7 @@ def snapshot_text(tl: Timeline, at: float | None = None, width: int = 100) -> st
         trows, more = task_rows(job, now, 20)
         if trows:
             out += ["Tasks:"] + ["  " + ln for ln in table(TASK_HEADERS, trows)]
-            extra = more + job.counts[WAITING]
+            extra = job.n_tasks - len(trows)
             if extra:
                 out.append(f"  ... {extra} more (waiting tasks are not listed)")
         failed = [t for t, r in sorted(job.tasks.items()) if r.state == FAILED][:1]
