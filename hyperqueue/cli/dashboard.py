@@ -15,12 +15,12 @@ ONCE_HELP = "Print a static text snapshot of the screens and exit (no textual ne
 
 
 def _need_textual() -> None:
-    import importlib.util
-
     from ..errors import HqError
 
-    if importlib.util.find_spec("textual") is None:
-        raise HqError(MISSING_TEXTUAL)
+    try:
+        import textual  # noqa: F401
+    except ImportError:
+        raise HqError(MISSING_TEXTUAL) from None
 
 
 def _print(timeline) -> None:

@@ -41,8 +41,10 @@ class Plain(Static):
 
     def __init__(self, content: str = "", **kw):
         super().__init__(Text(content), **kw)
+        self.text = content  # what it shows (for tests and --once-like reads)
 
     def update(self, content="", **kw) -> None:
+        self.text = str(content)
         super().update(Text(content) if isinstance(content, str) else content, **kw)
 
 
@@ -158,13 +160,18 @@ class DashboardApp(App):
                 yield Plain("", id="alloc-timeline")
         yield Footer()
 
+    def w(self, wid: str):
+        """A widget of the main screen by id (also while a dialog is on top)."""
+        return self._widgets[wid]
+
     def on_mount(self) -> None:
-        self.query_one("#jobs-table", DataTable).add_columns(*R.JOB_HEADERS)
-        self.query_one("#tasks-table", DataTable).add_columns(*R.TASK_HEADERS)
-        self.query_one("#workers-table", DataTable).add_columns(*R.WORKER_HEADERS)
-        self.query_one("#queues-table", DataTable).add_columns(*R.QUEUE_HEADERS)
-        self.query_one("#allocs-table", DataTable).add_columns(*R.ALLOC_HEADERS)
-        self.query_one("#jobs-table").focus()
+        self._widgets = {w.id: w for w in self.query("*") if w.id}
+        self.w("jobs-table").add_columns(*R.JOB_HEADERS)
+        self.w("tasks-table").add_columns(*R.TASK_HEADERS)
+        self.w("workers-table").add_columns(*R.WORKER_HEADERS)
+        self.w("queues-table").add_columns(*R.QUEUE_HEADERS)
+        self.w("allocs-table").add_columns(*R.ALLOC_HEADERS)
+        self.w("jobs-table").focus()
         if self.source is not None:
             self.source.start()
         self.set_interval(TICK, self.tick)
@@ -241,15 +248,15 @@ class DashboardApp(App):
         mode = f"replay {self.replay_path}" if self.replay_path else "live"
         loading = "" if self.live_reached and not self._pending else \
             f"  loading history... {len(tl.events)} events"
-        self.query_one("#status", Static).update(
+        self.w("status").update(
             f"HyperQueue dashboard ({mode})  [{self.screen_name}]  jobs {len(model.jobs)}  "
             f"workers {sum(1 for w in model.workers.values() if w.lost is None)}  "
             f"events {model.n_events}{loading}")
         line = R.timeline_line(tl, self.view_end, hi - lo, 50)
         if self.replay_path and self.view_end is None:
             line = line.replace("LIVE", "END ", 1)
-        self.query_one("#timeline", Static).update(line)
-        self.query_one("#notice", Static).update(self.notice)
+        self.w("timeline").update(line)
+        self.w("notice").update(self.notice)
         name = self.screen_name
         if name == "jobs":
             self._draw_jobs(model, lo, hi)
@@ -283,26 +290,26 @@ class DashboardApp(App):
 
     def selected_job(self, model=None):
         model = model or self.view_model()
-        key = self._selected_key(self.query_one("#jobs-table", DataTable))
+        key = self._selected_key(self.w("jobs-table"))
         return model.jobs.get(int(key)) if key is not None else None
 
     def selected_task(self) -> int | None:
-        key = self._selected_key(self.query_one("#tasks-table", DataTable))
+        key = self._selected_key(self.w("tasks-table"))
         return int(key) if key is not None else None
 
     def _draw_jobs(self, model, lo, hi) -> None:
-        self._fill(self.query_one("#jobs-table", DataTable), R.job_rows(model))
+        self._fill(self.w("jobs-table"), R.job_rows(model))
         job = self.selected_job(model)
-        tasks = self.query_one("#tasks-table", DataTable)
+        tasks = self.w("tasks-table")
         if job is None:
-            self.query_one("#job-detail", Static).update("No job selected." if model.jobs
+            self.w("job-detail").update("No job selected." if model.jobs
                                                          else "No jobs.")
             tasks.clear()
-            self.query_one("#counts-chart", Static).update("")
-            self.query_one("#task-detail", Static).update("")
+            self.w("counts-chart").update("")
+            self.w("task-detail").update("")
             return
         now = self.view_time()
-        self.query_one("#job-detail", Static).update("\n".join(R.job_detail_lines(job, now)))
+        self.w("job-detail").update("\n".join(R.job_detail_lines(job, now)))
         rows, more = R.task_rows(job, now)
         self._fill(tasks, rows)
         series = R.cut(self.timeline.live.count_series.get(job.id, []), self.view_end)
@@ -311,7 +318,7 @@ class DashboardApp(App):
         if extra:
             chart.append(f"({extra} tasks not listed: waiting, or past the first "
                          f"{R.MAX_TASK_ROWS})")
-        self.query_one("#counts-chart", Static).update("\n".join(chart))
+        self.w("counts-chart").update("\n".join(chart))
         tid = self.selected_task()
         if tid is None:
             failed = [t for t, r in job.tasks.items() if r.state == FAILED]
@@ -319,12 +326,12 @@ class DashboardApp(App):
                     if failed else "Select a task for its details.")
         else:
             text = "\n".join(R.task_detail_lines(job, tid, model.server_uid))
-        self.query_one("#task-detail", Static).update(text)
+        self.w("task-detail").update(text)
 
     def _draw_workers(self, model, lo, hi) -> None:
-        self._fill(self.query_one("#workers-table", DataTable), R.worker_rows(model))
+        self._fill(self.w("workers-table"), R.worker_rows(model))
         series = R.cut(self.timeline.live.worker_series, self.view_end)
-        self.query_one("#workers-chart", Static).update(R.workers_chart(series, lo, hi, 60))
+        self.w("workers-chart").update(R.workers_chart(series, lo, hi, 60))
 
     def _draw_worker_detail(self, model) -> None:
         w = model.workers.get(self.inspected_worker) if self.inspected_worker is not None \
@@ -336,17 +343,17 @@ class DashboardApp(App):
             text = "\n".join(R.worker_detail_lines(
                 model, w, self.timeline.live.usage.get(w.id, []), R.CPU_MODES[self.cpu_mode],
                 self.view_end, 60))
-        self.query_one("#worker-detail-text", Static).update(
+        self.w("worker-detail-text").update(
             text + "\n\n(Backspace: back to the worker list, c: CPU view)")
 
     def _draw_allocations(self, model, lo, hi) -> None:
         queues, allocs = R.alloc_tables(model)
-        self.query_one("#alloc-empty").display = not queues
+        self.w("alloc-empty").display = not queues
         for wid in ("#queues-table", "#allocs-table", "#alloc-timeline"):
-            self.query_one(wid).display = bool(queues)
-        self._fill(self.query_one("#queues-table", DataTable), queues)
-        self._fill(self.query_one("#allocs-table", DataTable), allocs)
-        self.query_one("#alloc-timeline", Static).update(
+            self.w(wid.lstrip("#")).display = bool(queues)
+        self._fill(self.w("queues-table"), queues)
+        self._fill(self.w("allocs-table"), allocs)
+        self.w("alloc-timeline").update(
             "\n".join(["Allocation timeline (. queued, # running):"]
                       + R.alloc_timeline(model, lo, hi, 50)))
 
@@ -358,11 +365,11 @@ class DashboardApp(App):
 
     def _switch(self, name: str) -> None:
         self.screen_name = name
-        self.query_one("#screens", ContentSwitcher).current = name
+        self.w("screens").current = name
         first = {"jobs": "#jobs-table", "workers": "#workers-table",
                  "allocations": "#queues-table"}.get(name)
         if first:
-            self.query_one(first).focus()
+            self.w(first.lstrip("#")).focus()
         self._dirty = True
         self._last_draw = -1e9
         self.tick()
@@ -374,16 +381,16 @@ class DashboardApp(App):
         panes = {"jobs": ("#jobs-table", "#tasks-table"), "workers": ("#workers-table",),
                  "allocations": ("#queues-table", "#allocs-table")}.get(self.screen_name, ())
         if n < len(panes):
-            self.query_one(panes[n]).focus()
+            self.w(panes[n].lstrip("#")).focus()
 
     def action_inspect(self) -> None:
         if self.screen_name == "workers":
-            key = self._selected_key(self.query_one("#workers-table", DataTable))
+            key = self._selected_key(self.w("workers-table"))
             if key is not None:
                 self.inspected_worker = int(key)
                 self._switch("worker-detail")
         elif self.screen_name == "jobs":
-            self.query_one("#tasks-table").focus()
+            self.w("tasks-table").focus()
 
     def action_back(self) -> None:
         if self.screen_name == "worker-detail":
@@ -394,12 +401,11 @@ class DashboardApp(App):
         if self.screen_name == "worker-detail":
             self.inspected_worker = None
             self._switch("workers")
-        self._dirty = True
+        self._moved()
 
     def action_cpu_mode(self) -> None:
         self.cpu_mode = (self.cpu_mode + 1) % len(R.CPU_MODES)
-        self._dirty = True
-        self._last_draw = -1e9
+        self._moved()
 
     def _moved(self) -> None:
         self._dirty = True
@@ -430,6 +436,8 @@ class DashboardApp(App):
         self._moved()
 
     def action_zoom_out(self) -> None:
+        if self.span is None:
+            return  # already the whole history
         lo, hi = self.window()
         tl = self.timeline
         total = (tl.end - tl.start) if tl.start is not None else MIN_SPAN
