@@ -23,13 +23,13 @@ def _need_textual() -> None:
         raise HqError(MISSING_TEXTUAL) from None
 
 
-def _print(timeline) -> None:
+def _print(timeline, replay: bool = False) -> None:
     import shutil
 
     from ..dashboard.render import snapshot_text
 
     width = shutil.get_terminal_size((120, 40)).columns
-    sys.stdout.write(snapshot_text(timeline, width=max(80, width)))
+    sys.stdout.write(snapshot_text(timeline, width=max(80, width), replay=replay))
     sys.stdout.flush()
 
 
@@ -87,7 +87,7 @@ def replay(ctx, journal, once):
     if once:
         tl = Timeline()
         tl.extend(records)
-        _print(tl)
+        _print(tl, replay=True)
         return
     from ..dashboard.app import DashboardApp, run
 

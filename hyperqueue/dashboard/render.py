@@ -377,15 +377,20 @@ def timeline_line(tl: Timeline, view_end: float | None, span: float, width: int 
 
 
 # -- --once ---------------------------------------------------------------------------------------
-def snapshot_text(tl: Timeline, at: float | None = None, width: int = 100) -> str:
-    """Every main screen as plain text (`hq dashboard --once`)."""
+def snapshot_text(tl: Timeline, at: float | None = None, width: int = 100,
+                  replay: bool = False) -> str:
+    """Every main screen as plain text (`hq dashboard --once`; `replay`: the end of a journal
+    is labelled END, not LIVE)."""
     model = tl.model_at(at)
     now = at if at is not None else tl.end
     start = tl.start or 0.0
     end = now or start
     span = max(end - start, 1.0)
     chart_w = max(10, min(60, width - 20))
-    out = [f"HyperQueue dashboard  {timeline_line(tl, at, span, 40)}",
+    line = timeline_line(tl, at, span, 40)
+    if replay and at is None:
+        line = line.replace("LIVE", "END ", 1)
+    out = [f"HyperQueue dashboard  {line}",
            f"events: {model.n_events}  jobs: {len(model.jobs)}  workers: "
            f"{sum(1 for w in model.workers.values() if w.lost is None)} connected",
            "", "== Jobs =="]
