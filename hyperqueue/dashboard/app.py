@@ -73,6 +73,9 @@ class ConfirmCancel(ModalScreen[bool]):
 class DashboardApp(App):
     TITLE = "HyperQueue dashboard"
     CSS = """
+    Screen { overflow: hidden hidden; }
+    #screens { height: 1fr; }
+    #jobs, #workers, #worker-detail, #allocations { height: 1fr; }
     #status { height: 1; background: $primary-darken-2; }
     #timeline { height: 1; background: $boost; }
     #notice { height: auto; max-height: 2; color: $warning; }

@@ -1,0 +1,145 @@
+"""`hq dashboard` in a real terminal (tmux) against a live server with a running job: switch
+screens with keys, read them with capture-pane, cancel a job through the dialog, quit with `q`
+and leave no process behind. Also the live source in the app (Pilot) against a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import shutil
+import subprocess
+import time
+
+import pytest
+from conftest import HqEnv, pid_alive, wait_until
+
+TMUX = shutil.which("tmux")
+
+
+class Tmux:
+    """A private tmux server (own socket): never touches the user's sessions."""
+
+    def __init__(self, root):
+        self.socket = f"hqdash-{os.getpid()}-{int(time.monotonic() * 1000)}"
+        self.root = root
+
+    def __call__(self, *args, check=True) -> str:
+        r = subprocess.run([TMUX, "-L", self.socket, *args], capture_output=True, text=True,
+                           timeout=20)
+        if check and r.returncode != 0:
+            raise AssertionError(f"tmux {args}: {r.stderr}")
+        return r.stdout
+
+    def screen(self) -> str:
+        return self("capture-pane", "-p", "-t", "dash")
+
+    def wait_for(self, *texts, timeout=30.0) -> str:
+        def seen():
+            s = self.screen()
+            return s if all(t in s for t in texts) else None
+        try:
+            return wait_until(seen, timeout, 0.2, f"{texts} on the dashboard")
+        except Exception:
+            raise AssertionError(f"{texts} not shown; screen:\n{self.screen()}") from None
+
+    def kill(self) -> None:
+        self("kill-server", check=False)
+
+
+@pytest.mark.skipif(TMUX is None, reason="tmux is not installed (.ci/run installs it)")
+@pytest.mark.timeout(120)
+def test_dashboard_in_tmux_against_a_live_server(hq_env: HqEnv, tmp_path):
+    pytest.importorskip("textual", reason="textual (the dashboard extra) is not installed")
+    hq_env.start_server()
+    hq_env.start_worker("--overview-interval", "200ms", cpus="2")
+    failing = hq_env.submit(["--name", "failing", "--", "bash", "-c", "echo oops >&2; exit 4"])
+    hq_env.wait_job(failing)
+    running = hq_env.submit(["--name", "longone", "--", "sleep", "100"])
+    hq_env.wait_task_state(running, 0, "running")
+
+    tmux = Tmux(tmp_path)
+    cmd = " ".join(shlex.quote(a) for a in [*hq_env.hq, "--server-dir",
+                                             str(hq_env.server_dir), "dashboard"])
+    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in hq_env.env.items()
+                   if k in ("PYTHONPATH", "PATH", "HOME", "LANG", "LC_ALL"))
+    try:
+        tmux("new-session", "-d", "-s", "dash", "-x", "160", "-y", "50",
+             f"cd {shlex.quote(str(hq_env.work_dir))} && env -u COLUMNS -u LINES "
+             f"TERM=xterm-256color {env} {cmd}")
+        pid = int(tmux("display-message", "-p", "-t", "dash", "#{pane_pid}").strip())
+        jobs = tmux.wait_for("HyperQueue dashboard (live)", "longone", "RUNNING", "failing",
+                             "FAILED", "LIVE")
+        (tmp_path / "jobs.txt").write_text(jobs)
+        tmux("send-keys", "-t", "dash", "w")
+        workers = tmux.wait_for("Hostname", "RUNNING", "%  [")
+        (tmp_path / "workers.txt").write_text(workers)
+        tmux("send-keys", "-t", "dash", "i")
+        detail = tmux.wait_for("CPU utilisation (node-global CPUs", "Configuration:",
+                               "Overview interval: 0.2s", "Tasks on the worker (1)")
+        (tmp_path / "worker-detail.txt").write_text(detail)
+        tmux("send-keys", "-t", "dash", "BSpace", "a")
+        allocs = tmux.wait_for("No allocation queues")
+        (tmp_path / "allocations.txt").write_text(allocs)
+        tmux("send-keys", "-t", "dash", "j", "o")
+        tmux.wait_for("PAST ")
+        tmux("send-keys", "-t", "dash", "r")
+        tmux.wait_for("LIVE ")
+        # cancel the running job (the second row) through the confirmation dialog
+        tmux("send-keys", "-t", "dash", "Down", "x")
+        tmux.wait_for(f"Cancel job {running} (longone)?")
+        tmux("send-keys", "-t", "dash", "y")
+        tmux.wait_for(f"Job {running} canceled (1 tasks).")
+        wait_until(lambda: hq_env.job_info(running)["info"]["task_stats"]["canceled"] == 1,
+                   20, 0.2, "the job canceled")
+        tmux.wait_for("CANCELED")
+        tmux("send-keys", "-t", "dash", "q")
+        wait_until(lambda: not pid_alive(pid), 20, 0.1, "the dashboard to exit")
+        assert tmux("has-session", "-t", "dash", check=False) == ""
+    finally:
+        tmux.kill()
+
+
+@pytest.mark.timeout(90)
+def test_live_source_follows_the_server_and_cancels_with_confirmation(hq_env: HqEnv):
+    pytest.importorskip("textual", reason="textual (the dashboard extra) is not installed")
+    from hyperqueue.dashboard.app import DashboardApp
+    from hyperqueue.dashboard.source import LiveSource
+
+    hq_env.start_server()
+    hq_env.start_worker(cpus="1")
+    first = hq_env.submit(["--", "true"])
+    hq_env.wait_job(first)
+    sd = str(hq_env.server_dir)
+
+    async def main():
+        source = LiveSource(sd)
+        app = DashboardApp(source=source, server_dir=sd)
+        async with app.run_test(size=(160, 50)) as pilot:
+            async def until(fn, what, timeout=20.0):
+                end = time.monotonic() + timeout
+                while time.monotonic() < end:
+                    await pilot.pause(0.1)
+                    if fn():
+                        return
+                raise AssertionError(f"timed out waiting for {what}")
+
+            await until(lambda: app.live_reached and 1 in app.timeline.live.jobs, "history")
+            t0 = time.monotonic()
+            job = hq_env.submit(["--name", "live", "--", "sleep", "100"])
+            await until(lambda: app.timeline.live.jobs.get(job) is not None and
+                        app.timeline.live.jobs[job].state == "RUNNING", "live job")
+            latency = time.monotonic() - t0
+            await pilot.press("down", "x")
+            await pilot.pause()
+            assert "Cancel job" in app.screen.query_one("#confirm-text").render().plain
+            await pilot.press("n")
+            await until(lambda: "not canceled" in app.w("notice").text, "kept")
+            await pilot.press("x", "y")
+            await until(lambda: app.timeline.live.jobs[job].state == "CANCELED", "canceled")
+            assert f"Job {job} canceled" in app.w("notice").text
+            assert source.streams == 1
+        return latency
+
+    latency = asyncio.run(main())
+    assert latency < 15
