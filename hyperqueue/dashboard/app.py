@@ -315,7 +315,7 @@ class DashboardApp(App):
         self.w("job-detail").update("\n".join(R.job_detail_lines(job, now)))
         rows, more = R.task_rows(job, now)
         self._fill(tasks, rows)
-        series = R.cut(self.timeline.live.count_series.get(job.id, []), self.view_end)
+        series = R.cut(self.timeline.live.counts_series(job.id), self.view_end)
         chart = ["Task-state counts over time:"] + R.counts_chart(series, lo, hi, 40)
         extra = job.n_tasks - len(rows)
         if extra:

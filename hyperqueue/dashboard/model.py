@@ -94,7 +94,7 @@ def _request_text(r) -> str:
 
 class JobView:
     __slots__ = ("id", "name", "submit_dir", "max_fails", "created", "completed", "is_open",
-                 "cancel_reason", "n_tasks", "counts", "tasks", "batches", "forgotten")
+                 "cancel_reason", "n_tasks", "counts", "tasks", "batches", "forgotten", "bucket")
 
     def __init__(self, job_id: int, name, submit_dir, max_fails, created: float, is_open: bool):
         self.id = job_id
@@ -110,6 +110,7 @@ class JobView:
         self.tasks: dict[int, TaskRec] = {}
         self.batches: list[BatchInfo] = []
         self.forgotten = False
+        self.bucket = None  # the count series' open period (see `DashboardModel.counts_series`)
 
     def copy(self) -> "JobView":
         j = JobView.__new__(JobView)
@@ -403,9 +404,10 @@ class DashboardModel:
             first = next(iter(ids.iter_sorted()), 0) if n else 0
             job.batches.append(BatchInfo(template, ids_text, n, first, submit_dir))
             job.n_tasks += n
+            if self.series:
+                self._count_point(job, t)
             job.counts[WAITING] += n
         job.completed = None
-        self._count_point(job, t)
 
     def _set(self, job: JobView, task_id: int, state, worker, instance, start, end, error):
         old = job.tasks.get(task_id)
@@ -413,10 +415,10 @@ class DashboardModel:
         if old is not None and start is None and state != WAITING:
             start = old.start
         job.tasks[task_id] = TaskRec(state, worker, instance, start, end, error)
-        job.counts[old_state] -= 1
-        job.counts[state] += 1
         if self.series:
             self._count_point(job, end if end is not None else (start or self.last_time or 0))
+        job.counts[old_state] -= 1
+        job.counts[state] += 1
 
     def _end(self, job_id: int, task_id: int, state, t: float, error) -> None:
         self.work += 1
@@ -435,14 +437,28 @@ class DashboardModel:
         self._set(job, task_id, state, worker, instance or 0, start, t, error)
 
     def _count_point(self, job: JobView, t: float) -> None:
-        if not self.series:
+        """Called before a change of `job.counts` at time `t`. The series' last point is open
+        (`(time, None)`: the job's current counts) until a change falls into a later period;
+        then it is closed with the counts as they were and a new open point starts."""
+        bucket = t // SERIES_RESOLUTION
+        if job.bucket == bucket:
             return
         s = self.count_series.setdefault(job.id, [])
-        point = (t, tuple(job.counts))
-        if s and s[-1][0] // SERIES_RESOLUTION == t // SERIES_RESOLUTION:
-            s[-1] = point  # within the point's period: the latest counts
-        else:
-            s.append(point)
+        if s:
+            s[-1] = (s[-1][0], tuple(job.counts))
+        s.append((t, None))
+        job.bucket = bucket
+
+    def counts_series(self, job_id: int) -> list:
+        """`[(time, counts)]` of a job: the counts at the end of each period of
+        SERIES_RESOLUTION s in which they changed (the last one: the current counts)."""
+        s = self.count_series.get(job_id)
+        job = self.jobs.get(job_id)
+        if not s:
+            return []
+        if s[-1][1] is None:
+            return s[:-1] + [(s[-1][0], tuple(job.counts) if job is not None else (0,) * 6)]
+        return s
 
     def _worker_count(self, t: float) -> None:
         if self.series:

@@ -399,8 +399,8 @@ def snapshot_text(tl: Timeline, at: float | None = None, width: int = 100,
     for job in sorted(model.jobs.values(), key=lambda j: j.id)[-3:]:
         out += ["", f"-- job {job.id} --"]
         out += job_detail_lines(job, now)
-        series = tl.live.count_series.get(job.id, []) if at is None else \
-            cut(tl.live.count_series.get(job.id, []), at)
+        series = tl.live.counts_series(job.id) if at is None else \
+            cut(tl.live.counts_series(job.id), at)
         out += ["Task-state counts over time:"]
         out += ["  " + ln for ln in counts_chart(series, start, end, chart_w)]
         trows, more = task_rows(job, now, 20)

@@ -37,7 +37,7 @@ def test_jobs_tasks_and_counts_follow_the_events():
 def test_series_for_the_charts():
     m = timeline().live
     assert [n for _t, n in m.worker_series] == [1, 2, 1]
-    last_counts = m.count_series[1][-1][1]
+    last_counts = m.counts_series(1)[-1][1]
     assert last_counts[FINISHED] == 8 and last_counts[FAILED] == 1
     usage = m.usage[1]
     assert len(usage) == 5 and usage[-1][2] == pytest.approx(65.0)
