@@ -19,6 +19,9 @@ from ..errors import HqError, RequestFailed
 from ..protocol import messages as m
 
 RETRY_DELAY = 2.0  # seconds between reconnection attempts
+OVERVIEW_INTERVAL = 2.0  # seconds between the hardware overviews asked from workers (upstream's)
+OVERVIEW_LEASE = 10.0  # seconds one request lasts: renewed every RENEW s while the app runs
+OVERVIEW_RENEW = 4.0
 
 
 def read_journal(path: str) -> tuple[list, str | None]:
@@ -91,10 +94,36 @@ class LiveSource:
         self._client = None
         self._thread = threading.Thread(target=self._run, name="hq-dashboard-stream",
                                         daemon=True)
+        self._asker = threading.Thread(target=self._ask_overviews, name="hq-dashboard-overviews",
+                                       daemon=True)
         self.streams = 0  # how many streams were opened (1 + reconnections)
+        self.overview_requests = 0  # answered OverviewsRequests
 
     def start(self) -> None:
         self._thread.start()
+        self._asker.start()
+
+    def _ask_overviews(self) -> None:
+        """Asks the workers for hardware overviews while the dashboard runs (streamed, not
+        journaled), renewing the request; a server without the request is left alone."""
+        from ..client.blocking import BlockingClient
+
+        client = None
+        while not self._stop.is_set():
+            try:
+                if client is None:
+                    client = BlockingClient(self.server_dir)
+                client.request(m.OverviewsRequest(OVERVIEW_INTERVAL, OVERVIEW_LEASE))
+                self.overview_requests += 1
+            except RequestFailed:
+                break  # a server that does not know the request
+            except HqError:
+                if client is not None:
+                    client.close()
+                client = None
+            self._stop.wait(OVERVIEW_RENEW)
+        if client is not None:
+            client.close()
 
     def stop(self) -> None:
         self._stop.set()
@@ -105,6 +134,7 @@ class LiveSource:
             except OSError:
                 pass
         self._thread.join(timeout=2.0)
+        self._asker.join(timeout=2.0)
 
     def _run(self) -> None:
         notice = None

@@ -5,6 +5,7 @@ and leave no process behind. Also the live source in the app (Pilot) against a r
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shlex
 import shutil
@@ -143,3 +144,55 @@ def test_live_source_follows_the_server_and_cancels_with_confirmation(hq_env: Hq
 
     latency = asyncio.run(main())
     assert latency < 15
+
+
+@pytest.mark.timeout(90)
+def test_the_dashboard_asks_workers_for_overviews_streamed_not_journaled(hq_env: HqEnv,
+                                                                          tmp_path):
+    """F56: overviews a dashboard asks for are streamed but not stored; a worker's own
+    `--overview-interval` ones are stored (and not duplicated by the dashboard's request)."""
+    from hyperqueue.dashboard import source as src
+    from hyperqueue.dashboard.source import LiveSource
+
+    journal = tmp_path / "journal.bin"
+    hq_env.start_server("--journal", str(journal))
+    plain = hq_env.start_worker(cpus="1")
+    hq_env.start_worker("--overview-interval", "300ms", cpus="1")
+    old = src.OVERVIEW_INTERVAL
+    src.OVERVIEW_INTERVAL = 0.2
+    source = LiveSource(str(hq_env.server_dir))
+    try:
+        source.start()
+        seen = {}
+
+        def overviews():
+            while source.items:
+                item = source.items.popleft()
+                if item[0] == "records":
+                    for r in item[1]:
+                        if r[1] == "worker-overview":
+                            seen.setdefault(r[2]["id"], []).append(r)
+            return len(seen.get(plain.worker_id, [])) >= 3 and seen.get(2)
+
+        wait_until(overviews, 30, 0.1, "overviews of both workers")
+        assert source.overview_requests >= 1
+        state = seen[plain.worker_id][-1][2]["hw-state"]["state"]
+        assert len(state["cpu_usage"]["cpu_per_core_percent_usage"]) >= 1
+    finally:
+        source.stop()
+        src.OVERVIEW_INTERVAL = old
+    hq_env.command(["journal", "flush"])
+    exported = hq_env.command(["journal", "export", str(journal)])
+    ids = [json.loads(line)["event"]["id"] for line in exported.splitlines()
+           if '"worker-overview"' in line]
+    assert ids and set(ids) == {2}, "only the worker's own overviews are journaled"
+    # the request is checked like any other
+    from hyperqueue.client.blocking import BlockingClient
+    from hyperqueue.errors import HqError
+    from hyperqueue.protocol import messages as m
+
+    with BlockingClient(str(hq_env.server_dir)) as client:
+        assert "2 workers" in client.request(m.OverviewsRequest(1.0, 5.0)).message
+        with pytest.raises(HqError):  # an interval below the minimum: a malformed request
+            client.request(m.OverviewsRequest(0.001, 5.0))
+    assert len(hq_env.command(["worker", "list"], as_json=True)) == 2  # the server is fine
