@@ -33,6 +33,7 @@ TICK = 0.1
 REDRAW = 0.5
 MAX_RECORDS_PER_TICK = 50_000
 MIN_SPAN = 1.0
+REASONS_EVERY = 5.0  # seconds between asking a live server about its allocation queues
 
 
 class Plain(Static):
@@ -134,6 +135,8 @@ class DashboardApp(App):
         self._pending: list = []  # records of the current item not applied yet
         self.first_frame_at: float | None = None  # clock time the full history was first drawn
         self.pager_runs: list = []  # [argv] (for tests and the status line)
+        self.alloc_reasons: dict = {}  # queue id -> the live server's decision lines
+        self._reasons_due = 0.0
 
     # -- layout ---------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -350,7 +353,14 @@ class DashboardApp(App):
             text + "\n\n(Backspace: back to the worker list, c: CPU view)")
 
     def _draw_allocations(self, model, lo, hi) -> None:
-        queues, allocs = R.alloc_tables(model)
+        live = self.server_dir is not None and self.view_end is None
+        now = self._clock()
+        if live and model.alloc_records and now >= self._reasons_due:
+            self._reasons_due = now + REASONS_EVERY
+            ids = sorted({p.get("queue_id") for _t, _k, p in model.alloc_records
+                          if isinstance(p, dict) and type(p.get("queue_id")) is int})
+            self.run_worker(lambda: self._fetch_reasons(ids), thread=True, exclusive=False)
+        queues, allocs = R.alloc_tables(model, self.alloc_reasons if live else None)
         self.w("alloc-empty").display = not queues
         for wid in ("#queues-table", "#allocs-table", "#alloc-timeline"):
             self.w(wid.lstrip("#")).display = bool(queues)
@@ -359,6 +369,30 @@ class DashboardApp(App):
         self.w("alloc-timeline").update(
             "\n".join(["Allocation timeline (. queued, # running):"]
                       + R.alloc_timeline(model, lo, hi, 50)))
+
+    def _fetch_reasons(self, queue_ids: list) -> None:
+        """What the server says about each queue now (decision lines of `hq alloc info`)."""
+        from ..client import calls
+        from ..client.blocking import BlockingClient
+        from ..errors import HqError
+
+        reasons = {}
+        try:
+            with BlockingClient(self.server_dir) as client:
+                for qid in queue_ids:
+                    try:
+                        info = client.call(calls.alloc_info(qid, []))
+                    except HqError:
+                        continue  # removed meanwhile
+                    lines = info.get("decision", {}).get("lines") or []
+                    reasons[qid] = "; ".join(str(x) for x in lines)[:300]
+        except HqError:
+            return
+        self.call_from_thread(self._set_reasons, reasons)
+
+    def _set_reasons(self, reasons: dict) -> None:
+        self.alloc_reasons = reasons
+        self._dirty = True
 
     # -- events and actions ---------------------------------------------------------------------
     def on_data_table_row_highlighted(self, event) -> None:

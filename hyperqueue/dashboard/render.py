@@ -321,12 +321,16 @@ QUEUE_HEADERS = ["ID", "Name", "Manager", "State", "Backlog", "Workers/alloc", "
 ALLOC_HEADERS = ["Allocation", "Queue", "Workers", "State", "Queued", "Started", "Finished"]
 
 
-def alloc_tables(model: DashboardModel) -> tuple[list, list]:
+def alloc_tables(model: DashboardModel, live_reasons: dict | None = None) -> tuple[list, list]:
+    """Queue and allocation rows; `live_reasons` (queue id -> text): what a live server says
+    about each queue now (`hq alloc info`'s decision lines), else the recorded pause reason."""
     reg, reasons = model.allocation_registry()
     queues, allocs = [], []
     for q in sorted(reg.queues.values(), key=lambda q: q.id):
         p = q.params
         reason = reasons.get(q.id) if q.state != "ACTIVE" else ""
+        if live_reasons and live_reasons.get(q.id):
+            reason = live_reasons[q.id]
         queues.append([q.id, p.name or "", p.manager, q.state, p.backlog,
                        p.max_workers_per_alloc, fmt_duration(p.time_limit), reason or "-"])
         for a in sorted(q.allocations.values(), key=lambda a: a.queued_at):

@@ -11,6 +11,7 @@ import shlex
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from conftest import HqEnv, pid_alive, wait_until
@@ -196,3 +197,42 @@ def test_the_dashboard_asks_workers_for_overviews_streamed_not_journaled(hq_env:
         with pytest.raises(HqError):  # an interval below the minimum: a malformed request
             client.request(m.OverviewsRequest(0.001, 5.0))
     assert len(hq_env.command(["worker", "list"], as_json=True)) == 2  # the server is fine
+
+
+@pytest.mark.timeout(90)
+def test_allocations_screen_shows_live_queues_and_the_servers_reasons(tmp_path):
+    pytest.importorskip("textual", reason="textual (the dashboard extra) is not installed")
+    from hqenv import clean_env
+
+    from hyperqueue.dashboard.app import DashboardApp
+    from hyperqueue.dashboard.source import LiveSource
+
+    fake = Path(__file__).resolve().parent.parent / "fakepbs" / "bin"
+    env = HqEnv(tmp_path, env=clean_env(PATH=f"{fake}:{os.environ['PATH']}",
+                                        HQ_FAKE_PBS_DIR=str(tmp_path / "pbs")))
+    try:
+        env.start_server()
+        res = env.run(["alloc", "add", "pbs", "--no-dry-run", "--time-limit", "1h",
+                       "--name", "gpuq"])
+        assert res.returncode == 0, res.stderr
+        sd = str(env.server_dir)
+
+        async def main():
+            app = DashboardApp(source=LiveSource(sd), server_dir=sd)
+            async with app.run_test(size=(160, 50)) as pilot:
+                await pilot.press("a")
+                end = time.monotonic() + 30
+                while time.monotonic() < end:
+                    await pilot.pause(0.2)
+                    rows = [[str(c) for c in app.w("queues-table").get_row_at(i)]
+                            for i in range(app.w("queues-table").row_count)]
+                    if rows and rows[0][7] not in ("", "-"):
+                        return rows
+                raise AssertionError(f"no live reason: {rows}")
+
+        rows = asyncio.run(main())
+        assert rows[0][:4] == ["1", "gpuq", "pbs", "ACTIVE"]
+        info = env.command(["alloc", "info", "1"])
+        assert rows[0][7].split(";")[0].strip() in info, (rows[0][7], info)
+    finally:
+        env.close()
