@@ -406,7 +406,7 @@ class DashboardApp(App):
         first = {"jobs": "#jobs-table", "workers": "#workers-table",
                  "allocations": "#queues-table"}.get(name)
         if first:
-            self.w(first.lstrip("#")).focus()
+            self.set_focus(self.w(first.lstrip("#")))
         self._dirty = True
         self._last_draw = -1e9
         self.tick()
@@ -418,7 +418,7 @@ class DashboardApp(App):
         panes = {"jobs": ("#jobs-table", "#tasks-table"), "workers": ("#workers-table",),
                  "allocations": ("#queues-table", "#allocs-table")}.get(self.screen_name, ())
         if n < len(panes):
-            self.w(panes[n].lstrip("#")).focus()
+            self.set_focus(self.w(panes[n].lstrip("#")))  # now: keys already queued follow
 
     def action_inspect(self) -> None:
         if self.screen_name == "workers":
@@ -427,7 +427,7 @@ class DashboardApp(App):
                 self.inspected_worker = int(key)
                 self._switch("worker-detail")
         elif self.screen_name == "jobs":
-            self.w("tasks-table").focus()
+            self.set_focus(self.w("tasks-table"))
 
     def action_back(self) -> None:
         if self.screen_name == "worker-detail":
