@@ -134,6 +134,7 @@ class DashboardApp(App):
         self._clock = clock
         self._pending: list = []  # records of the current item not applied yet
         self.first_frame_at: float | None = None  # clock time the full history was first drawn
+        self.first_draw_at: float | None = None  # clock time of the first frame (maybe loading)
         self.pager_runs: list = []  # [argv] (for tests and the status line)
         self.alloc_reasons: dict = {}  # queue id -> the live server's decision lines
         self._reasons_due = 0.0
@@ -225,12 +226,15 @@ class DashboardApp(App):
         if self.ingest():
             self._dirty = True
         now = self._clock()
-        if self._dirty and (now - self._last_draw >= REDRAW or not self.live_reached
-                            or self.first_frame_at is None):
+        complete = self.live_reached and not self._pending and not self.items
+        if self._dirty and (now - self._last_draw >= REDRAW or self.first_draw_at is None
+                            or (complete and self.first_frame_at is None)):
             self.redraw()
             self._last_draw = now
+            if self.first_draw_at is None:
+                self.first_draw_at = now
             self._dirty = False
-            if self.live_reached and self.first_frame_at is None and not self._pending:
+            if complete and self.first_frame_at is None:
                 self.first_frame_at = now
 
     # -- the view -------------------------------------------------------------------------------
