@@ -20,7 +20,7 @@ import subprocess
 import time
 
 from rich.text import Text
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SuspendNotSupported
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
@@ -547,13 +547,21 @@ class DashboardApp(App):
         if not os.path.isfile(path):
             self._set_notice(f"{path} does not exist (on this machine).")
             return
-        argv = shlex.split(os.environ.get("PAGER") or "less") + [path]
+        try:
+            argv = shlex.split(os.environ.get("PAGER") or "less") + [path]
+        except ValueError as e:
+            self._set_notice(f"Cannot read $PAGER: {e}")
+            return
         self.pager_runs.append(argv)
         try:
-            with self.suspend():
-                subprocess.run(argv)
-        except Exception:  # no terminal to hand over (headless): run it as it is
-            subprocess.run(argv, stdin=subprocess.DEVNULL)
+            try:
+                with self.suspend():
+                    subprocess.run(argv)
+            except SuspendNotSupported:  # no terminal to hand over (headless): run it as it is
+                subprocess.run(argv, stdin=subprocess.DEVNULL)
+        except OSError as e:
+            self._set_notice(f"Cannot run the pager {argv[0]}: {e.strerror or e}")
+            return
         self._set_notice(f"Viewed {path}")
 
 

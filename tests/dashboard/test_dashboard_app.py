@@ -181,6 +181,13 @@ def test_cancel_is_read_only_in_replay_and_pager_opens_the_failed_tasks_stderr(t
         await pilot.press("s")  # its stdout file does not exist
         await pilot.pause()
         assert "8.out does not exist" in text(app, "#notice")
+        os.environ["PAGER"] = str(tmp_path / "no-such-pager")
+        await pilot.press("e")
+        await pilot.pause()
+        assert "Cannot run the pager" in text(app, "#notice")  # and the app goes on
+        await pilot.press("w")
+        await pilot.pause()
+        assert app.screen_name == "workers"
 
     run(scenario, records=records(str(tmp_path)), replay_path="fixture.journal")
 
