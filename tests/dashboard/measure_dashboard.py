@@ -93,6 +93,11 @@ def main():
     try:
         env.start_server("--journal", str(journal), timeout=300)
         env.start_worker(cpus="1")
+        t = time.monotonic()
+        res = env.run(["journal", "replay"], timeout=600)
+        plain = time.monotonic() - t
+        print(f"side by side: `hq journal replay` of the same history: {plain:.2f} s "
+              f"({len(res.stdout.splitlines())} lines)")
         ff, first_any, lat, tt, tt2, n = asyncio.run(live(str(env.server_dir), env))
         print(f"live: first frame {first_any:.2f} s, complete {ff:.2f} s ({n} events); submit -> finished task shown: "
               + ", ".join(f"{x * 1000:.0f} ms" for x in lat)
