@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import HqEnv, pid_alive, wait_until
+from hqenv import HqEnv, pid_alive, wait_until
 
 TMUX = shutil.which("tmux")
 
