@@ -236,3 +236,69 @@ def test_allocations_screen_shows_live_queues_and_the_servers_reasons(tmp_path):
         assert rows[0][7].split(";")[0].strip() in info, (rows[0][7], info)
     finally:
         env.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_lagging_dashboard_is_dropped_and_resynchronises(tmp_path):
+    """A real server (in this process, real TCP) whose subscribers may have no live event
+    waiting (backlog 0): the first live event overflows it; the server drops the stream and
+    goes on; the live source reconnects and delivers the whole history again (with that
+    event), with a notice saying why."""
+    import trio
+    from hqenv import HQ, clean_env
+
+    from hyperqueue.dashboard.model import Timeline
+    from hyperqueue.dashboard.source import LiveSource
+    from hyperqueue.server.app import Server
+
+    root = str(tmp_path / "sd")
+    server = Server(root, host="127.0.0.1", event_backlog=0)
+
+    def hq(*args):
+        r = subprocess.run([*HQ, "--server-dir", root, *args], capture_output=True, text=True,
+                           env=clean_env(), timeout=30)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    source = LiveSource(root)
+    items = []
+
+    def drained(pred):
+        def check():
+            while source.items:
+                items.append(source.items.popleft())
+            return pred()
+        return check
+
+    def body():
+        try:
+            wait_until(lambda: os.path.exists(os.path.join(root, "hq-current", "access.json")),
+                       20, 0.05, "server start")
+            source.start()
+            wait_until(drained(lambda: ("live",) in items), 20, 0.05, "the live boundary")
+            hq("submit", "--array", "1-100", "--", "true")  # no worker: all waiting
+            wait_until(drained(lambda: any(i[0] == "reset" and i[1] for i in items)), 20,
+                       0.05, "the resync")
+            reset = next(i for i in items if i[0] == "reset" and i[1])
+            assert "did not keep up" in reset[1] and "resynchronised" in reset[1]
+            wait_until(drained(lambda: ("live",) in items[items.index(reset):]), 20, 0.05,
+                       "the new history")
+            tl = Timeline()
+            for item in items[items.index(reset):]:
+                if item[0] == "records":
+                    tl.extend(item[1])
+            assert tl.live.jobs[1].counts[0] == 100  # the new history has the submit
+            assert source.streams == 2
+            assert "1" in hq("job", "list", "--all")  # the server went on
+        finally:
+            source.stop()
+
+    async def main():  # the server in this (main) thread, the client side in another
+        async with trio.open_nursery() as n:
+            n.start_soon(server.run)
+            try:
+                await trio.to_thread.run_sync(body)
+            finally:
+                server.stop()
+
+    trio.run(main)
