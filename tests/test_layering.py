@@ -67,6 +67,10 @@ FORBIDDEN = {
     "task": {"trio", "click", "rich_click", "rich"} | _hq("server", "worker", "cli", "local"),
     # The embedded runner of `hq run` composes the server and the worker shells.
     "local": {"click", "rich_click"} | _hq("client", "cli", "ffi", "task", "report"),
+    # The dashboard: a client-side shell (blocking client in a thread, textual in `app` only).
+    "dashboard": {"trio", "anyio", "click", "rich_click"} | _hq("server", "worker", "cli", "local",
+                                                              "transport", "streaming", "report",
+                                                              "batch"),
     # cli: see CLI_MAY_IMPORT / CLI_ENTRY_POINTS below.
     "cli": {"anyio", "cbor2", "nacl"},  # trio: only to run a server or worker shell
 }
@@ -174,6 +178,7 @@ CLI_ENTRY_POINTS = {
     "run.py": {"hyperqueue.local"},
     "journal.py": {"hyperqueue.journal.format", "hyperqueue.report.html"},
     "output_log.py": {"hyperqueue.streaming.format", "hyperqueue.streaming.reader"},
+    "dashboard.py": {"hyperqueue.dashboard"},
 }
 
 

@@ -25,6 +25,7 @@ COMMANDS = {
     "run": ("run", "run"),
     "journal": ("journal", "journal"),
     "output-log": ("output_log", "output_log"),
+    "dashboard": ("dashboard", "dashboard"),
     "doc": ("misc", "doc"),
     "generate-completion": ("misc", "generate_completion"),
 }

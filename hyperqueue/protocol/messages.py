@@ -427,6 +427,35 @@ class WaitNotifyRequest(Message):
     without_close: bool
 
 
+MIN_OVERVIEW_INTERVAL = 0.1  # seconds: the fastest overviews a client may ask for
+MAX_OVERVIEW_LEASE = 3600.0  # seconds one OverviewsRequest lasts at most
+
+
+def _overview_interval(v):
+    v = _duration(v)
+    if not MIN_OVERVIEW_INTERVAL <= v <= MAX_OVERVIEW_LEASE:
+        raise ValueError(f"overview interval must be between {MIN_OVERVIEW_INTERVAL} and "
+                         f"{MAX_OVERVIEW_LEASE} s")
+    return v
+
+
+def _overview_lease(v):
+    v = _duration(v)
+    if not 0 < v <= MAX_OVERVIEW_LEASE:
+        raise ValueError(f"overview lease must be between 0 and {MAX_OVERVIEW_LEASE} s")
+    return v
+
+
+@message(FROM_CLIENT, 40, interval=_overview_interval, lease=_overview_lease)
+class OverviewsRequest(Message):
+    """A dashboard asks every connected worker for a hardware overview every `interval` s
+    during the next `lease` s (it renews the request while it runs). Overviews of workers
+    without their own `--overview-interval` are streamed to event subscribers but not
+    journaled (F56). Answered with an OkResponse."""
+    interval: float
+    lease: float
+
+
 # -- automatic allocation (`hq alloc ...`) ---------------------------------------------------------
 
 
@@ -727,6 +756,14 @@ class WorkerReserved(Message):
     """The worker became a secondary node of a multi-node task (`reserved`: it runs nothing
     itself but is not idle) or was released from it (its idle time starts again)."""
     reserved: bool
+
+
+@message(TO_WORKER, 320, interval=_overview_interval, lease=_overview_lease)
+class SendOverviews(Message):
+    """Send a WorkerOverview every `interval` s during the next `lease` s (for a dashboard;
+    besides the worker's own `--overview-interval`, if any)."""
+    interval: float
+    lease: float
 
 
 @message(TO_WORKER, 305, seq=SEQ)

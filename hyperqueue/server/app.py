@@ -269,7 +269,7 @@ class Server:
         self._requests = ClientRequests(RequestContext(
             self.core, self.outbox, changed=self.kick, reported=self.reported, waits=self.waits,
             info=self.info, journal=_JournalControl(self) if self.journal is not None else None,
-            autoalloc=self.autoalloc))
+            autoalloc=self.autoalloc, overviews=self._ask_overviews))
         record = self.access = boot.access
         self.start_date = boot.start_date
         self.instance_dir = boot.instance_dir
@@ -704,6 +704,12 @@ class Server:
                         outbox.events.append(WorkerOverview(time.time(), worker.id,
                                                             msg.hw_state))
                         self.kick()
+                    else:  # asked for by a dashboard: streamed only (F56)
+                        record = WorkerOverview(time.time(), worker.id,
+                                                msg.hw_state).to_record()
+                        for sub in self.subscribers:
+                            if sub.after is not None:
+                                sub.push([record])
                 elif isinstance(msg, m.TaskNotify):
                     self._on_task_notify(worker, msg)
                 elif isinstance(msg, m.WorkerStopping):
@@ -716,6 +722,13 @@ class Server:
                 continue
             log.warning("Worker %d: no heartbeat for %.1f s", worker.id, grace)
             return WorkerState.HEARTBEAT_LOST
+
+    def _ask_overviews(self, interval: float, lease: float) -> int:
+        """Asks every connected worker for overviews (`OverviewsRequest`); returns how many."""
+        payload = m.encode(m.SendOverviews(interval, lease))
+        for link in self.links.values():
+            link.push(payload)
+        return len(self.links)
 
     def _on_task_notify(self, worker, msg: m.TaskNotify) -> None:
         """Hands a running task's notification to the clients waiting for its job (a slow

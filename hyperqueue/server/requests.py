@@ -111,15 +111,18 @@ class RequestContext:
     journal: None without a journal, else an object with `async flush()` and
         `async prune() -> (kept, dropped)` (raises ValueError when the prune fails).
     autoalloc: the automatic-allocation service (server/autoalloc.py), or None.
+    overviews(interval, lease): asks the connected workers for temporary hardware overviews
+        (a dashboard), or None.
     """
 
     __slots__ = ("core", "outbox", "changed", "reported", "waits", "info", "journal",
-                 "autoalloc")
+                 "autoalloc", "overviews")
 
     def __init__(self, core, outbox, *, changed: Callable[[], None] = lambda: None,
                  reported: Callable[[], Awaitable[None]] = _nothing_to_report,
                  waits: Waits | None = None, info: Callable[[], dict] = dict, journal=None,
-                 autoalloc=None):
+                 autoalloc=None, overviews=None):
+        self.overviews = overviews
         self.core = core
         self.outbox = outbox
         self.changed = changed
@@ -448,6 +451,13 @@ class ClientRequests:
         raise ValueError(f"unknown journal action {req.action!r}")
 
     # -- workers ---------------------------------------------------------------------------------
+    @handles(m.OverviewsRequest)
+    async def on_OverviewsRequest(self, req: m.OverviewsRequest):
+        if self.ctx.overviews is None:
+            raise ValueError("this server cannot ask workers for overviews")
+        n = self.ctx.overviews(req.interval, req.lease)
+        return m.OkResponse(f"Overviews asked from {n} workers")
+
     @handles(m.WorkerListRequest)
     async def on_WorkerListRequest(self, req: m.WorkerListRequest):
         now = time.time()

@@ -99,6 +99,9 @@ class Worker:
         self.started_at = 0.0
         # A secondary node of a multi-node task (the server says so): runs nothing, not idle.
         self.reserved = False
+        # Overviews a dashboard asked for (`SendOverviews`): interval, end (trio time), loop on
+        self.asked_overviews: tuple[float, float] | None = None
+        self.session = None
         # Set (and dropped) by the next task end while someone waits in `_wait_running`.
         self.task_ended: trio.Event | None = None
         self.runner: Runner | None = None
@@ -135,6 +138,7 @@ class Worker:
                                              [notify_listener], handler_nursery=outer))
                 while True:
                     async with trio.open_nursery() as session:
+                        self.session = session
                         session.start_soon(self._writer)
                         session.start_soon(self._heartbeats)
                         if self.config.overview_interval:
@@ -394,6 +398,11 @@ class Worker:
                 elif isinstance(msg, m.StopWorkerCommand):
                     log.info("Stopped by the server")
                     return 0
+                elif isinstance(msg, m.SendOverviews) and not self.config.overview_interval:
+                    running = self.asked_overviews is not None
+                    self.asked_overviews = (msg.interval, trio.current_time() + msg.lease)
+                    if not running and self.session is not None:
+                        self.session.start_soon(self._asked_overviews)
             except Exception as e:  # a message the worker cannot act on: drop the connection
                 log.error("Connection to the server lost: cannot handle its message: %s",
                           describe(e))
@@ -566,6 +575,23 @@ class Worker:
             state = await trio.to_thread.run_sync(monitor.sample)
             if not await self._send(m.encode(m.WorkerOverview(state))):
                 return
+
+    async def _asked_overviews(self) -> None:
+        """Overviews a dashboard asked for, until its lease ends (not renewed)."""
+        from .hwmonitor import for_resources
+
+        monitor = for_resources(r.name for r in self.config.resources)
+        try:
+            while self.asked_overviews is not None:
+                interval, until = self.asked_overviews
+                if trio.current_time() >= until:
+                    return
+                await clamped_sleep(interval)
+                state = await trio.to_thread.run_sync(monitor.sample)
+                if not await self._send(m.encode(m.WorkerOverview(state))):
+                    return
+        finally:
+            self.asked_overviews = None
 
     async def _retract_checks(self) -> None:
         """Every `retract_check_interval`: queued (prefilled, not started) tasks whose

@@ -52,6 +52,7 @@ SAMPLES = {
     m.CloseJobsRequest: m.CloseJobsRequest([[1, 1, 1]]),
     m.ForgetJobsRequest: m.ForgetJobsRequest("all", ["finished"]),
     m.JournalRequest: m.JournalRequest("flush"),
+    m.OverviewsRequest: m.OverviewsRequest(2.0, 10.0),
     m.TaskExplainRequest: m.TaskExplainRequest([[1, 1, 1]], 0),
     m.StreamEventsRequest: m.StreamEventsRequest(False),
     m.TaskPageRequest: m.TaskPageRequest(1, [[0, 100, 1]], ["waiting"], 5),
@@ -99,6 +100,7 @@ SAMPLES = {
     m.RetractTasks: m.RetractTasks([[1, 2, 0]]),
     m.ConfirmResults: m.ConfirmResults(3),
     m.WorkerReserved: m.WorkerReserved(True),
+    m.SendOverviews: m.SendOverviews(2.0, 10.0),
 }
 
 
@@ -211,6 +213,10 @@ OUT_OF_RANGE = [
     (m.CancelJobsRequest, (T + 1,), "x" * (MAX_NAME_LEN + 1)),
     (m.JobListRequest, (T,), ["waiting"] * 100),
     (m.JournalRequest, (T,), "x" * (MAX_NAME_LEN + 1)),
+    (m.OverviewsRequest, (T,), 0.001),
+    (m.OverviewsRequest, (T + 1,), 0),
+    (m.OverviewsRequest, (T + 1,), 1e9),
+    (m.SendOverviews, (T,), math.inf),
     (m.WorkerStopping, (T,), "x" * (MAX_NAME_LEN + 1)),
     (m.TaskUpdates, (T + 1, 0, 4), "e" * (MAX_STRING_LEN + 1)),
     (m.RegisterWorker, (T + 1, 0), "u" * (MAX_NAME_LEN + 1)),
