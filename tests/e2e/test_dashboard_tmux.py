@@ -127,11 +127,9 @@ def test_live_source_follows_the_server_and_cancels_with_confirmation(hq_env: Hq
                 raise AssertionError(f"timed out waiting for {what}")
 
             await until(lambda: app.live_reached and 1 in app.timeline.live.jobs, "history")
-            t0 = time.monotonic()
             job = hq_env.submit(["--name", "live", "--", "sleep", "100"])
             await until(lambda: app.timeline.live.jobs.get(job) is not None and
                         app.timeline.live.jobs[job].state == "RUNNING", "live job")
-            latency = time.monotonic() - t0
             await pilot.press("down", "x")
             await pilot.pause()
             assert "Cancel job" in app.screen.query_one("#confirm-text").render().plain
@@ -141,10 +139,8 @@ def test_live_source_follows_the_server_and_cancels_with_confirmation(hq_env: Hq
             await until(lambda: app.timeline.live.jobs[job].state == "CANCELED", "canceled")
             assert f"Job {job} canceled" in app.w("notice").text
             assert source.streams == 1
-        return latency
 
-    latency = asyncio.run(main())
-    assert latency < 15
+    asyncio.run(main())
 
 
 @pytest.mark.timeout(90)
