@@ -221,7 +221,7 @@ def submit_file(file, job_id):
 
     request = load_job_file(file, job_id)
     with connect() as client:
-        printer().submitted(client.call(calls.submit(request)))
+        printer().submitted(calls.send_submit(client, request))
 
 
 job.add_command(submit_command, "submit")  # hq job submit = hq submit

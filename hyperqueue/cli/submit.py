@@ -107,9 +107,9 @@ def submit_options(f):
                           "worker in DIR; read them with `hq output-log DIR`"),
         click.option("--env", "env", multiple=True, callback=_check_env, help="KEY=VALUE for the task environment"),
         click.option("--array", type=RANGES, help="Task ids of a task array, e.g. 1-10,20"),
-        click.option("--each-line", type=click.Path(dir_okay=False),
+        click.option("--each-line", metavar="FILE",
                      help="One task per line of a file (the line is in HQ_ENTRY)"),
-        click.option("--from-json", type=click.Path(dir_okay=False),
+        click.option("--from-json", metavar="FILE",
                      help="One task per element of a JSON array (in HQ_ENTRY)"),
         click.option("--cpus", callback=_check_cpus, help="CPUs per task, e.g. '4' or '2 compact!'"),
         click.option("--resource", "resource", multiple=True, callback=_check_resources, help="NAME=AMOUNT [POLICY]"),
@@ -190,7 +190,6 @@ def submit_warnings(opts: dict, task_count: int) -> None:
 
 
 def _read_entries(opts: dict):
-    from ..errors import CommandError
     from .context import log_info, log_warn
 
     if opts.get("each_line"):
@@ -204,13 +203,7 @@ def _read_entries(opts: dict):
         log_info(f"Reading json file: {path}")
         if _size(path) > READ_WARN_SIZE:
             log_warn("Reading file bigger then 100MB")
-        try:
-            return spec.entries_from_json(path)
-        except HqError as e:
-            if "must contain a JSON array" in e.message:
-                raise CommandError(f"{path}: The top element of the provided JSON file has to "
-                                   "be an array") from None
-            raise CommandError(e.message) from None
+        return spec.entries_from_json(path)
     return None
 
 
@@ -473,7 +466,7 @@ def submit(job_id, wait, progress, command, directives, on_notify=None, **opts):
     from ..client import calls
 
     with connect() as client:
-        job = client.call(calls.submit(request))
+        job = calls.send_submit(client, request)
         printer().submitted(job)
         if wait or progress:
             from .waiting import wait_for_jobs

@@ -7,7 +7,7 @@ import socket
 import time
 
 from ..client import calls
-from ..errors import HqError
+from ..errors import CommandError, HqError
 from .common import DURATION, SELECTOR, missing_text, trio_run
 from .context import connect, printer, server_root, setup_logging
 from .flavour import click
@@ -121,25 +121,25 @@ def start(cpus, resources, group, coupling, detect_resources, no_hyper_threading
         except ValueError as e:
             raise click.BadParameter(str(e), param_hint="'--resource'")
     if cpu_def is not None and any(_name_of(d) == "cpus" for d in parsed):
-        raise HqError("Parameters --cpus and --resource cpus=... cannot be combined")
+        raise CommandError("Parameters --cpus and --resource cpus=... cannot be combined")
     if "cpus" not in wanted and cpu_def is None and not any(_name_of(d) == "cpus"
                                                            for d in parsed):
-        raise HqError("You have to specify --cpus explicitly when opting out of CPU automatic "
+        raise CommandError("You have to specify --cpus explicitly when opting out of CPU automatic "
                       "detection")
     if cpu_def is _CPU_SUM or _CPU_SUM in parsed:
-        raise HqError("Resource kind `sum` cannot be used with CPUs. CPUs must have identity")
+        raise CommandError("Resource kind `sum` cannot be used with CPUs. CPUs must have identity")
     if manager == "pbs" and "PBS_ENVIRONMENT" not in os.environ:
-        raise HqError("PBS_ENVIRONMENT not found. The process is not running under PBS")
+        raise CommandError("PBS_ENVIRONMENT not found. The process is not running under PBS")
     if manager == "slurm" and not (os.environ.get("SLURM_JOB_ID")
                                    or os.environ.get("SLURM_JOBID")):
-        raise HqError("SLURM_JOB_ID/SLURM_JOBID not found. The process is not running under "
+        raise CommandError("SLURM_JOB_ID/SLURM_JOBID not found. The process is not running under "
                       "SLURM")
     defs: dict[str, ResourceDef] = {}
     if cpu_def is not None:
         defs["cpus"] = cpu_def
     for d in parsed:
         if d.name in defs:
-            raise HqError(f"Resource {d.name} defined twice")
+            raise CommandError(f"Resource {d.name} defined twice")
         defs[d.name] = d
     detected = detect(wanted - set(defs), no_hyper_threading=no_hyper_threading)
     defs.update(_detected_defs(detected))
@@ -247,12 +247,11 @@ def stop(selector):
 def address(worker_id):
     """Print the hostname of a worker."""
     from ..common.selectors import parse_selector
-    from ..errors import HqError
 
     with connect() as client:
         found = client.call(calls.worker_info(parse_selector(str(worker_id)).to_wire()))
     if not found.workers:
-        raise HqError(f"Worker {worker_id} not found")
+        raise CommandError(f"Worker {worker_id} not found")
     printer().line(found.workers[0]["configuration"]["hostname"])  # the same in every mode
 
 
