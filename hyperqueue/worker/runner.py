@@ -447,7 +447,7 @@ class Runner:
                     if proc is not None:
                         pid = proc.pid
                         run.kill_group = _killpg_or_kill
-                    elif program.stdin is not None:
+                    elif program.stdin:  # (empty stdin: /dev/null, as upstream: F30)
                         pid, stdin_w = self._spawn_with_stdin(args, cwd, env_list, path_value,
                                                               out_fd, err_fd)
                     else:
