@@ -16,8 +16,9 @@ def _check_priority(_ctx, _param, value):
     if value is not None:
         try:
             spec.check_priority(value)
-        except SpecError as e:
-            raise click.BadParameter(e.message)
+        except SpecError as e:  # an i32 upstream: Rust's ParseIntError text
+            raise click.BadParameter(f"number too {'large' if value > 0 else 'small'} to fit "
+                                     "in target type" if abs(value) >= 2**31 else e.message)
     return value
 
 

@@ -228,9 +228,12 @@ def info(selector):
     with connect() as client:
         found = client.call(calls.worker_info(selector.to_wire()))
     p = printer()
-    for item in found.missing:
-        p.note(missing_text(item, "Worker", "Workers", " not found"))
-    p.workers(found.workers, detailed=True)
+    for item in found.missing:  # ERROR records, exit 0 (F50)
+        p.log("ERROR", missing_text(item, "Worker", "Workers", " not found"))
+    if found.workers or not found.missing:
+        p.workers(found.workers, detailed=True)
+    else:
+        p.ok()  # upstream prints nothing (json: `{}`, F5)
 
 
 @worker.command()

@@ -371,8 +371,12 @@ command = ["sh", "-c", "echo $HQ_TASK_ID"]
 
     env.command(["job", "close", str(job)])
     env.wait_job(job)
+    # F7: colliding ids are reported before the closed state; new ids meet the closed job
     res = env.run(["job", "submit-file", "part2.toml", "--job", str(job)], cwd=tmp_path)
-    assert res.returncode == 1 and "open" in res.stderr
+    assert (res.returncode, res.stderr) == (1, f"Task 10 already exists in job {job}.\n")
+    (tmp_path / "part3.toml").write_text('[[task]]\nid = 50\ncommand = ["true"]\n')
+    res = env.run(["job", "submit-file", "part3.toml", "--job", str(job)], cwd=tmp_path)
+    assert (res.returncode, res.stderr) == (1, f"Job {job} is not opened.\n")
     res = env.run(["job", "submit-file", "part2.toml", "--job", "99999"], cwd=tmp_path)
     assert res.returncode == 1 and "99999" in res.stderr
     assert os.path.exists(tmp_path / "first")
