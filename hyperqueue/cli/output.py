@@ -1027,6 +1027,11 @@ class JsonPrinter(Printer):
         shown.pop("instance_dir", None)
         if not with_dir:
             shown["server_dir"] = None
+        if shown.get("start_date"):  # chrono's form (F5)
+            from datetime import datetime
+
+            shown["start_date"] = chrono_utc(datetime.fromisoformat(shown["start_date"])
+                                             .timestamp())
         self.json(shown)
 
     def run_summary(self, job_id, n_tasks, stats, failed) -> None:

@@ -6,14 +6,12 @@ errors (F11), task-start and lost-worker errors (F27, F29), empty stdin (F30) an
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import sys
 
 import pytest
 
-from hqenv import wait_until
+from hqenv import log_records
 
 LOG = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ (ERROR|WARN|INFO|DEBUG|TRACE) (.*)$")
 
@@ -256,3 +254,51 @@ def test_lost_worker_texts(hq_env, tmp_path):
         hq_env.kill(w, signal.SIGKILL)
         t = hq_env.wait_task_state(job, 0, "failed")
         assert t["error"] == text
+
+
+# -- F1, F5, F50: ids not found are log records; JSON datetimes ----------------------------------
+
+@pytest.mark.timeout(60)
+def test_missing_ids_are_error_records(env):
+    for args, text in ((["job", "info", "987001"], "ERROR Job 987001 not found"),
+                       (["task", "list", "987001"], "ERROR Job 987001 not found"),
+                       (["worker", "info", "987001"], "ERROR Worker 987001 not found")):
+        for mode in ("cli", "json"):
+            res = env.run(args, mode=mode)
+            assert res.returncode == 0 and log_records(res.stderr) == [text], res
+            assert "not found" not in res.stdout
+    res = env.run(["worker", "info", "987001"], mode="json")
+    assert json.loads(res.stdout) == {}  # upstream prints nothing (F5)
+    res = env.run(["job", "info", "987001"], mode="json")
+    assert json.loads(res.stdout) == []
+
+
+@pytest.mark.timeout(60)
+def test_server_info_json_start_date_is_utc_with_z(env):
+    info = env.command(["server", "info"], as_json=True)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3}|\.\d{6})?Z",
+                        info["start_date"]), info
+
+
+# -- F3: clap's wording of value errors ----------------------------------------------------------
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("args, head", [
+    (["submit", "--pin", "xx", "--", "true"],
+     "error: invalid value 'xx' for '--pin <PIN>'\n  [possible values: taskset, omp]"),
+    (["worker", "list", "--filter", "x"],
+     "error: invalid value 'x' for '--filter <FILTER>'\n  [possible values: running, offline]"),
+    (["job", "cat", "1", "foo"],
+     "error: invalid value 'foo' for '<STREAM>'\n  [possible values: stdout, stderr]"),
+    (["submit", "--priority", "x", "--", "true"],
+     "error: invalid value 'x' for '--priority <PRIORITY>': invalid digit found in string"),
+    (["submit", "--priority", "3000000000", "--", "true"],
+     "error: invalid value '3000000000' for '--priority <PRIORITY>': number too large to fit "
+     "in target type"),
+    (["submit", "--max-fails", "-1", "--", "true"],
+     "error: invalid value '-1' for '--max-fails <MAX_FAILS>': invalid digit found in string"),
+])
+def test_value_errors_in_clap_words(env, args, head):
+    res = env.run(args)
+    assert (res.returncode, res.stdout) == (2, ""), res
+    assert res.stderr == head + "\n\nFor more information, try '--help'.\n"
