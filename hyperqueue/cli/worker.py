@@ -148,10 +148,11 @@ def start(cpus, resources, group, coupling, detect_resources, no_hyper_threading
     if coupling:
         from ..core.resources import parse_coupling
 
+        _check_coupling(coupling, ordered)
         try:
             coupling_items = parse_coupling(coupling, ordered)
         except ValueError as e:
-            raise click.BadParameter(str(e), param_hint="'--coupling'")
+            raise CommandError(str(e)) from None
     try:
         alloc = detect_manager(manager)
     except ValueError as e:
@@ -199,6 +200,53 @@ def _local_worker_view(config, worker_id) -> dict:
 
     w = CoreWorker(worker_id or 0, config, time.time())
     return worker_view(w, time.time())
+
+
+def _check_coupling(text: str, defs: list) -> None:
+    """Upstream's coupling errors (F47: after parsing, exit 1) for the `res[g]:res2[g][=w]`
+    form: the parse errors, then the descriptor's. (The `cpus,gpus` form, ours, is checked by
+    `parse_coupling`.)"""
+    items = [x.strip() for x in text.split(",")]
+    if all("[" not in x and ":" not in x for x in items):
+        return
+    by_name = {d.name: d for d in defs}
+
+    def item(s: str) -> tuple[str, int]:
+        name, sep, rest = s.strip().partition("[")
+        if not sep:
+            raise CommandError("Missing '['")
+        if not rest.endswith("]"):
+            raise CommandError("Missing ']'")
+        index = rest[:-1]
+        if name not in by_name:
+            raise CommandError(f"Resource not found: {name}")
+        if not (index.isascii() and index.isdigit()):
+            raise CommandError(f"Invalid group index: {index}")
+        return name, int(index)
+
+    pairs = []
+    for text_item in items:
+        first, sep, rest = text_item.partition(":")
+        if not sep:
+            raise CommandError("Missing ':'")
+        second, eq, weight = rest.partition("=")
+        a, b = item(first), item(second)
+        if eq and not (weight.strip().isascii() and weight.strip().isdigit()
+                       and 0 < int(weight.strip()) < 65536):
+            raise CommandError(f"Invalid weight: {weight}")
+        pairs.append(tuple(sorted((a, b))))
+    seen = set()
+    for a, b in pairs:
+        for name, group in (a, b):
+            d = by_name[name]
+            n_groups = len(d.groups) if d.kind == "groups" else 1
+            if n_groups < 2:
+                raise CommandError(f"Resource '{name}' has only a single group")
+            if group >= n_groups:
+                raise CommandError(f"Invalid group id {group} for resource '{name}'")
+        if (a, b) in seen:
+            raise CommandError("Repeated coupling definition")
+        seen.add((a, b))
 
 
 def _ordered_defs(defs: dict) -> list:

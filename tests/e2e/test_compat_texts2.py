@@ -302,3 +302,23 @@ def test_value_errors_in_clap_words(env, args, head):
     res = env.run(args)
     assert (res.returncode, res.stdout) == (2, ""), res
     assert res.stderr == head + "\n\nFor more information, try '--help'.\n"
+
+
+# -- F47: coupling errors are checks after parsing (exit 1) --------------------------------------
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("coupling, text", [
+    ("cpus[0]gpus[0]", "Missing ':'"),
+    ("cpus0]:gpus[0]", "Missing '['"),
+    ("cpus[0:gpus[0]", "Missing ']'"),
+    ("foo[0]:gpus[0]", "Resource not found: foo"),
+    ("cpus[x]:gpus[0]", "Invalid group index: x"),
+    ("cpus[0]:gpus[0]=abc", "Invalid weight: abc"),
+    ("cpus[0]:mem[0]", "Resource 'mem' has only a single group"),
+    ("cpus[5]:gpus[0]", "Invalid group id 5 for resource 'cpus'"),
+    ("cpus[0]:gpus[1],gpus[1]:cpus[0]", "Repeated coupling definition"),
+])
+def test_coupling_errors(hq_env, coupling, text):
+    res = hq_env.run(["worker", "start", "--cpus", "2x3", "--resource", "gpus=[[0,1],[2,3]]",
+                      "--resource", "mem=sum(100)", "--coupling", coupling], timeout=20)
+    assert (res.returncode, res.stdout, res.stderr) == (1, "", text + "\n"), res
