@@ -49,8 +49,10 @@ def _check_keys(obj, allowed, where):
         _fail(where, "expected a table")
     for key in obj:
         if key not in allowed:
+            # serde's wording (deny_unknown_fields), with where it is
             _fail(f"{where}.{key}" if where else key,
-                  f"unknown key (allowed: {', '.join(sorted(allowed))})")
+                  f"unknown field `{key}`, expected one of "
+                  f"{', '.join(f'`{k}`' for k in sorted(allowed))}")
 
 
 def _duration(value, where, *, allow_zero: bool = True) -> float:
