@@ -322,3 +322,19 @@ def test_coupling_errors(hq_env, coupling, text):
     res = hq_env.run(["worker", "start", "--cpus", "2x3", "--resource", "gpus=[[0,1],[2,3]]",
                       "--resource", "mem=sum(100)", "--coupling", coupling], timeout=20)
     assert (res.returncode, res.stdout, res.stderr) == (1, "", text + "\n"), res
+
+
+# -- F42: job-file syntax errors and unknown keys ------------------------------------------------
+
+@pytest.mark.timeout(60)
+def test_job_file_syntax_error_and_unknown_field(env, tmp_path):
+    (tmp_path / "bad.toml").write_text('[[task]]\ncommand = ["a"\nid = 1\n')
+    res = env.run(["job", "submit-file", "bad.toml"], cwd=tmp_path)
+    assert res.returncode == 1 and res.stdout == "", res
+    lines = res.stderr.splitlines()
+    assert lines[:4] == ["Deserialization error: TOML parse error at line 3, column 1", "  |",
+                         "3 | id = 1", "  | ^"], res.stderr
+    (tmp_path / "unknown.toml").write_text('[[task]]\ncommand = ["a"]\nfoo = 1\n')
+    res = env.run(["job", "submit-file", "unknown.toml"], cwd=tmp_path)
+    assert res.returncode == 1 and res.stderr.startswith("Deserialization error: "), res
+    assert "unknown field `foo`, expected one of `command`, " in res.stderr
