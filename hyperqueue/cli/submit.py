@@ -241,7 +241,8 @@ def build_request(opts: dict, command: tuple[str, ...], job_id: int | None = Non
     if not command:
         raise SpecError("Missing the command to run (put it after `--`)")
     if opts.get("each_line") and opts.get("from_json"):
-        raise SpecError("--each-line and --from-json cannot be used together")
+        raise SpecError("the argument '--each-line <EACH_LINE>' cannot be used with "  # clap's
+                        "'--from-json <FROM_JSON>'")
     name = opts.get("name")
     if name is None:
         name = os.path.basename(command[0].rstrip("/")) or "job"
