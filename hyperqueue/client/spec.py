@@ -203,8 +203,39 @@ def entries_from_json(path: str) -> list[bytes]:
 
 
 def json_entry(value) -> bytes:
-    """Compact like serde_json: no spaces, non-ASCII kept as UTF-8 (no \\u escapes)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    """Compact like serde_json: no spaces, non-ASCII kept as UTF-8 (no \\u escapes), floats
+    as ryu writes them (`1e16`, `1.5e-7`, `0.00001`; Python's repr gives `1e+16`)."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    if "e" in text:
+        import re
+
+        text = re.sub(r'"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?e[+-]\d+', _ryu_float, text)
+    return text.encode()
+
+
+def _ryu_float(m) -> str:
+    """A float token of Python's repr in exponent form, laid out as ryu (serde_json) does;
+    strings are kept."""
+    token = m.group(0)
+    if token[0] == '"':
+        return token
+    mantissa, exp = token.split("e")
+    sign = ""
+    if mantissa[0] == "-":
+        sign, mantissa = "-", mantissa[1:]
+    whole, _, frac = mantissa.partition(".")
+    digits = (whole + frac).lstrip("0") or "0"
+    point = int(exp) + len(whole)  # the decimal point's place after the first digit
+    k = point - len(digits)
+    if 0 <= k and point <= 16:
+        return f"{sign}{digits}{'0' * k}.0"
+    if 0 < point <= 16:
+        return f"{sign}{digits[:point]}.{digits[point:]}"
+    if -5 < point <= 0:
+        return f"{sign}0.{'0' * -point}{digits}"
+    if len(digits) == 1:
+        return f"{sign}{digits}e{point - 1}"
+    return f"{sign}{digits[0]}.{digits[1:]}e{point - 1}"
 
 
 def array_ids(array: IntRanges | None, entries: list[bytes] | None, auto_ids: bool):

@@ -171,12 +171,16 @@ def test_entry_files_that_cannot_be_read(env, tmp_path):
         assert res.returncode == 1 and res.stderr.splitlines()[1:] == [
             "Is a directory (os error 21)"], res
     # what serde_json reads, entries as compact JSON
-    (tmp_path / "ok.json").write_text('[ {"a" : [1, 2.5, "\\u00e9"]}, null ]')
+    (tmp_path / "ok.json").write_text('[ {"a" : [1, 2.5, "\\u00e9"]}, null, '
+                                      '[1E16, 1.5e-7, 0.00001, 100, 1e2] ]')
     job = env.submit(["--from-json", "ok.json", "--", "bash", "-c", 'echo "$HQ_ENTRY"'],
                      cwd=tmp_path, allow_stderr=True)
     env.wait_job(job)
     assert (tmp_path / f"job-{job}" / "0.stdout").read_text() == '{"a":[1,2.5,"é"]}\n'
     assert (tmp_path / f"job-{job}" / "1.stdout").read_text() == "null\n"
+    # floats as ryu writes them
+    assert (tmp_path / f"job-{job}" / "2.stdout").read_text() == \
+        "[1e16,1.5e-7,0.00001,100,100.0]\n"
 
 
 # -- F27, F30, F31: task start -------------------------------------------------------------------
