@@ -60,14 +60,14 @@ def _options(fn):
 
 def _params(manager: str, kw: dict):
     from ..client.alloc import queue_params
-    from ..errors import HqError
+    from ..errors import CommandError
 
     kw = dict(kw)
     no_dry_run = kw.pop("no_dry_run")
     try:
         p = queue_params(manager, kw)
-    except ValueError as e:
-        raise HqError(str(e)) from None
+    except ValueError as e:  # checks of the client command: bare, as upstream's bail!
+        raise CommandError(str(e)) from None
     return p, no_dry_run
 
 

@@ -52,8 +52,8 @@ def info(selector):
     with connect() as client:
         found = client.call(calls.job_info(selector.to_wire(),
                                            task_states=p.job_info_task_states))
-    for item in found.missing:
-        p.note(missing_text(item, "Job", "Jobs", " not found"))
+    for item in found.missing:  # log records on stderr, as upstream (F1)
+        p.log("ERROR", missing_text(item, "Job", "Jobs", " not found"))
     p.job_info(found.jobs)
 
 
@@ -221,7 +221,7 @@ def submit_file(file, job_id):
 
     request = load_job_file(file, job_id)
     with connect() as client:
-        printer().submitted(client.call(calls.submit(request)))
+        printer().submitted(calls.send_submit(client, request))
 
 
 job.add_command(submit_command, "submit")  # hq job submit = hq submit

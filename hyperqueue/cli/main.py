@@ -116,6 +116,35 @@ def _given_value(argv: list[str], opts: list[str]) -> str | None:
     return value
 
 
+def _int_error(text: str) -> str | None:
+    """Rust's ParseIntError Display for a text that is no integer (None if it is one)."""
+    if text == "":
+        return "cannot parse integer from empty string"
+    digits = text[1:] if text[0] in "+-" else text
+    if not digits:
+        return "invalid digit found in string"
+    if not digits.isascii() or not digits.isdigit():
+        return "invalid digit found in string"
+    return None
+
+
+#: Bounds of Rust's integer types: outside them, clap reports the parse error.
+_INT_BOUNDS = {127, 255, 2**15 - 1, 2**16 - 1, 2**31 - 1, 2**32 - 1, 2**63 - 1, 2**64 - 1}
+
+
+def _int_range_error(text: str, ptype) -> str | None:
+    """Rust's ParseIntError Display for an integer outside an integer type's bounds."""
+    lo, hi = getattr(ptype, "min", None), getattr(ptype, "max", None)
+    value = int(text)
+    if lo is not None and lo >= 0 and value < 0:
+        return "invalid digit found in string"
+    if hi is not None and value > hi and hi in _INT_BOUNDS:
+        return "number too large to fit in target type"
+    if lo is not None and value < lo and -lo - 1 in _INT_BOUNDS:
+        return "number too small to fit in target type"
+    return None
+
+
 def clap_error_text(e, argv: list[str], usage: str | None = None) -> str:
     """A click usage error worded as clap (upstream's argument parser) words it:
     `error: invalid value '<v>' for '--opt <OPT>': <why>`, `error: unexpected argument '<a>'
@@ -133,16 +162,32 @@ def clap_error_text(e, argv: list[str], usage: str | None = None) -> str:
         show_usage = False
         if param is not None and getattr(param, "opts", None) and param.param_type_name == "option":
             long = max(param.opts, key=len)
-            what = long if param.is_flag else f"{long} <{(param.name or '').upper()}>"
+            metavar = long.lstrip("-").upper().replace("-", "_")  # clap's value name
+            what = long if param.is_flag else f"{long} <{metavar}>"
             value = _given_value(argv, param.opts)
         elif param is not None:
             what, value = f"<{(param.name or '').upper()}>", None
+            if isinstance(param.type, click.Choice):  # click's text names the value
+                import re
+
+                m = re.match(r"'(.*)' is not one of ", e.message, re.S)
+                value = m.group(1) if m else None
         else:
             hint = str(e.param_hint or "").strip("'")
             value = _given_value(argv, [hint]) if hint.startswith("-") else None
             what = f"{hint} <{hint.lstrip('-').upper().replace('-', '_')}>" if value else hint
-        head = (f"error: invalid value '{value}' for '{what}': {e.message}" if value is not None
-                else f"error: invalid value for '{what}': {e.message}")
+        ptype = getattr(param, "type", None)
+        if value is not None and isinstance(ptype, click.Choice):
+            # clap's possible-values form
+            head = (f"error: invalid value '{value}' for '{what}'\n"
+                    f"  [possible values: {', '.join(map(str, ptype.choices))}]")
+        else:
+            message = e.message
+            if value is not None and isinstance(ptype, (click.types.IntParamType,
+                                                        click.IntRange)):
+                message = _int_error(value) or _int_range_error(value, ptype) or message
+            head = (f"error: invalid value '{value}' for '{what}': {message}"
+                    if value is not None else f"error: invalid value for '{what}': {message}")
     else:
         msg = e.format_message()
         head = "error: " + (msg[:1].lower() + msg[1:] if msg[:2] != msg[:2].upper() else msg)

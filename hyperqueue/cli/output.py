@@ -706,8 +706,10 @@ class CliPrinter(Printer):
                 self.horizontal(["Task ID", "Worker", "Error"],
                                 [[t["id"], task_worker_text(t), t.get("error", "")]
                                  for t in shown])
-                extra = f" ({len(shown)} shown)" if len(shown) < len(failed) else ""
-                self.line(f"{len(failed)} task{'s' if len(failed) != 1 else ''} failed.{extra}")
+                # upstream's words: "tasks" whatever the count (`print_task_summary`)
+                n_failed = d["info"].get("task_stats", {}).get("failed", len(failed))
+                extra = f" ({len(shown)} shown)" if len(shown) < n_failed else ""
+                self.line(f"{n_failed} tasks failed.{extra}")
 
     def wait_finished(self, jobs: list[dict], elapsed: float, n_invalid: int = 0) -> None:
         counts = wait_counts(jobs, n_invalid)
@@ -1031,6 +1033,11 @@ class JsonPrinter(Printer):
         shown.pop("instance_dir", None)
         if not with_dir:
             shown["server_dir"] = None
+        if shown.get("start_date"):  # chrono's form (F5)
+            from datetime import datetime
+
+            shown["start_date"] = chrono_utc(datetime.fromisoformat(shown["start_date"])
+                                             .timestamp())
         self.json(shown)
 
     def run_summary(self, job_id, n_tasks, stats, failed) -> None:

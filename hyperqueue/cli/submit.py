@@ -16,8 +16,9 @@ def _check_priority(_ctx, _param, value):
     if value is not None:
         try:
             spec.check_priority(value)
-        except SpecError as e:
-            raise click.BadParameter(e.message)
+        except SpecError as e:  # an i32 upstream: Rust's ParseIntError text
+            raise click.BadParameter(f"number too {'large' if value > 0 else 'small'} to fit "
+                                     "in target type" if abs(value) >= 2**31 else e.message)
     return value
 
 
@@ -107,9 +108,9 @@ def submit_options(f):
                           "worker in DIR; read them with `hq output-log DIR`"),
         click.option("--env", "env", multiple=True, callback=_check_env, help="KEY=VALUE for the task environment"),
         click.option("--array", type=RANGES, help="Task ids of a task array, e.g. 1-10,20"),
-        click.option("--each-line", type=click.Path(dir_okay=False),
+        click.option("--each-line", metavar="FILE",
                      help="One task per line of a file (the line is in HQ_ENTRY)"),
-        click.option("--from-json", type=click.Path(dir_okay=False),
+        click.option("--from-json", metavar="FILE",
                      help="One task per element of a JSON array (in HQ_ENTRY)"),
         click.option("--cpus", callback=_check_cpus, help="CPUs per task, e.g. '4' or '2 compact!'"),
         click.option("--resource", "resource", multiple=True, callback=_check_resources, help="NAME=AMOUNT [POLICY]"),
@@ -190,7 +191,6 @@ def submit_warnings(opts: dict, task_count: int) -> None:
 
 
 def _read_entries(opts: dict):
-    from ..errors import CommandError
     from .context import log_info, log_warn
 
     if opts.get("each_line"):
@@ -204,13 +204,7 @@ def _read_entries(opts: dict):
         log_info(f"Reading json file: {path}")
         if _size(path) > READ_WARN_SIZE:
             log_warn("Reading file bigger then 100MB")
-        try:
-            return spec.entries_from_json(path)
-        except HqError as e:
-            if "must contain a JSON array" in e.message:
-                raise CommandError(f"{path}: The top element of the provided JSON file has to "
-                                   "be an array") from None
-            raise CommandError(e.message) from None
+        return spec.entries_from_json(path)
     return None
 
 
@@ -247,7 +241,8 @@ def build_request(opts: dict, command: tuple[str, ...], job_id: int | None = Non
     if not command:
         raise SpecError("Missing the command to run (put it after `--`)")
     if opts.get("each_line") and opts.get("from_json"):
-        raise SpecError("--each-line and --from-json cannot be used together")
+        raise SpecError("the argument '--each-line <EACH_LINE>' cannot be used with "  # clap's
+                        "'--from-json <FROM_JSON>'")
     name = opts.get("name")
     if name is None:
         name = os.path.basename(command[0].rstrip("/")) or "job"
@@ -473,7 +468,7 @@ def submit(job_id, wait, progress, command, directives, on_notify=None, **opts):
     from ..client import calls
 
     with connect() as client:
-        job = client.call(calls.submit(request))
+        job = calls.send_submit(client, request)
         printer().submitted(job)
         if wait or progress:
             from .waiting import wait_for_jobs

@@ -33,8 +33,8 @@ def list_(job_selector, tasks, task_status, verbose):
         found = client.call(calls.job_info(
             job_selector.to_wire(), task_selector=task_sel, task_states=states,
             on_page=None if page_printer is None else lambda d, page: page_printer(page)))
-    for item in found.missing:
-        p.note(missing_text(item, "Job", "Jobs", " not found"))
+    for item in found.missing:  # log records on stderr, as upstream (F1)
+        p.log("ERROR", missing_text(item, "Job", "Jobs", " not found"))
     if page_printer is None:
         p.task_list(found.jobs, verbose)
 

@@ -7,7 +7,7 @@ import socket
 import time
 
 from ..client import calls
-from ..errors import HqError
+from ..errors import CommandError, HqError
 from .common import DURATION, SELECTOR, missing_text, trio_run
 from .context import connect, printer, server_root, setup_logging
 from .flavour import click
@@ -121,25 +121,25 @@ def start(cpus, resources, group, coupling, detect_resources, no_hyper_threading
         except ValueError as e:
             raise click.BadParameter(str(e), param_hint="'--resource'")
     if cpu_def is not None and any(_name_of(d) == "cpus" for d in parsed):
-        raise HqError("Parameters --cpus and --resource cpus=... cannot be combined")
+        raise CommandError("Parameters --cpus and --resource cpus=... cannot be combined")
     if "cpus" not in wanted and cpu_def is None and not any(_name_of(d) == "cpus"
                                                            for d in parsed):
-        raise HqError("You have to specify --cpus explicitly when opting out of CPU automatic "
+        raise CommandError("You have to specify --cpus explicitly when opting out of CPU automatic "
                       "detection")
     if cpu_def is _CPU_SUM or _CPU_SUM in parsed:
-        raise HqError("Resource kind `sum` cannot be used with CPUs. CPUs must have identity")
+        raise CommandError("Resource kind `sum` cannot be used with CPUs. CPUs must have identity")
     if manager == "pbs" and "PBS_ENVIRONMENT" not in os.environ:
-        raise HqError("PBS_ENVIRONMENT not found. The process is not running under PBS")
+        raise CommandError("PBS_ENVIRONMENT not found. The process is not running under PBS")
     if manager == "slurm" and not (os.environ.get("SLURM_JOB_ID")
                                    or os.environ.get("SLURM_JOBID")):
-        raise HqError("SLURM_JOB_ID/SLURM_JOBID not found. The process is not running under "
+        raise CommandError("SLURM_JOB_ID/SLURM_JOBID not found. The process is not running under "
                       "SLURM")
     defs: dict[str, ResourceDef] = {}
     if cpu_def is not None:
         defs["cpus"] = cpu_def
     for d in parsed:
         if d.name in defs:
-            raise HqError(f"Resource {d.name} defined twice")
+            raise CommandError(f"Resource {d.name} defined twice")
         defs[d.name] = d
     detected = detect(wanted - set(defs), no_hyper_threading=no_hyper_threading)
     defs.update(_detected_defs(detected))
@@ -148,10 +148,11 @@ def start(cpus, resources, group, coupling, detect_resources, no_hyper_threading
     if coupling:
         from ..core.resources import parse_coupling
 
+        _check_coupling(coupling, ordered)
         try:
             coupling_items = parse_coupling(coupling, ordered)
         except ValueError as e:
-            raise click.BadParameter(str(e), param_hint="'--coupling'")
+            raise CommandError(str(e)) from None
     try:
         alloc = detect_manager(manager)
     except ValueError as e:
@@ -201,6 +202,53 @@ def _local_worker_view(config, worker_id) -> dict:
     return worker_view(w, time.time())
 
 
+def _check_coupling(text: str, defs: list) -> None:
+    """Upstream's coupling errors (F47: after parsing, exit 1) for the `res[g]:res2[g][=w]`
+    form: the parse errors, then the descriptor's. (The `cpus,gpus` form, ours, is checked by
+    `parse_coupling`.)"""
+    items = [x.strip() for x in text.split(",")]
+    if all("[" not in x and ":" not in x for x in items):
+        return
+    by_name = {d.name: d for d in defs}
+
+    def item(s: str) -> tuple[str, int]:
+        name, sep, rest = s.strip().partition("[")
+        if not sep:
+            raise CommandError("Missing '['")
+        if not rest.endswith("]"):
+            raise CommandError("Missing ']'")
+        index = rest[:-1]
+        if name not in by_name:
+            raise CommandError(f"Resource not found: {name}")
+        if not (index.isascii() and index.isdigit()):
+            raise CommandError(f"Invalid group index: {index}")
+        return name, int(index)
+
+    pairs = []
+    for text_item in items:
+        first, sep, rest = text_item.partition(":")
+        if not sep:
+            raise CommandError("Missing ':'")
+        second, eq, weight = rest.partition("=")
+        a, b = item(first), item(second)
+        if eq and not (weight.strip().isascii() and weight.strip().isdigit()
+                       and 0 < int(weight.strip()) < 65536):
+            raise CommandError(f"Invalid weight: {weight}")
+        pairs.append(tuple(sorted((a, b))))
+    seen = set()
+    for a, b in pairs:
+        for name, group in (a, b):
+            d = by_name[name]
+            n_groups = len(d.groups) if d.kind == "groups" else 1
+            if n_groups < 2:
+                raise CommandError(f"Resource '{name}' has only a single group")
+            if group >= n_groups:
+                raise CommandError(f"Invalid group id {group} for resource '{name}'")
+        if (a, b) in seen:
+            raise CommandError("Repeated coupling definition")
+        seen.add((a, b))
+
+
 def _ordered_defs(defs: dict) -> list:
     """Resource pools in the order workers report them: sorted by name (F48)."""
     return [defs[k] for k in sorted(defs)]
@@ -228,9 +276,12 @@ def info(selector):
     with connect() as client:
         found = client.call(calls.worker_info(selector.to_wire()))
     p = printer()
-    for item in found.missing:
-        p.note(missing_text(item, "Worker", "Workers", " not found"))
-    p.workers(found.workers, detailed=True)
+    for item in found.missing:  # ERROR records, exit 0 (F50)
+        p.log("ERROR", missing_text(item, "Worker", "Workers", " not found"))
+    if found.workers or not found.missing:
+        p.workers(found.workers, detailed=True)
+    else:
+        p.ok()  # upstream prints nothing (json: `{}`, F5)
 
 
 @worker.command()
@@ -247,12 +298,11 @@ def stop(selector):
 def address(worker_id):
     """Print the hostname of a worker."""
     from ..common.selectors import parse_selector
-    from ..errors import HqError
 
     with connect() as client:
         found = client.call(calls.worker_info(parse_selector(str(worker_id)).to_wire()))
     if not found.workers:
-        raise HqError(f"Worker {worker_id} not found")
+        raise CommandError(f"Worker {worker_id} not found")
     printer().line(found.workers[0]["configuration"]["hostname"])  # the same in every mode
 
 

@@ -69,9 +69,31 @@ def item_results(results) -> list:
 # -- jobs ---------------------------------------------------------------------------------------
 
 
+#: The server's answers to a submit that upstream's client words itself (F7): printed as the
+#: bare message, not as a server error (`Error: ...`). Texts of `server.requests._check_submit`.
+SUBMIT_ANSWER = (r"(Job \d+ not found\.|Job \d+ is not opened\.|"
+                 r"Task \d+ already exists in job \d+\.|Task \d+ is defined more than once\.|"
+                 r"Invalid dependency on \d+)\Z")
+
+
 def submit(request: m.SubmitRequest) -> Call:
     """Submits a job (or tasks into an open job); returns the job id."""
     return (yield request).job_id
+
+
+def send_submit(client, request: m.SubmitRequest) -> int:
+    """Submits through a blocking `client`; the answers of SUBMIT_ANSWER raise CommandError
+    (printed bare, as upstream), any other error as it is."""
+    import re
+
+    from ..errors import CommandError, RequestFailed
+
+    try:
+        return client.call(submit(request))
+    except RequestFailed as e:
+        if re.match(SUBMIT_ANSWER, e.message):
+            raise CommandError(e.message) from None
+        raise
 
 
 def job_list(states: list[str] | None = None) -> Call:

@@ -49,8 +49,10 @@ def _check_keys(obj, allowed, where):
         _fail(where, "expected a table")
     for key in obj:
         if key not in allowed:
+            # serde's wording (deny_unknown_fields), with where it is
             _fail(f"{where}.{key}" if where else key,
-                  f"unknown key (allowed: {', '.join(sorted(allowed))})")
+                  f"unknown field `{key}`, expected one of "
+                  f"{', '.join(f'`{k}`' for k in sorted(allowed))}")
 
 
 def _duration(value, where, *, allow_zero: bool = True) -> float:
@@ -190,6 +192,28 @@ def _task(t: dict, where: str, submit_dir: str, stream: str | None = None) -> sp
     return task
 
 
+def _toml_error(path: str, message: str) -> str:
+    """A TOML syntax error in the form of upstream's `toml` crate: `TOML parse error at line
+    L, column C`, the line with a caret under the column, then the reason (tomllib's words)."""
+    import re
+
+    m = re.search(r"\s*\(at line (\d+), column (\d+)\)$", message)
+    if m is None:
+        return f"TOML parse error: {message}"
+    reason = message[:m.start()]
+    reason = reason[:1].lower() + reason[1:]
+    line_no, column = int(m.group(1)), int(m.group(2))
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().decode("utf-8", "replace").splitlines()
+        text = lines[line_no - 1] if 0 < line_no <= len(lines) else ""
+    except OSError:
+        text = ""
+    gutter = " " * len(str(line_no))
+    return (f"TOML parse error at line {line_no}, column {column}\n{gutter} |\n"
+            f"{line_no} | {text}\n{gutter} | {' ' * (column - 1)}^\n{reason}")
+
+
 def load_job_file(path: str, job_id: int | None = None):
     """Parses and validates a job file; returns a SubmitRequest. Raises JobFileError."""
     import tomllib
@@ -202,7 +226,7 @@ def load_job_file(path: str, job_id: int | None = None):
     except OSError as e:
         raise _ReadError(f"Cannot read {path}: {e.strerror} (os error {e.errno})") from None
     except tomllib.TOMLDecodeError as e:
-        raise JobFileError(f"Invalid job file {path}: {e}") from None
+        raise JobFileError(_toml_error(path, str(e))) from None
     _check_keys(doc, TOP_KEYS, "")
     submit_dir = os.getcwd()
     name = doc.get("name", "job")

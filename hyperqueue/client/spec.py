@@ -157,13 +157,23 @@ def resource_request(entries, n_nodes: int = 0, min_time: float = 0.0,
         raise SpecError(str(e), "resources") from None
 
 
+def _io_error(e: OSError) -> HqError:
+    """An OS error as upstream's client prints a bare `std::io::Error`:
+    `No such file or directory (os error 2)` (no path)."""
+    from ..errors import CommandError
+
+    if e.errno:
+        return CommandError(f"{e.strerror} (os error {e.errno})")
+    return CommandError(str(e))
+
+
 def entries_from_lines(path: str) -> list[bytes]:
-    """One entry per line of a file (`--each-line`)."""
+    """One entry per line of a file (`--each-line`). Errors as upstream's: the bare io error."""
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
-        raise HqError(f"Cannot read {path}: {e.strerror}") from None
+        raise _io_error(e) from None
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
@@ -171,22 +181,61 @@ def entries_from_lines(path: str) -> list[bytes]:
 
 
 def entries_from_json(path: str) -> list[bytes]:
-    """One entry per element of a JSON array (`--from-json`), each as compact JSON."""
+    """One entry per element of a JSON array (`--from-json`), each as compact JSON. Errors as
+    upstream's (bare): the io error, serde_json's syntax error (`expected value at line 1
+    column 1`), or `<path>: The top element of the provided JSON file has to be an array`."""
+    from ..errors import CommandError
+    from .serde_json import loads
+
     try:
         with open(path, "rb") as f:
-            value = json.load(f)
+            data = f.read()
     except OSError as e:
-        raise HqError(f"Cannot read {path}: {e.strerror}") from None
+        raise _io_error(e) from None
+    try:
+        value = loads(data)
     except ValueError as e:
-        raise HqError(f"{path} is not valid JSON: {e}") from None
+        raise CommandError(str(e)) from None
     if not isinstance(value, list):
-        raise HqError(f"{path} must contain a JSON array at the top level")
+        raise CommandError(f"{path}: The top element of the provided JSON file has to be an "
+                           "array")
     return [json_entry(v) for v in value]
 
 
 def json_entry(value) -> bytes:
-    """Compact like serde_json: no spaces, non-ASCII kept as UTF-8 (no \\u escapes)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    """Compact like serde_json: no spaces, non-ASCII kept as UTF-8 (no \\u escapes), floats
+    as ryu writes them (`1e16`, `1.5e-7`, `0.00001`; Python's repr gives `1e+16`)."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    if "e" in text:
+        import re
+
+        text = re.sub(r'"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?e[+-]\d+', _ryu_float, text)
+    return text.encode()
+
+
+def _ryu_float(m) -> str:
+    """A float token of Python's repr in exponent form, laid out as ryu (serde_json) does;
+    strings are kept."""
+    token = m.group(0)
+    if token[0] == '"':
+        return token
+    mantissa, exp = token.split("e")
+    sign = ""
+    if mantissa[0] == "-":
+        sign, mantissa = "-", mantissa[1:]
+    whole, _, frac = mantissa.partition(".")
+    digits = (whole + frac).lstrip("0") or "0"
+    point = int(exp) + len(whole)  # the decimal point's place after the first digit
+    k = point - len(digits)
+    if 0 <= k and point <= 16:
+        return f"{sign}{digits}{'0' * k}.0"
+    if 0 < point <= 16:
+        return f"{sign}{digits[:point]}.{digits[point:]}"
+    if -5 < point <= 0:
+        return f"{sign}0.{'0' * -point}{digits}"
+    if len(digits) == 1:
+        return f"{sign}{digits}e{point - 1}"
+    return f"{sign}{digits[0]}.{digits[1:]}e{point - 1}"
 
 
 def array_ids(array: IntRanges | None, entries: list[bytes] | None, auto_ids: bool):

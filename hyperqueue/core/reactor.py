@@ -495,12 +495,11 @@ def lose_worker(core: Core, outbox: Outbox, worker: Worker, reason: WorkerState,
             task.crash_count += 1
         if (limit == CRASH_LIMIT_NEVER_RESTART and count_crash) or (
                 limit != CRASH_LIMIT_UNLIMITED and crashed and task.crash_count >= limit):
-            if limit == CRASH_LIMIT_NEVER_RESTART:
-                msg = ("Task was running on a worker that was lost; the task has "
-                       "never-restart crash limit, so it was not restarted")
+            if limit == CRASH_LIMIT_NEVER_RESTART:  # upstream's texts (F29)
+                msg = "Task was running on a lost worker while never restart flag was set."
             else:
-                msg = (f"Task was running on a worker that was lost; the task has crashed "
-                       f"{task.crash_count} times, so its crash limit ({limit}) was reached")
+                msg = (f"Task was running on a worker that was lost; the task has occurred "
+                       f"{task.crash_count} times in this situation and limit was reached.")
             _complete(core, outbox, task, TaskState.FAILED, now, msg, released=True)
             _check_max_fails(core, outbox, job, now)
         else:

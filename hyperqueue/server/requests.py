@@ -149,6 +149,82 @@ def handles(request_type: type):
     return register
 
 
+def _first_meets(tagged: list, key) -> tuple | None:
+    """The smallest `key(tag_a, tag_b, first_shared_id)` over the pairs of `tagged` ranges
+    (`(range, tag)`) that share an id (`key` returns None to skip a pair), or None.
+
+    A sweep over the starts, as the reactor's collision check: O(r log r) unless stepped ranges
+    interleave, bounded like it (more than MAX_SUBMIT_INTERLEAVE ranges over one point is an
+    error)."""
+    from heapq import heappop, heappush
+
+    from ..core.ranges import _meet
+
+    tagged = sorted(tagged, key=lambda t: t[0])
+    active: list = []  # heap of (end, seq, range, tag)
+    best = None
+    for seq, (r, tag) in enumerate(tagged):
+        while active and active[0][0] < r[0]:
+            heappop(active)
+        if len(active) >= reactor.MAX_SUBMIT_INTERLEAVE:
+            raise ValueError("Invalid task ids: more than "
+                             f"{reactor.MAX_SUBMIT_INTERLEAVE} ranges interleave")
+        for _end, _seq, other, other_tag in active:
+            shared = _meet(other, r)
+            if shared is not None:
+                k = key(other_tag, tag, shared[0])
+                if k is not None and (best is None or k < best):
+                    best = k
+        heappush(active, (r[1], seq, r, tag))
+    return best
+
+
+def _check_submit(core, job_id: int | None, batches: list) -> None:
+    """Upstream's answers to a submit (F7), in its order: (a) a task id that the `--job` job
+    already has (if that job exists); for a graph (several batches or dependencies), then a task
+    id defined twice and a dependency on the task itself or on no task of the submit or the job;
+    (b) the job must exist; (c) it must be open. Each is the first in submit order (batches, then
+    the order of their ranges, then ascending ids). The texts are the client's (it prints them
+    bare: `client.calls.SUBMIT_ANSWER`). Raises ValueError; nothing is changed."""
+    job = core.jobs.get(job_id) if job_id is not None else None
+    existing = job.all_ids() if job is not None else None
+    if existing:
+        # tags: (0, batch, range index) for the new ranges, (1,) for the job's
+        tagged = [(r, (0, i, j)) for i, b in enumerate(batches) for j, r in enumerate(b.ids.ranges)]
+        tagged += [(r, (1,)) for r in existing.ranges]
+
+        def collision(a, b, x):
+            if a[0] == b[0]:
+                return None
+            new = a if a[0] == 0 else b
+            return (new[1], new[2], x)
+
+        hit = _first_meets(tagged, collision)
+        if hit is not None:
+            raise ValueError(f"Task {hit[2]} already exists in job {job_id}.")
+    if len(batches) > 1 or any(b.deps for b in batches):
+        tagged = [(r, (i, j)) for i, b in enumerate(batches) for j, r in enumerate(b.ids.ranges)]
+
+        def duplicate(a, b, x):
+            if a[0] == b[0]:
+                return None  # (the ranges of one batch never share an id)
+            return max(a, b) + (x,)
+
+        hit = _first_meets(tagged, duplicate) if len(batches) > 1 else None
+        if hit is not None:
+            raise ValueError(f"Task {hit[2]} is defined more than once.")
+        new = IntRanges.from_ranges(r for b in batches for r in b.ids.ranges)
+        for b in batches:
+            for d in b.deps:
+                if d in b.ids or (d not in new and not (existing and d in existing)):
+                    raise ValueError(f"Invalid dependency on {d}")
+    if job_id is not None:
+        if job is None:
+            raise ValueError(f"Job {job_id} not found.")
+        if not job.is_open:
+            raise ValueError(f"Job {job_id} is not opened.")
+
+
 class ClientRequests:
     def __init__(self, ctx: RequestContext):
         self.ctx = ctx
@@ -228,6 +304,7 @@ class ClientRequests:
             if entries is not None and len(entries) != len(ids):
                 raise ValueError("the number of entries does not match the number of task ids")
             batches.append(reactor.BatchSpec(template, ids, entries, deps))
+        _check_submit(self.core, req.job_id, batches)
         spec = reactor.SubmitSpec(req.name, req.submit_dir, batches, req.max_fails, req.job_id)
         job = reactor.submit(self.core, self.outbox, spec, time.time())
         self._changed()

@@ -133,6 +133,38 @@ def _debug_str(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
+def _io_display(e: OSError) -> str:
+    """An OS error as Rust's `std::io::Error` Display: `Permission denied (os error 13)`."""
+    if e.errno:
+        return f"{os.strerror(e.errno)} (os error {e.errno})"
+    return str(e)
+
+
+_IO_KINDS = {errno.ENOENT: "NotFound", errno.EACCES: "PermissionDenied",
+             errno.EPERM: "PermissionDenied", errno.EEXIST: "AlreadyExists",
+             errno.ENOTDIR: "NotADirectory", errno.EISDIR: "IsADirectory",
+             errno.EROFS: "ReadOnlyFilesystem", errno.ENOSPC: "StorageFull",
+             errno.ENAMETOOLONG: "InvalidFilename"}
+
+
+def _io_debug(e: OSError) -> str:
+    """An OS error as Rust's `std::io::Error` Debug form:
+    `Os { code: 13, kind: PermissionDenied, message: "Permission denied" }`."""
+    code = e.errno or 0
+    return (f"Os {{ code: {code}, kind: {_IO_KINDS.get(code, 'Uncategorized')}, "
+            f"message: {_debug_str(os.strerror(code))} }}")
+
+
+def _stdio_debug(stdio, path: str | None) -> str:
+    """A task's output channel as upstream's `StdioDef` Debug form (F27)."""
+    if stdio.streamed:
+        return "Pipe"
+    if path is None:
+        return "Null"
+    on_close = "RmIfFinished" if stdio.rm_if_finished else "Nothing"
+    return f"File {{ path: {_debug_str(path)}, on_close: {on_close} }}"
+
+
 def _spawn_error(args: list[str], err: OSError, cwd: str | None = None) -> str:
     """Upstream's text of a failed spawn (F26): `Cannot execute "<args>": <error> (os error N)`
     and, for a missing program or a non-executable `.sh` script, its hint lines."""
@@ -344,12 +376,27 @@ class Runner:
         program = template.program
         cwd, stdout, stderr = self._paths(spec, program)
         multi_node = spec.nodes is not None
-        task_dir = (tempfile.mkdtemp(prefix="t", dir=self.work_dir)
-                    if program.task_dir or multi_node else None)
+        try:
+            task_dir = (tempfile.mkdtemp(prefix="t", dir=self.work_dir)
+                        if program.task_dir or multi_node else None)
+        except OSError as e:  # upstream's texts (F27)
+            raise TaskOutcome(f"Cannot create task_dir in worker's workdir at {self.work_dir}: "
+                              f"{_io_debug(e)}") from None
         try:
             if multi_node:
                 _write_node_files(task_dir, spec.nodes)
-            self._makedirs(cwd)
+            try:
+                self._makedirs(cwd)
+            except OSError as e:
+                raise TaskOutcome(f"Could not create working directory: {_io_debug(e)}") from None
+            for what, path in (("stdout", stdout), ("stderr", stderr)):
+                if path is not None:
+                    try:
+                        self._makedirs(os.path.dirname(path))
+                    except OSError as e:  # (the stderr text shows the stdout def, as upstream)
+                        raise TaskOutcome(
+                            f"Cannot create {what} directory at "
+                            f"{_stdio_debug(program.stdout, stdout)}: {_io_debug(e)}") from None
             env = build_env(spec, run.allocation, self.hq_path, task_dir)
             if self.access_key is not None:
                 env["HQ_ACCESS_KEY"] = self.access_key
@@ -360,16 +407,16 @@ class Runner:
             cpus = run.allocation.labels("cpus") if run.allocation is not None else []
             if template.pin == "taskset":
                 if not cpus:
-                    raise TaskOutcome("Pinning requested, but the task has no CPUs allocated")
+                    raise TaskOutcome("Pinning failed, no CPU ids allocated for task")
                 if warm:
                     pin_cpus = [int(c) for c in cpus]
                 args = ["taskset", "-c", ",".join(cpus), *args]
                 env["HQ_PIN"] = "taskset"
             elif template.pin == "omp":
                 if not cpus:
-                    raise TaskOutcome("Pinning requested, but the task has no CPUs allocated")
+                    raise TaskOutcome("Pinning failed, no CPU ids allocated for task")
                 env.setdefault("OMP_PROC_BIND", "close")
-                env.setdefault("OMP_PLACES", "{" + "},{".join(cpus) + "}")
+                env.setdefault("OMP_PLACES", "{" + ",".join(cpus) + "}")
                 env["HQ_PIN"] = "omp"
             env_list = self._env_list(env)
             path_value = env.get("PATH") or self.base_env.get("PATH") or os.defpath
@@ -379,7 +426,7 @@ class Runner:
                 try:
                     writer = self._stream_writer(spec, program.stream)
                 except OSError as e:
-                    raise TaskOutcome(f"Streaming: cannot open the stream: {e}") from None
+                    raise TaskOutcome(f"Creating stream file failed: {_io_display(e)}") from None
             out_fd = err_fd = -1
             stdin_w = None
             proc = None  # the task's process when it runs on a warm runner
@@ -400,7 +447,7 @@ class Runner:
                     if proc is not None:
                         pid = proc.pid
                         run.kill_group = _killpg_or_kill
-                    elif program.stdin is not None:
+                    elif program.stdin:  # (empty stdin: /dev/null, as upstream: F30)
                         pid, stdin_w = self._spawn_with_stdin(args, cwd, env_list, path_value,
                                                               out_fd, err_fd)
                     else:
@@ -474,7 +521,7 @@ class Runner:
             if timed_out:
                 raise TaskOutcome("Time limit reached")
             if stream_error is not None:
-                raise TaskOutcome(f"Streaming: cannot write the stream: {stream_error}")
+                raise TaskOutcome(f"Streaming: {_debug_str(_io_display(stream_error))}")
             if run.canceled:
                 return
             if proc is not None:

@@ -418,7 +418,8 @@ def test_crash_limit_reached_fails_the_task(reason):
         env.lose(w, reason)
     assert task.state == TaskState.FAILED
     assert task.crash_count == 2
-    assert "crash limit (2) was reached" in task.error
+    assert task.error == ("Task was running on a worker that was lost; the task has occurred 2 "
+                          "times in this situation and limit was reached.")  # F29
     assert job.state() == JobState.FAILED
     assert job.finished_at == env.now
     env.out.emptiness_check()
@@ -449,7 +450,7 @@ def test_never_restart_fails_on_any_loss(reason):
     env.start(w, [running])
     env.lose(w, reason)
     assert running.state == TaskState.FAILED
-    assert "never-restart" in running.error
+    assert running.error == "Task was running on a lost worker while never restart flag was set."
     # A task that had not started yet is simply given to another worker.
     assert assigned.state == TaskState.WAITING
     env.out.emptiness_check()

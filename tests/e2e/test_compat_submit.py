@@ -63,10 +63,13 @@ def test_error_prefix_only_for_server_errors(env, tmp_path):
     assert json.loads(res.stdout) == {"error": "Working directory path cannot contain the "
                                                "working directory placeholder `%{CWD}`."}
     # an error the server returns: `Error: ` in front, also in JSON
+    res = env.run(["task", "explain", "987654", "0"], cwd=tmp_path)
+    assert (res.returncode, res.stderr) == (1, "Error: Job not found\n"), res
+    res = env.run(["task", "explain", "987654", "0"], cwd=tmp_path, mode="json")
+    assert res.returncode == 1 and json.loads(res.stdout) == {"error": "Error: Job not found"}
+    # but a submit's answers are worded by upstream's client: bare (F7)
     res = env.run(["submit", "--job", "987654", "--", "true"], cwd=tmp_path)
-    assert res.returncode == 1 and res.stderr.startswith("Error: "), res
-    res = env.run(["submit", "--job", "987654", "--", "true"], cwd=tmp_path, mode="json")
-    assert res.returncode == 1 and json.loads(res.stdout)["error"].startswith("Error: "), res
+    assert (res.returncode, res.stderr) == (1, "Job 987654 not found.\n"), res
 
 
 @pytest.mark.timeout(60)

@@ -150,7 +150,7 @@ def test_failing_and_missing_programs(env, tmp_path):
     failed_rows = parse_horizontal(out.split("+\n+", 1)[1] if "+\n+" in out else "")
     assert failed_rows == [{"Task ID": "0", "Worker": failed_rows[0]["Worker"],
                             "Error": "Program terminated with exit code 3."}]
-    assert out.rstrip().endswith("1 task failed.")
+    assert out.rstrip().endswith("1 tasks failed.")  # upstream's (cli-contract) wording
 
     info = env.command(["task", "info", str(missing), "0"], as_json=True)[0]
     assert info["state"] == "failed"
