@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from .compact import FinishedRuns
 from .limits import (MAX_ID, MAX_LIST_LEN, MAX_NAME_LEN, MAX_PRIORITY, MAX_STRING_LEN,
                      check_duration)
 from .ranges import IntRanges
@@ -356,7 +357,7 @@ class Job:
     __slots__ = ("id", "name", "max_fails", "is_open", "submit_dir", "submit_date",
                  "cancel_reason", "batches", "tasks", "bulk", "counts", "n_tasks",
                  "started_at", "finished_at", "workers_used", "_id_set", "sorted_record_ids",
-                 "submits")
+                 "submits", "done", "_batch_owner")
 
     def __init__(self, job_id: int, name: str, max_fails: int | None, is_open: bool,
                  submit_dir: str, submit_date: float):
@@ -380,6 +381,9 @@ class Job:
         self.sorted_record_ids: list[int] | None = None  # cache of core.views
         # One entry per submit: (number of batches, is a task graph), in submission order.
         self.submits: list[tuple[int, bool]] = []
+        # Finished tasks that gave their record up (see `core.compact`).
+        self.done = FinishedRuns()
+        self._batch_owner: tuple | None = None  # (IntRanges of all ranges, batch of each)
 
     @property
     def n_completed(self) -> int:
@@ -441,6 +445,23 @@ class Job:
         self.batches.append(batch)
         self.n_tasks += len(batch.ids)
         self._id_set = None
+        self._batch_owner = None
+
+    def batch_of(self, task_id: int) -> TaskBatch | None:
+        """The batch holding `task_id` (a lookup over the ranges), or None."""
+        batches = self.batches
+        if len(batches) == 1:
+            return batches[0] if task_id in batches[0].ids else None
+        owner = self._batch_owner
+        if owner is None:
+            ranges, which = [], []
+            for b in batches:
+                for r in b.ids.ranges:
+                    ranges.append(r)
+                    which.append(b)
+            owner = self._batch_owner = (IntRanges(tuple(ranges)), which)
+        i = owner[0].locate(task_id)
+        return None if i is None else owner[1][i]
 
 
 class WorkerConfig:

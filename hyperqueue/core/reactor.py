@@ -823,8 +823,19 @@ def _complete(core: Core, outbox: Outbox, task: Task, state: TaskState, now: flo
                 c.deps_pending = 0
                 _complete(core, outbox, c, TaskState.ABORTED, now,
                           f"Task {task.id} (a dependency) did not finish")
+    if state == TaskState.FINISHED and task.started_nodes is None and worker is not None:
+        _give_up_record(job, task, worker)
     if cascade and job.is_done:
         _job_completed(core, outbox, job, now)
+
+
+def _give_up_record(job: Job, task: Task, worker: Worker) -> None:
+    """A plainly finished task keeps no record: its id joins `job.done` (compact runs)."""
+    done = job.done
+    done.add(task.id, task.id, done.segment(task.start_time, task.end_time, worker.id,
+                                            task.instance, task.crash_count))
+    del job.tasks[task.id]
+    job.sorted_record_ids = None
 
 
 def _unqueue(core: Core, task: Task) -> None:

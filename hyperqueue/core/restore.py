@@ -48,7 +48,7 @@ def _apply(core: Core, outbox: Outbox, e: ev.Event) -> None:
                 # Already applied by the replay of a `worker-reconnected` event (which adopts
                 # and settles the worker's tasks itself) and recorded again after it: nothing
                 # to do.
-                task = _job(core, job_id).tasks.get(task_id)
+                task = core.task_record(_job(core, job_id), task_id)
                 if task is None or not (task.state.is_terminal or task.instance > instance):
                     raise RestoreError(f"task {job_id}@{task_id} cannot start on worker "
                                        f"{e.worker}")

@@ -241,7 +241,11 @@ def check_ready_tasks_queued(core: Core) -> None:
 
 
 def states(job) -> dict[int, str]:
-    return {tid: t.state.name for tid, t in sorted(job.tasks.items())}
+    """State names of the job's tasks with a record, and of the finished ones that gave their
+    record up (`Job.done`)."""
+    out = {tid: t.state.name for tid, t in job.tasks.items()}
+    out.update((tid, "FINISHED") for tid in job.done.ids())
+    return dict(sorted(out.items()))
 
 
 __all__ = [

@@ -59,7 +59,7 @@ def snapshot(core) -> dict:
         tasks = {}
         for batch in job.batches:
             for tid in batch.ids:
-                t = job.tasks.get(tid)
+                t = core.task_record(job, tid)  # (a finished task may have given it up)
                 state = core.task_state(job, tid)
                 if state == TaskState.ASSIGNED:
                     state = TaskState.WAITING
