@@ -70,8 +70,8 @@ class FinishedRuns:
         with the neighbouring runs of the same segment."""
         starts, ends, segs = self.starts, self.ends, self.segs
         n = len(starts)
-        self.count += last - first + 1
         if n == 0 or first > ends[n - 1]:  # the common case: after every run
+            self.count += last - first + 1
             if n and ends[n - 1] == first - 1 and segs[n - 1] == seg:
                 ends[n - 1] = last
             else:
@@ -85,6 +85,7 @@ class FinishedRuns:
         j = i + 1  # the run after
         if j < n and starts[j] <= last:
             raise ValueError(f"task {starts[j]} has finished already")
+        self.count += last - first + 1
         left = i >= 0 and ends[i] == first - 1 and segs[i] == seg
         right = j < n and starts[j] == last + 1 and segs[j] == seg
         if left and right:

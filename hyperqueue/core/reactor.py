@@ -799,7 +799,8 @@ def _complete(core: Core, outbox: Outbox, task: Task, state: TaskState, now: flo
     outbox.changed_jobs.add(job.id)
     if core.record_events:
         if state == TaskState.FINISHED:
-            outbox.events.append(ev.TaskFinished(now, job.id, task.id, task.instance))
+            outbox.events.append(ev.TaskFinished(now, job.id, task.id, task.instance,
+                                                 worker.id if worker is not None else None))
         elif state == TaskState.FAILED:
             outbox.events.append(ev.TaskFailed(now, job.id, task.id, task.instance, error))
         elif state == TaskState.CANCELED:
@@ -826,6 +827,31 @@ def _complete(core: Core, outbox: Outbox, task: Task, state: TaskState, now: flo
     if state == TaskState.FINISHED and task.started_nodes is None and worker is not None:
         _give_up_record(job, task, worker)
     if cascade and job.is_done:
+        _job_completed(core, outbox, job, now)
+
+
+def finish_run(core: Core, outbox: Outbox, job: Job, worker: Worker, first: int, last: int,
+               now: float) -> None:
+    """Tasks ``first..last`` of `job`, still in array form (taken from their cursor by the
+    caller), started and finished on `worker` at `now` (instance 0): what `adopt_task` and a
+    FINISHED update do for each of them, done for the run at once and without records (journal
+    replay of a `task-progress` record)."""
+    n = last - first + 1
+    counts = job.counts
+    counts[TaskState.WAITING] -= n
+    counts[TaskState.FINISHED] += n
+    done = job.done
+    done.add(first, last, done.segment(now, now, worker.id, 0, 0))
+    if job.started_at is None:
+        job.started_at = now
+    job.workers_used[worker.id] = worker.config.hostname
+    worker.last_task_started = (job.id, last, now)
+    if not worker.tasks:
+        worker.idle_since = now
+    outbox.changed_jobs.add(job.id)
+    core.needs_schedule = True
+    _update_rate(worker, n, now)
+    if job.is_done:
         _job_completed(core, outbox, job, now)
 
 
