@@ -56,6 +56,8 @@ def _apply(core: Core, outbox: Outbox, e: ev.Event) -> None:
         case ev.TaskFinished() | ev.TaskFailed():
             job = _job(core, e.job)
             task = job.tasks.get(e.task)
+            if task is None and job.done.find(e.task) is not None:
+                return  # finished already (the replay of a `worker-reconnected` applied it)
             if task is None or task.worker is None:
                 raise RestoreError(f"task {e.job}@{e.task} ended without starting")
             if type(e) is ev.TaskFinished:
@@ -165,12 +167,18 @@ def _both(core, outbox, job, worker, first: int, last: int, instance: int, time)
 
 def _start_one(core, outbox, job, worker, tid: int, instance: int, time) -> None:
     if reactor.adopt_task(core, outbox, worker, job.id, tid, instance, time) is None:
-        raise RestoreError(f"task {job.id}@{tid} cannot start on worker {worker.id}")
+        # As for `task-started`: already applied by the replay of a `worker-reconnected`
+        # event (recorded again after it) is fine, anything else is not.
+        task = core.task_record(job, tid)
+        if task is None or not (task.state.is_terminal or task.instance > instance):
+            raise RestoreError(f"task {job.id}@{tid} cannot start on worker {worker.id}")
 
 
 def _finish_one(core, outbox, job, worker, tid: int, instance: int, time) -> None:
     task = job.tasks.get(tid)
-    if task is None or task.worker is not worker:
+    if task is None and job.done.find(tid) is not None:
+        return  # finished already (the replay of a `worker-reconnected` applied it)
+    if task is None or task.worker is None:
         raise RestoreError(f"task {job.id}@{tid} ended without starting on worker {worker.id}")
     reactor.task_updates(core, outbox, worker,
                          [[reactor.UPDATE_FINISHED, job.id, tid, instance, None]], time)

@@ -388,3 +388,31 @@ def test_a_finished_array_restores_from_range_records_without_task_records():
     assert back.jobs[1].tasks == {} and len(back.jobs[1].done) == 1000
     assert back.jobs[1].done.n_runs == len([r for r in progress if r[2]["job"] == 1])
     assert snapshot(back) == snapshot(env.core)
+
+
+def test_batched_records_after_a_reconnect_with_results_restore():
+    """A worker of the previous run reconnects with results: its `worker-reconnected` record
+    applies them on replay, and the batched starts/finishes recorded after it are the same
+    tasks again (nothing to do), as with per-task records."""
+    env = Env(record_events=True)
+    core = env.core
+    w = env.worker(4)
+    job = env.submit(array_spec("0-5"))
+    env.schedule()
+    tasks = sorted(w.tasks, key=lambda t: t.id)
+    env.start(w, tasks[:2])
+    env.tick()
+    core.awaiting[w.id] = env.now + 10
+    results = [[reactor.UPDATE_FINISHED, job.id, t.id, t.instance, None] for t in tasks]
+    reactor.register_worker(core, env.out, w.config, [core.server_uid, w.id], [], results,
+                            env.now)
+    env.tick()
+    env.schedule()
+    rest = sorted(w.tasks, key=lambda t: t.id)
+    env.finish(w, rest)
+    assert job.is_done
+    records = [cbor2.loads(cbor2.dumps(r)) for r in ev.journal_records(env.out.events)]
+    assert any(r[1] == "task-progress" for r in records)
+    back = restore(records, server_uid=core.server_uid)
+    back.sanity_check()
+    assert snapshot(back) == snapshot(core)

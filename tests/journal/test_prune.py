@@ -352,3 +352,20 @@ def test_a_write_failure_is_final_and_reported(tmp_path, caplog):
     with caplog.at_level(logging.ERROR, logger="hq.journal"):
         trio.run(main)
     assert f"Cannot write the journal {path}: No space left on device" in caplog.text
+
+
+def test_selection_keeps_the_workers_of_a_live_jobs_batched_task_records():
+    records = [
+        [2.0, "worker-connected", {"id": 1, "configuration": {}}],
+        [2.1, "worker-connected", {"id": 2, "configuration": {}}],
+        [3.1, "job-created", {"job": 7}],
+        [3.2, "job-created", {"job": 8}],
+        [4.0, "task-progress", {"job": 7, "worker": 1, "started": "0-9", "finished": "0-8"}],
+        [4.1, "task-progress", {"job": 8, "worker": 2, "started": "0-9", "finished": "0-9"}],
+        [5.0, "worker-lost", {"id": 1, "reason": "connection lost"}],
+        [5.1, "worker-lost", {"id": 2, "reason": "connection lost"}],
+        [5.2, "job-completed", {"job": 8}],
+    ]
+    kept = select_records(records, live_jobs={7}, live_workers=set())
+    assert [(r[1], r[2].get("id", job_of(r[2]))) for r in kept] == [
+        ("worker-connected", 1), ("job-created", 7), ("task-progress", 7), ("worker-lost", 1)]
