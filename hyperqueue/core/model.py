@@ -353,6 +353,13 @@ class Task:
         return f"Task({self.job.id}@{self.id}, {self.state.name}, inst={self.instance})"
 
 
+NO_RUNS = FinishedRuns()  # shared and always empty: never added to (see `Job.own_done`)
+
+#: Tasks of a job with fewer tasks keep their records when they finish (a record is smaller
+#: than a store of runs for a handful of tasks); `Core.compact_min_tasks` is this by default.
+COMPACT_MIN_TASKS = 16
+
+
 class Job:
     __slots__ = ("id", "name", "max_fails", "is_open", "submit_dir", "submit_date",
                  "cancel_reason", "batches", "tasks", "bulk", "counts", "n_tasks",
@@ -381,8 +388,9 @@ class Job:
         self.sorted_record_ids: list[int] | None = None  # cache of core.views
         # One entry per submit: (number of batches, is a task graph), in submission order.
         self.submits: list[tuple[int, bool]] = []
-        # Finished tasks that gave their record up (see `core.compact`).
-        self.done = FinishedRuns()
+        # Finished tasks that gave their record up (see `core.compact`); a job with none
+        # shares one empty store (`own_done` makes the job's own).
+        self.done = NO_RUNS
         self._batch_owner: tuple | None = None  # (IntRanges of all ranges, batch of each)
 
     @property
@@ -446,6 +454,13 @@ class Job:
         self.n_tasks += len(batch.ids)
         self._id_set = None
         self._batch_owner = None
+
+    def own_done(self) -> FinishedRuns:
+        """The job's own store of finished tasks without records (made on first use)."""
+        done = self.done
+        if done is NO_RUNS:
+            done = self.done = FinishedRuns()
+        return done
 
     def batch_of(self, task_id: int) -> TaskBatch | None:
         """The batch holding `task_id` (a lookup over the ranges), or None."""

@@ -824,7 +824,8 @@ def _complete(core: Core, outbox: Outbox, task: Task, state: TaskState, now: flo
                 c.deps_pending = 0
                 _complete(core, outbox, c, TaskState.ABORTED, now,
                           f"Task {task.id} (a dependency) did not finish")
-    if state == TaskState.FINISHED and task.started_nodes is None and worker is not None:
+    if (state == TaskState.FINISHED and task.started_nodes is None and worker is not None
+            and job.n_tasks >= core.compact_min_tasks):
         _give_up_record(job, task, worker)
     if cascade and job.is_done:
         _job_completed(core, outbox, job, now)
@@ -840,7 +841,7 @@ def finish_run(core: Core, outbox: Outbox, job: Job, worker: Worker, first: int,
     counts = job.counts
     counts[TaskState.WAITING] -= n
     counts[TaskState.FINISHED] += n
-    done = job.done
+    done = job.own_done()
     done.add(first, last, done.segment(now, now, worker.id, 0, 0))
     if job.started_at is None:
         job.started_at = now
@@ -857,7 +858,7 @@ def finish_run(core: Core, outbox: Outbox, job: Job, worker: Worker, first: int,
 
 def _give_up_record(job: Job, task: Task, worker: Worker) -> None:
     """A plainly finished task keeps no record: its id joins `job.done` (compact runs)."""
-    done = job.done
+    done = job.own_done()
     done.add(task.id, task.id, done.segment(task.start_time, task.end_time, worker.id,
                                             task.instance, task.crash_count))
     del job.tasks[task.id]

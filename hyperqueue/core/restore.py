@@ -188,7 +188,7 @@ def _finish_run(core, outbox, job, worker, first: int, last: int, instance: int,
                 time) -> int:
     """Starts and finishes at once the ids from `first` on (up to `last`) that are the next
     ones of their array's cursor, without records; returns the first id it did not take."""
-    if instance != 0 or not worker.is_running:
+    if instance != 0 or not worker.is_running or job.n_tasks < core.compact_min_tasks:
         return first
     while first <= last:
         batch = job.batch_of(first)

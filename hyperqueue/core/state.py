@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 from collections import deque
 
-from .model import Job, Task, TaskBatch, TaskState, Worker
+from .model import COMPACT_MIN_TASKS, Job, Task, TaskBatch, TaskState, Worker
 from .ranges import IntRanges
 from .resources import ALL
 
@@ -145,6 +145,8 @@ class Core:
         # Workers of a previous server run that may reconnect: id -> deadline. Scheduling
         # waits while any is pending, so nothing they still run is started twice.
         self.awaiting: dict[int, float] = {}
+        # Finished tasks of jobs of at least this many tasks give their records up (`Job.done`).
+        self.compact_min_tasks = COMPACT_MIN_TASKS
 
     # -- ready queues ---------------------------------------------------------------------
     def queue_for(self, job: Job, batch: TaskBatch) -> ReadyQueue:

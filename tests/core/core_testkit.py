@@ -167,6 +167,9 @@ class Env:
 
     def __init__(self, record_events: bool = False):
         self.core = Core(server_uid="uid123", record_events=record_events)
+        # Every finished task gives its record up, in the small jobs of the tests too (the
+        # server keeps the records of jobs below `COMPACT_MIN_TASKS`).
+        self.core.compact_min_tasks = 1
         self.out = RecordingOutbox()
         self.now = 1000.0
 

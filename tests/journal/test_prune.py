@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "core"))
 
 from core_testkit import Env, array_spec, graph_spec  # noqa: E402
 from hyperqueue.core import reactor  # noqa: E402
-from hyperqueue.core.events import ServerStart  # noqa: E402
+from hyperqueue.core.events import ServerStart, journal_records  # noqa: E402
 from hyperqueue.core.model import TaskState, WorkerState  # noqa: E402
 from hyperqueue.core.restore import restore  # noqa: E402
 from hyperqueue.journal.format import (JournalError, encode_header, encode_record,  # noqa: E402
@@ -89,7 +89,7 @@ def _job_view(core, job):
     tasks = {}
     for batch in job.batches:
         for tid in batch.ids:
-            t = job.tasks.get(tid)
+            t = core.task_record(job, tid)  # (a finished task may have given it up)
             state = core.task_state(job, tid)
             if state == TaskState.ASSIGNED:
                 state = TaskState.WAITING
@@ -102,8 +102,9 @@ def _job_view(core, job):
 
 
 def _through_file(events) -> list:
-    """The records as a journal file gives them back (CBOR round trip)."""
-    data = encode_header() + b"".join(encode_record(e.to_record()) for e in events)
+    """The records as a journal file gives them back (as the server writes them: plain task
+    starts and finishes batched, `journal_records`; CBOR round trip)."""
+    data = encode_header() + b"".join(encode_record(r) for r in journal_records(events))
     records, tail = read_all(data)
     assert tail.clean
     return records
