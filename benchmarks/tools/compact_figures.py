@@ -8,7 +8,10 @@ processes on a zero-spawn worker:
               to its first answer (`hq job info`, and the server's own start->listening part),
               RSS of the restored server vs the live one, journal bytes.
 
+  restart J:  a server started on a copy of the journal J (e.g. one a `restore` run left).
+
 Usage: PYTHONPATH=<checkout> python benchmarks/tools/compact_figures.py live|restore N [--no-journal]
+       PYTHONPATH=<checkout> python benchmarks/tools/compact_figures.py restart JOURNAL
 Every process started here is stopped by its pid at the end. Prints one JSON line.
 """
 
@@ -62,8 +65,10 @@ class Hq:
         raise RuntimeError(f"not ready: {what}")
 
     def stats(self, job):
-        r = self.run("--output-mode", "json", "job", "info", job)
-        return json.loads(r.stdout)[0]["info"]["task_stats"]
+        # (`job list`, not `job info`: the JSON of `job info` holds every task of the job, and
+        # the client needs gigabytes for it with millions of tasks)
+        r = self.run("--output-mode", "json", "job", "list", "--all")
+        return next(j for j in json.loads(r.stdout) if j["id"] == job)["task_stats"]
 
     def stop_all(self):
         for p in self.procs:
@@ -155,7 +160,36 @@ def restore(n):
         hq.stop_all()
 
 
+def restart(journal):
+    """A server started on a copy of `journal`: time to its first answer, RSS."""
+    import shutil
+
+    d = tempfile.mkdtemp(prefix="hq-restart-")
+    hq = Hq(d)
+    jpath = os.path.join(d, "journal.bin")
+    shutil.copyfile(journal, jpath)
+    try:
+        t0 = time.perf_counter()
+        server = hq.spawn("server", "start", "--journal", jpath)
+        hq.wait_ready(("job", "info", "1"))
+        first = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        hq.run("server", "info")
+        cli = time.perf_counter() - t1
+        return {"mode": "restart", "journal_bytes": os.path.getsize(journal),
+                "first_answer_s": round(first, 2), "cli_roundtrip_s": round(cli, 2),
+                "restored_rss_mb": status(server.pid, "VmRSS"),
+                "restored_peak_mb": status(server.pid, "VmHWM"), "stats": hq.stats(1),
+                "load": os.getloadavg()}
+    finally:
+        hq.stop_all()
+
+
 if __name__ == "__main__":
-    mode, n = sys.argv[1], int(sys.argv[2])
+    mode = sys.argv[1]
+    if mode == "restart":
+        print(json.dumps(restart(sys.argv[2])))
+        sys.exit(0)
+    n = int(sys.argv[2])
     res = live(n, "--no-journal" not in sys.argv) if mode == "live" else restore(n)
     print(json.dumps(res))
