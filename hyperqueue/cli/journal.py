@@ -66,13 +66,24 @@ def _read_journal(path: str):
     return records
 
 
+def expand_record(record) -> list:
+    """The per-task records a journal record stands for (`core.events.expand_record`): users
+    see the same events whether the journal batched them or not."""
+    from ..core.events import expand_record as expand
+
+    if isinstance(record, (list, tuple)) and len(record) == 3:
+        return expand(record)
+    return [record]
+
+
 @journal.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 def export(file):
     """Print every event of a journal file as JSON lines."""
     write = sys.stdout.write
     for record in _read_journal(file):
-        write(event_json(record) + "\n")
+        for one in expand_record(record):
+            write(event_json(one) + "\n")
     sys.stdout.flush()
 
 
@@ -139,7 +150,8 @@ def report(file, out, start_time, end_time):
     """Write a self-contained HTML report (tasks and workers over time) of a journal file."""
     from ..report.html import render_report
 
-    html = render_report(_read_journal(file), start_time=start_time, end_time=end_time)
+    records = [one for r in _read_journal(file) for one in expand_record(r)]
+    html = render_report(records, start_time=start_time, end_time=end_time)
     with open(out, "w") as f:
         f.write(html)
     printer().note(f"Report written to {out}")

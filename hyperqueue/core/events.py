@@ -13,8 +13,9 @@ and ``job`` elsewhere, a worker event names its worker ``id`` -- so journals wri
 versions read unchanged, and the public shapes stay. That mapping lives in each class's
 `to_record` / `_decode` and nowhere else.
 
-An event may be about many tasks (`TaskCanceled.tasks`); events that batch completions into
-ranges can be added the same way.
+An event may be about many tasks (`TaskCanceled.tasks`). The journal file batches plain task
+starts and finishes into `task-progress` records of id ranges (`journal_records`); everything
+that shows events to users expands them back into the per-task records (`expand_record`).
 
 Adding an event: a class here (fields, `kind`, `to_record`, `_decode`; it registers itself in
 `KINDS`), then a ``case`` in the consumers that must react to it (restore, prune, the report).
@@ -31,7 +32,8 @@ __all__ = [
     "ServerStart", "ServerStop",
     "JobOpen", "JobCreated", "JobClose", "JobCancel", "JobForget", "JobCompleted",
     "WorkerConnected", "WorkerReconnected", "WorkerLost", "WorkerOverview",
-    "TaskStarted", "TaskFinished", "TaskFailed", "TaskCanceled", "TaskAborted",
+    "TaskStarted", "TaskFinished", "TaskFailed", "TaskCanceled", "TaskAborted", "TaskProgress",
+    "journal_records", "expand_record",
 ]
 
 
@@ -415,16 +417,21 @@ class TaskStarted(Event):
 
 
 class TaskFinished(Event):
-    __slots__ = ("job", "task", "instance")
+    """A task instance finished. `worker` (where it ran) is known to the live core only: it
+    is not part of the record (nor of the event's fields), it lets `journal_records` batch
+    the finish with others of that worker."""
+
+    __slots__ = ("job", "task", "instance", "worker")
     kind = "task-finished"
     JOB_KEY = "job"
     fields = ("time", "job", "task", "instance")
 
-    def __init__(self, time, job, task, instance):
+    def __init__(self, time, job, task, instance, worker=None):
         self.time = time
         self.job = job
         self.task = task
         self.instance = instance
+        self.worker = worker
 
     def to_record(self) -> list:
         return [self.time, "task-finished", {"job": self.job, "task": self.task,
@@ -493,6 +500,189 @@ class TaskAborted(TaskCanceled):
 
     __slots__ = ()
     kind = "task-aborted"
+
+
+class TaskProgress(Event):
+    """Plain starts and finishes of tasks of `job` on `worker`, all at `time` and of one
+    `instance` (journal only: written by `journal_records`, read by restore). `started` and
+    `finished` are `IntRanges` (sorted ids). It stands for, in ascending task id order, the
+    task's `task-started` (variant 0, single node) if it is in `started`, then its
+    `task-finished` if it is in `finished` (`expand_record`)."""
+
+    __slots__ = ("job", "worker", "instance", "started", "finished")
+    kind = "task-progress"
+    JOB_KEY = "job"
+    WORKER_KEY = "worker"
+    fields = ("time", "job", "worker", "instance", "started", "finished")
+
+    def __init__(self, time, job, worker, instance, started, finished):
+        self.time = time
+        self.job = job
+        self.worker = worker
+        self.instance = instance
+        self.started = started
+        self.finished = finished
+
+    def to_record(self) -> list:
+        p = {"job": self.job, "worker": self.worker}
+        if self.instance:
+            p["instance"] = self.instance
+        if self.started:
+            p["started"] = self.started.to_text()
+        if self.finished:
+            p["finished"] = self.finished.to_text()
+        return [self.time, "task-progress", p]
+
+    @classmethod
+    def _decode(cls, time, p):
+        from .ranges import IntRanges
+
+        instance = p.get("instance", 0)
+        if type(p["job"]) is not int or type(p["worker"]) is not int or type(instance) is not int:
+            _ids(cls.kind, {**p, "instance": instance}, "job", "worker", "instance")
+        ids = []
+        for key in ("started", "finished"):
+            text = p.get(key, "")
+            if text == "":
+                ids.append(IntRanges.from_ids(()))
+                continue
+            if type(text) is not str:
+                raise EventError(f"{cls.kind} event: {key} is not a range text")
+            try:
+                r = IntRanges.parse(text)
+            except ValueError as e:
+                raise EventError(f"{cls.kind} event: {key}: {e}") from None
+            if r.ranges != r.sorted_ranges():
+                raise EventError(f"{cls.kind} event: {key} is not sorted")
+            ids.append(r)
+        return cls(time, p["job"], p["worker"], instance, ids[0], ids[1])
+
+    def steps(self):
+        """``(task id, started, finished)`` in the order the events happened."""
+        return _merge_steps(self.started.iter_sorted(), self.finished.iter_sorted())
+
+
+def _merge_steps(started, finished):
+    s = next(started, None)
+    f = next(finished, None)
+    while s is not None or f is not None:
+        if f is None or (s is not None and s < f):
+            yield s, True, False
+            s = next(started, None)
+        elif s is None or f < s:
+            yield f, False, True
+            f = next(finished, None)
+        else:
+            yield s, True, True
+            s = next(started, None)
+            f = next(finished, None)
+
+
+
+
+class _Group:
+    """Consecutive plain starts/finishes being batched into one `task-progress` record."""
+
+    __slots__ = ("time", "job", "worker", "instance", "started", "finished", "last",
+                 "last_done")
+
+    def __init__(self, time, job, worker, instance):
+        self.time = time
+        self.job = job
+        self.worker = worker
+        self.instance = instance
+        self.started: list[int] = []
+        self.finished: list[int] = []
+        self.last = -1
+        self.last_done = True
+
+    def record(self) -> list:
+        from .ranges import compress_ids
+
+        p = {"job": self.job, "worker": self.worker}
+        if self.instance:
+            p["instance"] = self.instance
+        if self.started:
+            p["started"] = compress_ids(self.started)
+        if self.finished:
+            p["finished"] = compress_ids(self.finished)
+        return [self.time, "task-progress", p]
+
+
+def journal_records(events) -> list:
+    """The records of `events` as the journal stores them: runs of plain task starts (variant
+    0, single node) and finishes of one job, worker, instance and time, in ascending task id
+    order, become one `task-progress` record (the batching never reorders what a reader of
+    the expanded records sees: `expand_record` gives back exactly the per-task records)."""
+    out = []
+    g = None
+    for e in events:
+        t = type(e)
+        if not isinstance(e, Event):  # a record already
+            if g is not None:
+                out.append(g.record())
+                g = None
+            out.append(e)
+            continue
+        if t is TaskStarted:
+            if e.variant == 0 and e.nodes is None:
+                if (g is not None and g.time == e.time and g.job == e.job
+                        and g.worker == e.worker and g.instance == e.instance
+                        and e.task > g.last):
+                    g.started.append(e.task)
+                    g.last = e.task
+                    g.last_done = False
+                    continue
+                if g is not None:
+                    out.append(g.record())
+                g = _Group(e.time, e.job, e.worker, e.instance)
+                g.started.append(e.task)
+                g.last = e.task
+                g.last_done = False
+                continue
+        elif t is TaskFinished and e.worker is not None:
+            if (g is not None and g.time == e.time and g.job == e.job and g.worker == e.worker
+                    and g.instance == e.instance
+                    and (e.task > g.last or (e.task == g.last and not g.last_done))):
+                g.finished.append(e.task)
+                g.last = e.task
+                g.last_done = True
+                continue
+            if g is not None:
+                out.append(g.record())
+            g = _Group(e.time, e.job, e.worker, e.instance)
+            g.finished.append(e.task)
+            g.last = e.task
+            continue
+        if g is not None:
+            out.append(g.record())
+            g = None
+        out.append(e.to_record())
+    if g is not None:
+        out.append(g.record())
+    return out
+
+
+def expand_record(record) -> list:
+    """The per-task records a journal record stands for: a `task-progress` record gives its
+    `task-started` / `task-finished` records (as `TaskStarted` / `TaskFinished` write them);
+    any other record (or a malformed one) is given back alone."""
+    if record[1] != "task-progress":
+        return [record]
+    try:
+        e = from_record(record)
+    except EventError:
+        return [record]
+    time, job, worker, instance = e.time, e.job, e.worker, e.instance
+    out = []
+    for tid, started, finished in e.steps():
+        if started:
+            out.append([time, "task-started", {"job": job, "task": tid, "instance": instance,
+                                               "worker": worker}])
+        if finished:
+            out.append([time, "task-finished", {"job": job, "task": tid,
+                                                "instance": instance}])
+    return out
 
 
 class Unknown(Event):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from .compact import FinishedRuns
 from .limits import (MAX_ID, MAX_LIST_LEN, MAX_NAME_LEN, MAX_PRIORITY, MAX_STRING_LEN,
                      check_duration)
 from .ranges import IntRanges
@@ -352,11 +353,18 @@ class Task:
         return f"Task({self.job.id}@{self.id}, {self.state.name}, inst={self.instance})"
 
 
+NO_RUNS = FinishedRuns()  # shared and always empty: never added to (see `Job.own_done`)
+
+#: Tasks of a job with fewer tasks keep their records when they finish (a record is smaller
+#: than a store of runs for a handful of tasks); `Core.compact_min_tasks` is this by default.
+COMPACT_MIN_TASKS = 16
+
+
 class Job:
     __slots__ = ("id", "name", "max_fails", "is_open", "submit_dir", "submit_date",
                  "cancel_reason", "batches", "tasks", "bulk", "counts", "n_tasks",
                  "started_at", "finished_at", "workers_used", "_id_set", "sorted_record_ids",
-                 "submits")
+                 "submits", "done", "_batch_owner")
 
     def __init__(self, job_id: int, name: str, max_fails: int | None, is_open: bool,
                  submit_dir: str, submit_date: float):
@@ -380,6 +388,10 @@ class Job:
         self.sorted_record_ids: list[int] | None = None  # cache of core.views
         # One entry per submit: (number of batches, is a task graph), in submission order.
         self.submits: list[tuple[int, bool]] = []
+        # Finished tasks that gave their record up (see `core.compact`); a job with none
+        # shares one empty store (`own_done` makes the job's own).
+        self.done = NO_RUNS
+        self._batch_owner: tuple | None = None  # (IntRanges of all ranges, batch of each)
 
     @property
     def n_completed(self) -> int:
@@ -441,6 +453,30 @@ class Job:
         self.batches.append(batch)
         self.n_tasks += len(batch.ids)
         self._id_set = None
+        self._batch_owner = None
+
+    def own_done(self) -> FinishedRuns:
+        """The job's own store of finished tasks without records (made on first use)."""
+        done = self.done
+        if done is NO_RUNS:
+            done = self.done = FinishedRuns()
+        return done
+
+    def batch_of(self, task_id: int) -> TaskBatch | None:
+        """The batch holding `task_id` (a lookup over the ranges), or None."""
+        batches = self.batches
+        if len(batches) == 1:
+            return batches[0] if task_id in batches[0].ids else None
+        owner = self._batch_owner
+        if owner is None:
+            ranges, which = [], []
+            for b in batches:
+                for r in b.ids.ranges:
+                    ranges.append(r)
+                    which.append(b)
+            owner = self._batch_owner = (IntRanges(tuple(ranges)), which)
+        i = owner[0].locate(task_id)
+        return None if i is None else owner[1][i]
 
 
 class WorkerConfig:

@@ -798,7 +798,8 @@ def _complete(core: Core, outbox: Outbox, task: Task, state: TaskState, now: flo
     outbox.changed_jobs.add(job.id)
     if core.record_events:
         if state == TaskState.FINISHED:
-            outbox.events.append(ev.TaskFinished(now, job.id, task.id, task.instance))
+            outbox.events.append(ev.TaskFinished(now, job.id, task.id, task.instance,
+                                                 worker.id if worker is not None else None))
         elif state == TaskState.FAILED:
             outbox.events.append(ev.TaskFailed(now, job.id, task.id, task.instance, error))
         elif state == TaskState.CANCELED:
@@ -822,8 +823,45 @@ def _complete(core: Core, outbox: Outbox, task: Task, state: TaskState, now: flo
                 c.deps_pending = 0
                 _complete(core, outbox, c, TaskState.ABORTED, now,
                           f"Task {task.id} (a dependency) did not finish")
+    if (state == TaskState.FINISHED and task.started_nodes is None and worker is not None
+            and job.n_tasks >= core.compact_min_tasks):
+        _give_up_record(job, task, worker)
     if cascade and job.is_done:
         _job_completed(core, outbox, job, now)
+
+
+def finish_run(core: Core, outbox: Outbox, job: Job, worker: Worker, first: int, last: int,
+               now: float) -> None:
+    """Tasks ``first..last`` of `job`, still in array form (taken from their cursor by the
+    caller), started and finished on `worker` at `now` (instance 0): what `adopt_task` and a
+    FINISHED update do for each of them, done for the run at once and without records (journal
+    replay of a `task-progress` record)."""
+    n = last - first + 1
+    counts = job.counts
+    counts[TaskState.WAITING] -= n
+    counts[TaskState.FINISHED] += n
+    done = job.own_done()
+    done.add(first, last, done.segment(now, now, worker.id, 0, 0))
+    if job.started_at is None:
+        job.started_at = now
+    job.workers_used[worker.id] = worker.config.hostname
+    worker.last_task_started = (job.id, last, now)
+    if not worker.tasks:
+        worker.idle_since = now
+    outbox.changed_jobs.add(job.id)
+    core.needs_schedule = True
+    _update_rate(worker, n, now)
+    if job.is_done:
+        _job_completed(core, outbox, job, now)
+
+
+def _give_up_record(job: Job, task: Task, worker: Worker) -> None:
+    """A plainly finished task keeps no record: its id joins `job.done` (compact runs)."""
+    done = job.own_done()
+    done.add(task.id, task.id, done.segment(task.start_time, task.end_time, worker.id,
+                                            task.instance, task.crash_count))
+    del job.tasks[task.id]
+    job.sorted_record_ids = None
 
 
 def _unqueue(core: Core, task: Task) -> None:

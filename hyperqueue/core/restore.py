@@ -12,6 +12,7 @@ from . import reactor
 from .model import TaskState, TaskTemplate, WorkerConfig, WorkerState
 from .outbox import Outbox
 from .ranges import IntRanges
+from . import state
 from .state import Core
 
 _LOSS_BY_LABEL = {s.label: s for s in WorkerState}
@@ -48,13 +49,15 @@ def _apply(core: Core, outbox: Outbox, e: ev.Event) -> None:
                 # Already applied by the replay of a `worker-reconnected` event (which adopts
                 # and settles the worker's tasks itself) and recorded again after it: nothing
                 # to do.
-                task = _job(core, job_id).tasks.get(task_id)
+                task = core.task_record(_job(core, job_id), task_id)
                 if task is None or not (task.state.is_terminal or task.instance > instance):
                     raise RestoreError(f"task {job_id}@{task_id} cannot start on worker "
                                        f"{e.worker}")
         case ev.TaskFinished() | ev.TaskFailed():
             job = _job(core, e.job)
             task = job.tasks.get(e.task)
+            if task is None and job.done.find(e.task) is not None:
+                return  # finished already (the replay of a `worker-reconnected` applied it)
             if task is None or task.worker is None:
                 raise RestoreError(f"task {e.job}@{e.task} ended without starting")
             if type(e) is ev.TaskFinished:
@@ -62,6 +65,8 @@ def _apply(core: Core, outbox: Outbox, e: ev.Event) -> None:
             else:
                 update = [reactor.UPDATE_FAILED, job.id, task.id, e.instance, e.error]
             reactor.task_updates(core, outbox, task.worker, [update], time)
+        case ev.TaskProgress():
+            _progress(core, outbox, e)
         case ev.TaskCanceled() | ev.JobCompleted() | ev.ServerStop() | ev.WorkerOverview():
             pass  # derived (TaskAborted too): follows from the events that caused it
         case ev.ServerStart(server_uid=uid):
@@ -107,6 +112,111 @@ def _apply(core: Core, outbox: Outbox, e: ev.Event) -> None:
             pass
         case _:
             raise RestoreError(f"unknown event type {_kind(e)!r}")
+
+
+def _progress(core: Core, outbox: Outbox, e: ev.TaskProgress) -> None:
+    """Applies a `task-progress` record: per task, in ascending id order, its start then its
+    finish, as the per-task events it stands for. Runs of ids that start and finish here and
+    are the next ones of their array (the common case) are applied as ranges (no records)."""
+    job = _job(core, e.job)
+    worker = _worker(core, e.worker)
+    time, instance = e.time, e.instance
+    if e.started == e.finished:
+        for first, last, step in e.started.ranges:
+            if step != 1:
+                for tid in range(first, last + 1, step):
+                    _start_one(core, outbox, job, worker, tid, instance, time)
+                    _finish_one(core, outbox, job, worker, tid, instance, time)
+                continue
+            while first <= last:
+                first = _finish_run(core, outbox, job, worker, first, last, instance, time)
+                if first <= last:  # not the next id of its array: the long way
+                    _start_one(core, outbox, job, worker, first, instance, time)
+                    _finish_one(core, outbox, job, worker, first, instance, time)
+                    first += 1
+        return
+    run_first = run_last = None
+    for tid, started, finished in e.steps():
+        if started and finished:
+            if run_last is not None and tid == run_last + 1:
+                run_last = tid
+                continue
+            if run_last is not None:
+                _both(core, outbox, job, worker, run_first, run_last, instance, time)
+            run_first = run_last = tid
+            continue
+        if run_last is not None:
+            _both(core, outbox, job, worker, run_first, run_last, instance, time)
+            run_first = run_last = None
+        if started:
+            _start_one(core, outbox, job, worker, tid, instance, time)
+        else:
+            _finish_one(core, outbox, job, worker, tid, instance, time)
+    if run_last is not None:
+        _both(core, outbox, job, worker, run_first, run_last, instance, time)
+
+
+def _both(core, outbox, job, worker, first: int, last: int, instance: int, time) -> None:
+    while first <= last:
+        first = _finish_run(core, outbox, job, worker, first, last, instance, time)
+        if first <= last:
+            _start_one(core, outbox, job, worker, first, instance, time)
+            _finish_one(core, outbox, job, worker, first, instance, time)
+            first += 1
+
+
+def _start_one(core, outbox, job, worker, tid: int, instance: int, time) -> None:
+    if reactor.adopt_task(core, outbox, worker, job.id, tid, instance, time) is None:
+        # As for `task-started`: already applied by the replay of a `worker-reconnected`
+        # event (recorded again after it) is fine, anything else is not.
+        task = core.task_record(job, tid)
+        if task is None or not (task.state.is_terminal or task.instance > instance):
+            raise RestoreError(f"task {job.id}@{tid} cannot start on worker {worker.id}")
+
+
+def _finish_one(core, outbox, job, worker, tid: int, instance: int, time) -> None:
+    task = job.tasks.get(tid)
+    if task is None and job.done.find(tid) is not None:
+        return  # finished already (the replay of a `worker-reconnected` applied it)
+    if task is None or task.worker is None:
+        raise RestoreError(f"task {job.id}@{tid} ended without starting on worker {worker.id}")
+    reactor.task_updates(core, outbox, worker,
+                         [[reactor.UPDATE_FINISHED, job.id, tid, instance, None]], time)
+
+
+def _finish_run(core, outbox, job, worker, first: int, last: int, instance: int,
+                time) -> int:
+    """Starts and finishes at once the ids from `first` on (up to `last`) that are the next
+    ones of their array's cursor, without records; returns the first id it did not take."""
+    if instance != 0 or not worker.is_running or job.n_tasks < core.compact_min_tasks:
+        return first
+    while first <= last:
+        batch = job.batch_of(first)
+        if batch is None or batch.template.is_multi_node or batch.deps:
+            return first
+        q = core.queues.get(state.queue_key(job, batch))
+        cur = q.cursor if q is not None else None
+        if cur is None or not cur.remaining or cur.next_id != first or first in job.tasks:
+            return first
+        start, end, step = cur.ranges[cur.ri]
+        if step != 1:
+            return first
+        upto = min(last, end)
+        n = upto - first + 1
+        cur.position += n
+        if upto == end:
+            cur.ri += 1
+            if cur.ri < len(cur.ranges):
+                cur.next_id = cur.ranges[cur.ri][0]
+            else:
+                cur.next_id = upto + 1
+        else:
+            cur.next_id = upto + 1
+        if not len(q):
+            core.drop_queue(q.key)
+        reactor.finish_run(core, outbox, job, worker, first, upto, time)
+        first = upto + 1
+    return first
 
 
 def _placement(core: Core, worker, e: ev.TaskStarted) -> tuple[int, list | None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 from collections import deque
 
-from .model import Job, Task, TaskBatch, TaskState, Worker
+from .model import COMPACT_MIN_TASKS, Job, Task, TaskBatch, TaskState, Worker
 from .ranges import IntRanges
 from .resources import ALL
 
@@ -85,11 +85,45 @@ class ReadyQueue:
 
 
 def unmaterialized_state(job: Job, task_id: int) -> TaskState:
-    """State of a task of `job` that has no record: WAITING unless it ended in bulk."""
+    """State of a task of `job` that has no record: FINISHED when it gave its record up when it
+    finished (`Job.done`), WAITING unless it ended in bulk."""
+    if job.done.count and job.done.find(task_id) is not None:
+        return TaskState.FINISHED
     for ids, state in job.bulk:
         if task_id in ids:
             return state
     return TaskState.WAITING
+
+
+class FinishedTask:
+    """What a finished task without a record shows (read from `Job.done`): the attributes of a
+    `Task` that the views read, made on demand."""
+
+    __slots__ = ("job", "id", "batch", "instance", "crash_count", "worker",
+                 "start_time", "end_time", "error", "started_nodes", "nodes", "variant",
+                 "deps_pending", "retracting")
+
+    def __init__(self, job: Job, task_id: int, values, worker):
+        self.job = job
+        self.id = task_id
+        self.batch = job.batch_of(task_id)
+        self.start_time, self.end_time, _wid, self.instance, self.crash_count = values
+        self.worker = worker
+        self.error = None
+        self.started_nodes = None
+        self.nodes = None
+        self.variant = 0
+        self.deps_pending = 0
+        self.retracting = False
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.job.id, self.id)
+
+    state = TaskState.FINISHED
+
+    def __repr__(self):
+        return f"FinishedTask({self.job.id}@{self.id}, inst={self.instance})"
 
 
 class Core:
@@ -111,6 +145,8 @@ class Core:
         # Workers of a previous server run that may reconnect: id -> deadline. Scheduling
         # waits while any is pending, so nothing they still run is started twice.
         self.awaiting: dict[int, float] = {}
+        # Finished tasks of jobs of at least this many tasks give their records up (`Job.done`).
+        self.compact_min_tasks = COMPACT_MIN_TASKS
 
     # -- ready queues ---------------------------------------------------------------------
     def queue_for(self, job: Job, batch: TaskBatch) -> ReadyQueue:
@@ -147,6 +183,20 @@ class Core:
             return t.state
         if task_id in job.all_ids():  # a lookup over the ranges, whatever the job's size
             return unmaterialized_state(job, task_id)
+        return None
+
+    def task_record(self, job: Job, task_id: int):
+        """The task's record, or a `FinishedTask` for a finished task that gave its record up,
+        or None (a task still in array form, or no such task)."""
+        t = job.tasks.get(task_id)
+        if t is not None:
+            return t
+        done = job.done
+        if done.count:
+            seg = done.find(task_id)
+            if seg is not None:
+                values = done.values(seg)
+                return FinishedTask(job, task_id, values, self.workers.get(values[2]))
         return None
 
     # -- invariants -----------------------------------------------------------------------
@@ -188,6 +238,8 @@ class Core:
                     assert t.state == TaskState.ASSIGNED and t.nodes is None, t
             for ids, state in job.bulk:
                 counts[state] += len(ids)
+            counts[TaskState.FINISHED] += len(job.done)
+            assert sum(e - s + 1 for s, e, _ in job.done.runs()) == len(job.done)
             materialized_or_bulk = sum(counts)
             assert materialized_or_bulk <= job.n_tasks
             counts[TaskState.WAITING] += job.n_tasks - materialized_or_bulk

@@ -20,7 +20,7 @@ from bisect import bisect_right
 
 from .placeholders import resolve_task_paths
 from .resources import ALL
-from .state import Core, unmaterialized_state
+from .state import Core, FinishedTask, unmaterialized_state
 
 _STATE_BY_NAME = {
     "waiting": (TaskState.WAITING, TaskState.ASSIGNED),
@@ -32,7 +32,8 @@ _STATE_BY_NAME = {
 }
 
 
-_ONLY_WITH_RECORDS = frozenset({TaskState.RUNNING, TaskState.FINISHED, TaskState.FAILED})
+# (Finished tasks mostly give their record up: `Job.done`.)
+_ONLY_WITH_RECORDS = frozenset({TaskState.RUNNING, TaskState.FAILED})
 
 
 def job_info(job: Job) -> dict:
@@ -184,6 +185,8 @@ def job_tasks_page(core: Core, job: Job, ids=None, states: list[str] | None = No
         return out, None
     candidates = job.all_ids() if ids is None else ids.intersection(job.all_ids())
     tasks = job.tasks
+    done = job.done
+    workers = core.workers
     last = None
     for tid in candidates.iter_sorted(after):
         if last is not None:
@@ -193,7 +196,14 @@ def job_tasks_page(core: Core, job: Job, ids=None, states: list[str] | None = No
         if task is not None:
             state = task.state
         else:
-            state = unmaterialized_state(job, tid)
+            seg = done.find(tid) if done.count else None
+            if seg is not None:
+                state = TaskState.FINISHED
+                if wanted is None or state in wanted:
+                    values = done.values(seg)
+                    task = FinishedTask(job, tid, values, workers.get(values[2]))
+            else:
+                state = unmaterialized_state(job, tid)
         if wanted is None or state in wanted:
             out.append(task_view(core, job, task, tid, state,
                                  task.batch if task is not None else None))

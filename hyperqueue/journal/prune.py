@@ -8,7 +8,7 @@ Kept:
 * every `server-*` record (server uid, starts and stops);
 * every record of a live job (the payload key of its job is the kind's `Event.JOB_KEY`);
 * every `worker-*` record of a live worker, and of each worker a kept record needs: the
-  worker (and the other nodes) of a live job's task start, a worker that reconnected with one
+  worker (and the other nodes) of a live job's task start (`task-started`, `task-progress`), a worker that reconnected with one
   of a live job's tasks running or finished, a lost worker that had live jobs' tasks assigned
   (their new instance ids are in its `worker-lost` record);
 * records of any other kind (not in `core.events.KINDS`: kept rather than risk a history that
@@ -45,7 +45,7 @@ def _referenced_workers(records: Iterable, live_jobs) -> set:
         if not isinstance(p, dict):
             continue
         cls = ev.KINDS.get(kind)
-        if cls is ev.TaskStarted:
+        if cls is ev.TaskStarted or cls is ev.TaskProgress:
             if _int_or_none(p.get(cls.JOB_KEY)) in live_jobs:
                 needed.add(p.get(cls.WORKER_KEY))
                 nodes = p.get("nodes")

@@ -38,7 +38,8 @@ from ..common import serverdir
 from ..common.ratelimit import RateLimitedLog
 from ..core import reactor, scheduler
 from ..core.model import WorkerState
-from ..core.events import ServerStart, ServerStop, WorkerOverview, to_records
+from ..core.events import (ServerStart, ServerStop, WorkerOverview, expand_record,
+                           journal_records, to_records)
 from ..core.outbox import Outbox
 from ..core.state import Core
 from ..errors import HqError, RequestFailed
@@ -338,7 +339,8 @@ class Server:
         self.flush()
         data, pos = await self.journal.read_durable()
         records, _tail = await trio.to_thread.run_sync(read_all, data)
-        return [tuple(r) for r in records], pos
+        # (batched `task-progress` records: shown as the per-task events they stand for)
+        return [tuple(one) for r in records for one in expand_record(r)], pos
 
     async def _stream_events(self, conn, live: bool) -> bool:
         """Serves a StreamEventsRequest: the history in EventsResponse chunks, then (live) an
@@ -576,9 +578,9 @@ class Server:
             self.waits.jobs_changed(outbox.changed_jobs)
         if self.journal is not None:
             if outbox.events:
-                records = to_records(outbox.events)
-                pos = self.journal.append(records)
+                pos = self.journal.append(journal_records(outbox.events))
                 if self.subscribers:
+                    records = to_records(outbox.events)
                     # streamed once on disk (`_on_journal_durable`), and soon
                     self.undurable_events.append((pos, records))
                     self.journal.request_flush()

@@ -167,6 +167,9 @@ class Env:
 
     def __init__(self, record_events: bool = False):
         self.core = Core(server_uid="uid123", record_events=record_events)
+        # Every finished task gives its record up, in the small jobs of the tests too (the
+        # server keeps the records of jobs below `COMPACT_MIN_TASKS`).
+        self.core.compact_min_tasks = 1
         self.out = RecordingOutbox()
         self.now = 1000.0
 
@@ -241,7 +244,11 @@ def check_ready_tasks_queued(core: Core) -> None:
 
 
 def states(job) -> dict[int, str]:
-    return {tid: t.state.name for tid, t in sorted(job.tasks.items())}
+    """State names of the job's tasks with a record, and of the finished ones that gave their
+    record up (`Job.done`)."""
+    out = {tid: t.state.name for tid, t in job.tasks.items()}
+    out.update((tid, "FINISHED") for tid in job.done.ids())
+    return dict(sorted(out.items()))
 
 
 __all__ = [

@@ -13,6 +13,7 @@ from core_testkit import Env, array_spec, graph_spec
 from hyperqueue.core import events as ev
 from hyperqueue.core import reactor
 from hyperqueue.core.model import TaskState, WorkerState
+from hyperqueue.core.ranges import IntRanges
 from hyperqueue.core.restore import restore
 
 CONFIG = ["h", [], "default", None, 8.0, None, "/w", "stop", None, None, 1, None, 0.0, "",
@@ -54,6 +55,11 @@ GOLDEN = [
      [9.5, "task-failed", {"job": 7, "task": 2, "instance": 1, "error": "exit 1"}]),
     (ev.TaskCanceled(10.0, 7, [3, 4]), [10.0, "task-canceled", {"job": 7, "tasks": [3, 4]}]),
     (ev.TaskAborted(10.5, 7, [5]), [10.5, "task-aborted", {"job": 7, "tasks": [5]}]),
+    # (journal only: batched plain starts and finishes, see `journal_records`)
+    (ev.TaskProgress(11.0, 7, 2, 0, IntRanges.parse("1-3,5"), IntRanges.parse("1-3")),
+     [11.0, "task-progress", {"job": 7, "worker": 2, "started": "1-3,5", "finished": "1-3"}]),
+    (ev.TaskProgress(11.5, 7, 2, 4, IntRanges.parse("8"), IntRanges.from_ids(())),
+     [11.5, "task-progress", {"job": 7, "worker": 2, "instance": 4, "started": "8"}]),
 ]
 
 
@@ -203,5 +209,6 @@ def test_live_events_round_trip_through_journal_records():
                 == {j: (job.task_stats(), job.is_open) for j, job in b.jobs.items()})
         assert ({w: x.state for w, x in a.workers.items()}
                 == {w: x.state for w, x in b.workers.items()})
-    # (overviews come from the server's shell, not from the reactor)
-    assert kinds == set(ev.KINDS) - {"server-stop", "worker-overview"}
+    # (overviews come from the server's shell, not from the reactor; task-progress records
+    # from the journal's batching, `journal_records`)
+    assert kinds == set(ev.KINDS) - {"server-stop", "worker-overview", "task-progress"}

@@ -15,7 +15,10 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+import cbor2
+
 from core_testkit import Env, array_spec, graph_spec, ids, request, template
+from hyperqueue.core import events as ev
 from hyperqueue.core import reactor
 from hyperqueue.core.model import TaskState, WorkerState
 from hyperqueue.core.resources import ResourceRequest, parse_resource_def
@@ -59,7 +62,7 @@ def snapshot(core) -> dict:
         tasks = {}
         for batch in job.batches:
             for tid in batch.ids:
-                t = job.tasks.get(tid)
+                t = core.task_record(job, tid)  # (a finished task may have given it up)
                 state = core.task_state(job, tid)
                 if state == TaskState.ASSIGNED:
                     state = TaskState.WAITING
@@ -185,15 +188,19 @@ def test_restore_equals_live_state(initial, history, start_all):
         for w in core.workers.values():
             env.start(w, sorted(w.tasks, key=lambda t: t.key))
         env.check()
-    restored = replay(env)
-    restored.sanity_check()
-    assert not any(t.state == TaskState.ASSIGNED for j in restored.jobs.values()
-                   for t in j.tasks.values())
-    for w in restored.workers.values():
-        assert w.load == running_load(w), (w, w.load)
-    live, back = snapshot(core), snapshot(restored)
-    diff = {k: (live[k], back[k]) for k in live if live[k] != back[k]}
-    assert not diff, diff
+    live = snapshot(core)
+    # From the events themselves, and from the journal's records of them (plain starts and
+    # finishes batched into `task-progress` records of ranges), through CBOR.
+    batched = [cbor2.loads(cbor2.dumps(r)) for r in ev.journal_records(env.out.events)]
+    for restored in (replay(env), restore(batched)):
+        restored.sanity_check()
+        assert not any(t.state == TaskState.ASSIGNED for j in restored.jobs.values()
+                       for t in j.tasks.values())
+        for w in restored.workers.values():
+            assert w.load == running_load(w), (w, w.load)
+        back = snapshot(restored)
+        diff = {k: (live[k], back[k]) for k in live if live[k] != back[k]}
+        assert not diff, diff
 
 
 def test_restore_rejects_an_impossible_history():
@@ -355,3 +362,57 @@ def test_a_reconnecting_worker_reports_the_variant_the_journal_missed():
     assert task.state == TaskState.RUNNING and task.worker is worker and task.variant == 1
     assert worker.load == {"cpus": 10_000}  # its 1 cpu, not the first variant's 3
     back.sanity_check()
+
+
+def test_a_finished_array_restores_from_range_records_without_task_records():
+    """Zero-spawn style: every task starts and finishes in one report, in id order; the journal
+    holds one `task-progress` record per report, and restore applies them as ranges."""
+    env = Env(record_events=True)
+    w = env.worker(4)
+    job = env.submit(array_spec("0-999"))
+    env.submit(array_spec("0-9", name="second"))
+    while not job.is_done:
+        env.schedule()
+        env.tick(0.01)
+        env.finish(w, sorted((t for t in w.tasks if t.job is job), key=lambda t: t.id))
+    env.schedule()
+    other = sorted(w.tasks, key=lambda t: t.id)
+    env.start(w, other[:1])  # one task of the second job still runs
+    records = ev.journal_records(env.out.events)
+    progress = [r for r in records if r[1] == "task-progress"]
+    assert progress and len(records) < len(env.out.events) / 10
+    assert [one for r in records for one in ev.expand_record(r)] == [
+        e.to_record() for e in env.out.events]
+    back = restore(records, server_uid=env.core.server_uid)
+    back.sanity_check()
+    assert back.jobs[1].tasks == {} and len(back.jobs[1].done) == 1000
+    assert back.jobs[1].done.n_runs == len([r for r in progress if r[2]["job"] == 1])
+    assert snapshot(back) == snapshot(env.core)
+
+
+def test_batched_records_after_a_reconnect_with_results_restore():
+    """A worker of the previous run reconnects with results: its `worker-reconnected` record
+    applies them on replay, and the batched starts/finishes recorded after it are the same
+    tasks again (nothing to do), as with per-task records."""
+    env = Env(record_events=True)
+    core = env.core
+    w = env.worker(4)
+    job = env.submit(array_spec("0-5"))
+    env.schedule()
+    tasks = sorted(w.tasks, key=lambda t: t.id)
+    env.start(w, tasks[:2])
+    env.tick()
+    core.awaiting[w.id] = env.now + 10
+    results = [[reactor.UPDATE_FINISHED, job.id, t.id, t.instance, None] for t in tasks]
+    reactor.register_worker(core, env.out, w.config, [core.server_uid, w.id], [], results,
+                            env.now)
+    env.tick()
+    env.schedule()
+    rest = sorted(w.tasks, key=lambda t: t.id)
+    env.finish(w, rest)
+    assert job.is_done
+    records = [cbor2.loads(cbor2.dumps(r)) for r in ev.journal_records(env.out.events)]
+    assert any(r[1] == "task-progress" for r in records)
+    back = restore(records, server_uid=core.server_uid)
+    back.sanity_check()
+    assert snapshot(back) == snapshot(core)

@@ -432,6 +432,10 @@ class CoreMachine(RuleBasedStateMachine):
                 bulk_ids.extend(ids)
             assert len(bulk_ids) == len(set(bulk_ids))
             assert not set(bulk_ids) & set(job.tasks)
+            # finished tasks without records (`job.done`): in no other form
+            done_ids = set(job.done.ids())
+            assert len(done_ids) == len(job.done)
+            assert not done_ids & set(job.tasks) and not done_ids & set(bulk_ids)
             assert set(job.tasks) <= set(job.all_ids())
             for t in job.tasks.values():
                 prev = self.seen.get(t.key)

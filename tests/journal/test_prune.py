@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "core"))
 
 from core_testkit import Env, array_spec, graph_spec  # noqa: E402
 from hyperqueue.core import reactor  # noqa: E402
-from hyperqueue.core.events import ServerStart  # noqa: E402
+from hyperqueue.core.events import ServerStart, journal_records  # noqa: E402
 from hyperqueue.core.model import TaskState, WorkerState  # noqa: E402
 from hyperqueue.core.restore import restore  # noqa: E402
 from hyperqueue.journal.format import (JournalError, encode_header, encode_record,  # noqa: E402
@@ -89,7 +89,7 @@ def _job_view(core, job):
     tasks = {}
     for batch in job.batches:
         for tid in batch.ids:
-            t = job.tasks.get(tid)
+            t = core.task_record(job, tid)  # (a finished task may have given it up)
             state = core.task_state(job, tid)
             if state == TaskState.ASSIGNED:
                 state = TaskState.WAITING
@@ -102,8 +102,9 @@ def _job_view(core, job):
 
 
 def _through_file(events) -> list:
-    """The records as a journal file gives them back (CBOR round trip)."""
-    data = encode_header() + b"".join(encode_record(e.to_record()) for e in events)
+    """The records as a journal file gives them back (as the server writes them: plain task
+    starts and finishes batched, `journal_records`; CBOR round trip)."""
+    data = encode_header() + b"".join(encode_record(r) for r in journal_records(events))
     records, tail = read_all(data)
     assert tail.clean
     return records
@@ -352,3 +353,20 @@ def test_a_write_failure_is_final_and_reported(tmp_path, caplog):
     with caplog.at_level(logging.ERROR, logger="hq.journal"):
         trio.run(main)
     assert f"Cannot write the journal {path}: No space left on device" in caplog.text
+
+
+def test_selection_keeps_the_workers_of_a_live_jobs_batched_task_records():
+    records = [
+        [2.0, "worker-connected", {"id": 1, "configuration": {}}],
+        [2.1, "worker-connected", {"id": 2, "configuration": {}}],
+        [3.1, "job-created", {"job": 7}],
+        [3.2, "job-created", {"job": 8}],
+        [4.0, "task-progress", {"job": 7, "worker": 1, "started": "0-9", "finished": "0-8"}],
+        [4.1, "task-progress", {"job": 8, "worker": 2, "started": "0-9", "finished": "0-9"}],
+        [5.0, "worker-lost", {"id": 1, "reason": "connection lost"}],
+        [5.1, "worker-lost", {"id": 2, "reason": "connection lost"}],
+        [5.2, "job-completed", {"job": 8}],
+    ]
+    kept = select_records(records, live_jobs={7}, live_workers=set())
+    assert [(r[1], r[2].get("id", job_of(r[2]))) for r in kept] == [
+        ("worker-connected", 1), ("job-created", 7), ("task-progress", 7), ("worker-lost", 1)]
