@@ -37,7 +37,11 @@ def read_journal(path: str) -> tuple[list, str | None]:
             data = f.read()
     except OSError as e:
         raise HqError(f"Cannot read journal {path}: {e.strerror}") from None
+    from ..core.events import expand_record
+
     records, tail = read_all(data, path=path)
+    # batched `task-progress` records stand for per-task starts and finishes
+    records = [one for r in records for one in expand_record(r)]
     return records, (None if tail.clean else tail.warning(path))
 
 

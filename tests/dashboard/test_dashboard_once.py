@@ -44,6 +44,22 @@ def test_once_prints_every_main_screen_as_the_snapshot(tmp_path):
 
 
 @pytest.mark.timeout(60)
+def test_a_journal_with_batched_task_records_replays_the_same(tmp_path):
+    """The server journals plain starts/finishes as `task-progress` range records: the replay
+    shows the same screens as from the per-task records."""
+    from hyperqueue.core.events import from_record, journal_records
+
+    recs = records("/work/sub")
+    batched = journal_records([from_record(r) for r in recs])
+    assert any(r[1] == "task-progress" for r in batched)
+    journal = tmp_path / "journal.bin"
+    write_journal(journal, batched)
+    r = _hq("dashboard", "replay", str(journal), "--once")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == SNAPSHOT.read_text()
+
+
+@pytest.mark.timeout(60)
 def test_without_textual_the_dashboard_names_the_extra_and_exits_1(tmp_path):
     journal = tmp_path / "journal.bin"
     write_journal(journal, records())
