@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from ..common import serverdir
+from ..common import gctune, serverdir
 from ..common.waits import sleep as clamped_sleep
 from ..common.rlimit import raise_open_file_limit
 from ..core.model import WorkerConfig
@@ -114,6 +114,7 @@ class Worker:
         `task_status.started(worker_id)` once registered.
         """
         raise_open_file_limit()
+        gctune.tune()
         self.clock = trio.lowlevel.current_clock()
         self.idle_since = self.started_at = trio.current_time()
         self.token = trio.lowlevel.current_trio_token()
