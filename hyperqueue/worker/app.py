@@ -414,12 +414,19 @@ class Worker:
             self.templates[tid] = (template, submit_dir)
         templates = self.templates
         can_ever_fit = self.allocator.can_ever_fit
+        fits: dict = {}  # (template id, variant) -> can ever fit (one check per request)
         with self.lock:
+            if self.zero_spawn and self.accepting and not self.queue:
+                self._zero_spawn_complete(msg.tasks, fits)
+                return
             push = self.queue.push
             for job, task, instance, tid, entry, variant, nodes in msg.tasks:
                 template, submit_dir = templates[tid]
                 spec = TaskSpec(job, task, instance, template, submit_dir, entry, variant, nodes)
-                if nodes is None and not can_ever_fit(spec.request):
+                fit = fits.get((tid, variant))
+                if fit is None:
+                    fit = fits[tid, variant] = can_ever_fit(spec.request)
+                if nodes is None and not fit:
                     # The server counts amounts; only the worker knows the exact indices.
                     self.updates.append([UPDATE_FAILED, job, task, instance,
                                          "The task's resource request can never be satisfied "
@@ -427,6 +434,28 @@ class Worker:
                     continue
                 push(spec)
         self._start_ready()
+
+    def _zero_spawn_complete(self, tasks: list, fits: dict) -> None:
+        """Zero-spawn, nothing queued: every assigned task completes on the spot. Nothing ever
+        runs on such a worker, so a task that can ever fit fits now: only its FINISHED update
+        is recorded (the server starts a task on its result, as when the RUNNING update of a
+        task is dropped with its result in the same report), without a queue entry, an
+        allocation or a run. Lock held."""
+        templates = self.templates
+        can_ever_fit = self.allocator.can_ever_fit
+        append = self.updates.append
+        for job, task, instance, tid, _entry, variant, nodes in tasks:
+            fit = fits.get((tid, variant))
+            if fit is None:
+                fit = fits[tid, variant] = can_ever_fit(templates[tid][0].requests[variant])
+            if nodes is None and not fit:
+                append([UPDATE_FAILED, job, task, instance,
+                        "The task's resource request can never be satisfied on this worker"])
+            else:
+                append([UPDATE_FINISHED, job, task, instance, None])
+        self.idle_since = self.clock.current_time()
+        self.writer_idle = False
+        self.wakeup_writer.set()
 
     def _start_ready(self) -> None:
         """Starts what fits now (trio thread); zero-spawn runs complete on the spot."""
@@ -662,6 +691,8 @@ def _without_redundant_starts(batch: list) -> list:
     """Drops the RUNNING update of a task whose result is in the same batch: the server
     starts a task on its result anyway (same events), and under a stream of short tasks this
     halves what both sides encode, decode and apply."""
+    if not any(u[0] == UPDATE_RUNNING for u in batch):
+        return batch
     ended = {(u[1], u[2], u[3]) for u in batch if u[0] != UPDATE_RUNNING}
     if not ended:
         return batch
