@@ -138,10 +138,12 @@ class HqCluster:
         self.worker = self.server = None
 
 
-def hq_true(ctx, n: int, *, files: bool, server_args: tuple = ()) -> tuple[float, dict]:
-    """N `true` tasks on a fresh server + 2-CPU worker, timed from `hq submit` to `hq job wait`
-    returning; every task is then checked to have finished (and, with files, its 2 files)."""
-    with HqCluster(ctx, "hq-true", server_args=server_args) as c:
+def hq_true(ctx, n: int, *, files: bool, server_args: tuple = (),
+            workers: int = 1) -> tuple[float, dict]:
+    """N `true` tasks on a fresh server + `workers` 2-CPU workers, timed from `hq submit` to
+    `hq job wait` returning; every task is then checked to have finished (and, with files,
+    its 2 files)."""
+    with HqCluster(ctx, "hq-true", server_args=server_args, workers=workers) as c:
         stdio = [] if files else ["--stdout", "none", "--stderr", "none"]
         t0 = time.perf_counter()
         out, t_submit = c.hq("--output-mode", "quiet", "submit", "--array", f"1-{n}", *stdio, "--", "true")
