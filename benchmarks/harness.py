@@ -43,19 +43,21 @@ ENV_DROP = ("PYTHONPATH", "PYTHONHOME")
 
 def _checkout_env() -> dict:
     """What hq's processes need to run THIS checkout's package: nothing when the installed
-    `hyperqueue` is this checkout's (the usual `pip install -e .`), else PYTHONPATH=<checkout>
-    (e.g. a git worktree of an editable install made elsewhere): the table must describe the
-    code next to this script, not whatever is installed."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("hyperqueue")
-    origin = Path(spec.origin).resolve() if spec is not None and spec.origin else None
-    if origin is not None and origin.parent.parent == REPO:
-        return {}
-    sys.path.insert(0, str(REPO))
+    `hyperqueue` (what `hq` imports without PYTHONPATH) is this checkout's (the usual
+    `pip install -e .`), else PYTHONPATH=<checkout> (e.g. a git worktree of a checkout
+    installed elsewhere): the table must describe the code next to this script."""
+    env = {k: v for k, v in os.environ.items() if k not in ENV_DROP}
+    try:
+        found = subprocess.run([sys.executable, "-c", "import hyperqueue; print(hyperqueue.__file__)"],
+                               capture_output=True, text=True, timeout=60, env=env, cwd="/").stdout
+        installed = Path(found.strip()).resolve().parent.parent if found.strip() else None
+    except (OSError, subprocess.SubprocessError):
+        installed = None
+    if str(REPO) not in sys.path:  # this process (compileall, machine info, library calls)
+        sys.path.insert(0, str(REPO))
     for mod in [k for k in sys.modules if k == "hyperqueue" or k.startswith("hyperqueue.")]:
         del sys.modules[mod]
-    return {"PYTHONPATH": str(REPO)}
+    return {} if installed == REPO else {"PYTHONPATH": str(REPO)}
 
 
 CHECKOUT_ENV = _checkout_env()
