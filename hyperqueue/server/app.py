@@ -265,7 +265,7 @@ class Server:
             serverdir.remove_current_link(self.root, boot.instance_dir)
             raise
         self.core = boot.core
-        gctune.tune()  # after the restore: the restored state is left out of collections
+        gctune.tune()
         self.waits = Waits(self.core)
         self._requests = ClientRequests(RequestContext(
             self.core, self.outbox, changed=self.kick, reported=self.reported, waits=self.waits,
