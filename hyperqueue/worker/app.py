@@ -40,6 +40,7 @@ log = logging.getLogger("hq.worker")
 
 CONNECT_ATTEMPTS = 20
 DEFAULT_RECONNECT_TIMEOUT = 300.0
+NEVER_FITS = "The task's resource request can never be satisfied on this worker"
 WRITE_COALESCE = 0.02  # seconds (see _writer)
 NOTIFY_REQUEST_LIMIT = 16 * 1024  # bytes of one local notification request
 RETRACT_CHECK_INTERVAL = 30.0  # seconds (`worker start --retract-check-interval`)
@@ -431,9 +432,7 @@ class Worker:
                     fit = fits[tid, variant] = can_ever_fit(spec.request)
                 if nodes is None and not fit:
                     # The server counts amounts; only the worker knows the exact indices.
-                    self.updates.append([UPDATE_FAILED, job, task, instance,
-                                         "The task's resource request can never be satisfied "
-                                         "on this worker"])
+                    self.updates.append([UPDATE_FAILED, job, task, instance, NEVER_FITS])
                     continue
                 push(spec)
         self._start_ready()
@@ -453,8 +452,7 @@ class Worker:
             if fit is None:
                 fit = fits[tid, variant] = can_ever_fit(templates[tid][0].requests[variant])
             if nodes is None and not fit:
-                append([UPDATE_FAILED, job, task, instance,
-                        "The task's resource request can never be satisfied on this worker"])
+                append([UPDATE_FAILED, job, task, instance, NEVER_FITS])
                 failed += 1
             else:
                 append([UPDATE_FINISHED, job, task, instance, None])
