@@ -41,6 +41,28 @@ import hqenv  # noqa: E402
 ENV_DROP = ("PYTHONPATH", "PYTHONHOME")
 
 
+def _checkout_env() -> dict:
+    """What hq's processes need to run THIS checkout's package: nothing when the installed
+    `hyperqueue` (what `hq` imports without PYTHONPATH) is this checkout's (the usual
+    `pip install -e .`), else PYTHONPATH=<checkout> (e.g. a git worktree of a checkout
+    installed elsewhere): the table must describe the code next to this script."""
+    env = {k: v for k, v in os.environ.items() if k not in ENV_DROP}
+    try:
+        found = subprocess.run([sys.executable, "-c", "import hyperqueue; print(hyperqueue.__file__)"],
+                               capture_output=True, text=True, timeout=60, env=env, cwd="/").stdout
+        installed = Path(found.strip()).resolve().parent.parent if found.strip() else None
+    except (OSError, subprocess.SubprocessError):
+        installed = None
+    if str(REPO) not in sys.path:  # this process (compileall, machine info, library calls)
+        sys.path.insert(0, str(REPO))
+    for mod in [k for k in sys.modules if k == "hyperqueue" or k.startswith("hyperqueue.")]:
+        del sys.modules[mod]
+    return {} if installed == REPO else {"PYTHONPATH": str(REPO)}
+
+
+CHECKOUT_ENV = _checkout_env()
+
+
 def log(msg: str = "") -> None:
     print(msg, flush=True)
 
@@ -342,7 +364,7 @@ class Ctx:
         self.quick = args.quick
         self.reps = args.reps
         self.sizes = sizes
-        self.env = clean_env()
+        self.env = clean_env(**CHECKOUT_ENV)  # hq's processes (not the references')
         # Every process gets its own session: Ctrl-C reaches only this script, which then stops
         # them by pid (and sweeps their groups) in cleanup().
         self.procs = hqenv.Processes(env=self.env, new_session=True)
@@ -405,7 +427,16 @@ def parse_args(argv, doc: str, names: list[str]):
     p.add_argument("--json", default=str(RESULTS / "latest.json"), help="where to write raw results")
     p.add_argument("--no-references", action="store_true",
                    help="run hq only (no upstream HyperQueue or Dask; no venv set-up)")
+    p.add_argument("--size", action="append", default=[], metavar="KEY=N",
+                   help="override one size of the chosen mode (e.g. scale-1m=300000)")
     args = p.parse_args(argv)
+    sizes = {}
+    for item in args.size:
+        key, _, value = item.partition("=")
+        if not value.isdigit() or int(value) < 1:
+            p.error(f"--size wants KEY=N with N >= 1, got {item!r}")
+        sizes[key.strip()] = int(value)
+    args.size = sizes
     if args.reps < 1:
         p.error("--reps must be at least 1")
     if args.only:
@@ -426,6 +457,12 @@ def main(workloads: list[Workload], argv=None, doc: str = "") -> int:
     sizes = {k: v for w in workloads for k, v in w.sizes.items()}
     full_only = frozenset(w.name for w in workloads if w.full_only_targets)
     args = parse_args(argv, doc, list(by_name))
+    unknown = sorted(set(args.size) - set(sizes))
+    if unknown:
+        raise SystemExit(f"unknown --size key(s) {', '.join(unknown)}; choose from "
+                         f"{', '.join(sorted(sizes))}")
+    for key, n in args.size.items():
+        sizes[key] = (n, n)
 
     def on_term(signum, frame):
         raise KeyboardInterrupt
@@ -449,6 +486,8 @@ def main(workloads: list[Workload], argv=None, doc: str = "") -> int:
     log(f"machine: nproc={machine['cpu_count']}, load average {la[0]} {la[1]} {la[2]}, "
         f"Python {machine['python']}, hq {machine.get('hq_version')} "
         f"(commit {str(machine.get('git_commit'))[:10]}{' dirty' if machine.get('git_dirty') else ''})")
+    if CHECKOUT_ENV:
+        log(f"hq runs this checkout ({REPO}) with PYTHONPATH: the installed package is elsewhere")
     if la[0] > 0.5:
         warn(f"load average {la[0]} is above 0.5: other work on this machine skews the figures")
     t_start = time.perf_counter()

@@ -17,20 +17,23 @@ from hqenv import tail
 class UpstreamCluster:
     """Upstream's server in one process and its worker in another (see _upstream.py)."""
 
-    def __init__(self, ctx, name: str, cores: int = 2):
+    def __init__(self, ctx, name: str, cores: int = 2, workers: int = 1):
         self.ctx = ctx
         self.dir = ctx.tmpdir(name)
         self.sd = self.dir / "server"
         self.cwd = self.dir / "cwd"
         self.cwd.mkdir()
         self.cores = cores
+        self.workers = workers
         self.procs: list[subprocess.Popen] = []
         self.env = clean_env(TQDM_DISABLE="1", RUST_BACKTRACE="0")
 
     def __enter__(self) -> "UpstreamCluster":
         try:
             self._spawn("server", [str(self.sd)])
-            self._spawn("worker", [str(self.sd), str(self.dir / "worker-own"), str(self.cores)])
+            for i in range(self.workers):
+                self._spawn("worker", [str(self.sd), str(self.dir / f"worker-own-{i}"),
+                                       str(self.cores)], label=f"worker-{i}")
         except BaseException:
             self.stop()
             raise
@@ -39,8 +42,9 @@ class UpstreamCluster:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def _spawn(self, mode: str, args: list[str]) -> None:
-        logfile = self.dir / f"{mode}.log"
+    def _spawn(self, mode: str, args: list[str], label: str | None = None) -> None:
+        label = label or mode
+        logfile = self.dir / f"{label}.log"
         with open(logfile, "wb") as log:
             p = self.ctx.procs.start([self.ctx.refs["upstream"].python, HERE / "_upstream.py", mode,
                                       *args], cwd=self.dir, env=self.env, stdin=subprocess.PIPE,
@@ -49,7 +53,7 @@ class UpstreamCluster:
         ready: dict = {}
 
         def drain():
-            with open(self.dir / f"{mode}.stdout", "wb") as sink:
+            with open(self.dir / f"{label}.stdout", "wb") as sink:
                 for raw in p.stdout:
                     if not ready and raw.startswith(b"{"):
                         try:
@@ -90,9 +94,10 @@ class UpstreamCluster:
         self.procs = []
 
 
-def upstream_true(ctx, n: int, *, files: bool) -> tuple[float, dict]:
-    """N `true` tasks on upstream (one Job, `program(["true"])` each); the completion time."""
-    with UpstreamCluster(ctx, "upstream-true") as c:
+def upstream_true(ctx, n: int, *, files: bool, workers: int = 1) -> tuple[float, dict]:
+    """N `true` tasks on upstream (one Job, `program(["true"])` each) with `workers` 2-core
+    workers; the completion time."""
+    with UpstreamCluster(ctx, "upstream-true", workers=workers) as c:
         data = c.client(n, "default" if files else "none")
         if data["failed_jobs"]:
             raise RuntimeError(f"upstream reported failed jobs {data['failed_jobs']}")

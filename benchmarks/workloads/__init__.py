@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import importlib
 
-MODULES = ["spawn_loop", "true_nooutput", "true_files", "zero_spawn", "submit_1m", "job_list",
-           "crypto", "journal", "cluster_netns", "function_noop"]
+MODULES = ["spawn_loop", "true_nooutput", "true_4workers", "true_files", "zero_spawn", "scale_1m", "many_workers", "submit_1m", "job_list",
+           "crypto", "journal", "restore", "latency", "cluster_netns", "function_noop"]
 
 
 def all_workloads() -> list:

@@ -20,6 +20,25 @@ def vmrss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def vmhwm_mb(pid: int) -> float:
+    """The process's peak RSS so far (VmHWM)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM for pid {pid}")
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds the process has used so far (/proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
 class HqCluster:
     """An hq server (and optionally one worker) in their own processes in a temp dir.
 
@@ -30,7 +49,8 @@ class HqCluster:
     READY_TIMEOUT = 60.0
 
     def __init__(self, ctx, name: str, *, worker: bool = True, zero_spawn: bool = False,
-                 cpus: int = 2, server_args: tuple = (), worker_argv: list | None = None):
+                 cpus: int = 2, server_args: tuple = (), worker_argv: list | None = None,
+                 workers: int = 1):
         self.ctx = ctx
         self.dir = ctx.tmpdir(name)
         self.env = HqEnv(self.dir, hq=[ctx.hq], env=ctx.env, procs=ctx.procs,
@@ -44,6 +64,8 @@ class HqCluster:
         self.worker_argv = worker_argv
         self.server = None  # hqenv.Process
         self.worker = None
+        self.n_workers = workers if worker else 0
+        self.workers: list = []  # every worker process (self.worker is the first)
 
     def __enter__(self) -> "HqCluster":
         try:
@@ -63,8 +85,28 @@ class HqCluster:
         self.hq("server", "info", timeout=self.READY_TIMEOUT)
         if self.want_worker:
             args = ["--zero-spawn"] if self.zero_spawn else []
-            self.worker = self.env.start_worker(*args, cpus=self.cpus, timeout=self.READY_TIMEOUT,
-                                                command=self.worker_argv)
+            if self.n_workers == 1:
+                self.worker = self.env.start_worker(*args, cpus=self.cpus,
+                                                    timeout=self.READY_TIMEOUT,
+                                                    command=self.worker_argv)
+                self.workers = [self.worker]
+                return
+            # Many workers: all started at once, then one wait for the server to list them.
+            for _ in range(self.n_workers):
+                self.workers.append(self.env.start_worker(*args, cpus=self.cpus, wait=False,
+                                                          command=self.worker_argv))
+            self.worker = self.workers[0]
+            deadline = time.monotonic() + self.READY_TIMEOUT + self.n_workers
+            while True:
+                out, _ = self.hq("--output-mode", "json", "worker", "list")
+                running = sum(1 for w in json.loads(out) if w["ended"] is None)
+                if running == self.n_workers:
+                    break
+                dead = [p for p in self.workers if p.poll() is not None]
+                if dead or time.monotonic() > deadline:
+                    raise RuntimeError(f"{running} of {self.n_workers} workers registered"
+                                       f"{f'; {len(dead)} exited' if dead else ''}")
+                time.sleep(0.2)
 
     def hq(self, *args, cwd=None, timeout: float = 600.0, check: bool = True) -> tuple[str, float]:
         """Runs `hq --server-dir SD ARGS...`; returns (stdout, wall seconds)."""
@@ -85,17 +127,23 @@ class HqCluster:
         return json.loads(out)[0]["info"]["task_stats"]
 
     def stop(self) -> None:
-        # The worker first (a graceful stop: _frames_worker.py writes its counts at exit).
-        self.env.stop(self.worker)
+        # The workers first (a graceful stop: _frames_worker.py writes its counts at exit).
+        if len(self.workers) > 1:
+            self.ctx.procs.stop_many([p.popen for p in self.workers if p is not None], 10.0)
+        else:
+            self.env.stop(self.worker)
+        self.workers = []
         self.env.stop(self.server)
         self.env.close()
         self.worker = self.server = None
 
 
-def hq_true(ctx, n: int, *, files: bool, server_args: tuple = ()) -> tuple[float, dict]:
-    """N `true` tasks on a fresh server + 2-CPU worker, timed from `hq submit` to `hq job wait`
-    returning; every task is then checked to have finished (and, with files, its 2 files)."""
-    with HqCluster(ctx, "hq-true", server_args=server_args) as c:
+def hq_true(ctx, n: int, *, files: bool, server_args: tuple = (),
+            workers: int = 1) -> tuple[float, dict]:
+    """N `true` tasks on a fresh server + `workers` 2-CPU workers, timed from `hq submit` to
+    `hq job wait` returning; every task is then checked to have finished (and, with files,
+    its 2 files)."""
+    with HqCluster(ctx, "hq-true", server_args=server_args, workers=workers) as c:
         stdio = [] if files else ["--stdout", "none", "--stderr", "none"]
         t0 = time.perf_counter()
         out, t_submit = c.hq("--output-mode", "quiet", "submit", "--array", f"1-{n}", *stdio, "--", "true")

@@ -107,11 +107,13 @@ def _is_id(x) -> bool:
 
 
 def _task_update(v):
-    if not (isinstance(v, list) and len(v) == 5):
+    # Hot path (one per task result): plain type checks, no generator.
+    if type(v) is not list or len(v) != 5:
         raise ValueError("malformed task update")
     kind, job, task, inst, err = v
-    if type(kind) is not int or kind not in UPDATE_KINDS or not all(
-            _is_id(x) for x in (job, task, inst)):
+    if (type(kind) is not int or type(job) is not int or type(task) is not int
+            or type(inst) is not int or kind not in UPDATE_KINDS
+            or not (0 <= job <= MAX_ID and 0 <= task <= MAX_ID and 0 <= inst <= MAX_ID)):
         raise ValueError("malformed task update")
     if err is not None and not (isinstance(err, str) and len(err) <= MAX_STRING_LEN):
         raise ValueError("malformed task update")
@@ -136,17 +138,28 @@ def _running_ref(v):
     return v
 
 
-def _compute_task(v):
-    from ..core.model import MAX_VARIANTS
+_MAX_VARIANTS: list = []  # core.model.MAX_VARIANTS, imported on first use
 
-    if not (isinstance(v, list) and len(v) == 7 and all(_is_id(x) for x in v[:4])
-            and type(v[5]) is int and 0 <= v[5] < MAX_VARIANTS):
+
+def _compute_task(v):
+    # Hot path (one per assigned task): plain type checks, no generator.
+    if not _MAX_VARIANTS:
+        from ..core.model import MAX_VARIANTS
+
+        _MAX_VARIANTS.append(MAX_VARIANTS)
+    if type(v) is not list or len(v) != 7:
         raise ValueError("malformed task assignment")
-    if v[4] is not None and not (isinstance(v[4], bytes) and len(v[4]) <= MAX_STRING_LEN):
+    job, task, inst, tid, entry, variant, nodes = v
+    if (type(job) is not int or type(task) is not int or type(inst) is not int
+            or type(tid) is not int or type(variant) is not int
+            or not (0 <= job <= MAX_ID and 0 <= task <= MAX_ID and 0 <= inst <= MAX_ID
+                    and 0 <= tid <= MAX_ID and 0 <= variant < _MAX_VARIANTS[0])):
+        raise ValueError("malformed task assignment")
+    if entry is not None and not (isinstance(entry, bytes) and len(entry) <= MAX_STRING_LEN):
         raise ValueError("malformed task entry")
-    if v[6] is not None and not (isinstance(v[6], list) and 0 < len(v[6]) <= MAX_LIST_LEN
-                                 and all(isinstance(h, str) and len(h) <= MAX_NAME_LEN
-                                         for h in v[6])):
+    if nodes is not None and not (isinstance(nodes, list) and 0 < len(nodes) <= MAX_LIST_LEN
+                                  and all(isinstance(h, str) and len(h) <= MAX_NAME_LEN
+                                          for h in nodes)):
         raise ValueError("malformed node list")
     return v
 

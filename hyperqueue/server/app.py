@@ -34,7 +34,7 @@ import time
 
 import trio
 
-from ..common import serverdir
+from ..common import gctune, serverdir
 from ..common.ratelimit import RateLimitedLog
 from ..core import reactor, scheduler
 from ..core.model import WorkerState
@@ -266,6 +266,7 @@ class Server:
             serverdir.remove_current_link(self.root, boot.instance_dir)
             raise
         self.core = boot.core
+        gctune.tune()
         self.waits = Waits(self.core)
         self._requests = ClientRequests(RequestContext(
             self.core, self.outbox, changed=self.kick, reported=self.reported, waits=self.waits,

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from ..common import serverdir
+from ..common import gctune, serverdir
 from ..common.waits import sleep as clamped_sleep
 from ..common.rlimit import raise_open_file_limit
 from ..core.model import WorkerConfig
@@ -40,6 +40,7 @@ log = logging.getLogger("hq.worker")
 
 CONNECT_ATTEMPTS = 20
 DEFAULT_RECONNECT_TIMEOUT = 300.0
+NEVER_FITS = "The task's resource request can never be satisfied on this worker"
 WRITE_COALESCE = 0.02  # seconds (see _writer)
 NOTIFY_REQUEST_LIMIT = 16 * 1024  # bytes of one local notification request
 RETRACT_CHECK_INTERVAL = 30.0  # seconds (`worker start --retract-check-interval`)
@@ -69,6 +70,7 @@ class Worker:
         self.retract_check_interval = retract_check_interval
         self.config = config
         self.zero_spawn = zero_spawn  # benchmarking aid: complete tasks without a process
+        self.zero_spawn_done = 0  # tasks it completed (logged once, at exit)
         self.connect_attempts = connect_attempts
         self.open_connection = connect
         self.allocator = Allocator(config.resources, config.coupling)
@@ -117,6 +119,7 @@ class Worker:
         `task_status.started(worker_id)` once registered.
         """
         raise_open_file_limit()
+        gctune.tune()
         self.clock = trio.lowlevel.current_clock()
         self.idle_since = self.started_at = trio.current_time()
         self.token = trio.lowlevel.current_trio_token()
@@ -165,6 +168,8 @@ class Worker:
         finally:
             with self.lock:
                 self.accepting = False  # no thread chains into another task from now on
+            if self.zero_spawn:  # one line at exit: how the benchmarks see the spread
+                log.info("Zero-spawn: %d tasks completed", self.zero_spawn_done)
             # Shielded (a cancelled worker still stops its tasks), bounded by _kill_running's
             # KILL_GRACE; the connection close below has its own deadline.
             with trio.CancelScope(shield=True):
@@ -422,19 +427,48 @@ class Worker:
             self.templates[tid] = (template, submit_dir)
         templates = self.templates
         can_ever_fit = self.allocator.can_ever_fit
+        fits: dict = {}  # (template id, variant) -> can ever fit (one check per request)
         with self.lock:
+            if self.zero_spawn and self.accepting and not self.queue:
+                self._zero_spawn_complete(msg.tasks, fits)
+                return
             push = self.queue.push
             for job, task, instance, tid, entry, variant, nodes in msg.tasks:
                 template, submit_dir = templates[tid]
                 spec = TaskSpec(job, task, instance, template, submit_dir, entry, variant, nodes)
-                if nodes is None and not can_ever_fit(spec.request):
+                fit = fits.get((tid, variant))
+                if fit is None:
+                    fit = fits[tid, variant] = can_ever_fit(spec.request)
+                if nodes is None and not fit:
                     # The server counts amounts; only the worker knows the exact indices.
-                    self.updates.append([UPDATE_FAILED, job, task, instance,
-                                         "The task's resource request can never be satisfied "
-                                         "on this worker"])
+                    self.updates.append([UPDATE_FAILED, job, task, instance, NEVER_FITS])
                     continue
                 push(spec)
         self._start_ready()
+
+    def _zero_spawn_complete(self, tasks: list, fits: dict) -> None:
+        """Zero-spawn, nothing queued: every assigned task completes on the spot. Nothing ever
+        runs on such a worker, so a task that can ever fit fits now: only its FINISHED update
+        is recorded (the server starts a task on its result, as when the RUNNING update of a
+        task is dropped with its result in the same report), without a queue entry, an
+        allocation or a run. Lock held."""
+        templates = self.templates
+        can_ever_fit = self.allocator.can_ever_fit
+        append = self.updates.append
+        failed = 0
+        for job, task, instance, tid, _entry, variant, nodes in tasks:
+            fit = fits.get((tid, variant))
+            if fit is None:
+                fit = fits[tid, variant] = can_ever_fit(templates[tid][0].requests[variant])
+            if nodes is None and not fit:
+                append([UPDATE_FAILED, job, task, instance, NEVER_FITS])
+                failed += 1
+            else:
+                append([UPDATE_FINISHED, job, task, instance, None])
+        self.zero_spawn_done += len(tasks) - failed
+        self.idle_since = self.clock.current_time()
+        self.writer_idle = False
+        self.wakeup_writer.set()
 
     def _start_ready(self) -> None:
         """Starts what fits now (trio thread); zero-spawn runs complete on the spot."""
@@ -444,6 +478,7 @@ class Worker:
                     started = self._take_startable()
                     for run in started:
                         self._finish(run)
+                    self.zero_spawn_done += len(started)
                 if not started:
                     break
         else:
@@ -687,6 +722,8 @@ def _without_redundant_starts(batch: list) -> list:
     """Drops the RUNNING update of a task whose result is in the same batch: the server
     starts a task on its result anyway (same events), and under a stream of short tasks this
     halves what both sides encode, decode and apply."""
+    if not any(u[0] == UPDATE_RUNNING for u in batch):
+        return batch
     ended = {(u[1], u[2], u[3]) for u in batch if u[0] != UPDATE_RUNNING}
     if not ended:
         return batch

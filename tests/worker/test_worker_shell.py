@@ -295,6 +295,37 @@ async def test_zero_spawn_results_are_batched_and_kept_until_confirmed(root, tmp
 
 
 @pytest.mark.trio
+async def test_zero_spawn_completes_a_batch_and_fails_what_can_never_fit(root, tmp_path,
+                                                                         autojump_clock):
+    """The zero-spawn fast path: tasks that can ever fit finish (a result only, no RUNNING
+    update), in one report; a task asking for more CPUs than the worker has fails with the
+    worker's message; the count of completed tasks is logged once at exit."""
+    from hyperqueue.core.resources import (UNIT, ResourceRequest, ResourceRequestEntry)
+
+    server = FakeServer()
+    too_big = TaskTemplate(ProgramDef(["true"], stdout=StdioDef(None), stderr=StdioDef(None)),
+                           ResourceRequest([ResourceRequestEntry("cpus", 4 * UNIT)]))
+    async with trio.open_nursery() as nursery:
+        net = Network(nursery, server)
+        worker = Worker(root, config(tmp_path), zero_spawn=True, connect=net.connect)
+        await start(nursery, worker)
+        msg = compute(range(1, 1001))
+        msg.templates.append([2, too_big, "/tmp"])
+        msg.tasks.insert(500, [JOB, 5000, 0, 2, None, 0, None])
+        await server.send(msg)
+        await server.wait_for(lambda: len(server.results()) == 1001)
+        results = {u[2]: u for u in server.results()}
+        assert sorted(results) == list(range(1, 1001)) + [5000]
+        assert all(results[t][0] == UPDATE_FINISHED for t in range(1, 1001))
+        assert results[5000][0] != UPDATE_FINISHED
+        assert "can never be satisfied" in results[5000][4]
+        assert not [u for u in server.updates() if u[0] == UPDATE_RUNNING]
+        assert len(server.messages(m.TaskUpdates)) == 1  # one report for the whole batch
+        assert worker.zero_spawn_done == 1000
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.trio
 async def test_idle_timeout_counts_from_the_last_task_end(root, tmp_path, autojump_clock):
     server = FakeServer()
     async with trio.open_nursery() as nursery:
