@@ -76,6 +76,7 @@ KEY_PREFIXES = ("PYTHON", "LD_", "LC_", "LANG")  # what shapes an interpreter at
 RUNNER_CRASHED = ("The worker's Python function runner crashed while running this task "
                   "(it is restarted for the next function task)")
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
 
 
 # --------------------------------------------------------------------------------------------
@@ -96,8 +97,11 @@ def serve(fd: int) -> None:
     import gc
     import traceback  # noqa: F401 - preloaded for the children
 
-    import hyperqueue.task.function  # noqa: F401
+    import hyperqueue.task.function
 
+    # What every function task's `task_main` does first, done once here (it then only sets the
+    # level the task's HQ_PYLOG names): the children start with the same logging set-up.
+    hyperqueue.task.function._setup_logging()
     libc = ctypes.CDLL(None, use_errno=True)
     gc.collect()
     gc.freeze()  # fewer copy-on-write faults in the children
@@ -106,8 +110,10 @@ def serve(fd: int) -> None:
     poller = select.poll()
     sock_fd = sock.fileno()
     poller.register(sock_fd, select.POLLIN)
-    by_pidfd: dict[int, tuple[int, int]] = {}  # pidfd -> (pid, status fd): running children
-    by_status: dict[int, list] = {}  # status fd -> [pid, pidfd or -1 once exited]
+    kids: dict[int, _Kid] = {}  # pidfd -> every child not reaped yet
+    by_status: dict[int, _Kid] = {}  # status fd -> the child running that task
+    idle: list[_Kid] = []  # children waiting for a task (warm ones last: taken first)
+    peak = [0]  # most tasks running at once: as many warm children are kept
 
     def fork_spare():
         """A child forked ahead of its task (the fork is off the task's critical path)."""
@@ -121,15 +127,34 @@ def serve(fd: int) -> None:
         if pid == 0:
             _spare(b.fileno(), me, libc)
         b.close()
-        return pid, a
+        return track(_Kid(pid, a))
 
-    spares: list = []
+    def track(kid):
+        try:
+            kid.pidfd = os.pidfd_open(kid.pid)
+        except OSError:  # (cannot happen for our own unreaped child)
+            _kill(kid.pid)
+            _reap(kid.pid)
+            if kid.sock is not None:
+                kid.sock.close()
+            return None
+        kids[kid.pidfd] = kid
+        poller.register(kid.pidfd, select.POLLIN)
+        return kid
+
+    def discard(kid):
+        """Gives a child up: killed now, reaped when its pidfd reports the exit."""
+        _kill(kid.pid)
+        if kid.sock is not None:
+            kid.sock.close()
+            kid.sock = None
+
     while True:
-        while len(spares) < SPARES:
+        while len(idle) < SPARES:
             spare = fork_spare()
             if spare is None:
                 break
-            spares.append(spare)
+            idle.insert(0, spare)
         try:
             events = poller.poll()
         except InterruptedError:
@@ -152,21 +177,16 @@ def serve(fd: int) -> None:
                         _close(f)
                     continue
                 status = fds[-1]
-                pid = 0
-                if spares:  # hand the task to a child forked ahead
-                    pid, spare_sock = spares.pop()
+                kid = None
+                while idle:  # hand the task to a child forked ahead or kept warm
+                    kid = idle.pop()
                     try:
-                        socket.send_fds(spare_sock, [msg], fds)
+                        socket.send_fds(kid.sock, [msg], fds)
+                        break
                     except OSError:  # it died meanwhile
-                        for kill in (os.killpg, os.kill):
-                            try:
-                                kill(pid, signal.SIGKILL)
-                            except OSError:
-                                pass
-                        _reap(pid)
-                        pid = 0
-                    spare_sock.close()
-                if not pid:
+                        discard(kid)
+                        kid = None
+                if kid is None:
                     try:
                         pid = os.fork()
                     except OSError as e:
@@ -176,46 +196,86 @@ def serve(fd: int) -> None:
                         continue
                     if pid == 0:
                         _child(msg, fds, me, libc)
-                _write(status, b"P%d\n" % pid)
+                    kid = track(_Kid(pid, None))
+                    if kid is None:
+                        _write(status, b"X255\n")
+                        for f in fds:
+                            _close(f)
+                        continue
+                _write(status, b"P%d\n" % kid.pid)
                 for f in fds[:-1]:
                     _close(f)
-                pidfd = os.pidfd_open(pid)
-                by_pidfd[pidfd] = (pid, status)
-                by_status[status] = [pid, pidfd]
-                poller.register(pidfd, select.POLLIN)
-                poller.register(status, 0)  # POLLERR: the worker closed its end
-            elif fd in by_pidfd:  # a child exited: report, keep the zombie
-                pid, status = by_pidfd[fd]
-                try:
-                    info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+                kid.status = status
+                by_status[status] = kid
+                poller.register(status, select.POLLIN)  # the worker's K, or its close
+                if len(by_status) > peak[0]:
+                    peak[0] = len(by_status)
+            elif fd in kids:  # a child exited
+                kid = kids.pop(fd)
+                poller.unregister(fd)
+                closing.append(fd)
+                kid.pidfd = -1
+                if kid.sock is not None:
+                    kid.sock.close()
+                    kid.sock = None
+                if kid.status < 0:  # idle, or given up by the worker: reap it now
+                    if kid in idle:
+                        idle.remove(kid)
+                    _reap(kid.pid)
+                    continue
+                try:  # report; keep the zombie until the worker closes the status socket
+                    info = os.waitid(os.P_PID, kid.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
                     if info is None:
-                        continue  # not exited after all
-                    code = info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+                        code = 255
+                    else:
+                        code = (info.si_status if info.si_code == os.CLD_EXITED
+                                else -info.si_status)
                 except ChildProcessError:
                     code = 255
-                del by_pidfd[fd]
+                _write(kid.status, b"X%d\n" % code)
+            elif fd in by_status:  # the worker is done with this task
+                kid = by_status.pop(fd)
                 poller.unregister(fd)
                 closing.append(fd)
-                if status < 0:  # the worker gave up on it (below): reap it now
-                    _reap(pid)
-                    continue
-                by_status[status][1] = -1
-                _write(status, b"X%d\n" % code)
-            elif fd in by_status:  # the worker is done with this task: reap it
-                pid, pidfd = by_status.pop(fd)
-                poller.unregister(fd)
-                closing.append(fd)
-                if pidfd >= 0:  # still running (the worker gave up on it): kill its group, reap
-                    by_pidfd[pidfd] = (pid, -1)  # it once it has exited (never block here)
-                    for kill in (os.killpg, os.kill):
-                        try:
-                            kill(pid, signal.SIGKILL)
-                        except OSError:
-                            pass
-                else:
-                    _reap(pid)  # a zombie already
+                kid.status = -1
+                try:
+                    said = os.read(fd, 16)
+                except OSError:
+                    said = b""
+                if kid.pidfd < 0:  # a zombie already
+                    _reap(kid.pid)
+                elif said[:1] == b"K" and kid.sock is not None:
+                    # the child reported its task done and its state clean (R), and the
+                    # worker never signaled it for that task: it takes the next one
+                    if len(idle) < peak[0] + SPARES:
+                        idle.append(kid)
+                    else:  # more warm children than tasks run at once: it exits
+                        kid.sock.close()
+                        kid.sock = None
+                else:  # still running (the worker gave up on it): kill its group; it is
+                    discard(kid)  # reaped once its pidfd reports the exit (never block here)
         for fd in closing:
             _close(fd)
+
+
+class _Kid:
+    """A child of the fork server (in the server)."""
+
+    __slots__ = ("pid", "sock", "pidfd", "status")
+
+    def __init__(self, pid: int, sock):
+        self.pid = pid
+        self.sock = sock  # to hand it a task (None: forked for one task, not reusable)
+        self.pidfd = -1  # -1 once it exited
+        self.status = -1  # the status socket of its task (-1: none)
+
+
+def _kill(pid: int) -> None:
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def _reap(pid: int) -> None:
@@ -251,37 +311,115 @@ def _child(msg, fds, server_pid, libc):
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != server_pid:
             os._exit(code)
-        code = _become(msg, fds)
+        code, _ = _become(msg, fds, None)
     except BaseException:  # noqa: BLE001 - the child must never return into the server loop
         pass
     os._exit(code)
 
 
 def _spare(fd, server_pid, libc):
-    """In a child forked ahead: wait for a task (or the server's end), then become it."""
+    """In a child forked ahead: waits for a task (or the server's end), becomes it, and while
+    each task leaves the process clean (see `_Baseline`), waits for the next one."""
     code = 127
     try:
         os.setsid()
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        # the task's orphans become our children, so "no child left" means none of its
+        # processes is left (unless one escaped by its own setsid + a double fork)
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1)
         if os.getppid() != server_pid:
             os._exit(code)
-        os.closerange(3, fd)  # nothing of the server's: no other task's status pipe
+        os.closerange(3, fd)  # nothing of the server's: no other task's status socket
         os.closerange(fd + 1, 1 << 20)
         sock = socket.socket(fileno=fd)
-        msg, fds, _, _ = socket.recv_fds(sock, MAX_REQUEST, 4)
-        sock.close()
-        if fds:
-            code = _become(msg, fds)
-        else:
-            code = 0
+        baseline = None
+        while True:
+            msg, fds, _, _ = socket.recv_fds(sock, MAX_REQUEST, 4)
+            if not fds:
+                code = 0  # the server is done with us
+                break
+            if baseline is None:
+                baseline = _Baseline(fd)
+            code, again = _become(msg, fds, baseline)
+            if not again:
+                break
     except BaseException:  # noqa: BLE001 - the child must never return into the server loop
         pass
     os._exit(code)
 
 
-def _become(msg, fds) -> int:
+class _Baseline:
+    """What a warm child is before its first task: a task that leaves it otherwise ends it
+    (it exits as a fresh child would, and the server forks another); what every task changes
+    by design is put back. See the module docstring, "Warm children"."""
+
+    __slots__ = ("sock", "environ", "path", "modules", "stdio", "handlers", "mask", "affinity",
+                 "pinned", "umask", "log_handlers", "nfds")
+
+    def __init__(self, sock_fd: int):
+        import logging
+
+        self.sock = sock_fd
+        self.environ = dict(os.environ)
+        self.path = list(sys.path)
+        self.modules = set(sys.modules)
+        self.stdio = (sys.stdin, sys.stdout, sys.stderr)
+        self.handlers = [(s, signal.getsignal(s)) for s in signal.valid_signals()
+                         if s not in (signal.SIGKILL, signal.SIGSTOP)]
+        self.mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        self.affinity = os.sched_getaffinity(0)
+        self.pinned = False
+        self.umask = os.umask(0o022)
+        os.umask(self.umask)
+        self.log_handlers = list(logging.root.handlers)
+        self.nfds = 0
+
+    def clean(self) -> bool:
+        """After a task that exited 0: is this process as it was (but what `restore` puts
+        back)?"""
+        import logging
+
+        if (sys.modules.keys() != self.modules or (sys.stdin, sys.stdout, sys.stderr) != self.stdio
+                or logging.root.handlers != self.log_handlers):
+            return False
+        if any(signal.getsignal(s) != h for s, h in self.handlers):
+            return False
+        if signal.pthread_sigmask(signal.SIG_BLOCK, []) != self.mask:
+            return False
+        mask = os.umask(self.umask)
+        if mask != self.umask:
+            return False
+        try:  # a process the task left (running, or exited and not waited for)
+            os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            return False
+        except ChildProcessError:
+            pass
+        # descriptors: 0-2, the server's socket, the status socket (+ the listing's own)
+        return len(os.listdir("/proc/self/fd")) == 6
+
+    def restore(self) -> None:
+        environ = os.environ
+        if environ != self.environ:
+            for name in [k for k in environ if k not in self.environ]:
+                del environ[name]
+            for name, value in self.environ.items():
+                if environ.get(name) != value:
+                    environ[name] = value
+        if sys.path != self.path:
+            sys.path[:] = self.path
+        if self.pinned:
+            os.sched_setaffinity(0, self.affinity)
+            self.pinned = False
+        null = os.open(os.devnull, os.O_RDWR)  # the task's stdio is released
+        for target in (0, 1, 2):
+            os.dup2(null, target)
+        os.close(null)
+
+
+def _become(msg, fds, baseline: _Baseline | None) -> tuple[int, bool]:
     """Turns this child into the task described by the request `msg` with `fds` ([stdin,]
-    stdout, stderr, status) and runs it; returns the exit code."""
+    stdout, stderr, status) and runs it; returns the exit code and whether this process may
+    run another task (only with a `baseline`: it then reported `R`, else `X`)."""
     status = fds[-1]
     code = 127
     try:
@@ -303,23 +441,49 @@ def _become(msg, fds) -> int:
                 f"Cannot execute the function task: cannot enter {cwd}: {e.strerror}"))
             os._exit(code)
         os.set_inheritable(status, False)  # kept (to report the exit), but not for execs
-        os.closerange(3, status)
-        os.closerange(status + 1, 1 << 20)
+        if baseline is None:
+            os.closerange(3, status)
+            os.closerange(status + 1, 1 << 20)
+        else:  # (and the socket to the server)
+            low, high = sorted((status, baseline.sock))
+            os.closerange(3, low)
+            os.closerange(low + 1, high)
+            os.closerange(high + 1, 1 << 20)
+            # a streamed channel is a pipe whose reader waits for this process's exit
+            if any(_is_pipe(f) for f in (1, 2)):
+                baseline = None
         environ = os.environ
         for name, value in env.items():  # the server's environment + what the task changes
             environ[name] = value
         if cpus:
             os.sched_setaffinity(0, cpus)
+            if baseline is not None:
+                baseline.pinned = True
         sys.argv[:] = ["-c"]
-        code = _run_task()
+        code, threads_left = _run_task()
+        again = (baseline is not None and code == 0 and not threads_left
+                 and baseline.clean())
+        if again:
+            baseline.restore()
+            os.write(status, b"R%d\n" % code)
+            os.close(status)
+            return code, True
         # the exit status, straight to the worker (its stdio is flushed: the task is done)
         os.write(status, b"X%d\n" % code)
     except BaseException:  # noqa: BLE001 - the child must never return into the server loop
         pass
-    return code
+    return code, False
 
 
-def _run_task() -> int:
+def _is_pipe(fd: int) -> bool:
+    import stat
+
+    mode = os.fstat(fd).st_mode
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
+def _run_task() -> tuple[int, bool]:
+    """Runs `task_main` as `python3 -c` would: (exit code, whether threads were left)."""
     import traceback
 
     from hyperqueue.task.function import task_main
@@ -334,12 +498,11 @@ def _run_task() -> int:
         _at_exit()
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGINT)
-        return 130
+        return 130, True
     except BaseException:  # noqa: BLE001
         traceback.print_exc()
         code = 1
-    _at_exit()
-    return code
+    return code, _at_exit()
 
 
 def _exit_code(value) -> int:
@@ -354,10 +517,12 @@ def _exit_code(value) -> int:
     return 1
 
 
-def _at_exit() -> None:
-    """What the interpreter does at exit, minus module teardown."""
+def _at_exit() -> bool:
+    """What the interpreter does at exit, minus module teardown; True if the task had left
+    threads (joined here if not daemons)."""
     threading = sys.modules.get("threading")
-    if threading is not None and threading.active_count() > 1:
+    threads_left = threading is not None and threading.active_count() > 1
+    if threads_left:
         try:
             threading._shutdown()  # joins non-daemon threads
         except Exception:  # noqa: BLE001
@@ -370,6 +535,7 @@ def _at_exit() -> None:
             stream.flush()
         except Exception:  # noqa: BLE001
             pass
+    return threads_left
 
 
 # --------------------------------------------------------------------------------------------
@@ -389,7 +555,7 @@ class WarmProcess:
     """A task's child of the fork server, as its spawner thread supervises it."""
 
     __slots__ = ("pid", "status_fd", "server_fd", "child_fd", "buf", "returncode", "error",
-                 "eof")
+                 "eof", "reusable", "signaled", "kept")
 
     def __init__(self, status_fd: int, server_fd: int):
         self.status_fd = status_fd
@@ -400,6 +566,30 @@ class WarmProcess:
         self.returncode: int | None = None
         self.error: str | None = None  # E: the child could not set itself up
         self.eof = False
+        self.reusable = False  # the child reported R: done, and clean for another task
+        self.signaled = False  # the worker sent it a signal (then it is never reused)
+        self.kept = False  # released to run another task (nothing was killed)
+
+    def kill_group(self, pid: int, sig: int) -> None:
+        """`TaskRun.kill_group` for this task (called under the run's lock while it is live):
+        signals the task's group (the child itself before its setsid), and remembers it."""
+        self.signaled = True
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        except PermissionError:
+            pass
+
+    def release(self) -> bool:
+        """At the task's end, instead of killing its group (under the run's lock): True if
+        the child reported its task done with nothing left (`R`) and was never signaled; it
+        then goes back to the runner for another task (`finish` tells the runner)."""
+        self.kept = self.reusable and not self.signaled and not self.eof
+        return self.kept
 
     def _read(self, timeout_ms: int) -> bool:
         """Reads what the status pipe has; False if nothing came within `timeout_ms`. The
@@ -436,6 +626,9 @@ class WarmProcess:
                 self.pid = int(rest)
             elif kind == b"X" and self.returncode is None:  # the first one counts
                 self.returncode = int(rest)
+            elif kind == b"R" and self.returncode is None:  # done; the child stays
+                self.returncode = int(rest)
+                self.reusable = True
             elif kind in (b"E", b"F"):
                 self.error = rest.decode("utf-8", "replace")
         return True
@@ -488,7 +681,9 @@ class WarmProcess:
         try:
             while self.returncode is None and not self.eof:
                 self._read(-1)
-            if self.child_fd >= 0:
+            if self.kept:  # it runs on: the runner takes it back for the next task
+                _write(self.status_fd, b"K")
+            elif self.child_fd >= 0:
                 # (bounded once the server is gone: its orphan's pid may be reaped by init)
                 poller = select.poll()
                 poller.register(self.child_fd, select.POLLIN)
@@ -565,7 +760,8 @@ class ForkServer:
             if self.sock is not None:
                 self.close()
             self._start()
-        r, w = os.pipe2(os.O_CLOEXEC)
+        # the status socket (see the protocol): a socket, so that the worker can answer K
+        r, w = (s.detach() for s in socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM))
         try:
             try:
                 socket.send_fds(self.sock, [request], [*fds, w])

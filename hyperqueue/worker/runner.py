@@ -5,9 +5,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
-import shutil
 import signal
-import tempfile
 import threading
 import time
 
@@ -16,6 +14,7 @@ from ..core.resources import ALL
 from ..streaming.format import STDERR, STDOUT
 from .fastspawn import encode_env, reap, spawn, wait_exit
 from .pyrunner import RUNNER_CRASHED, PyRunners, SpawnFailed
+from .taskdirs import TaskDirs
 
 PER_TASK_PLACEHOLDERS = ("JOB_ID", "TASK_ID", "INSTANCE_ID")
 KILL_GRACE = 1.0  # SIGINT first, SIGKILL after this many seconds
@@ -291,9 +290,11 @@ class Runner:
         self.reaper = None
         self.reaper_fd = -1
         self.pyrunners = PyRunners(self.base_env)  # warm runners for function tasks (lazy)
+        self.task_dirs = TaskDirs(work_dir)  # (emptied ones are kept for later tasks)
 
     def close_pyrunners(self) -> None:
         self.pyrunners.close()
+        self.task_dirs.close()
 
     def start_reaper(self) -> None:
         """Starts the companion that kills our tasks should this worker die (see reaper.py)."""
@@ -344,8 +345,7 @@ class Runner:
         program = template.program
         cwd, stdout, stderr = self._paths(spec, program)
         multi_node = spec.nodes is not None
-        task_dir = (tempfile.mkdtemp(prefix="t", dir=self.work_dir)
-                    if program.task_dir or multi_node else None)
+        task_dir = self.task_dirs.take() if program.task_dir or multi_node else None
         try:
             if multi_node:
                 _write_node_files(task_dir, spec.nodes)
@@ -399,7 +399,7 @@ class Runner:
                                                          err_fd)
                     if proc is not None:
                         pid = proc.pid
-                        run.kill_group = _killpg_or_kill
+                        run.kill_group = proc.kill_group
                     elif program.stdin is not None:
                         pid, stdin_w = self._spawn_with_stdin(args, cwd, env_list, path_value,
                                                               out_fd, err_fd)
@@ -495,7 +495,7 @@ class Runner:
                         pass
         finally:
             if task_dir is not None:
-                shutil.rmtree(task_dir, ignore_errors=True)
+                self.task_dirs.give_back(task_dir)
 
     def _end_process(self, run: TaskRun, pid: int, proc=None) -> int | None:
         """The end of every started task: SIGKILL to its process group (what it left running
@@ -505,7 +505,8 @@ class Runner:
         runner's child is reaped by the runner once `proc.finish` closes its status pipe
         (None: the runner died before it reported the exit)."""
         with run.lock:
-            run.kill_group(pid, signal.SIGKILL)
+            if proc is None or not proc.release():  # (a warm child with nothing left runs on)
+                run.kill_group(pid, signal.SIGKILL)
             run.live = False
         self._tell_reaper(b"-%d\n" % pid)
         return reap(pid) if proc is None else proc.finish()
