@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 
 MODULES = ["spawn_loop", "true_nooutput", "true_files", "zero_spawn", "submit_1m", "job_list",
-           "crypto", "journal", "cluster_netns", "function_noop"]
+           "crypto", "journal", "cluster_netns", "function_noop", "pyapi"]
 
 
 def all_workloads() -> list:

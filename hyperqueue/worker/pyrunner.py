@@ -160,8 +160,11 @@ def serve(fd: int) -> None:
         except InterruptedError:
             continue
         # Registered descriptors are closed only after the whole batch: no number is reused
-        # within it, so a later event of the batch never lands on a new descriptor.
+        # within it, so a later event of the batch never lands on a new descriptor. New
+        # requests last: a child the worker gave back (K) before it sent the request is idle.
         closing: list[int] = []
+        if len(events) > 1:
+            events.sort(key=lambda event: event[0] == sock_fd)
         for fd, ev in events:
             if fd == sock_fd:
                 try:

@@ -448,3 +448,161 @@ def test_runner_kills_a_task_the_worker_gave_up_on(tmp_path):
         assert proc.wait_exit(10) and proc.finish() == 4
     finally:
         runners.close()
+
+
+# -- warm children that run many tasks (a task that leaves its process clean) ----------------
+
+
+def _state(path, pollute):
+    """Appends what this task sees to `path` (builtins only: no new module), then changes what
+    a task may change in its process."""
+    with open(path, "a") as f:
+        f.write(repr((os.getpid(), os.getcwd(), os.environ.get("FOO"), os.environ.get("LEAK"),
+                      os.environ.get("HQ_TASK_ID"), sys.argv, "/leak" in sys.path,
+                      sorted(os.sched_getaffinity(0)))) + "\n")
+    if pollute:
+        os.environ["LEAK"] = "1"
+        os.environ.pop("FOO", None)
+        os.chdir("/")
+        sys.path.append("/leak")
+        sys.argv.append("leak")
+        print("to stdout of task", os.environ.get("HQ_TASK_ID"))
+
+
+def _lines(path):
+    import ast
+
+    return [ast.literal_eval(line) for line in open(path).read().splitlines()]
+
+
+@pytest.mark.timeout(60)
+def test_warm_child_runs_consecutive_tasks_each_with_its_own_env_cwd_stdio(env, tmp_path):
+    path = str(tmp_path / "state")
+    cwd = str(tmp_path / "cwd")
+    all_cpus = sorted(os.sched_getaffinity(0))
+    assert env.run(_state, path, True, env={"FOO": "a"}).error is None
+    assert env.out() == "to stdout of task 1\n"
+    assert env.run(_state, path, True, pin="taskset", cpus=[str(all_cpus[0])]).error is None
+    assert env.out() == "to stdout of task 2\n"  # a new file per task, written by the reused child
+    assert env.run(_state, path, False, env={"FOO": "c"}).error is None
+    first, second, third = _lines(path)
+    assert first[0] == second[0] == third[0], "the child was not reused"
+    assert first[1:] == (cwd, "a", None, "1", ["-c"], False, all_cpus)
+    # what task 1 changed is gone: env (also a variable it removed), cwd, sys.path, argv
+    assert second[1:] == (cwd, None, None, "2", ["-c"], False, [all_cpus[0]])
+    assert third[1:] == (cwd, "c", None, "3", ["-c"], False, all_cpus)  # pinning undone
+    (server,) = env.server_pids()
+    with open(f"/proc/{server}/task/{server}/children") as f:
+        assert first[0] in [int(p) for p in f.read().split()]  # waiting for the next task
+
+
+def _pollute(path, how):
+    import signal as signal_module
+
+    with open(path, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    if how == "module":
+        import colorsys  # noqa: F401 - (a module no runner imports)
+    elif how == "thread":
+        import threading as threading_module
+
+        threading_module.Thread(target=time.sleep, args=(30,), daemon=True).start()
+    elif how == "signal":
+        signal_module.signal(signal_module.SIGUSR1, lambda *a: None)
+    elif how == "fd":
+        os.dup(0)
+    elif how == "process":  # left running in its own session: not killed with the group
+        os.spawnvp(os.P_NOWAIT, "setsid", ["setsid", "sleep", "30"])
+    elif how == "failed":
+        raise ValueError("failed")
+    elif how == "stdout":
+        import io
+
+        sys.stdout = io.StringIO()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", ["module", "thread", "signal", "fd", "process", "failed",
+                                 "stdout"])
+def test_a_task_that_changes_its_process_ends_it(env, tmp_path, how):
+    path = str(tmp_path / "pids")
+    assert env.run(_pollute, path, None).error is None
+    run = env.run(_pollute, path, how)
+    assert (run.error is None) == (how != "failed")
+    assert env.run(_pollute, path, None).error is None
+    first, second, third = map(int, open(path).read().split())
+    env.pids += [first, second, third]
+    assert first == second, "a clean task's child was not reused"
+    assert third != second, f"the child was reused after a task changed its {how}"
+    assert _gone(second)
+
+
+def _sleep_report(path, tag, seconds):
+    with open(path, "a") as f:
+        f.write(f"{tag} {os.getpid()}\n")
+    time.sleep(seconds)
+
+
+def _pids_by_tag(path, n, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = open(path).read().splitlines() if os.path.exists(path) else []
+        if len(lines) >= n:
+            return {tag: int(pid) for tag, pid in (ln.split() for ln in lines)}
+        assert time.monotonic() < deadline, f"{path}: {lines}"
+        time.sleep(0.01)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("end", ["cancel", "time limit"])
+def test_cancel_or_time_limit_of_one_warm_task_leaves_the_other_running(env, tmp_path, end):
+    path = str(tmp_path / "pids")
+    # two warm children that have already run a task each
+    warm = [env.run(_sleep_report, path, f"w{i}", 0.3, start=True) for i in range(2)]
+    for _run, thread in warm:
+        thread.join(10)
+    assert all(run.error is None for run, _ in warm)
+    if end == "cancel":
+        victim, vthread = env.run(_sleep_report, path, "victim", 100, start=True)
+    else:
+        victim, vthread = env.run(_sleep_report, path, "victim", 100, time_limit=1.0,
+                                  start=True)
+    other, othread = env.run(_sleep_report, path, "other", 2.5, start=True)
+    pids = _pids_by_tag(path, 4)
+    env.pids += list(pids.values())
+    assert {pids["victim"], pids["other"]} == {pids["w0"], pids["w1"]}, "not the warm children"
+    if end == "cancel":
+        assert victim.cancel() == pids["victim"]
+    vthread.join(10)
+    assert not vthread.is_alive()
+    assert victim.error == ("Time limit reached" if end == "time limit" else None)
+    assert victim.canceled == (end == "cancel")
+    assert _gone(pids["victim"])
+    assert _alive(pids["other"]), "the other task was killed too"
+    othread.join(10)
+    assert other.error is None
+    # the runner goes on: the other child is reused, the killed one replaced
+    assert env.run(_sleep_report, path, "after", 0).error is None
+    after = _pids_by_tag(path, 5)["after"]
+    assert after != pids["victim"]
+
+
+def _die(path):
+    with open(path, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.mark.timeout(60)
+def test_crash_of_a_warm_child_fails_only_its_task(env, tmp_path):
+    path = str(tmp_path / "pids")
+    assert env.run(_pollute, path, None).error is None
+    run = env.run(_die, path)
+    assert run.error == "Program terminated with exit code -1. Received signal 9 (SIGKILL)."
+    assert env.run(_pollute, path, None).error is None
+    first, second, third = map(int, open(path).read().split())
+    assert first == second, "the crash was not in the warm child"
+    assert third != second
+    (server,) = env.server_pids()  # the same runner: it recovered
+    with open(f"/proc/{server}/task/{server}/children") as f:
+        assert third in [int(p) for p in f.read().split()]
