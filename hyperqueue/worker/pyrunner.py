@@ -23,38 +23,74 @@ The protocol (private: a socketpair between one worker and its fork server)
   is the worker's with the task's start-up variables; ``cpus``: CPU ids to pin to, or None;
   ``stdin``: the task's stdin if at most 64 KiB, which the child puts in a memfd on its fd 0)
   with three or four descriptors (SCM_RIGHTS): the read end of the task's stdin pipe (when not
-  inline; the worker feeds it), its stdout, its stderr, and the write end of a *status pipe*
-  made for this task alone.
-* On the status pipe: the server writes ``P<pid>\\n`` right after the fork (``F<message>\\n``
-  if it could not fork) and ``X<returncode>\\n`` when the child exited (negative: killed by
-  that signal). The child writes ``E<message>\\n`` if it cannot enter its cwd, and its own
-  ``X<code>\\n`` once the task is done and its stdio flushed, just before it exits (so the
-  worker need not wait for the server to notice the exit; the first ``X`` counts). Until the
-  child's ``setsid`` it is not a group leader: the worker signals the pid itself when the group
-  does not exist yet (the child has no descendants then).
+  inline; the worker feeds it), its stdout, its stderr, and one end of a *status socket* (a
+  stream socketpair) made for this task alone.
+* On the status socket, to the worker: the server writes ``P<pid>\n`` when it handed the task
+  to a child (``F<message>\n`` if it could not fork) and ``X<returncode>\n`` when the child
+  exited (negative: killed by that signal). The child writes ``E<message>\n`` if it cannot
+  enter its cwd, and, once the task is done and its stdio flushed, either its own
+  ``X<code>\n`` just before it exits, or ``R<code>\n`` (code 0) when it stays for another task
+  (see "Warm children"); the first ``X``/``R`` counts. Until the child's ``setsid`` it is not a
+  group leader: the worker signals the pid itself when the group does not exist yet (the child
+  has no descendants then). To the server, the worker writes ``K`` before it closes its end
+  when the child reported ``R`` and the worker never signaled it for this task: the child is
+  then given the next task; a close without ``K`` means the worker is done with the child.
 * The server keeps two children forked ahead (*spares*, each in its own session and holding
   nothing but its socketpair with the server), hands one the next request and its descriptors,
   and forks the replacement while the task runs, so the fork is off the task's critical path
-  (it forks directly when no spare is ready).
-* The server does NOT reap the child when it exits: it reaps it when the worker closes its end of
-  the status pipe (the server sees POLLERR on its end). The worker does that only after it has
-  killed the task's process group (`Runner._end_process`), so while the worker may still signal
-  the group the pid cannot have been reused: the same guarantee as for its own children. If the
-  worker closes the pipe while the child still runs, the server kills the child's group first.
+  (it forks directly when no spare or warm child is idle).
+* The server does NOT reap a child when it exits: it reaps it when the worker closes its end of
+  the status socket. The worker does that only after it has killed the task's process group
+  (`Runner._end_process`; not for a child that reported ``R``: nothing of its task is left to
+  kill), so while the worker may still signal the group the pid cannot have been reused: the
+  same guarantee as for its own children. If the worker closes the socket without ``K`` while
+  the child still runs, the server kills the child's group first.
 * The child: its own session (setsid), stdin/stdout/stderr on fds 0-2, every other descriptor
-  closed (but its status pipe end, close-on-exec), the task's cwd and os.environ,
-  ``sys.argv == ["-c"]``, the CPU affinity if pinned, PR_SET_PDEATHSIG=SIGKILL (it dies with
-  the server). It runs `task_main`, then what an
-  interpreter does at exit (joins non-daemon threads, atexit handlers, flushes stdio); SIGINT
-  kills it by signal as it would a fresh ``python3``.
-* A server crash: the worker notices on a pidfd of the server (or an EOF on the status pipe)
-  without an ``X``; it kills those tasks' process groups, fails them with RUNNER_CRASHED, and
-  the next function task starts a new server. When the worker goes away, the server sees EOF
-  on the socket and exits (its children die with it); the tasks' groups are killed by the
-  worker's reaper companion like any task's. Import caches are not invalidated in the child:
-  a module file created within the file system's timestamp granularity of the runner's
-  start in a directory the runner imported from may be missed (user code in the task's cwd is
-  looked up afresh).
+  closed (but its status socket and its socket to the server, both close-on-exec), the task's
+  cwd and os.environ, ``sys.argv == ["-c"]``, the CPU affinity if pinned,
+  PR_SET_PDEATHSIG=SIGKILL (it dies with the server), PR_SET_CHILD_SUBREAPER (the task's
+  orphans stay its descendants). It runs `task_main`, then what an interpreter does at exit
+  (joins non-daemon threads, atexit handlers, flushes stdio); SIGINT kills it by signal as it
+  would a fresh ``python3``.
+* A server crash: the worker notices on a pidfd of the server (or an EOF on the status socket)
+  without an ``X``/``R``; it kills those tasks' process groups, fails them with
+  RUNNER_CRASHED, and the next function task starts a new server. When the worker goes away,
+  the server sees EOF on the socket and exits (its children die with it); the tasks' groups are
+  killed by the worker's reaper companion like any task's. Import caches are not invalidated in
+  the child: a module file created within the file system's timestamp granularity of the
+  runner's start in a directory the runner imported from may be missed (user code in the task's
+  cwd is looked up afresh).
+
+Warm children (a child runs many tasks in sequence)
+---------------------------------------------------
+A fresh fork pays its page faults and its exit (~2 ms of CPU per task on the benchmark
+machine), so a child whose task left its process as it found it runs the next task instead of
+exiting. Before its first task the child records its state (`_Baseline`). After a task it is
+reused only if ALL of these hold, else it exits as before (and the server forks a fresh one):
+
+* the task exited 0 (an exception, ``sys.exit``, a signal: the child exits);
+* the worker never signaled it (cancel, time limit: the worker then kills its group and does
+  not send ``K``), and its stdout/stderr were not pipes (a streamed task: the reader waits for
+  the process's exit);
+* no process of the task is left (no child at all, running or unreaped; as a subreaper the
+  child also sees orphans of the task's children), and no thread;
+* ``sys.modules`` has exactly the modules it had (a task that imported anything new, e.g. its
+  own module or numpy, ends the child: a later task must not see a module loaded by another,
+  and a module file changed between tasks is loaded afresh), the same ``sys.stdin/stdout/
+  stderr`` objects, the same root logging handlers, Python signal handlers, signal mask and
+  umask, and no descriptor besides 0-2 and its two sockets.
+
+What every task changes by design is put back before the next: ``os.environ`` (variables set,
+changed or removed by the task, and the task's own ``HQ_*``), ``sys.path``, ``sys.argv``,
+the CPU affinity, the cwd (each task enters its own), fds 0-2 (pointed at /dev/null, releasing
+the task's files), the root logger's level (``HQ_PYLOG`` of each task). NOT reset (a task that
+changes these affects later tasks of the same child): attributes of modules the runner had
+imported (monkeypatching the stdlib, cloudpickle or hyperqueue), ``random``'s state (continues
+rather than being reseeded), resource limits, loggers other than the root, warnings filters,
+``sys.setrecursionlimit`` and similar interpreter settings. The pid is the same for
+consecutive tasks of one child, and so is the process group id; what the worker signals is
+always exactly the running task's group (it signals only while the task runs, and the child
+takes the next task only after the worker's ``K``).
 """
 
 from __future__ import annotations
@@ -85,7 +121,8 @@ PR_SET_CHILD_SUBREAPER = 36
 
 
 def serve(fd: int) -> None:
-    """The fork server's main loop on the socket `fd`; returns when the worker closes it."""
+    """The fork server's main loop; `fd` is its socket with the worker, which its children read
+    the requests from. Returns when the worker closes it."""
     sock = socket.socket(fileno=fd)
     try:  # preloaded for the children (upstream's client pickles a CloudWrapper)
         import cloudpickle  # noqa: F401
@@ -109,121 +146,95 @@ def serve(fd: int) -> None:
     sock.send(HELLO)
     poller = select.poll()
     sock_fd = sock.fileno()
-    poller.register(sock_fd, select.POLLIN)
+    os.set_inheritable(sock_fd, False)
+    poller.register(sock_fd, 0)  # only its hang-up: the requests are the children's to read
     kids: dict[int, _Kid] = {}  # pidfd -> every child not reaped yet
-    by_status: dict[int, _Kid] = {}  # status fd -> the child running that task
-    idle: list[_Kid] = []  # children waiting for a task (warm ones last: taken first)
-    peak = [0]  # most tasks running at once: as many warm children are kept
+    by_sock: dict[int, _Kid] = {}  # a child's own socket -> the child (its T messages)
+    by_status: dict[int, _Kid] = {}  # status socket -> the child running that task
+    busy = 0  # children between a T and the worker's close of that task's status socket
 
-    def fork_spare():
-        """A child forked ahead of its task (the fork is off the task's critical path)."""
+    def fork_spare() -> bool:
+        """A child that waits for a request (the fork is off the tasks' critical path)."""
         a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             pid = os.fork()
         except OSError:
             a.close()
             b.close()
-            return None
+            return False
         if pid == 0:
-            _spare(b.fileno(), me, libc)
+            _spare(sock_fd, b.fileno(), me, libc)
         b.close()
-        return track(_Kid(pid, a))
-
-    def track(kid):
         try:
-            kid.pidfd = os.pidfd_open(kid.pid)
+            pidfd = os.pidfd_open(pid)
         except OSError:  # (cannot happen for our own unreaped child)
-            _kill(kid.pid)
-            _reap(kid.pid)
-            if kid.sock is not None:
-                kid.sock.close()
-            return None
-        kids[kid.pidfd] = kid
-        poller.register(kid.pidfd, select.POLLIN)
-        return kid
-
-    def discard(kid):
-        """Gives a child up: killed now, reaped when its pidfd reports the exit."""
-        _kill(kid.pid)
-        if kid.sock is not None:
-            kid.sock.close()
-            kid.sock = None
+            _kill(pid)
+            _reap(pid)
+            a.close()
+            return False
+        a.setblocking(False)  # (recv_fds ignores its flags before Python 3.12)
+        kid = _Kid(pid, a, pidfd)
+        kids[pidfd] = kid
+        by_sock[a.fileno()] = kid
+        poller.register(pidfd, select.POLLIN)
+        poller.register(a.fileno(), select.POLLIN)
+        return True
 
     while True:
-        while len(idle) < SPARES:
-            spare = fork_spare()
-            if spare is None:
+        while len(kids) - busy < SPARES:
+            if not fork_spare():
                 break
-            idle.insert(0, spare)
         try:
             events = poller.poll()
         except InterruptedError:
             continue
         # Registered descriptors are closed only after the whole batch: no number is reused
-        # within it, so a later event of the batch never lands on a new descriptor. New
-        # requests last: a child the worker gave back (K) before it sent the request is idle.
+        # within it, so a later event of the batch never lands on a new descriptor.
+        # A child's D is read before the close of its task's status socket (it sent D first).
         closing: list[int] = []
         if len(events) > 1:
-            events.sort(key=lambda event: event[0] == sock_fd)
+            events.sort(key=lambda event: event[0] not in by_sock)
         for fd, ev in events:
             if fd == sock_fd:
-                try:
-                    msg, fds, flags, _ = socket.recv_fds(sock, MAX_REQUEST, 4)
-                except InterruptedError:
-                    continue
-                except OSError:
-                    return
-                if not msg and not fds:
-                    return  # the worker closed its end
-                if len(fds) not in (3, 4) or flags & socket.MSG_TRUNC:
-                    for f in fds:
-                        _close(f)
-                    continue
-                status = fds[-1]
-                kid = None
-                while idle:  # hand the task to a child forked ahead or kept warm
-                    kid = idle.pop()
+                return  # the worker closed its end (idle children see the EOF and exit)
+            kid = by_sock.get(fd)
+            if kid is not None:  # its messages, all of them (in order) before its other events
+                while True:
                     try:
-                        socket.send_fds(kid.sock, [msg], fds)
+                        msg, fds, _, _ = socket.recv_fds(kid.sock, 16, 1)  # (non-blocking)
+                    except (BlockingIOError, InterruptedError):
                         break
-                    except OSError:  # it died meanwhile
-                        discard(kid)
-                        kid = None
-                if kid is None:
-                    try:
-                        pid = os.fork()
-                    except OSError as e:
-                        _write(status, b"F%s\n" % _line(f"Cannot start the function task: {e}"))
-                        for f in fds:
-                            _close(f)
-                        continue
-                    if pid == 0:
-                        _child(msg, fds, me, libc)
-                    kid = track(_Kid(pid, None))
-                    if kid is None:
-                        _write(status, b"X255\n")
-                        for f in fds:
-                            _close(f)
-                        continue
-                _write(status, b"P%d\n" % kid.pid)
-                for f in fds[:-1]:
-                    _close(f)
-                kid.status = status
-                by_status[status] = kid
-                poller.register(status, select.POLLIN)  # the worker's K, or its close
-                if len(by_status) > peak[0]:
-                    peak[0] = len(by_status)
+                    except OSError:
+                        msg, fds = b"", []
+                    if not msg:  # the child is gone (its pidfd reports it)
+                        poller.unregister(fd)
+                        del by_sock[fd]
+                        kid.sock.close()
+                        kid.sock = None
+                        break
+                    if msg == b"D":  # its task is done and it waits for the worker's K
+                        kid.done = True
+                    for status in fds:  # T: it took a request; that task's status socket
+                        if kid.pidfd < 0:
+                            _close(status)
+                            continue
+                        if kid.status >= 0:  # its previous task: it got K, so the worker
+                            old = kid.status  # closes that socket (and its close is done)
+                            del by_status[old]
+                            poller.unregister(old)
+                            closing.append(old)
+                            busy -= 1
+                        kid.done = False
+                        kid.status = status
+                        by_status[status] = kid
+                        busy += 1
+                        poller.register(status, 0)  # its hang-up: the worker is done with it
             elif fd in kids:  # a child exited
                 kid = kids.pop(fd)
                 poller.unregister(fd)
                 closing.append(fd)
                 kid.pidfd = -1
-                if kid.sock is not None:
-                    kid.sock.close()
-                    kid.sock = None
-                if kid.status < 0:  # idle, or given up by the worker: reap it now
-                    if kid in idle:
-                        idle.remove(kid)
+                if kid.status < 0:  # idle, or its task is closed: reap it now
                     _reap(kid.pid)
                     continue
                 try:  # report; keep the zombie until the worker closes the status socket
@@ -241,22 +252,13 @@ def serve(fd: int) -> None:
                 poller.unregister(fd)
                 closing.append(fd)
                 kid.status = -1
-                try:
-                    said = os.read(fd, 16)
-                except OSError:
-                    said = b""
+                busy -= 1
                 if kid.pidfd < 0:  # a zombie already
                     _reap(kid.pid)
-                elif said[:1] == b"K" and kid.sock is not None:
-                    # the child reported its task done and its state clean (R), and the
-                    # worker never signaled it for that task: it takes the next one
-                    if len(idle) < peak[0] + SPARES:
-                        idle.append(kid)
-                    else:  # more warm children than tasks run at once: it exits
-                        kid.sock.close()
-                        kid.sock = None
-                else:  # still running (the worker gave up on it): kill its group; it is
-                    discard(kid)  # reaped once its pidfd reports the exit (never block here)
+                elif not kid.done:  # still running (the worker gave up on it): kill its group;
+                    _kill(kid.pid)  # it is reaped once its pidfd reports the exit
+                # else it runs on: given back (K: it takes the next request), or it exits by
+                # itself (no K)
         for fd in closing:
             _close(fd)
 
@@ -264,12 +266,13 @@ def serve(fd: int) -> None:
 class _Kid:
     """A child of the fork server (in the server)."""
 
-    __slots__ = ("pid", "sock", "pidfd", "status")
+    __slots__ = ("pid", "sock", "pidfd", "status", "done")
 
-    def __init__(self, pid: int, sock):
+    def __init__(self, pid: int, sock, pidfd: int):
+        self.done = False  # it reported D for its current task
         self.pid = pid
-        self.sock = sock  # to hand it a task (None: forked for one task, not reusable)
-        self.pidfd = -1  # -1 once it exited
+        self.sock = sock  # its T messages (None once it closed it)
+        self.pidfd = pidfd  # -1 once it exited
         self.status = -1  # the status socket of its task (-1: none)
 
 
@@ -296,7 +299,7 @@ def _write(fd: int, data: bytes) -> None:
     try:
         os.write(fd, data)
     except OSError:
-        pass  # the worker closed the pipe: the POLLERR path reaps
+        pass  # the worker closed the socket: its hang-up reaps
 
 
 def _close(fd: int) -> None:
@@ -306,23 +309,10 @@ def _close(fd: int) -> None:
         pass
 
 
-def _child(msg, fds, server_pid, libc):
-    """In a child forked for a task: become the task's process, run it, exit. Never returns."""
-    code = 127
-    try:
-        os.setsid()
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != server_pid:
-            os._exit(code)
-        code, _ = _become(msg, fds, None)
-    except BaseException:  # noqa: BLE001 - the child must never return into the server loop
-        pass
-    os._exit(code)
-
-
-def _spare(fd, server_pid, libc):
-    """In a child forked ahead: waits for a task (or the server's end), becomes it, and while
-    each task leaves the process clean (see `_Baseline`), waits for the next one."""
+def _spare(requests_fd, own_fd, server_pid, libc):
+    """In a child: takes a request from the worker's socket (the first idle child gets it),
+    becomes that task, and while each task leaves the process clean (see `_Baseline`) and the
+    worker gives it back (K), takes the next one. Never returns."""
     code = 127
     try:
         os.setsid()
@@ -332,20 +322,42 @@ def _spare(fd, server_pid, libc):
         libc.prctl(PR_SET_CHILD_SUBREAPER, 1)
         if os.getppid() != server_pid:
             os._exit(code)
-        os.closerange(3, fd)  # nothing of the server's: no other task's status socket
-        os.closerange(fd + 1, 1 << 20)
-        sock = socket.socket(fileno=fd)
+        low, high = sorted((requests_fd, own_fd))
+        os.closerange(3, low)  # nothing of the server's: no other task's status socket
+        os.closerange(low + 1, high)
+        os.closerange(high + 1, 1 << 20)
+        requests = socket.socket(fileno=requests_fd)
+        own = socket.socket(fileno=own_fd)
+        me = b"P%d\n" % os.getpid()
         baseline = None
         while True:
-            msg, fds, _, _ = socket.recv_fds(sock, MAX_REQUEST, 4)
-            if not fds:
-                code = 0  # the server is done with us
+            msg, fds, flags, _ = socket.recv_fds(requests, MAX_REQUEST, 4)
+            if not msg and not fds:
+                code = 0  # the worker is gone
                 break
+            if len(fds) not in (3, 4) or flags & socket.MSG_TRUNC:
+                for f in fds:
+                    _close(f)
+                continue
+            status = fds[-1]
+            # the server learns the task's status socket first (it reports our exit there),
+            # then the worker our pid: it may signal us from then on
+            socket.send_fds(own, [b"T"], [status])
+            os.write(status, me)
             if baseline is None:
-                baseline = _Baseline(fd)
+                baseline = _Baseline((requests_fd, own_fd))
             code, again = _become(msg, fds, baseline)
             if not again:
                 break
+            while True:  # K: the worker is done with the task and gives us back
+                try:
+                    answer = os.read(status, 16)
+                    break
+                except InterruptedError:
+                    continue
+            if answer[:1] != b"K":
+                break
+            os.close(status)
     except BaseException:  # noqa: BLE001 - the child must never return into the server loop
         pass
     os._exit(code)
@@ -356,14 +368,14 @@ class _Baseline:
     (it exits as a fresh child would, and the server forks another); what every task changes
     by design is put back. See the module docstring, "Warm children"."""
 
-    __slots__ = ("sock", "environ", "path", "modules", "stdio", "handlers", "mask", "affinity",
-                 "pinned", "umask", "log_handlers", "nfds")
+    __slots__ = ("keep", "environ", "path", "modules", "stdio", "handlers", "mask", "affinity",
+                 "pinned", "umask", "log_handlers")
 
-    def __init__(self, sock_fd: int):
+    def __init__(self, keep: tuple[int, int]):
         import logging
 
-        self.sock = sock_fd
-        self.environ = dict(os.environ)
+        self.keep = keep  # the child's two sockets (requests, its own to the server)
+        self.environ = dict(os.environ._data)  # (bytes: compared without decoding)
         self.path = list(sys.path)
         self.modules = set(sys.modules)
         self.stdio = (sys.stdin, sys.stdout, sys.stderr)
@@ -375,7 +387,6 @@ class _Baseline:
         self.umask = os.umask(0o022)
         os.umask(self.umask)
         self.log_handlers = list(logging.root.handlers)
-        self.nfds = 0
 
     def clean(self) -> bool:
         """After a task that exited 0: is this process as it was (but what `restore` puts
@@ -397,17 +408,19 @@ class _Baseline:
             return False
         except ChildProcessError:
             pass
-        # descriptors: 0-2, the server's socket, the status socket (+ the listing's own)
-        return len(os.listdir("/proc/self/fd")) == 6
+        # descriptors: 0-2, the two sockets, the status socket (+ the listing's own)
+        return len(os.listdir("/proc/self/fd")) == 7
 
     def restore(self) -> None:
-        environ = os.environ
-        if environ != self.environ:
-            for name in [k for k in environ if k not in self.environ]:
-                del environ[name]
-            for name, value in self.environ.items():
-                if environ.get(name) != value:
-                    environ[name] = value
+        data, base = os.environ._data, self.environ
+        if data != base:
+            for name in [k for k in data if k not in base]:
+                os.unsetenv(name)
+                del data[name]
+            for name, value in base.items():
+                if data.get(name) != value:
+                    os.putenv(name, value)
+                    data[name] = value
         if sys.path != self.path:
             sys.path[:] = self.path
         if self.pinned:
@@ -447,10 +460,11 @@ def _become(msg, fds, baseline: _Baseline | None) -> tuple[int, bool]:
         if baseline is None:
             os.closerange(3, status)
             os.closerange(status + 1, 1 << 20)
-        else:  # (and the socket to the server)
-            low, high = sorted((status, baseline.sock))
+        else:  # (and the child's two sockets)
+            low, mid, high = sorted((status, *baseline.keep))
             os.closerange(3, low)
-            os.closerange(low + 1, high)
+            os.closerange(low + 1, mid)
+            os.closerange(mid + 1, high)
             os.closerange(high + 1, 1 << 20)
             # a streamed channel is a pipe whose reader waits for this process's exit
             if any(_is_pipe(f) for f in (1, 2)):
@@ -468,8 +482,8 @@ def _become(msg, fds, baseline: _Baseline | None) -> tuple[int, bool]:
                  and baseline.clean())
         if again:
             baseline.restore()
+            os.write(baseline.keep[1], b"D")  # to the server first: not to be killed at the close
             os.write(status, b"R%d\n" % code)
-            os.close(status)
             return code, True
         # the exit status, straight to the worker (its stdio is flushed: the task is done)
         os.write(status, b"X%d\n" % code)

@@ -160,9 +160,9 @@ def test_function_task_runs_warm_as_a_task_process(env, tmp_path):
     assert info["stdin"] == ""  # the pickle was consumed by task_main
     assert info["fds"][:3] == [0, 1, 2]
     # beyond stdio: what listdir opened, the status socket and (a warm child that may run
-    # another task) its socket to the runner, all close-on-exec; nothing of the runner leaks
-    # into what the task executes
-    assert len(info["fds"]) <= 6 and info["inheritable"] == []
+    # another task) its two sockets (requests from the worker, its own to the runner), all
+    # close-on-exec; nothing of the runner leaks into what the task executes
+    assert len(info["fds"]) <= 7 and info["inheritable"] == []
     # a second task reuses the same runner
     run = env.run(_report, "b")
     assert run.error is None
@@ -476,31 +476,43 @@ def _lines(path):
 
 
 @pytest.mark.timeout(60)
-def test_warm_child_runs_consecutive_tasks_each_with_its_own_env_cwd_stdio(env, tmp_path):
+def test_warm_children_run_consecutive_tasks_each_with_its_own_env_cwd_stdio(env, tmp_path):
     path = str(tmp_path / "state")
     cwd = str(tmp_path / "cwd")
     all_cpus = sorted(os.sched_getaffinity(0))
-    assert env.run(_state, path, True, env={"FOO": "a"}).error is None
-    assert env.out() == "to stdout of task 1\n"
-    assert env.run(_state, path, True, pin="taskset", cpus=[str(all_cpus[0])]).error is None
-    assert env.out() == "to stdout of task 2\n"  # a new file per task, written by the reused child
-    assert env.run(_state, path, False, env={"FOO": "c"}).error is None
-    first, second, third = _lines(path)
-    assert first[0] == second[0] == third[0], "the child was not reused"
-    assert first[1:] == (cwd, "a", None, "1", ["-c"], False, all_cpus)
-    # what task 1 changed is gone: env (also a variable it removed), cwd, sys.path, argv
-    assert second[1:] == (cwd, None, None, "2", ["-c"], False, [all_cpus[0]])
-    assert third[1:] == (cwd, "c", None, "3", ["-c"], False, all_cpus)  # pinning undone
+    # (idle children take the requests in turn: at most 3 here, 1 running + 2 waiting)
+    for i in range(1, 7):
+        pinned = i == 5
+        run = env.run(_state, path, i < 6, env={"FOO": f"v{i}"} if i % 2 else None,
+                      pin="taskset" if pinned else None,
+                      cpus=[str(all_cpus[0])] if pinned else None)
+        assert run.error is None, run.error
+        if i < 6:  # a new file per task, written by whichever child ran it
+            assert env.out() == f"to stdout of task {i}\n"
+    seen = _lines(path)
+    pids = [line[0] for line in seen]
+    assert len(set(pids)) < len(pids), f"no child was reused: {pids}"
+    for i, line in enumerate(seen, 1):
+        # what earlier tasks changed is gone: env (also a variable one removed), cwd, sys.path,
+        # argv, pinning
+        assert line[1:] == (cwd, f"v{i}" if i % 2 else None, None, str(i), ["-c"], False,
+                            [all_cpus[0]] if i == 5 else all_cpus), (i, pids)
     (server,) = env.server_pids()
     with open(f"/proc/{server}/task/{server}/children") as f:
-        assert first[0] in [int(p) for p in f.read().split()]  # waiting for the next task
+        assert pids[-1] in [int(p) for p in f.read().split()]  # waiting for the next task
 
 
 def _pollute(path, how):
+    """Records "<how> <pid>" and, in a child that has run a task before (warm), does `how`;
+    in a fresh child it records "cold <pid>" and does nothing."""
     import signal as signal_module
 
+    with open(path) as f:
+        warm = f" {os.getpid()}\n" in f.read()
     with open(path, "a") as f:
-        f.write(f"{os.getpid()}\n")
+        f.write(f"{how if warm else 'cold'} {os.getpid()}\n")
+    if not warm:
+        return
     if how == "module":
         import colorsys  # noqa: F401 - (a module no runner imports)
     elif how == "thread":
@@ -519,6 +531,27 @@ def _pollute(path, how):
         import io
 
         sys.stdout = io.StringIO()
+    elif how == "crash":
+        os.kill(os.getpid(), signal_module.SIGKILL)
+    elif how.startswith("wait"):  # until the test creates <path>.go
+        deadline = time.monotonic() + 100
+        while not os.path.exists(path + ".go") and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
+def _tagged(path):
+    return [(tag, int(pid)) for tag, pid in (ln.split() for ln in open(path).read().splitlines())]
+
+
+def _until_warm(env, path, how, **kwargs):
+    """Runs `_pollute(path, how)` until it ran in a warm child (idle children take the
+    requests in turn); returns that run and its pid."""
+    for _ in range(12):
+        run = env.run(_pollute, path, how, **kwargs)
+        tag, pid = _tagged(path)[-1]
+        if tag != "cold":
+            return run, pid
+    raise AssertionError("no request went to a warm child")
 
 
 @pytest.mark.timeout(60)
@@ -526,83 +559,81 @@ def _pollute(path, how):
                                  "stdout"])
 def test_a_task_that_changes_its_process_ends_it(env, tmp_path, how):
     path = str(tmp_path / "pids")
-    assert env.run(_pollute, path, None).error is None
-    run = env.run(_pollute, path, how)
+    open(path, "w").close()
+    assert env.run(_pollute, path, "clean").error is None
+    run, victim = _until_warm(env, path, how)
     assert (run.error is None) == (how != "failed")
-    assert env.run(_pollute, path, None).error is None
-    first, second, third = map(int, open(path).read().split())
-    env.pids += [first, second, third]
-    assert first == second, "a clean task's child was not reused"
-    assert third != second, f"the child was reused after a task changed its {how}"
-    assert _gone(second)
-
-
-def _sleep_report(path, tag, seconds):
-    with open(path, "a") as f:
-        f.write(f"{tag} {os.getpid()}\n")
-    time.sleep(seconds)
-
-
-def _pids_by_tag(path, n, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        lines = open(path).read().splitlines() if os.path.exists(path) else []
-        if len(lines) >= n:
-            return {tag: int(pid) for tag, pid in (ln.split() for ln in lines)}
-        assert time.monotonic() < deadline, f"{path}: {lines}"
-        time.sleep(0.01)
+    n = len(_tagged(path))
+    for _ in range(4):
+        assert env.run(_pollute, path, "clean").error is None
+    tagged = _tagged(path)
+    env.pids += [pid for _, pid in tagged]
+    assert victim not in [pid for _, pid in tagged[n:]], \
+        f"the child was reused after a task changed its {how}"
+    assert _gone(victim)
+    pids = [pid for _, pid in tagged]
+    assert len(set(pids)) < len(pids), "clean children were not reused"
 
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("end", ["cancel", "time limit"])
 def test_cancel_or_time_limit_of_one_warm_task_leaves_the_other_running(env, tmp_path, end):
     path = str(tmp_path / "pids")
-    # two warm children that have already run a task each
-    warm = [env.run(_sleep_report, path, f"w{i}", 0.3, start=True) for i in range(2)]
-    for _run, thread in warm:
-        thread.join(10)
-    assert all(run.error is None for run, _ in warm)
-    if end == "cancel":
-        victim, vthread = env.run(_sleep_report, path, "victim", 100, start=True)
+    go = path + ".go"
+    open(path, "w").close()
+    limit = 1.5 if end == "time limit" else None
+    for _attempt in range(10):
+        n = len(_tagged(path))
+        victim, vthread = env.run(_pollute, path, "wait-victim", time_limit=limit, start=True)
+        other, othread = env.run(_pollute, path, "wait-other", start=True)
+        deadline = time.monotonic() + 10
+        while len(_tagged(path)) < n + 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        tagged = dict(_tagged(path)[n:])
+        env.pids += list(tagged.values())
+        if set(tagged) == {"wait-victim", "wait-other"}:
+            break  # both in warm children
+        open(go, "w").close()  # (a cold one returned at once) the warm one ends normally
+        vthread.join(10)
+        othread.join(10)
+        os.unlink(go)
     else:
-        victim, vthread = env.run(_sleep_report, path, "victim", 100, time_limit=1.0,
-                                  start=True)
-    other, othread = env.run(_sleep_report, path, "other", 2.5, start=True)
-    pids = _pids_by_tag(path, 4)
-    env.pids += list(pids.values())
-    assert {pids["victim"], pids["other"]} == {pids["w0"], pids["w1"]}, "not the warm children"
+        raise AssertionError("the two tasks never ran in warm children together")
+    vpid, opid = tagged["wait-victim"], tagged["wait-other"]
     if end == "cancel":
-        assert victim.cancel() == pids["victim"]
+        assert victim.cancel() == vpid
     vthread.join(10)
     assert not vthread.is_alive()
     assert victim.error == ("Time limit reached" if end == "time limit" else None)
     assert victim.canceled == (end == "cancel")
-    assert _gone(pids["victim"])
-    assert _alive(pids["other"]), "the other task was killed too"
+    assert _gone(vpid)
+    assert _alive(opid), "the other task was killed too"
+    assert othread.is_alive()
+    open(go, "w").close()
     othread.join(10)
     assert other.error is None
-    # the runner goes on: the other child is reused, the killed one replaced
-    assert env.run(_sleep_report, path, "after", 0).error is None
-    after = _pids_by_tag(path, 5)["after"]
-    assert after != pids["victim"]
-
-
-def _die(path):
-    with open(path, "a") as f:
-        f.write(f"{os.getpid()}\n")
-    os.kill(os.getpid(), signal.SIGKILL)
+    # the runner goes on; the killed child is never reused, the other one is
+    n = len(_tagged(path))
+    for _ in range(6):
+        assert env.run(_pollute, path, "clean").error is None
+    later = [pid for _, pid in _tagged(path)[n:]]
+    assert vpid not in later
+    assert opid in later
 
 
 @pytest.mark.timeout(60)
 def test_crash_of_a_warm_child_fails_only_its_task(env, tmp_path):
     path = str(tmp_path / "pids")
-    assert env.run(_pollute, path, None).error is None
-    run = env.run(_die, path)
+    open(path, "w").close()
+    assert env.run(_pollute, path, "clean").error is None
+    (server,) = env.server_pids()
+    run, crashed = _until_warm(env, path, "crash")
     assert run.error == "Program terminated with exit code -1. Received signal 9 (SIGKILL)."
-    assert env.run(_pollute, path, None).error is None
-    first, second, third = map(int, open(path).read().split())
-    assert first == second, "the crash was not in the warm child"
-    assert third != second
-    (server,) = env.server_pids()  # the same runner: it recovered
+    n = len(_tagged(path))
+    for _ in range(4):
+        assert env.run(_pollute, path, "clean").error is None
+    tagged = _tagged(path)
+    assert crashed not in [pid for _, pid in tagged[n:]]
+    assert env.server_pids() == [server]  # the same runner: it recovered
     with open(f"/proc/{server}/task/{server}/children") as f:
-        assert third in [int(p) for p in f.read().split()]
+        assert tagged[-1][1] in [int(p) for p in f.read().split()]
