@@ -18,48 +18,53 @@ the normal way, a process per task. ``--pin taskset`` becomes ``sched_setaffinit
 
 The protocol (private: a socketpair between one worker and its fork server)
 --------------------------------------------------------------------------
-* Worker -> server, one SOCK_SEQPACKET message per task: ``pickle((cwd, env, cpus, stdin))``
+* Worker -> runner, one SOCK_SEQPACKET message per task: ``pickle((cwd, env, cpus, stdin))``
   (``env``: the variables whose values in the task differ from the server's environment, which
   is the worker's with the task's start-up variables; ``cpus``: CPU ids to pin to, or None;
   ``stdin``: the task's stdin if at most 64 KiB, which the child puts in a memfd on its fd 0)
   with three or four descriptors (SCM_RIGHTS): the read end of the task's stdin pipe (when not
   inline; the worker feeds it), its stdout, its stderr, and one end of a *status socket* (a
-  stream socketpair) made for this task alone.
-* On the status socket, to the worker: the server writes ``P<pid>\n`` when it handed the task
-  to a child (``F<message>\n`` if it could not fork) and ``X<returncode>\n`` when the child
+  stream socketpair) made for this task alone. The server's idle children all wait in
+  ``recvmsg`` on the server's end of that socketpair: the first one takes the request, so a
+  task start wakes one child, not the server too. The server only watches it for the worker's
+  hang-up.
+* A child that took a request first sends ``T`` with the status socket to the server over its
+  own socketpair with the server (the server reports the child's exit there), then ``P<pid>\n``
+  on the status socket; the worker may signal it from then on.
+* On the status socket, to the worker: the server writes ``X<returncode>\n`` when the child
   exited (negative: killed by that signal). The child writes ``E<message>\n`` if it cannot
   enter its cwd, and, once the task is done and its stdio flushed, either its own
   ``X<code>\n`` just before it exits, or ``R<code>\n`` (code 0) when it stays for another task
-  (see "Warm children"); the first ``X``/``R`` counts. Until the child's ``setsid`` it is not a
-  group leader: the worker signals the pid itself when the group does not exist yet (the child
-  has no descendants then). To the server, the worker writes ``K`` before it closes its end
-  when the child reported ``R`` and the worker never signaled it for this task: the child is
-  then given the next task; a close without ``K`` means the worker is done with the child.
-* The server keeps two children forked ahead (*spares*, each in its own session and holding
-  nothing but its socketpair with the server), hands one the next request and its descriptors,
-  and forks the replacement while the task runs, so the fork is off the task's critical path
-  (it forks directly when no spare or warm child is idle).
-* The server does NOT reap a child when it exits: it reaps it when the worker closes its end of
-  the status socket. The worker does that only after it has killed the task's process group
-  (`Runner._end_process`; not for a child that reported ``R``: nothing of its task is left to
-  kill), so while the worker may still signal the group the pid cannot have been reused: the
-  same guarantee as for its own children. If the worker closes the socket without ``K`` while
-  the child still runs, the server kills the child's group first.
+  (see "Warm children"; it sends ``D`` to the server first); the first ``X``/``R`` counts. Until
+  the child's ``setsid`` it is not a group leader: the worker signals the pid itself when the
+  group does not exist yet (the child has no descendants then). To the child, the worker writes
+  ``K`` before it closes its end when the child reported ``R`` and the worker never signaled
+  it for this task: the child then takes its next request; a close without ``K`` makes it exit.
+* The server keeps two idle children (*spares*, each in its own session and holding nothing
+  but the request socket and its socketpair with the server) beyond those running tasks; it
+  forks a replacement when a child takes a request, so the fork is off the tasks' critical
+  path.
+* The server does NOT reap a child when it exits: it reaps it when the worker has closed its end
+  of the status socket (the server sees the hang-up). The worker does that only after it has
+  killed the task's process group (`Runner._end_process`; not for a child that reported ``R``:
+  nothing of its task is left to kill), so while the worker may still signal the group the pid
+  cannot have been reused: the same guarantee as for its own children. If the worker closes
+  the socket while the child still runs its task (no ``D``), the server kills the child's
+  group.
 * The child: its own session (setsid), stdin/stdout/stderr on fds 0-2, every other descriptor
-  closed (but its status socket and its socket to the server, both close-on-exec), the task's
-  cwd and os.environ, ``sys.argv == ["-c"]``, the CPU affinity if pinned,
-  PR_SET_PDEATHSIG=SIGKILL (it dies with the server), PR_SET_CHILD_SUBREAPER (the task's
-  orphans stay its descendants). It runs `task_main`, then what an interpreter does at exit
-  (joins non-daemon threads, atexit handlers, flushes stdio); SIGINT kills it by signal as it
-  would a fresh ``python3``.
+  closed (but its status socket and its two sockets, all close-on-exec), the task's cwd and
+  os.environ, ``sys.argv == ["-c"]``, the CPU affinity if pinned, PR_SET_PDEATHSIG=SIGKILL (it
+  dies with the server), PR_SET_CHILD_SUBREAPER (the task's orphans stay its descendants). It
+  runs `task_main`, then what an interpreter does at exit (joins non-daemon threads, atexit
+  handlers, flushes stdio); SIGINT kills it by signal as it would a fresh ``python3``.
 * A server crash: the worker notices on a pidfd of the server (or an EOF on the status socket)
   without an ``X``/``R``; it kills those tasks' process groups, fails them with
   RUNNER_CRASHED, and the next function task starts a new server. When the worker goes away,
-  the server sees EOF on the socket and exits (its children die with it); the tasks' groups are
-  killed by the worker's reaper companion like any task's. Import caches are not invalidated in
-  the child: a module file created within the file system's timestamp granularity of the
-  runner's start in a directory the runner imported from may be missed (user code in the task's
-  cwd is looked up afresh).
+  the server and the idle children see the hang-up and exit (the children running tasks die
+  with the server); the tasks' groups are killed by the worker's reaper companion like any
+  task's. Import caches are not invalidated in the child: a module file created within the
+  file system's timestamp granularity of the runner's start in a directory the runner imported
+  from may be missed (user code in the task's cwd is looked up afresh).
 
 Warm children (a child runs many tasks in sequence)
 ---------------------------------------------------
@@ -90,7 +95,9 @@ rather than being reseeded), resource limits, loggers other than the root, warni
 ``sys.setrecursionlimit`` and similar interpreter settings. The pid is the same for
 consecutive tasks of one child, and so is the process group id; what the worker signals is
 always exactly the running task's group (it signals only while the task runs, and the child
-takes the next task only after the worker's ``K``).
+takes the next request only after the worker's ``K``). Which idle child takes a request is up
+to the kernel (fresh spares and warm children alike); every child becomes warm after its first
+task.
 """
 
 from __future__ import annotations
