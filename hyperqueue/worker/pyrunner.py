@@ -187,6 +187,41 @@ def serve(fd: int) -> None:
         poller.register(a.fileno(), select.POLLIN)
         return True
 
+    def drain(kid, closing) -> None:
+        """Reads every message the child has sent (T: it took a request, with that task's
+        status socket; D: its task is done and it waits for the worker's K)."""
+        nonlocal busy
+        while kid.sock is not None:
+            try:
+                msg, fds, _, _ = socket.recv_fds(kid.sock, 16, 1)  # (non-blocking)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                msg, fds = b"", []
+            if not msg:  # the child is gone (its pidfd reports it)
+                poller.unregister(kid.sock.fileno())
+                del by_sock[kid.sock.fileno()]
+                kid.sock.close()
+                kid.sock = None
+                return
+            if msg == b"D":
+                kid.done = True
+            for status in fds:
+                if kid.pidfd < 0:
+                    _close(status)
+                    continue
+                if kid.status >= 0:  # its previous task: it got K, so the worker
+                    old = kid.status  # closes that socket (and its close is done)
+                    del by_status[old]
+                    poller.unregister(old)
+                    closing.append(old)
+                    busy -= 1
+                kid.done = False
+                kid.status = status
+                by_status[status] = kid
+                busy += 1
+                poller.register(status, 0)  # its hang-up: the worker is done with it
+
     while True:
         while len(kids) - busy < SPARES:
             if not fork_spare():
@@ -206,36 +241,7 @@ def serve(fd: int) -> None:
                 return  # the worker closed its end (idle children see the EOF and exit)
             kid = by_sock.get(fd)
             if kid is not None:  # its messages, all of them (in order) before its other events
-                while True:
-                    try:
-                        msg, fds, _, _ = socket.recv_fds(kid.sock, 16, 1)  # (non-blocking)
-                    except (BlockingIOError, InterruptedError):
-                        break
-                    except OSError:
-                        msg, fds = b"", []
-                    if not msg:  # the child is gone (its pidfd reports it)
-                        poller.unregister(fd)
-                        del by_sock[fd]
-                        kid.sock.close()
-                        kid.sock = None
-                        break
-                    if msg == b"D":  # its task is done and it waits for the worker's K
-                        kid.done = True
-                    for status in fds:  # T: it took a request; that task's status socket
-                        if kid.pidfd < 0:
-                            _close(status)
-                            continue
-                        if kid.status >= 0:  # its previous task: it got K, so the worker
-                            old = kid.status  # closes that socket (and its close is done)
-                            del by_status[old]
-                            poller.unregister(old)
-                            closing.append(old)
-                            busy -= 1
-                        kid.done = False
-                        kid.status = status
-                        by_status[status] = kid
-                        busy += 1
-                        poller.register(status, 0)  # its hang-up: the worker is done with it
+                drain(kid, closing)
             elif fd in kids:  # a child exited
                 kid = kids.pop(fd)
                 poller.unregister(fd)
@@ -260,6 +266,8 @@ def serve(fd: int) -> None:
                 closing.append(fd)
                 kid.status = -1
                 busy -= 1
+                if kid.pidfd >= 0 and not kid.done:  # (its D precedes the worker's close,
+                    drain(kid, closing)  # but may have come after this poll looked at it)
                 if kid.pidfd < 0:  # a zombie already
                     _reap(kid.pid)
                 elif not kid.done:  # still running (the worker gave up on it): kill its group;
