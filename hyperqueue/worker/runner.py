@@ -197,20 +197,6 @@ def _killpg(pgid: int, sig: int) -> None:
         pass
 
 
-def _killpg_or_kill(pid: int, sig: int) -> None:
-    """A warm runner's child before its setsid is not a group leader yet (and has no
-    descendants): then the signal goes to the process itself."""
-    try:
-        os.killpg(pid, sig)
-    except ProcessLookupError:
-        try:
-            os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-    except PermissionError:
-        pass
-
-
 class TaskRun:
     """One task execution, run to completion by `execute` in a spawner thread.
 
