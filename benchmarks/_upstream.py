@@ -13,9 +13,11 @@ interpreter of the upstream venv. Not meant to be run by hand, but it can be:
         add the worker: it connects to the first server. Prints {"ready": true, ...} and runs
         until stdin reaches EOF or a line "stop".
 
-    python _upstream.py client SERVER_DIR N none|default
+    python _upstream.py client SERVER_DIR N none|default|function
         Build one job with N tasks `true` (stdout/stderr discarded or the package's default
-        files in the cwd), submit it, wait for it and print one JSON line with timings.
+        files in the cwd), or N no-op Python functions (`job.function(noop)`, stdout/stderr
+        discarded; the worker's `python3` must be this venv's), submit it, wait for it and
+        print one JSON line with timings.
 
 The package's `wait_for_jobs` polls the server once per second, so "wait returned" is late by up
 to a second. The progress callback records (time, finished tasks) at each poll; from the last
@@ -78,6 +80,10 @@ def worker(server_dir: str, own_dir: str, cores: int) -> None:
         cluster.stop()
 
 
+def _noop():
+    return None
+
+
 def client(server_dir: str, n: int, stdio: str) -> None:
     from hyperqueue import Client, Job
 
@@ -85,7 +91,10 @@ def client(server_dir: str, n: int, stdio: str) -> None:
     c = Client(os.path.abspath(server_dir))
     t_connected = time.perf_counter()
     job = Job()
-    if stdio == "none":
+    if stdio == "function":
+        for _ in range(n):
+            job.function(_noop, stdout=None, stderr=None)
+    elif stdio == "none":
         for _ in range(n):
             job.program(["true"], stdout=None, stderr=None)
     else:

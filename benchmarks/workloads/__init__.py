@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 
 MODULES = ["spawn_loop", "true_nooutput", "true_4workers", "true_files", "zero_spawn", "scale_1m", "many_workers", "submit_1m", "job_list",
-           "crypto", "journal", "restore", "latency", "cluster_netns", "function_noop"]
+           "crypto", "journal", "restore", "latency", "cluster_netns", "function_noop", "pyapi"]
 
 
 def all_workloads() -> list:

@@ -191,8 +191,16 @@ class PythonFunction(Task):
         key = id(self.fn)
         hit = cache.get(key)
         if hit is None or hit[0] is not self.fn:
-            hit = (self.fn, _Pickled(cloudpickle.dumps(self.fn)))
+            hit = (self.fn, _Pickled(cloudpickle.dumps(self.fn)), {})
             cache[key] = hit
+        if not self.args and (self.kwargs is None or (type(self.kwargs) is dict
+                                                      and not self.kwargs)):
+            # a call without arguments: the same bytes for every task of this function
+            empty = self.kwargs is None
+            data = hit[2].get(empty)
+            if data is None:
+                data = hit[2][empty] = cloudpickle.dumps((hit[1], (), self.kwargs))
+            return data
         return cloudpickle.dumps((hit[1], tuple(self.args), self.kwargs))
 
     def _task_dir(self) -> bool:

@@ -18,43 +18,86 @@ the normal way, a process per task. ``--pin taskset`` becomes ``sched_setaffinit
 
 The protocol (private: a socketpair between one worker and its fork server)
 --------------------------------------------------------------------------
-* Worker -> server, one SOCK_SEQPACKET message per task: ``pickle((cwd, env, cpus, stdin))``
+* Worker -> runner, one SOCK_SEQPACKET message per task: ``pickle((cwd, env, cpus, stdin))``
   (``env``: the variables whose values in the task differ from the server's environment, which
   is the worker's with the task's start-up variables; ``cpus``: CPU ids to pin to, or None;
   ``stdin``: the task's stdin if at most 64 KiB, which the child puts in a memfd on its fd 0)
   with three or four descriptors (SCM_RIGHTS): the read end of the task's stdin pipe (when not
-  inline; the worker feeds it), its stdout, its stderr, and the write end of a *status pipe*
-  made for this task alone.
-* On the status pipe: the server writes ``P<pid>\\n`` right after the fork (``F<message>\\n``
-  if it could not fork) and ``X<returncode>\\n`` when the child exited (negative: killed by
-  that signal). The child writes ``E<message>\\n`` if it cannot enter its cwd, and its own
-  ``X<code>\\n`` once the task is done and its stdio flushed, just before it exits (so the
-  worker need not wait for the server to notice the exit; the first ``X`` counts). Until the
-  child's ``setsid`` it is not a group leader: the worker signals the pid itself when the group
-  does not exist yet (the child has no descendants then).
-* The server keeps two children forked ahead (*spares*, each in its own session and holding
-  nothing but its socketpair with the server), hands one the next request and its descriptors,
-  and forks the replacement while the task runs, so the fork is off the task's critical path
-  (it forks directly when no spare is ready).
-* The server does NOT reap the child when it exits: it reaps it when the worker closes its end of
-  the status pipe (the server sees POLLERR on its end). The worker does that only after it has
-  killed the task's process group (`Runner._end_process`), so while the worker may still signal
-  the group the pid cannot have been reused: the same guarantee as for its own children. If the
-  worker closes the pipe while the child still runs, the server kills the child's group first.
+  inline; the worker feeds it), its stdout, its stderr, and one end of a *status socket* (a
+  stream socketpair) made for this task alone. The server's idle children all wait in
+  ``recvmsg`` on the server's end of that socketpair: the first one takes the request, so a
+  task start wakes one child, not the server too. The server only watches it for the worker's
+  hang-up.
+* A child that took a request first sends ``T`` with the status socket to the server over its
+  own socketpair with the server (the server reports the child's exit there), then ``P<pid>\n``
+  on the status socket; the worker may signal it from then on.
+* On the status socket, to the worker: the server writes ``X<returncode>\n`` when the child
+  exited (negative: killed by that signal). The child writes ``E<message>\n`` if it cannot
+  enter its cwd, and, once the task is done and its stdio flushed, either its own
+  ``X<code>\n`` just before it exits, or ``R<code>\n`` (code 0) when it stays for another task
+  (see "Warm children"; it sends ``D`` to the server first); the first ``X``/``R`` counts. Until
+  the child's ``setsid`` it is not a group leader: the worker signals the pid itself when the
+  group does not exist yet (the child has no descendants then). To the child, the worker writes
+  ``K`` before it closes its end when the child reported ``R`` and the worker never signaled
+  it for this task: the child then takes its next request; a close without ``K`` makes it exit.
+* The server keeps two idle children (*spares*, each in its own session and holding nothing
+  but the request socket and its socketpair with the server) beyond those running tasks; it
+  forks a replacement when a child takes a request, so the fork is off the tasks' critical
+  path.
+* The server does NOT reap a child when it exits: it reaps it when the worker has closed its end
+  of the status socket (the server sees the hang-up). The worker does that only after it has
+  killed the task's process group (`Runner._end_process`; not for a child that reported ``R``:
+  nothing of its task is left to kill), so while the worker may still signal the group the pid
+  cannot have been reused: the same guarantee as for its own children. If the worker closes
+  the socket while the child still runs its task (no ``D``), the server kills the child's
+  group.
 * The child: its own session (setsid), stdin/stdout/stderr on fds 0-2, every other descriptor
-  closed (but its status pipe end, close-on-exec), the task's cwd and os.environ,
-  ``sys.argv == ["-c"]``, the CPU affinity if pinned, PR_SET_PDEATHSIG=SIGKILL (it dies with
-  the server). It runs `task_main`, then what an
-  interpreter does at exit (joins non-daemon threads, atexit handlers, flushes stdio); SIGINT
-  kills it by signal as it would a fresh ``python3``.
-* A server crash: the worker notices on a pidfd of the server (or an EOF on the status pipe)
-  without an ``X``; it kills those tasks' process groups, fails them with RUNNER_CRASHED, and
-  the next function task starts a new server. When the worker goes away, the server sees EOF
-  on the socket and exits (its children die with it); the tasks' groups are killed by the
-  worker's reaper companion like any task's. Import caches are not invalidated in the child:
-  a module file created within the file system's timestamp granularity of the runner's
-  start in a directory the runner imported from may be missed (user code in the task's cwd is
-  looked up afresh).
+  closed (but its status socket and its two sockets, all close-on-exec), the task's cwd and
+  os.environ, ``sys.argv == ["-c"]``, the CPU affinity if pinned, PR_SET_PDEATHSIG=SIGKILL (it
+  dies with the server), PR_SET_CHILD_SUBREAPER (the task's orphans stay its descendants). It
+  runs `task_main`, then what an interpreter does at exit (joins non-daemon threads, atexit
+  handlers, flushes stdio); SIGINT kills it by signal as it would a fresh ``python3``.
+* A server crash: the worker notices on a pidfd of the server (or an EOF on the status socket)
+  without an ``X``/``R``; it kills those tasks' process groups, fails them with
+  RUNNER_CRASHED, and the next function task starts a new server. When the worker goes away,
+  the server and the idle children see the hang-up and exit (the children running tasks die
+  with the server); the tasks' groups are killed by the worker's reaper companion like any
+  task's. Import caches are not invalidated in the child: a module file created within the
+  file system's timestamp granularity of the runner's start in a directory the runner imported
+  from may be missed (user code in the task's cwd is looked up afresh).
+
+Warm children (a child runs many tasks in sequence)
+---------------------------------------------------
+A fresh fork pays its page faults and its exit (~2 ms of CPU per task on the benchmark
+machine), so a child whose task left its process as it found it runs the next task instead of
+exiting. Before its first task the child records its state (`_Baseline`). After a task it is
+reused only if ALL of these hold, else it exits as before (and the server forks a fresh one):
+
+* the task exited 0 (an exception, ``sys.exit``, a signal: the child exits);
+* the worker never signaled it (cancel, time limit: the worker then kills its group and does
+  not send ``K``), and its stdout/stderr were not pipes (a streamed task: the reader waits for
+  the process's exit);
+* no process of the task is left (no child at all, running or unreaped; as a subreaper the
+  child also sees orphans of the task's children), and no thread;
+* ``sys.modules`` has exactly the modules it had (a task that imported anything new, e.g. its
+  own module or numpy, ends the child: a later task must not see a module loaded by another,
+  and a module file changed between tasks is loaded afresh), the same ``sys.stdin/stdout/
+  stderr`` objects, the same root logging handlers, Python signal handlers, signal mask and
+  umask, and no descriptor besides 0-2 and its two sockets.
+
+What every task changes by design is put back before the next: ``os.environ`` (variables set,
+changed or removed by the task, and the task's own ``HQ_*``), ``sys.path``, ``sys.argv``,
+the CPU affinity, the cwd (each task enters its own), fds 0-2 (pointed at /dev/null, releasing
+the task's files), the root logger's level (``HQ_PYLOG`` of each task). NOT reset (a task that
+changes these affects later tasks of the same child): attributes of modules the runner had
+imported (monkeypatching the stdlib, cloudpickle or hyperqueue), ``random``'s state (continues
+rather than being reseeded), resource limits, loggers other than the root, warnings filters,
+``sys.setrecursionlimit`` and similar interpreter settings. The pid is the same for
+consecutive tasks of one child, and so is the process group id; what the worker signals is
+always exactly the running task's group (it signals only while the task runs, and the child
+takes the next request only after the worker's ``K``). Which idle child takes a request is up
+to the kernel (fresh spares and warm children alike); every child becomes warm after its first
+task.
 """
 
 from __future__ import annotations
@@ -76,6 +119,7 @@ KEY_PREFIXES = ("PYTHON", "LD_", "LC_", "LANG")  # what shapes an interpreter at
 RUNNER_CRASHED = ("The worker's Python function runner crashed while running this task "
                   "(it is restarted for the next function task)")
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
 
 
 # --------------------------------------------------------------------------------------------
@@ -84,7 +128,8 @@ PR_SET_PDEATHSIG = 1
 
 
 def serve(fd: int) -> None:
-    """The fork server's main loop on the socket `fd`; returns when the worker closes it."""
+    """The fork server's main loop; `fd` is its socket with the worker, which its children read
+    the requests from. Returns when the worker closes it."""
     sock = socket.socket(fileno=fd)
     try:  # preloaded for the children (upstream's client pickles a CloudWrapper)
         import cloudpickle  # noqa: F401
@@ -96,8 +141,11 @@ def serve(fd: int) -> None:
     import gc
     import traceback  # noqa: F401 - preloaded for the children
 
-    import hyperqueue.task.function  # noqa: F401
+    import hyperqueue.task.function
 
+    # What every function task's `task_main` does first, done once here (it then only sets the
+    # level the task's HQ_PYLOG names): the children start with the same logging set-up.
+    hyperqueue.task.function._setup_logging()
     libc = ctypes.CDLL(None, use_errno=True)
     gc.collect()
     gc.freeze()  # fewer copy-on-write faults in the children
@@ -105,117 +153,150 @@ def serve(fd: int) -> None:
     sock.send(HELLO)
     poller = select.poll()
     sock_fd = sock.fileno()
-    poller.register(sock_fd, select.POLLIN)
-    by_pidfd: dict[int, tuple[int, int]] = {}  # pidfd -> (pid, status fd): running children
-    by_status: dict[int, list] = {}  # status fd -> [pid, pidfd or -1 once exited]
+    os.set_inheritable(sock_fd, False)
+    poller.register(sock_fd, 0)  # only its hang-up: the requests are the children's to read
+    kids: dict[int, _Kid] = {}  # pidfd -> every child not reaped yet
+    by_sock: dict[int, _Kid] = {}  # a child's own socket -> the child (its T messages)
+    by_status: dict[int, _Kid] = {}  # status socket -> the child running that task
+    busy = 0  # children between a T and the worker's close of that task's status socket
 
-    def fork_spare():
-        """A child forked ahead of its task (the fork is off the task's critical path)."""
+    def fork_spare() -> bool:
+        """A child that waits for a request (the fork is off the tasks' critical path)."""
         a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             pid = os.fork()
         except OSError:
             a.close()
             b.close()
-            return None
+            return False
         if pid == 0:
-            _spare(b.fileno(), me, libc)
+            _spare(sock_fd, b.fileno(), me, libc)
         b.close()
-        return pid, a
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:  # (cannot happen for our own unreaped child)
+            _kill(pid)
+            _reap(pid)
+            a.close()
+            return False
+        a.setblocking(False)  # (recv_fds ignores its flags before Python 3.12)
+        kid = _Kid(pid, a, pidfd)
+        kids[pidfd] = kid
+        by_sock[a.fileno()] = kid
+        poller.register(pidfd, select.POLLIN)
+        poller.register(a.fileno(), select.POLLIN)
+        return True
 
-    spares: list = []
+    def drain(kid, closing) -> None:
+        """Reads every message the child has sent (T: it took a request, with that task's
+        status socket; D: its task is done and it waits for the worker's K)."""
+        nonlocal busy
+        while kid.sock is not None:
+            try:
+                msg, fds, _, _ = socket.recv_fds(kid.sock, 16, 1)  # (non-blocking)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                msg, fds = b"", []
+            if not msg:  # the child is gone (its pidfd reports it)
+                poller.unregister(kid.sock.fileno())
+                del by_sock[kid.sock.fileno()]
+                kid.sock.close()
+                kid.sock = None
+                return
+            if msg == b"D":
+                kid.done = True
+            for status in fds:
+                if kid.pidfd < 0:
+                    _close(status)
+                    continue
+                if kid.status >= 0:  # its previous task: it got K, so the worker
+                    old = kid.status  # closes that socket (and its close is done)
+                    del by_status[old]
+                    poller.unregister(old)
+                    closing.append(old)
+                    busy -= 1
+                kid.done = False
+                kid.status = status
+                by_status[status] = kid
+                busy += 1
+                poller.register(status, 0)  # its hang-up: the worker is done with it
+
     while True:
-        while len(spares) < SPARES:
-            spare = fork_spare()
-            if spare is None:
+        while len(kids) - busy < SPARES:
+            if not fork_spare():
                 break
-            spares.append(spare)
         try:
             events = poller.poll()
         except InterruptedError:
             continue
         # Registered descriptors are closed only after the whole batch: no number is reused
         # within it, so a later event of the batch never lands on a new descriptor.
+        # A child's D is read before the close of its task's status socket (it sent D first).
         closing: list[int] = []
+        if len(events) > 1:
+            events.sort(key=lambda event: event[0] not in by_sock)
         for fd, ev in events:
             if fd == sock_fd:
-                try:
-                    msg, fds, flags, _ = socket.recv_fds(sock, MAX_REQUEST, 4)
-                except InterruptedError:
+                return  # the worker closed its end (idle children see the EOF and exit)
+            kid = by_sock.get(fd)
+            if kid is not None:  # its messages, all of them (in order) before its other events
+                drain(kid, closing)
+            elif fd in kids:  # a child exited
+                kid = kids.pop(fd)
+                poller.unregister(fd)
+                closing.append(fd)
+                kid.pidfd = -1
+                if kid.status < 0:  # idle, or its task is closed: reap it now
+                    _reap(kid.pid)
                     continue
-                except OSError:
-                    return
-                if not msg and not fds:
-                    return  # the worker closed its end
-                if len(fds) not in (3, 4) or flags & socket.MSG_TRUNC:
-                    for f in fds:
-                        _close(f)
-                    continue
-                status = fds[-1]
-                pid = 0
-                if spares:  # hand the task to a child forked ahead
-                    pid, spare_sock = spares.pop()
-                    try:
-                        socket.send_fds(spare_sock, [msg], fds)
-                    except OSError:  # it died meanwhile
-                        for kill in (os.killpg, os.kill):
-                            try:
-                                kill(pid, signal.SIGKILL)
-                            except OSError:
-                                pass
-                        _reap(pid)
-                        pid = 0
-                    spare_sock.close()
-                if not pid:
-                    try:
-                        pid = os.fork()
-                    except OSError as e:
-                        _write(status, b"F%s\n" % _line(f"Cannot start the function task: {e}"))
-                        for f in fds:
-                            _close(f)
-                        continue
-                    if pid == 0:
-                        _child(msg, fds, me, libc)
-                _write(status, b"P%d\n" % pid)
-                for f in fds[:-1]:
-                    _close(f)
-                pidfd = os.pidfd_open(pid)
-                by_pidfd[pidfd] = (pid, status)
-                by_status[status] = [pid, pidfd]
-                poller.register(pidfd, select.POLLIN)
-                poller.register(status, 0)  # POLLERR: the worker closed its end
-            elif fd in by_pidfd:  # a child exited: report, keep the zombie
-                pid, status = by_pidfd[fd]
-                try:
-                    info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+                try:  # report; keep the zombie until the worker closes the status socket
+                    info = os.waitid(os.P_PID, kid.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
                     if info is None:
-                        continue  # not exited after all
-                    code = info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+                        code = 255
+                    else:
+                        code = (info.si_status if info.si_code == os.CLD_EXITED
+                                else -info.si_status)
                 except ChildProcessError:
                     code = 255
-                del by_pidfd[fd]
+                _write(kid.status, b"X%d\n" % code)
+            elif fd in by_status:  # the worker is done with this task
+                kid = by_status.pop(fd)
                 poller.unregister(fd)
                 closing.append(fd)
-                if status < 0:  # the worker gave up on it (below): reap it now
-                    _reap(pid)
-                    continue
-                by_status[status][1] = -1
-                _write(status, b"X%d\n" % code)
-            elif fd in by_status:  # the worker is done with this task: reap it
-                pid, pidfd = by_status.pop(fd)
-                poller.unregister(fd)
-                closing.append(fd)
-                if pidfd >= 0:  # still running (the worker gave up on it): kill its group, reap
-                    by_pidfd[pidfd] = (pid, -1)  # it once it has exited (never block here)
-                    for kill in (os.killpg, os.kill):
-                        try:
-                            kill(pid, signal.SIGKILL)
-                        except OSError:
-                            pass
-                else:
-                    _reap(pid)  # a zombie already
+                kid.status = -1
+                busy -= 1
+                if kid.pidfd >= 0 and not kid.done:  # (its D precedes the worker's close,
+                    drain(kid, closing)  # but may have come after this poll looked at it)
+                if kid.pidfd < 0:  # a zombie already
+                    _reap(kid.pid)
+                elif not kid.done:  # still running (the worker gave up on it): kill its group;
+                    _kill(kid.pid)  # it is reaped once its pidfd reports the exit
+                # else it runs on: given back (K: it takes the next request), or it exits by
+                # itself (no K)
         for fd in closing:
             _close(fd)
+
+
+class _Kid:
+    """A child of the fork server (in the server)."""
+
+    __slots__ = ("pid", "sock", "pidfd", "status", "done")
+
+    def __init__(self, pid: int, sock, pidfd: int):
+        self.done = False  # it reported D for its current task
+        self.pid = pid
+        self.sock = sock  # its T messages (None once it closed it)
+        self.pidfd = pidfd  # -1 once it exited
+        self.status = -1  # the status socket of its task (-1: none)
+
+
+def _kill(pid: int) -> None:
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def _reap(pid: int) -> None:
@@ -233,7 +314,7 @@ def _write(fd: int, data: bytes) -> None:
     try:
         os.write(fd, data)
     except OSError:
-        pass  # the worker closed the pipe: the POLLERR path reaps
+        pass  # the worker closed the socket: its hang-up reaps
 
 
 def _close(fd: int) -> None:
@@ -243,45 +324,133 @@ def _close(fd: int) -> None:
         pass
 
 
-def _child(msg, fds, server_pid, libc):
-    """In a child forked for a task: become the task's process, run it, exit. Never returns."""
+def _spare(requests_fd, own_fd, server_pid, libc):
+    """In a child: takes a request from the worker's socket (the first idle child gets it),
+    becomes that task, and while each task leaves the process clean (see `_Baseline`) and the
+    worker gives it back (K), takes the next one. Never returns."""
     code = 127
     try:
         os.setsid()
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        # the task's orphans become our children, so "no child left" means none of its
+        # processes is left (unless one escaped by its own setsid + a double fork)
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1)
         if os.getppid() != server_pid:
             os._exit(code)
-        code = _become(msg, fds)
+        low, high = sorted((requests_fd, own_fd))
+        os.closerange(3, low)  # nothing of the server's: no other task's status socket
+        os.closerange(low + 1, high)
+        os.closerange(high + 1, 1 << 20)
+        requests = socket.socket(fileno=requests_fd)
+        own = socket.socket(fileno=own_fd)
+        me = b"P%d\n" % os.getpid()
+        baseline = None
+        while True:
+            msg, fds, flags, _ = socket.recv_fds(requests, MAX_REQUEST, 4)
+            if not msg and not fds:
+                code = 0  # the worker is gone
+                break
+            if len(fds) not in (3, 4) or flags & socket.MSG_TRUNC:
+                for f in fds:
+                    _close(f)
+                continue
+            status = fds[-1]
+            # the server learns the task's status socket first (it reports our exit there),
+            # then the worker our pid: it may signal us from then on
+            socket.send_fds(own, [b"T"], [status])
+            os.write(status, me)
+            if baseline is None:
+                baseline = _Baseline((requests_fd, own_fd))
+            code, again = _become(msg, fds, baseline)
+            if not again:
+                break
+            while True:  # K: the worker is done with the task and gives us back
+                try:
+                    answer = os.read(status, 16)
+                    break
+                except InterruptedError:
+                    continue
+            if answer[:1] != b"K":
+                break
+            os.close(status)
     except BaseException:  # noqa: BLE001 - the child must never return into the server loop
         pass
     os._exit(code)
 
 
-def _spare(fd, server_pid, libc):
-    """In a child forked ahead: wait for a task (or the server's end), then become it."""
-    code = 127
-    try:
-        os.setsid()
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != server_pid:
-            os._exit(code)
-        os.closerange(3, fd)  # nothing of the server's: no other task's status pipe
-        os.closerange(fd + 1, 1 << 20)
-        sock = socket.socket(fileno=fd)
-        msg, fds, _, _ = socket.recv_fds(sock, MAX_REQUEST, 4)
-        sock.close()
-        if fds:
-            code = _become(msg, fds)
-        else:
-            code = 0
-    except BaseException:  # noqa: BLE001 - the child must never return into the server loop
-        pass
-    os._exit(code)
+class _Baseline:
+    """What a warm child is before its first task: a task that leaves it otherwise ends it
+    (it exits as a fresh child would, and the server forks another); what every task changes
+    by design is put back. See the module docstring, "Warm children"."""
+
+    __slots__ = ("keep", "environ", "path", "modules", "stdio", "handlers", "mask", "affinity",
+                 "pinned", "umask", "log_handlers")
+
+    def __init__(self, keep: tuple[int, int]):
+        import logging
+
+        self.keep = keep  # the child's two sockets (requests, its own to the server)
+        self.environ = dict(os.environ._data)  # (bytes: compared without decoding)
+        self.path = list(sys.path)
+        self.modules = set(sys.modules)
+        self.stdio = (sys.stdin, sys.stdout, sys.stderr)
+        self.handlers = [(s, signal.getsignal(s)) for s in signal.valid_signals()
+                         if s not in (signal.SIGKILL, signal.SIGSTOP)]
+        self.mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        self.affinity = os.sched_getaffinity(0)
+        self.pinned = False
+        self.umask = os.umask(0o022)
+        os.umask(self.umask)
+        self.log_handlers = list(logging.root.handlers)
+
+    def clean(self) -> bool:
+        """After a task that exited 0: is this process as it was (but what `restore` puts
+        back)?"""
+        import logging
+
+        if (sys.modules.keys() != self.modules or (sys.stdin, sys.stdout, sys.stderr) != self.stdio
+                or logging.root.handlers != self.log_handlers):
+            return False
+        if any(signal.getsignal(s) != h for s, h in self.handlers):
+            return False
+        if signal.pthread_sigmask(signal.SIG_BLOCK, []) != self.mask:
+            return False
+        mask = os.umask(self.umask)
+        if mask != self.umask:
+            return False
+        try:  # a process the task left (running, or exited and not waited for)
+            os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            return False
+        except ChildProcessError:
+            pass
+        # descriptors: 0-2, the two sockets, the status socket (+ the listing's own)
+        return len(os.listdir("/proc/self/fd")) == 7
+
+    def restore(self) -> None:
+        data, base = os.environ._data, self.environ
+        if data != base:
+            for name in [k for k in data if k not in base]:
+                os.unsetenv(name)
+                del data[name]
+            for name, value in base.items():
+                if data.get(name) != value:
+                    os.putenv(name, value)
+                    data[name] = value
+        if sys.path != self.path:
+            sys.path[:] = self.path
+        if self.pinned:
+            os.sched_setaffinity(0, self.affinity)
+            self.pinned = False
+        null = os.open(os.devnull, os.O_RDWR)  # the task's stdio is released
+        for target in (0, 1, 2):
+            os.dup2(null, target)
+        os.close(null)
 
 
-def _become(msg, fds) -> int:
+def _become(msg, fds, baseline: _Baseline | None) -> tuple[int, bool]:
     """Turns this child into the task described by the request `msg` with `fds` ([stdin,]
-    stdout, stderr, status) and runs it; returns the exit code."""
+    stdout, stderr, status) and runs it; returns the exit code and whether this process may
+    run another task (only with a `baseline`: it then reported `R`, else `X`)."""
     status = fds[-1]
     code = 127
     try:
@@ -303,23 +472,50 @@ def _become(msg, fds) -> int:
                 f"Cannot execute the function task: cannot enter {cwd}: {e.strerror}"))
             os._exit(code)
         os.set_inheritable(status, False)  # kept (to report the exit), but not for execs
-        os.closerange(3, status)
-        os.closerange(status + 1, 1 << 20)
+        if baseline is None:
+            os.closerange(3, status)
+            os.closerange(status + 1, 1 << 20)
+        else:  # (and the child's two sockets)
+            low, mid, high = sorted((status, *baseline.keep))
+            os.closerange(3, low)
+            os.closerange(low + 1, mid)
+            os.closerange(mid + 1, high)
+            os.closerange(high + 1, 1 << 20)
+            # a streamed channel is a pipe whose reader waits for this process's exit
+            if any(_is_pipe(f) for f in (1, 2)):
+                baseline = None
         environ = os.environ
         for name, value in env.items():  # the server's environment + what the task changes
             environ[name] = value
         if cpus:
             os.sched_setaffinity(0, cpus)
+            if baseline is not None:
+                baseline.pinned = True
         sys.argv[:] = ["-c"]
-        code = _run_task()
+        code, threads_left = _run_task()
+        again = (baseline is not None and code == 0 and not threads_left
+                 and baseline.clean())
+        if again:
+            baseline.restore()
+            os.write(baseline.keep[1], b"D")  # to the server first: not to be killed at the close
+            os.write(status, b"R%d\n" % code)
+            return code, True
         # the exit status, straight to the worker (its stdio is flushed: the task is done)
         os.write(status, b"X%d\n" % code)
     except BaseException:  # noqa: BLE001 - the child must never return into the server loop
         pass
-    return code
+    return code, False
 
 
-def _run_task() -> int:
+def _is_pipe(fd: int) -> bool:
+    import stat
+
+    mode = os.fstat(fd).st_mode
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
+def _run_task() -> tuple[int, bool]:
+    """Runs `task_main` as `python3 -c` would: (exit code, whether threads were left)."""
     import traceback
 
     from hyperqueue.task.function import task_main
@@ -334,12 +530,11 @@ def _run_task() -> int:
         _at_exit()
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGINT)
-        return 130
+        return 130, True
     except BaseException:  # noqa: BLE001
         traceback.print_exc()
         code = 1
-    _at_exit()
-    return code
+    return code, _at_exit()
 
 
 def _exit_code(value) -> int:
@@ -354,10 +549,12 @@ def _exit_code(value) -> int:
     return 1
 
 
-def _at_exit() -> None:
-    """What the interpreter does at exit, minus module teardown."""
+def _at_exit() -> bool:
+    """What the interpreter does at exit, minus module teardown; True if the task had left
+    threads (joined here if not daemons)."""
     threading = sys.modules.get("threading")
-    if threading is not None and threading.active_count() > 1:
+    threads_left = threading is not None and threading.active_count() > 1
+    if threads_left:
         try:
             threading._shutdown()  # joins non-daemon threads
         except Exception:  # noqa: BLE001
@@ -370,6 +567,7 @@ def _at_exit() -> None:
             stream.flush()
         except Exception:  # noqa: BLE001
             pass
+    return threads_left
 
 
 # --------------------------------------------------------------------------------------------
@@ -389,7 +587,7 @@ class WarmProcess:
     """A task's child of the fork server, as its spawner thread supervises it."""
 
     __slots__ = ("pid", "status_fd", "server_fd", "child_fd", "buf", "returncode", "error",
-                 "eof")
+                 "eof", "reusable", "signaled", "kept")
 
     def __init__(self, status_fd: int, server_fd: int):
         self.status_fd = status_fd
@@ -400,6 +598,30 @@ class WarmProcess:
         self.returncode: int | None = None
         self.error: str | None = None  # E: the child could not set itself up
         self.eof = False
+        self.reusable = False  # the child reported R: done, and clean for another task
+        self.signaled = False  # the worker sent it a signal (then it is never reused)
+        self.kept = False  # released to run another task (nothing was killed)
+
+    def kill_group(self, pid: int, sig: int) -> None:
+        """`TaskRun.kill_group` for this task (called under the run's lock while it is live):
+        signals the task's group (the child itself before its setsid), and remembers it."""
+        self.signaled = True
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        except PermissionError:
+            pass
+
+    def release(self) -> bool:
+        """At the task's end, instead of killing its group (under the run's lock): True if
+        the child reported its task done with nothing left (`R`) and was never signaled; it
+        then goes back to the runner for another task (`finish` tells the runner)."""
+        self.kept = self.reusable and not self.signaled and not self.eof
+        return self.kept
 
     def _read(self, timeout_ms: int) -> bool:
         """Reads what the status pipe has; False if nothing came within `timeout_ms`. The
@@ -436,6 +658,9 @@ class WarmProcess:
                 self.pid = int(rest)
             elif kind == b"X" and self.returncode is None:  # the first one counts
                 self.returncode = int(rest)
+            elif kind == b"R" and self.returncode is None:  # done; the child stays
+                self.returncode = int(rest)
+                self.reusable = True
             elif kind in (b"E", b"F"):
                 self.error = rest.decode("utf-8", "replace")
         return True
@@ -488,7 +713,9 @@ class WarmProcess:
         try:
             while self.returncode is None and not self.eof:
                 self._read(-1)
-            if self.child_fd >= 0:
+            if self.kept:  # it runs on: the runner takes it back for the next task
+                _write(self.status_fd, b"K")
+            elif self.child_fd >= 0:
                 # (bounded once the server is gone: its orphan's pid may be reaped by init)
                 poller = select.poll()
                 poller.register(self.child_fd, select.POLLIN)
@@ -565,7 +792,8 @@ class ForkServer:
             if self.sock is not None:
                 self.close()
             self._start()
-        r, w = os.pipe2(os.O_CLOEXEC)
+        # the status socket (see the protocol): a socket, so that the worker can answer K
+        r, w = (s.detach() for s in socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM))
         try:
             try:
                 socket.send_fds(self.sock, [request], [*fds, w])

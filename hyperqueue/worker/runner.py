@@ -5,9 +5,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
-import shutil
 import signal
-import tempfile
 import threading
 import time
 
@@ -16,6 +14,7 @@ from ..core.resources import ALL
 from ..streaming.format import STDERR, STDOUT
 from .fastspawn import encode_env, reap, spawn, wait_exit
 from .pyrunner import RUNNER_CRASHED, PyRunners, SpawnFailed
+from .taskdirs import TaskDirs
 
 PER_TASK_PLACEHOLDERS = ("JOB_ID", "TASK_ID", "INSTANCE_ID")
 KILL_GRACE = 1.0  # SIGINT first, SIGKILL after this many seconds
@@ -230,20 +229,6 @@ def _killpg(pgid: int, sig: int) -> None:
         pass
 
 
-def _killpg_or_kill(pid: int, sig: int) -> None:
-    """A warm runner's child before its setsid is not a group leader yet (and has no
-    descendants): then the signal goes to the process itself."""
-    try:
-        os.killpg(pid, sig)
-    except ProcessLookupError:
-        try:
-            os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-    except PermissionError:
-        pass
-
-
 class TaskRun:
     """One task execution, run to completion by `execute` in a spawner thread.
 
@@ -323,9 +308,11 @@ class Runner:
         self.reaper = None
         self.reaper_fd = -1
         self.pyrunners = PyRunners(self.base_env)  # warm runners for function tasks (lazy)
+        self.task_dirs = TaskDirs(work_dir)  # (emptied ones are kept for later tasks)
 
     def close_pyrunners(self) -> None:
         self.pyrunners.close()
+        self.task_dirs.close()
 
     def start_reaper(self) -> None:
         """Starts the companion that kills our tasks should this worker die (see reaper.py)."""
@@ -377,8 +364,7 @@ class Runner:
         cwd, stdout, stderr = self._paths(spec, program)
         multi_node = spec.nodes is not None
         try:
-            task_dir = (tempfile.mkdtemp(prefix="t", dir=self.work_dir)
-                        if program.task_dir or multi_node else None)
+            task_dir = self.task_dirs.take() if program.task_dir or multi_node else None
         except OSError as e:  # upstream's texts (F27)
             raise TaskOutcome(f"Cannot create task_dir in worker's workdir at {self.work_dir}: "
                               f"{_io_debug(e)}") from None
@@ -446,7 +432,7 @@ class Runner:
                                                          err_fd)
                     if proc is not None:
                         pid = proc.pid
-                        run.kill_group = _killpg_or_kill
+                        run.kill_group = proc.kill_group
                     elif program.stdin:  # (empty stdin: /dev/null, as upstream: F30)
                         pid, stdin_w = self._spawn_with_stdin(args, cwd, env_list, path_value,
                                                               out_fd, err_fd)
@@ -542,7 +528,7 @@ class Runner:
                         pass
         finally:
             if task_dir is not None:
-                shutil.rmtree(task_dir, ignore_errors=True)
+                self.task_dirs.give_back(task_dir)
 
     def _end_process(self, run: TaskRun, pid: int, proc=None) -> int | None:
         """The end of every started task: SIGKILL to its process group (what it left running
@@ -552,7 +538,8 @@ class Runner:
         runner's child is reaped by the runner once `proc.finish` closes its status pipe
         (None: the runner died before it reported the exit)."""
         with run.lock:
-            run.kill_group(pid, signal.SIGKILL)
+            if proc is None or not proc.release():  # (a warm child with nothing left runs on)
+                run.kill_group(pid, signal.SIGKILL)
             run.live = False
         self._tell_reaper(b"-%d\n" % pid)
         return reap(pid) if proc is None else proc.finish()

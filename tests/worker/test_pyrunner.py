@@ -159,9 +159,10 @@ def test_function_task_runs_warm_as_a_task_process(env, tmp_path):
     assert info["task_dir"].startswith(str(tmp_path / "work"))
     assert info["stdin"] == ""  # the pickle was consumed by task_main
     assert info["fds"][:3] == [0, 1, 2]
-    # beyond stdio: what listdir opened and the status pipe, both close-on-exec; nothing of the
-    # runner leaks into what the task executes
-    assert len(info["fds"]) <= 5 and info["inheritable"] == []
+    # beyond stdio: what listdir opened, the status socket and (a warm child that may run
+    # another task) its two sockets (requests from the worker, its own to the runner), all
+    # close-on-exec; nothing of the runner leaks into what the task executes
+    assert len(info["fds"]) <= 7 and info["inheritable"] == []
     # a second task reuses the same runner
     run = env.run(_report, "b")
     assert run.error is None
@@ -447,3 +448,192 @@ def test_runner_kills_a_task_the_worker_gave_up_on(tmp_path):
         assert proc.wait_exit(10) and proc.finish() == 4
     finally:
         runners.close()
+
+
+# -- warm children that run many tasks (a task that leaves its process clean) ----------------
+
+
+def _state(path, pollute):
+    """Appends what this task sees to `path` (builtins only: no new module), then changes what
+    a task may change in its process."""
+    with open(path, "a") as f:
+        f.write(repr((os.getpid(), os.getcwd(), os.environ.get("FOO"), os.environ.get("LEAK"),
+                      os.environ.get("HQ_TASK_ID"), sys.argv, "/leak" in sys.path,
+                      sorted(os.sched_getaffinity(0)))) + "\n")
+    if pollute:
+        os.environ["LEAK"] = "1"
+        os.environ.pop("FOO", None)
+        os.chdir("/")
+        sys.path.append("/leak")
+        sys.argv.append("leak")
+        print("to stdout of task", os.environ.get("HQ_TASK_ID"))
+
+
+def _lines(path):
+    import ast
+
+    return [ast.literal_eval(line) for line in open(path).read().splitlines()]
+
+
+@pytest.mark.timeout(60)
+def test_warm_children_run_consecutive_tasks_each_with_its_own_env_cwd_stdio(env, tmp_path):
+    path = str(tmp_path / "state")
+    cwd = str(tmp_path / "cwd")
+    all_cpus = sorted(os.sched_getaffinity(0))
+    # (idle children take the requests in turn: at most 3 here, 1 running + 2 waiting)
+    for i in range(1, 7):
+        pinned = i == 5
+        run = env.run(_state, path, i < 6, env={"FOO": f"v{i}"} if i % 2 else None,
+                      pin="taskset" if pinned else None,
+                      cpus=[str(all_cpus[0])] if pinned else None)
+        assert run.error is None, run.error
+        if i < 6:  # a new file per task, written by whichever child ran it
+            assert env.out() == f"to stdout of task {i}\n"
+    seen = _lines(path)
+    pids = [line[0] for line in seen]
+    assert len(set(pids)) < len(pids), f"no child was reused: {pids}"
+    for i, line in enumerate(seen, 1):
+        # what earlier tasks changed is gone: env (also a variable one removed), cwd, sys.path,
+        # argv, pinning
+        assert line[1:] == (cwd, f"v{i}" if i % 2 else None, None, str(i), ["-c"], False,
+                            [all_cpus[0]] if i == 5 else all_cpus), (i, pids)
+    (server,) = env.server_pids()
+    with open(f"/proc/{server}/task/{server}/children") as f:
+        assert pids[-1] in [int(p) for p in f.read().split()]  # waiting for the next task
+
+
+def _pollute(path, how):
+    """Records "<how> <pid>" and, in a child that has run a task before (warm), does `how`;
+    in a fresh child it records "cold <pid>" and does nothing."""
+    import signal as signal_module
+
+    with open(path) as f:
+        warm = f" {os.getpid()}\n" in f.read()
+    with open(path, "a") as f:
+        f.write(f"{how if warm else 'cold'} {os.getpid()}\n")
+    if not warm:
+        return
+    if how == "module":
+        import colorsys  # noqa: F401 - (a module no runner imports)
+    elif how == "thread":
+        import threading as threading_module
+
+        threading_module.Thread(target=time.sleep, args=(30,), daemon=True).start()
+    elif how == "signal":
+        signal_module.signal(signal_module.SIGUSR1, lambda *a: None)
+    elif how == "fd":
+        os.dup(0)
+    elif how == "process":  # left running in its own session: not killed with the group
+        os.spawnvp(os.P_NOWAIT, "setsid", ["setsid", "sleep", "30"])
+    elif how == "failed":
+        raise ValueError("failed")
+    elif how == "stdout":
+        import io
+
+        sys.stdout = io.StringIO()
+    elif how == "crash":
+        os.kill(os.getpid(), signal_module.SIGKILL)
+    elif how.startswith("wait"):  # until the test creates <path>.go
+        deadline = time.monotonic() + 100
+        while not os.path.exists(path + ".go") and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
+def _tagged(path):
+    return [(tag, int(pid)) for tag, pid in (ln.split() for ln in open(path).read().splitlines())]
+
+
+def _until_warm(env, path, how, **kwargs):
+    """Runs `_pollute(path, how)` until it ran in a warm child (idle children take the
+    requests in turn); returns that run and its pid."""
+    for _ in range(12):
+        run = env.run(_pollute, path, how, **kwargs)
+        tag, pid = _tagged(path)[-1]
+        if tag != "cold":
+            return run, pid
+    raise AssertionError("no request went to a warm child")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", ["module", "thread", "signal", "fd", "process", "failed",
+                                 "stdout"])
+def test_a_task_that_changes_its_process_ends_it(env, tmp_path, how):
+    path = str(tmp_path / "pids")
+    open(path, "w").close()
+    assert env.run(_pollute, path, "clean").error is None
+    run, victim = _until_warm(env, path, how)
+    assert (run.error is None) == (how != "failed")
+    n = len(_tagged(path))
+    for _ in range(4):
+        assert env.run(_pollute, path, "clean").error is None
+    tagged = _tagged(path)
+    env.pids += [pid for _, pid in tagged]
+    assert victim not in [pid for _, pid in tagged[n:]], \
+        f"the child was reused after a task changed its {how}"
+    assert _gone(victim)
+    pids = [pid for _, pid in tagged]
+    assert len(set(pids)) < len(pids), "clean children were not reused"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("end", ["cancel", "time limit"])
+def test_cancel_or_time_limit_of_one_warm_task_leaves_the_other_running(env, tmp_path, end):
+    path = str(tmp_path / "pids")
+    go = path + ".go"
+    open(path, "w").close()
+    limit = 1.5 if end == "time limit" else None
+    for _attempt in range(10):
+        n = len(_tagged(path))
+        victim, vthread = env.run(_pollute, path, "wait-victim", time_limit=limit, start=True)
+        other, othread = env.run(_pollute, path, "wait-other", start=True)
+        deadline = time.monotonic() + 10
+        while len(_tagged(path)) < n + 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        tagged = dict(_tagged(path)[n:])
+        env.pids += list(tagged.values())
+        if set(tagged) == {"wait-victim", "wait-other"}:
+            break  # both in warm children
+        open(go, "w").close()  # (a cold one returned at once) the warm one ends normally
+        vthread.join(10)
+        othread.join(10)
+        os.unlink(go)
+    else:
+        raise AssertionError("the two tasks never ran in warm children together")
+    vpid, opid = tagged["wait-victim"], tagged["wait-other"]
+    if end == "cancel":
+        assert victim.cancel() == vpid
+    vthread.join(10)
+    assert not vthread.is_alive()
+    assert victim.error == ("Time limit reached" if end == "time limit" else None)
+    assert victim.canceled == (end == "cancel")
+    assert _gone(vpid)
+    assert _alive(opid), "the other task was killed too"
+    assert othread.is_alive()
+    open(go, "w").close()
+    othread.join(10)
+    assert other.error is None
+    # the runner goes on; the killed child is never reused, the other one is
+    n = len(_tagged(path))
+    for _ in range(6):
+        assert env.run(_pollute, path, "clean").error is None
+    later = [pid for _, pid in _tagged(path)[n:]]
+    assert vpid not in later
+    assert opid in later
+
+
+@pytest.mark.timeout(60)
+def test_crash_of_a_warm_child_fails_only_its_task(env, tmp_path):
+    path = str(tmp_path / "pids")
+    open(path, "w").close()
+    assert env.run(_pollute, path, "clean").error is None
+    (server,) = env.server_pids()
+    run, crashed = _until_warm(env, path, "crash")
+    assert run.error == "Program terminated with exit code -1. Received signal 9 (SIGKILL)."
+    n = len(_tagged(path))
+    for _ in range(4):
+        assert env.run(_pollute, path, "clean").error is None
+    tagged = _tagged(path)
+    assert crashed not in [pid for _, pid in tagged[n:]]
+    assert env.server_pids() == [server]  # the same runner: it recovered
+    with open(f"/proc/{server}/task/{server}/children") as f:
+        assert tagged[-1][1] in [int(p) for p in f.read().split()]

@@ -96,10 +96,12 @@ def _setup_logging() -> None:
     """As upstream: INFO unless HQ_PYLOG names another level, with a timestamped format."""
     import logging
 
-    logging.basicConfig(
-        level=LOG_LEVELS.get(os.environ.get("HQ_PYLOG"), logging.INFO),
-        format="%(asctime)s %(name)s:%(levelname)-4s %(message)s",
-        datefmt="%d-%m-%Y %H:%M:%S")
+    level = LOG_LEVELS.get(os.environ.get("HQ_PYLOG"), logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s:%(levelname)-4s %(message)s",
+                        datefmt="%d-%m-%Y %H:%M:%S")
+    # (a no-op after basicConfig; in a warm runner's child, configured once by the runner,
+    # it is what sets this task's level)
+    logging.root.setLevel(level)
 
 
 def _fail(message: str) -> None:
