@@ -612,13 +612,15 @@ def test_cancel_or_time_limit_of_one_warm_task_leaves_the_other_running(env, tmp
     open(go, "w").close()
     othread.join(10)
     assert other.error is None
-    # the runner goes on; the killed child is never reused, the other one is
+    # the runner goes on; the killed child is never reused, warm ones are (which idle child
+    # takes a request is up to the children: the other task's or another warm one)
     n = len(_tagged(path))
+    before = {pid for _, pid in _tagged(path)[:n]} - {vpid}
     for _ in range(6):
         assert env.run(_pollute, path, "clean").error is None
     later = [pid for _, pid in _tagged(path)[n:]]
     assert vpid not in later
-    assert opid in later
+    assert before & set(later), (later, before)
 
 
 @pytest.mark.timeout(60)
