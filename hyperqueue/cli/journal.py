@@ -52,15 +52,9 @@ def _jsonable(value):
 
 
 def _read_journal(path: str):
-    from ..errors import HqError
-    from ..journal.format import read_all
+    from ..journal.format import read_file
 
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise HqError(f"Cannot read journal {path}: {e.strerror}") from None
-    records, tail = read_all(data, path=path)
+    records, tail = read_file(path)
     if not tail.clean:
         sys.stderr.write(f"Warning: {tail.warning(path)}\n")
     return records

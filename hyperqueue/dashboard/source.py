@@ -30,16 +30,10 @@ def read_journal(path: str) -> tuple[list, str | None]:
     Raises:
         HqError: the file cannot be read or is not a journal.
     """
-    from ..journal.format import read_all
-
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise HqError(f"Cannot read journal {path}: {e.strerror}") from None
     from ..core.events import expand_record
+    from ..journal.format import read_file
 
-    records, tail = read_all(data, path=path)
+    records, tail = read_file(path)
     # batched `task-progress` records stand for per-task starts and finishes
     records = [one for r in records for one in expand_record(r)]
     return records, (None if tail.clean else tail.warning(path))

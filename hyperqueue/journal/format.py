@@ -415,3 +415,18 @@ def read_all(data: bytes, *, max_record: int = MAX_RECORD, path: str | None = No
         reader.feed(view[HEADER_SIZE:])
     records = list(reader.records())
     return records, reader.finish()
+
+
+def read_file(path: str) -> tuple[list, TailReport]:
+    """`read_all` of the journal file at `path` (for the tools that read a journal offline).
+
+    Raises:
+        HqError: the file cannot be read ("Cannot read journal ...").
+        JournalError, JournalCorrupted: as `read_all`.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise HqError(f"Cannot read journal {path}: {e.strerror}") from None
+    return read_all(data, path=path)
