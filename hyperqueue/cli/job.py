@@ -146,7 +146,7 @@ def cat(selector, stream, tasks, task_status, print_task_header):
     from ..client.calls import missing_of
     from ..common.selectors import Selector
     from ..core.ranges import IntRanges
-    from ..errors import CommandError, HqError
+    from ..errors import CommandError
 
     p = printer()
     if p.mode == "json":

@@ -6,7 +6,7 @@ import os
 import sys
 
 from ..client import spec
-from ..errors import HqError, SpecError
+from ..errors import SpecError
 from .common import DURATION, RANGES, click_error
 from .context import connect, printer
 from .flavour import click
@@ -314,8 +314,6 @@ DIRECTIVE_SCAN_LIMIT = 32 * 1024
 
 def read_directives(path: str) -> tuple[list[str], str | None]:
     """`#HQ` arguments at the top of a script, and its shebang interpreter (if any)."""
-    from ..errors import HqError
-
     try:
         with open(path, "rb") as f:
             head = f.read(DIRECTIVE_SCAN_LIMIT)

@@ -7,7 +7,7 @@ import socket
 import time
 
 from ..client import calls
-from ..errors import CommandError, HqError
+from ..errors import CommandError
 from .common import DURATION, SELECTOR, missing_text, trio_run
 from .context import connect, printer, server_root, setup_logging
 from .flavour import click
@@ -338,13 +338,9 @@ def hwdetect(no_hyper_threading):
 
 
 # -- deploy-ssh -----------------------------------------------------------------------------------
-def _command_error(message: str):
+def _command_error(message: str) -> CommandError:
     """An error printed as the bare message (upstream's anyhow errors of client commands)."""
-    import sys
-
-    from ..errors import HqError
-
-    return getattr(sys.modules[HqError.__module__], "CommandError", HqError)(message)
+    return CommandError(message)
 
 
 def load_hostfile(path: str) -> list[tuple[str, int | None]]:
