@@ -205,10 +205,17 @@ def submit(core: Core, outbox: Outbox, spec: SubmitSpec, now: float) -> Job:
     if was_done:
         job.finished_at = None
     if core.record_events:
+        wires: dict[int, list] = {}  # template id -> wire form (batches sharing a template)
+
+        def wire(b: TaskBatch) -> list:
+            w = wires.get(b.template_id)
+            if w is None:
+                w = wires[b.template_id] = b.template.to_wire()
+            return w
+
         outbox.events.append(ev.JobCreated(
             now, job.id, spec.job_id is None, job.name, job.max_fails, spec.submit_dir,
-            [[b.template.to_wire(), b.ids.to_text(), b.entries, list(b.deps)]
-             for b in new_batches]))
+            [[wire(b), b.ids.to_text(), b.entries, list(b.deps)] for b in new_batches]))
 
     if not graph:
         for batch in new_batches:

@@ -59,10 +59,16 @@ def queue_key(job: Job, batch: TaskBatch) -> tuple:
     return (-t.priority, -t.request.weight, job.id, batch.index)
 
 
+_LAST_MIN_CPUS: list = [None, 0]  # [template, its min_cpus]: batches of a graph share one
+
+
 def min_cpus(template) -> int:
     """The fewest CPU units any variant of the template's request takes (0 when one takes none,
     `all` CPUs, or the task is multi-node): a worker with less free CPU room than this for
     every ready queue cannot take any ready task."""
+    last = _LAST_MIN_CPUS
+    if last[0] is template:
+        return last[1]
     if template.is_multi_node:
         return 0
     least = None
@@ -74,6 +80,7 @@ def min_cpus(template) -> int:
                 break
         if least is None or amount < least:
             least = amount
+    last[0], last[1] = template, least or 0
     return least or 0
 
 
