@@ -182,14 +182,21 @@ def submit(core: Core, outbox: Outbox, spec: SubmitSpec, now: float) -> Job:
     first_index = len(job.batches)
     new_batches = []
     array_submit = len(spec.batches) == 1 and not spec.batches[0].deps
+    prev_template = None
     for i, b in enumerate(spec.batches):
         if array_submit:  # upstream prefills array submits only, not task graphs
             _resolve_job_placeholders(b.template, job, spec.submit_dir, core.server_uid)
         batch = TaskBatch(first_index + i, b.template, b.ids, b.entries, b.deps, spec.submit_dir)
         core.priorities.add(b.template.priority)
-        batch.template_id = core.next_template_id
-        core.next_template_id += 1
-        core.batches_by_template[batch.template_id] = batch
+        if b.template is prev_template:
+            # the same template object as the previous batch of this submit (the wire decoder
+            # shares equal ones): one template id, sent to and kept by a worker once
+            batch.template_id = new_batches[-1].template_id
+        else:
+            batch.template_id = core.next_template_id
+            core.next_template_id += 1
+            core.batches_by_template[batch.template_id] = batch
+        prev_template = b.template
         job.add_batch(batch)
         job.counts[TaskState.WAITING] += len(b.ids)
         new_batches.append(batch)
@@ -198,10 +205,17 @@ def submit(core: Core, outbox: Outbox, spec: SubmitSpec, now: float) -> Job:
     if was_done:
         job.finished_at = None
     if core.record_events:
+        wires: dict[int, list] = {}  # template id -> wire form (batches sharing a template)
+
+        def wire(b: TaskBatch) -> list:
+            w = wires.get(b.template_id)
+            if w is None:
+                w = wires[b.template_id] = b.template.to_wire()
+            return w
+
         outbox.events.append(ev.JobCreated(
             now, job.id, spec.job_id is None, job.name, job.max_fails, spec.submit_dir,
-            [[b.template.to_wire(), b.ids.to_text(), b.entries, list(b.deps)]
-             for b in new_batches]))
+            [[wire(b), b.ids.to_text(), b.entries, list(b.deps)] for b in new_batches]))
 
     if not graph:
         for batch in new_batches:

@@ -138,9 +138,15 @@ def _mark_reserved(core: Core, held) -> None:
         w.mn_reserved = w.id in held
 
 
-def _has_room(w: Worker, factor: float) -> bool:
+def _has_room(w: Worker, factor: float, need: int = 0) -> bool:
+    """Whether `w` has CPU room left within `factor` x its CPUs, at least `need` units (the
+    least any ready task takes, `Core.least_cpus_needed`: a worker with less room takes
+    nothing more in this pass, so it stops being offered every remaining queue)."""
     cap = w.capacity.get("cpus")
-    return cap is None or w.load["cpus"] < cap * factor
+    if cap is None:
+        return True
+    load = w.load["cpus"]
+    return load < cap * factor and load + need <= cap * factor
 
 
 def schedule(core: Core, outbox: Outbox, now: float) -> int:
@@ -175,14 +181,21 @@ def schedule(core: Core, outbox: Outbox, now: float) -> int:
                           and _has_room(w, (1 + limit(w)) / 2)
                           # a prefilled task would start later without its companions
                           and not w.config.min_utilization]
+        need = core.least_cpus_needed()
+        if need:
+            candidates = [w for w in candidates if _has_room(w, limit(w), need)]
         if not candidates or not core.queue_keys:
             continue
-        keys = list(core.queue_keys)
+        # Walked in place (no copy per pass): dropping the current queue shifts the next one
+        # to index i.
+        keys = core.queue_keys
         lowest = keys[-1][0]  # the lowest priority level (keys hold -priority first)
         blocks: dict = {}  # worker id -> resources held back for higher priorities (F58)
         level_blocks: dict = {}  # the same, from the priority level being served
         level = keys[0][0]
-        for key in keys:
+        i = 0
+        while i < len(keys):
+            key = keys[i]
             if key[0] != level:
                 if level_blocks:
                     _merge_blocks(blocks, level_blocks)
@@ -198,6 +211,8 @@ def schedule(core: Core, outbox: Outbox, now: float) -> int:
                                   if w.mn_task is None and w.id not in held]
                 if not len(q):
                     core.drop_queue(key)
+                else:
+                    i += 1
                 continue
             if blocks:
                 for w in candidates:
@@ -211,7 +226,9 @@ def schedule(core: Core, outbox: Outbox, now: float) -> int:
                         break
             if not len(q):
                 core.drop_queue(key)
-            candidates = [w for w in candidates if _has_room(w, limit(w))]
+            else:
+                i += 1
+            candidates = [w for w in candidates if _has_room(w, limit(w), need)]
             if not candidates:
                 break
             if len(q) and key[0] != lowest:

@@ -59,15 +59,41 @@ def queue_key(job: Job, batch: TaskBatch) -> tuple:
     return (-t.priority, -t.request.weight, job.id, batch.index)
 
 
+_LAST_MIN_CPUS: list = [None, 0]  # [template, its min_cpus]: batches of a graph share one
+
+
+def min_cpus(template) -> int:
+    """The fewest CPU units any variant of the template's request takes (0 when one takes none,
+    `all` CPUs, or the task is multi-node): a worker with less free CPU room than this for
+    every ready queue cannot take any ready task."""
+    last = _LAST_MIN_CPUS
+    if last[0] is template:
+        return last[1]
+    if template.is_multi_node:
+        return 0
+    least = None
+    for r in template.requests:
+        amount = 0
+        for e in r.entries:
+            if e.name == "cpus":
+                amount = 0 if e.amount == ALL else e.amount
+                break
+        if least is None or amount < least:
+            least = amount
+    last[0], last[1] = template, least or 0
+    return least or 0
+
+
 class ReadyQueue:
     """Tasks of one batch that may start now: restarted/released tasks first, then the array."""
 
-    __slots__ = ("key", "job", "batch", "cursor", "tasks")
+    __slots__ = ("key", "job", "batch", "cursor", "tasks", "min_cpus")
 
     def __init__(self, job: Job, batch: TaskBatch, with_cursor: bool):
         self.key = queue_key(job, batch)
         self.job = job
         self.batch = batch
+        self.min_cpus = min_cpus(batch.template)
         self.cursor = RangeCursor(batch.ids) if with_cursor else None
         self.tasks: deque[Task] = deque()
 
@@ -138,6 +164,8 @@ class Core:
         self.next_worker_id = 1
         self.queues: dict[tuple, ReadyQueue] = {}
         self.queue_keys: list[tuple] = []  # sorted: priority desc, job id, batch
+        # min_cpus of the queues -> how many queues: the least CPU room any ready task needs
+        self.queue_min_cpus: dict[int, int] = {}
         self.batches_by_template: dict[int, TaskBatch] = {}
         self.next_template_id = 1
         self.needs_schedule = False
@@ -163,13 +191,31 @@ class Core:
 
     def _add_queue(self, q: ReadyQueue) -> None:
         self.queues[q.key] = q
-        bisect.insort(self.queue_keys, q.key)
+        keys = self.queue_keys
+        if not keys or keys[-1] < q.key:
+            keys.append(q.key)
+        else:
+            bisect.insort(keys, q.key)
+        m = self.queue_min_cpus
+        m[q.min_cpus] = m.get(q.min_cpus, 0) + 1
         self.needs_schedule = True
 
     def drop_queue(self, key: tuple) -> None:
-        if self.queues.pop(key, None) is not None:
+        q = self.queues.pop(key, None)
+        if q is not None:
             i = bisect.bisect_left(self.queue_keys, key)
             del self.queue_keys[i]
+            m = self.queue_min_cpus
+            n = m[q.min_cpus] - 1
+            if n:
+                m[q.min_cpus] = n
+            else:
+                del m[q.min_cpus]
+
+    def least_cpus_needed(self) -> int:
+        """The fewest CPU units a ready task of any queue takes (0 when there is no queue)."""
+        m = self.queue_min_cpus
+        return min(m) if m else 0
 
     def make_ready(self, task: Task) -> None:
         self.queue_for(task.job, task.batch).tasks.append(task)
@@ -252,6 +298,11 @@ class Core:
                 assert t.state == TaskState.WAITING and t.deps_pending == 0, t
             queued += len(q)
         assert len(self.queue_keys) == len(self.queues)
+        mins: dict[int, int] = {}
+        for q in self.queues.values():
+            assert q.min_cpus == min_cpus(q.batch.template), q.key
+            mins[q.min_cpus] = mins.get(q.min_cpus, 0) + 1
+        assert mins == self.queue_min_cpus, (mins, self.queue_min_cpus)
         assert self.queue_keys == sorted(self.queue_keys)
         for w in self.workers.values():
             # The load is what the tasks here take, each for the variant it was given.

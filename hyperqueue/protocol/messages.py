@@ -171,7 +171,27 @@ def _template_entry(v):
     return [v[0], _template(v[1]), v[2]]
 
 
-def _batch(v):
+def _batches(v):
+    """A submit's batches. A batch whose template is on the wire exactly as the previous
+    batch's shares that batch's `TaskTemplate` (decoded once): the server then gives both one
+    template id, so a worker gets (and keeps) it once, not once per task of a task graph."""
+    if not isinstance(v, list):
+        raise ValueError("expected a list")
+    if len(v) > MAX_LIST_LEN:
+        raise ValueError(f"a list of more than {MAX_LIST_LEN} items")
+    out = []
+    prev_wire = prev = None
+    for x in v:
+        if prev is not None and isinstance(x, list) and len(x) == 4 and x[0] == prev_wire:
+            b = _batch(x, prev)
+        else:
+            b = _batch(x)
+            prev_wire, prev = x[0], b[0]
+        out.append(b)
+    return out
+
+
+def _batch(v, tmpl=None):
     if not (isinstance(v, list) and len(v) == 4):
         raise ValueError("malformed task batch")
     template, ids, entries, deps = v
@@ -184,7 +204,7 @@ def _batch(v):
     if not (isinstance(deps, list) and len(deps) <= MAX_LIST_LEN
             and all(_is_id(d) for d in deps)):
         raise ValueError("batch dependencies must be a list of task ids")
-    return [_template(template), ids, entries, deps]
+    return [_template(template) if tmpl is None else tmpl, ids, entries, deps]
 
 
 def _item_result(v):
@@ -323,7 +343,7 @@ class StopServerRequest(Message):
 
 
 @message(FROM_CLIENT, 3, name=NAME, max_fails=_opt(COUNT), submit_dir=TEXT, job_id=_opt(ID),
-         batches=_list_of(_batch))
+         batches=_batches)
 class SubmitRequest(Message):
     name: str
     max_fails: int | None
