@@ -25,11 +25,21 @@ def rows(app, wid: str) -> list[list[str]]:
     return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
 
 
+async def settle(app, pilot) -> None:
+    """Lets the app handle the keys sent and draw what changed: the details follow a new
+    selection on the app's next tick (every 0.1 s), which a loaded machine can delay."""
+    await pilot.pause()
+    for _ in range(100):
+        if not app._dirty:
+            return
+        await pilot.pause(0.05)
+
+
 def run(scenario, **kw):
     async def main():
         app = DashboardApp(**kw)
         async with app.run_test(size=SIZE) as pilot:
-            await pilot.pause()
+            await settle(app, pilot)
             await scenario(app, pilot)
         return app
     return asyncio.run(main())
@@ -50,13 +60,13 @@ def test_jobs_screen_tables_details_and_failed_task(tmp_path):
         await pilot.press("2")  # focus the task table, go to the failed task
         for _ in range(8):
             await pilot.press("down")
-        await pilot.pause()
+        await settle(app, pilot)
         detail = text(app, "#task-detail")
         assert "Task 8 of job 1: failed" in detail
         assert "Program terminated with exit code 3." in detail
         assert f"Stderr: {tmp_path}/out/8.err" in detail
         await pilot.press("1", "down")  # job 2
-        await pilot.pause()
+        await settle(app, pilot)
         assert "Job 2: graph" in text(app, "#job-detail")
         assert "Cancel reason: enough" in text(app, "#job-detail")
         assert [r[1] for r in rows(app, "#tasks-table")] == ["canceled"] * 4
@@ -68,7 +78,7 @@ def test_jobs_screen_tables_details_and_failed_task(tmp_path):
 def test_workers_screen_and_worker_detail():
     async def scenario(app, pilot):
         await pilot.press("w")
-        await pilot.pause()
+        await settle(app, pilot)
         assert app.screen_name == "workers"
         table = rows(app, "#workers-table")
         assert [r[:4] for r in table] == [["1", "node1", "RUNNING", "1"],
@@ -76,7 +86,7 @@ def test_workers_screen_and_worker_detail():
         assert "[###.......]  34%" in table[0][4] and "65%" in table[0][5]
         assert text(app, "#workers-chart").startswith("workers ")
         await pilot.press("i")
-        await pilot.pause()
+        await settle(app, pilot)
         assert app.screen_name == "worker-detail"
         d = text(app, "#worker-detail-text")
         for part in ("Worker 1 (node1): RUNNING", "node-global CPUs", "3: 44.0%",
@@ -84,16 +94,16 @@ def test_workers_screen_and_worker_detail():
                      "node1:1234", "Overview interval: 1s", "gpus/nvidia: 1", "job 1 task 9"):
             assert part in d, part
         await pilot.press("c")
-        await pilot.pause()
+        await settle(app, pilot)
         assert "worker-managed CPUs" in text(app, "#worker-detail-text")
         await pilot.press("backspace")
-        await pilot.pause()
+        await settle(app, pilot)
         assert app.screen_name == "workers"
         await pilot.press("down", "i")  # worker 2: lost, no overview
-        await pilot.pause()
+        await settle(app, pilot)
         assert "no hardware overview" in text(app, "#worker-detail-text")
         await pilot.press("escape")
-        await pilot.pause()
+        await settle(app, pilot)
         assert app.screen_name == "workers"
 
     run(scenario, records=records(), replay_path="fixture.journal")
@@ -103,7 +113,7 @@ def test_workers_screen_and_worker_detail():
 def test_allocations_screen_and_its_empty_state():
     async def scenario(app, pilot):
         await pilot.press("a")
-        await pilot.pause()
+        await settle(app, pilot)
         assert app.screen_name == "allocations"
         queues = rows(app, "#queues-table")
         assert [q[:4] for q in queues] == [["1", "cpuq", "slurm", "ACTIVE"],
@@ -118,7 +128,7 @@ def test_allocations_screen_and_its_empty_state():
 
     async def empty(app, pilot):
         await pilot.press("a")
-        await pilot.pause()
+        await settle(app, pilot)
         assert app.query_one("#alloc-empty").display
         assert "No allocation queues" in text(app, "#alloc-empty")
         assert not app.query_one("#queues-table").display
@@ -131,28 +141,28 @@ def test_timeline_keys_move_in_time_and_back_to_live():
     async def scenario(app, pilot):
         assert text(app, "#timeline").startswith("END ")  # replay: the end of the journal
         await pilot.press("o")  # earlier by half the window (the whole history: 19 s)
-        await pilot.pause()
+        await settle(app, pilot)
         assert app.view_end == pytest.approx(T0 + 9.5)
         assert text(app, "#timeline").startswith("PAST ")
         assert [r[:3] for r in rows(app, "#jobs-table")] == [["1", "array", "RUNNING"]]
         assert rows(app, "#tasks-table")[-1][:2] == ["6", "running"]
         await pilot.press("k")  # zoom in: the window halves
-        await pilot.pause()
+        await settle(app, pilot)
         assert app.span == pytest.approx(4.75)
         await pilot.press("o")
-        await pilot.pause()
+        await settle(app, pilot)
         assert app.view_end == pytest.approx(T0 + 9.5 - 4.75 / 2)
         await pilot.press("l", "l", "l")  # zoom out past the whole history: whole again
-        await pilot.pause()
+        await settle(app, pilot)
         assert app.span is None
         await pilot.press("p", "p", "p")
-        await pilot.pause()
+        await settle(app, pilot)
         assert app.view_end is None and text(app, "#timeline").startswith("END ")
         await pilot.press("o", "w")
-        await pilot.pause()
+        await settle(app, pilot)
         assert [r[2] for r in rows(app, "#workers-table")] == ["RUNNING", "RUNNING"]
         await pilot.press("r")
-        await pilot.pause()
+        await settle(app, pilot)
         assert app.view_end is None
         assert [r[2] for r in rows(app, "#workers-table")] == ["RUNNING", "CONNECTION LOST"]
 
@@ -172,21 +182,21 @@ def test_cancel_is_read_only_in_replay_and_pager_opens_the_failed_tasks_stderr(t
 
     async def scenario(app, pilot):
         await pilot.press("x")
-        await pilot.pause()
+        await settle(app, pilot)
         assert "Read-only" in text(app, "#notice")
         await pilot.press("2", *["down"] * 8, "e")
-        await pilot.pause()
+        await settle(app, pilot)
         assert seen.read_text().strip() == f"{tmp_path}/out/8.err"
         assert "Viewed" in text(app, "#notice")
         await pilot.press("s")  # its stdout file does not exist
-        await pilot.pause()
+        await settle(app, pilot)
         assert "8.out does not exist" in text(app, "#notice")
         os.environ["PAGER"] = str(tmp_path / "no-such-pager")
         await pilot.press("e")
-        await pilot.pause()
+        await settle(app, pilot)
         assert "Cannot run the pager" in text(app, "#notice")  # and the app goes on
         await pilot.press("w")
-        await pilot.pause()
+        await settle(app, pilot)
         assert app.screen_name == "workers"
 
     run(scenario, records=records(str(tmp_path)), replay_path="fixture.journal")
@@ -206,7 +216,7 @@ def test_a_resync_rebuilds_the_model_with_a_notice():
         assert "resynchronised" in text(app, "#notice")
         assert len(app.timeline.live.jobs) == 1 and app.timeline.live.n_events == 5
         await pilot.press("escape")
-        await pilot.pause()
+        await settle(app, pilot)
         assert text(app, "#notice") == ""
 
     run(scenario, records=recs)

@@ -89,7 +89,7 @@ def test_slurm_queue_runs_tasks_and_idle_timeout_ends_allocation(slurm_env):
     assert datetime.fromisoformat(allocs[0]["queued_at"]).timestamp() - t0 < 1.0
     env.wait_job(job, timeout=60)
     workers = env.command(["worker", "list", "--all"], as_json=True)
-    assert workers and all(w["allocation"]["manager"] == "SLURM" for w in workers)
+    assert workers and all(w["allocation"]["manager"] == "Slurm" for w in workers)
     wait_until(lambda: all(a["status"] == "FINISHED" for a in allocations(env)), 30, 0.3,
                "allocations finished")
     wait_until(lambda: all(slurm_state(a["id"]) == "COMPLETED" for a in allocations(env)),
