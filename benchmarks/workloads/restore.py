@@ -96,8 +96,9 @@ def restore_once(ctx, n: int, journal, live: dict) -> tuple[dict, dict]:
         rss, peak = vmrss_mb(server.pid), vmhwm_mb(server.pid)
         if journal is None:
             return {"first answer": answered}, {"rss_mb": rss}
-        out = env.command(["job", "info", str(live["job"])], as_json=True, timeout=120)
-        stats = out[0]["info"]["task_stats"]
+        # (`job list`, not JSON `job info`: that lists every task, millions of them)
+        jobs = env.command(["job", "list", "--all"], as_json=True, timeout=120)
+        stats = next(j["task_stats"] for j in jobs if j["id"] == live["job"])
         if stats.get("finished") != n - 1:
             raise RuntimeError(f"restored job has {stats}, expected {n - 1:,} finished")
     finally:
