@@ -123,8 +123,10 @@ class HqCluster:
         return res.stdout, dt
 
     def job_stats(self, job_id: int) -> dict:
-        out, _ = self.hq("--output-mode", "json", "job", "info", str(job_id))
-        return json.loads(out)[0]["info"]["task_stats"]
+        # `job list`: JSON `job info` lists every task (millions here) and the client builds
+        # each one's view
+        out, _ = self.hq("--output-mode", "json", "job", "list", "--all")
+        return next(j["task_stats"] for j in json.loads(out) if j["id"] == job_id)
 
     def stop(self) -> None:
         # The workers first (a graceful stop: _frames_worker.py writes its counts at exit).
