@@ -39,8 +39,8 @@ class SubscriberLagged(Exception):
 class Subscription:
     """One subscriber's view of the event stream (made by `Server.subscribe`)."""
 
-    __slots__ = ("live", "limit", "after", "lagged", "on_lag", "_history", "_pending",
-                 "_wakeup", "_boundary_sent")
+    __slots__ = ("live", "limit", "after", "lagged", "on_lag", "_history", "_sent",
+                 "_pending", "_wakeup", "_boundary_sent")
 
     def __init__(self, live: bool, limit: int = EVENT_BACKLOG):
         self.live = live
@@ -51,12 +51,14 @@ class Subscription:
         self.lagged = False
         self.on_lag = None  # callback() when the subscription becomes lagged
         self._history: list = []
+        self._sent = 0  # how much of the history has been handed out
         self._pending: list = []
         self._wakeup = trio.Event()
         self._boundary_sent = False
 
     def set_history(self, records: list, after: int) -> None:
         self._history = records
+        self._sent = 0
         self.after = after
 
     def push(self, records) -> None:
@@ -85,9 +87,12 @@ class Subscription:
         """
         if self.lagged:
             raise SubscriberLagged(f"more than {self.limit} events were waiting")
-        if self._history:
-            chunk = self._history[:HISTORY_CHUNK]
-            del self._history[:HISTORY_CHUNK]
+        if self._sent < len(self._history):  # (an offset: deleting from the front is quadratic)
+            chunk = self._history[self._sent:self._sent + HISTORY_CHUNK]
+            self._sent += len(chunk)
+            if self._sent >= len(self._history):
+                self._history = []
+                self._sent = 0
             return chunk
         if not self.live:
             raise StopAsyncIteration
