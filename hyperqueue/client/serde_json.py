@@ -315,11 +315,13 @@ class _Checker:
             if not 0xDC00 <= n2 <= 0xDFFF:
                 raise self.error(LONE_SURROGATE)
 
-    def seq(self) -> None:
+    def items(self, close: int, comma_error: str, eof_error: str):
+        """Yields the first byte of each item of a list or map whose opening bracket was eaten,
+        after serde_json's checks of the commas and of the end; returns at `close`."""
         first = True
         while True:
             b = self.whitespace()
-            if b == ord("]"):
+            if b == close:
                 self.eat()
                 return
             if b == ord(",") and not first:
@@ -327,36 +329,22 @@ class _Checker:
                 b = self.whitespace()
             elif b is not None:
                 if not first:
-                    raise self.error(LIST_COMMA)
+                    raise self.error(comma_error)
                 first = False
             else:
-                raise self.error(EOF_LIST)
-            if b == ord("]"):
+                raise self.error(eof_error)
+            if b == close:
                 raise self.error(TRAILING_COMMA)
             if b is None:
                 raise self.error(EOF_VALUE)
+            yield b
+
+    def seq(self) -> None:
+        for _ in self.items(ord("]"), LIST_COMMA, EOF_LIST):
             self.value()
 
     def map(self) -> None:
-        first = True
-        while True:
-            b = self.whitespace()
-            if b == ord("}"):
-                self.eat()
-                return
-            if b == ord(",") and not first:
-                self.eat()
-                b = self.whitespace()
-            elif b is not None:
-                if not first:
-                    raise self.error(OBJECT_COMMA)
-                first = False
-            else:
-                raise self.error(EOF_OBJECT)
-            if b == ord("}"):
-                raise self.error(TRAILING_COMMA)
-            if b is None:
-                raise self.error(EOF_VALUE)
+        for b in self.items(ord("}"), OBJECT_COMMA, EOF_OBJECT):
             if b != ord('"'):
                 raise self.error(KEY_STRING)
             self.eat()
