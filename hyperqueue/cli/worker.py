@@ -403,17 +403,6 @@ def _without_globals(args) -> list[str]:
     return out
 
 
-def _hq_binary() -> str:
-    import sys
-
-    argv0 = sys.argv[0] if sys.argv else ""
-    if argv0 and os.path.basename(argv0) == "hq" and os.path.exists(argv0):
-        return os.path.abspath(argv0)
-    import shutil
-
-    return shutil.which("hq") or os.path.abspath(argv0 or "hq")
-
-
 @worker.command("deploy-ssh", context_settings={"ignore_unknown_options": True,
                                                 "allow_interspersed_args": False})
 @click.option("--show-output", is_flag=True, help="Show the output of the workers")
@@ -438,7 +427,9 @@ def deploy_ssh(ctx, show_output, hostfile, worker_args):
     if ssh is None:
         raise _command_error("Cannot find `ssh` binary. Make sure that OpenSSH is installed.")
     ssh = os.path.abspath(ssh)
-    hq = _hq_binary()
+    from ..common.hqpath import hq_executable
+
+    hq = hq_executable()
     out = None if show_output else subprocess.DEVNULL
     done: queue.Queue = queue.Queue()
     children = []

@@ -29,7 +29,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import sys
 import tempfile
 import time
 
@@ -45,6 +44,7 @@ from ..batch import (
     allocation_dir, allocation_name, cancel_argv, parse_qsub_output, parse_qstat_json,
     parse_sbatch_output, parse_scontrol_status, render_script, submit_argv,
 )
+from ..common.hqpath import hq_executable
 from ..core.events import Unknown
 from ..core.waiting import waiting_summary
 
@@ -107,13 +107,6 @@ def policy_from_env() -> BackoffPolicy:
         return default
 
 
-def _hq_path() -> str:
-    argv0 = sys.argv[0] if sys.argv else ""
-    if argv0 and os.path.basename(argv0) == "hq" and os.path.exists(argv0):
-        return os.path.abspath(argv0)
-    return shutil.which("hq") or os.path.abspath(argv0 or "hq")
-
-
 def _short(text: str) -> str:
     text = text.strip()
     return text if len(text) <= MAX_ERROR_TEXT else text[:MAX_ERROR_TEXT] + "..."
@@ -131,7 +124,7 @@ class AutoallocService:
         self.worker_alloc: dict[int, str] = {}  # connected worker id -> allocation id
         self.last_error: dict[int, str] = {}  # queue id -> last submission error
         self.status_due = 0.0  # trio time of the next status check
-        self.hq_path = _hq_path()
+        self.hq_path = hq_executable()
         self.running = False
 
     # -- journal -----------------------------------------------------------------------------

@@ -14,7 +14,6 @@ from functools import partial
 import logging
 import os
 import signal
-import sys
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -22,6 +21,7 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from ..common import gctune, serverdir
+from ..common.hqpath import hq_executable
 from ..common.waits import sleep as clamped_sleep
 from ..common.rlimit import raise_open_file_limit
 from ..core.model import WorkerConfig
@@ -124,7 +124,7 @@ class Worker:
         self.idle_since = self.started_at = trio.current_time()
         self.token = trio.lowlevel.current_trio_token()
         await self._connect(deadline=None)
-        self.runner = Runner(work_dir=self.config.work_dir, hq_path=_hq_path(),
+        self.runner = Runner(work_dir=self.config.work_dir, hq_path=hq_executable(),
                              server_uid=self.server_uid, worker_id=self.worker_id)
         if not self.zero_spawn:
             self.runner.start_reaper()
@@ -735,15 +735,6 @@ def _unlink_quietly(path: str) -> None:
         os.unlink(path)
     except OSError:
         pass
-
-
-def _hq_path() -> str:
-    argv0 = sys.argv[0] if sys.argv else ""
-    if argv0 and os.path.basename(argv0) == "hq" and os.path.exists(argv0):
-        return os.path.abspath(argv0)
-    import shutil
-
-    return shutil.which("hq") or os.path.abspath(argv0 or "hq")
 
 
 class LocalQueue:
