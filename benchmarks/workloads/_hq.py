@@ -128,6 +128,19 @@ class HqCluster:
         out, _ = self.hq("--output-mode", "json", "job", "list", "--all")
         return next(j["task_stats"] for j in json.loads(out) if j["id"] == job_id)
 
+    def check_finished(self, job, n: int) -> int:
+        """The job id (`job`: an id, or the quiet output of a submit) after checking that all
+        `n` tasks of that job finished.
+
+        Raises:
+            RuntimeError: they did not.
+        """
+        job_id = job if isinstance(job, int) else int(job.strip().splitlines()[-1])
+        stats = self.job_stats(job_id)
+        if stats.get("finished") != n:
+            raise RuntimeError(f"expected {n} finished tasks, got {stats}")
+        return job_id
+
     def stop(self) -> None:
         # The workers first (a graceful stop: _frames_worker.py writes its counts at exit).
         if len(self.workers) > 1:
@@ -151,10 +164,7 @@ def hq_true(ctx, n: int, *, files: bool, server_args: tuple = (),
         out, t_submit = c.hq("--output-mode", "quiet", "submit", "--array", f"1-{n}", *stdio, "--", "true")
         _, t_wait = c.hq("job", "wait", "last")
         elapsed = time.perf_counter() - t0
-        job_id = int(out.strip().splitlines()[-1])
-        stats = c.job_stats(job_id)
-        if stats.get("finished") != n:
-            raise RuntimeError(f"expected {n} finished tasks, got {stats}")
+        job_id = c.check_finished(out, n)
         extra = {"submit_s": t_submit, "wait_s": t_wait}
         if files:
             job_dir = c.cwd / f"job-{job_id}"
@@ -172,8 +182,5 @@ def hq_zero_spawn(ctx, n: int, worker_argv=None) -> tuple[float, dict]:
                              "--stderr", "none", "--", "true")
         _, t_wait = c.hq("job", "wait", "last")
         elapsed = time.perf_counter() - t0
-        job_id = int(out.strip().splitlines()[-1])
-        stats = c.job_stats(job_id)
-        if stats.get("finished") != n:
-            raise RuntimeError(f"expected {n} finished tasks, got {stats}")
+        c.check_finished(out, n)
     return elapsed, {"submit_s": t_submit, "wait_s": t_wait}

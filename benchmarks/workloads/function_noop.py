@@ -55,10 +55,7 @@ def hq_function_noop(ctx, n: int, *, prologue: bool) -> tuple[float, dict]:
             raise RuntimeError(f"hq submit exited with {rc}: {err.strip()[-400:]}")
         _, t_wait = c.hq("job", "wait", "last", timeout=3600, check=False)
         elapsed = time.perf_counter() - t0
-        job_id = int(out.strip().splitlines()[-1])
-        stats = c.job_stats(job_id)
-        if stats.get("finished") != n:
-            raise RuntimeError(f"expected {n} finished tasks, got {stats}")
+        c.check_finished(out, n)
     return elapsed, {"submit_s": t_submit, "wait_s": t_wait}
 
 

@@ -31,10 +31,7 @@ def many_run(ctx, n: int, workers: int) -> tuple[dict, dict]:
         c.hq("job", "wait", "last", timeout=3600)
         elapsed = time.perf_counter() - t0
         cpu = cpu_s(pid) - cpu0
-        job_id = int(out.strip().splitlines()[-1])
-        stats = c.job_stats(job_id)
-        if stats.get("finished") != n:
-            raise RuntimeError(f"expected {n} finished tasks, got {stats}")
+        c.check_finished(out, n)
         procs = list(c.workers)
         workers_cpu = sum(cpu_s(p.pid) for p in procs)  # start-up included
     # stopped (gracefully) on leaving the block: each worker has logged its count

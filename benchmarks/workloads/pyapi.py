@@ -53,9 +53,7 @@ def _driver(ctx, c: HqCluster, mode: str, n: int) -> dict:
         raise RuntimeError(f"_pyapi.py {mode} exited with {rc}: {err.strip()[-400:]}")
     data = json.loads(lines[-1])
     data["process_wall_s"] = wall
-    stats = c.job_stats(data["job_id"])
-    if stats.get("finished") != n:
-        raise RuntimeError(f"expected {n} finished tasks, got {stats}")
+    c.check_finished(data["job_id"], n)
     return data
 
 
@@ -76,9 +74,7 @@ def hq_cli_true(ctx, n: int) -> tuple[float, dict]:
                              "none", "--stderr", "none", "--", "true")
         _, t_wait = c.hq("job", "wait", "last")
         elapsed = time.perf_counter() - t0
-        stats = c.job_stats(int(out.strip().splitlines()[-1]))
-        if stats.get("finished") != n:
-            raise RuntimeError(f"expected {n} finished tasks, got {stats}")
+        c.check_finished(out, n)
     return elapsed, {"submit_s": t_submit, "wait_s": t_wait}
 
 
@@ -93,9 +89,7 @@ def hq_cli_jobfile(ctx, n: int) -> tuple[float, dict]:
         out, t_submit = c.hq("--output-mode", "quiet", "job", "submit-file", jobfile)
         _, t_wait = c.hq("job", "wait", "last")
         elapsed = time.perf_counter() - t0
-        stats = c.job_stats(int(out.strip().splitlines()[-1]))
-        if stats.get("finished") != n:
-            raise RuntimeError(f"expected {n} finished tasks, got {stats}")
+        c.check_finished(out, n)
     return elapsed, {"submit_s": t_submit, "wait_s": t_wait}
 
 

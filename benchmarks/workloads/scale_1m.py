@@ -41,10 +41,7 @@ def scale_run(ctx, n: int, *, journal: bool, cpus: int = CPUS, workers: int = 1,
         elapsed = time.perf_counter() - t0
         cpu = cpu_s(pid) - cpu0
         rss_after, peak = vmrss_mb(pid), vmhwm_mb(pid)
-        job_id = int(out.strip().splitlines()[-1])
-        stats = c.job_stats(job_id)
-        if stats.get("finished") != n:
-            raise RuntimeError(f"expected {n} finished tasks, got {stats}")
+        c.check_finished(out, n)
         jbytes = jpath.stat().st_size if jpath is not None else 0
         workers_cpu = [cpu_s(p.pid) for p in c.workers]
     values = {"wall": elapsed, "server CPU per task": cpu / n * 1e6,
