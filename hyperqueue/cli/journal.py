@@ -54,20 +54,10 @@ def _jsonable(value):
 def _read_journal(path: str):
     from ..journal.format import read_file
 
-    records, tail = read_file(path)
+    records, tail = read_file(path, expand=True)  # batched records as per-task events
     if not tail.clean:
         sys.stderr.write(f"Warning: {tail.warning(path)}\n")
     return records
-
-
-def expand_record(record) -> list:
-    """The per-task records a journal record stands for (`core.events.expand_record`): users
-    see the same events whether the journal batched them or not."""
-    from ..core.events import expand_record as expand
-
-    if isinstance(record, (list, tuple)) and len(record) == 3:
-        return expand(record)
-    return [record]
 
 
 @journal.command()
@@ -76,8 +66,7 @@ def export(file):
     """Print every event of a journal file as JSON lines."""
     write = sys.stdout.write
     for record in _read_journal(file):
-        for one in expand_record(record):
-            write(event_json(one) + "\n")
+        write(event_json(record) + "\n")
     sys.stdout.flush()
 
 
@@ -144,7 +133,7 @@ def report(file, out, start_time, end_time):
     """Write a self-contained HTML report (tasks and workers over time) of a journal file."""
     from ..report.html import render_report
 
-    records = [one for r in _read_journal(file) for one in expand_record(r)]
+    records = _read_journal(file)
     html = render_report(records, start_time=start_time, end_time=end_time)
     with open(out, "w") as f:
         f.write(html)

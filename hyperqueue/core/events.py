@@ -667,7 +667,7 @@ def expand_record(record) -> list:
     """The per-task records a journal record stands for: a `task-progress` record gives its
     `task-started` / `task-finished` records (as `TaskStarted` / `TaskFinished` write them);
     any other record (or a malformed one) is given back alone."""
-    if record[1] != "task-progress":
+    if not isinstance(record, (list, tuple)) or len(record) != 3 or record[1] != "task-progress":
         return [record]
     try:
         e = from_record(record)

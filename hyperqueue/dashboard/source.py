@@ -30,12 +30,9 @@ def read_journal(path: str) -> tuple[list, str | None]:
     Raises:
         HqError: the file cannot be read or is not a journal.
     """
-    from ..core.events import expand_record
     from ..journal.format import read_file
 
-    records, tail = read_file(path)
-    # batched `task-progress` records stand for per-task starts and finishes
-    records = [one for r in records for one in expand_record(r)]
+    records, tail = read_file(path, expand=True)
     return records, (None if tail.clean else tail.warning(path))
 
 

@@ -417,8 +417,10 @@ def read_all(data: bytes, *, max_record: int = MAX_RECORD, path: str | None = No
     return records, reader.finish()
 
 
-def read_file(path: str) -> tuple[list, TailReport]:
-    """`read_all` of the journal file at `path` (for the tools that read a journal offline).
+def read_file(path: str, expand: bool = False) -> tuple[list, TailReport]:
+    """`read_all` of the journal file at `path` (for the tools that read a journal offline);
+    with `expand`, batched records are given as the per-task records they stand for
+    (`core.events.expand_record`), as users see events.
 
     Raises:
         HqError: the file cannot be read ("Cannot read journal ...").
@@ -429,4 +431,9 @@ def read_file(path: str) -> tuple[list, TailReport]:
             data = f.read()
     except OSError as e:
         raise HqError(f"Cannot read journal {path}: {e.strerror}") from None
-    return read_all(data, path=path)
+    records, tail = read_all(data, path=path)
+    if expand:
+        from ..core.events import expand_record
+
+        records = [one for r in records for one in expand_record(r)]
+    return records, tail

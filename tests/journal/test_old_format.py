@@ -12,7 +12,8 @@ import sys
 
 import pytest
 
-from hyperqueue.cli.journal import event_json, expand_record
+from hyperqueue.cli.journal import event_json
+from hyperqueue.core.events import expand_record
 from hyperqueue.core import events as ev
 from hyperqueue.core import views
 from hyperqueue.core.model import TaskState
