@@ -77,7 +77,7 @@ def _stream(live: bool) -> None:
         client.conn.settimeout(None)
         client.conn.send(m.encode(m.StreamEventsRequest(live)))
         while True:
-            resp = m.decode(client.conn.receive(), m.TO_CLIENT)
+            resp = client.receive()
             if isinstance(resp, m.ErrorResponse):
                 from ..errors import RequestFailed
 

@@ -17,6 +17,7 @@ import anyio
 
 from ..errors import HqError, RequestFailed, ServerUnreachable
 from ..protocol import messages as m
+from ..protocol.cborshape import SCAN_THRESHOLD, check_frame
 from ..protocol.errors import ConnectionClosed, HandshakeError, ProtocolError, describe
 from ..protocol.handshake import Handshake
 from ..protocol.session import CLOSED, ESTABLISHED, NEED_DATA, Session
@@ -81,6 +82,8 @@ class _Connection:
             session.receive_data(await _receive_some(self._stream))
         if event is CLOSED:
             raise ConnectionClosed(f"connection to {self.peer} closed")
+        if len(event) > SCAN_THRESHOLD:  # in a thread: the caller's event loop keeps running
+            await anyio.to_thread.run_sync(check_frame, event, f"the server at {self.peer}")
         return m.decode(event, m.TO_CLIENT)
 
     async def request(self, msg: m.Message, timeout: Optional[float]) -> m.Message:

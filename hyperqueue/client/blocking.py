@@ -7,6 +7,7 @@ import socket
 from ..common import serverdir
 from ..errors import HqError, RequestFailed, ServerUnreachable
 from ..protocol import messages as m
+from ..protocol.cborshape import check_frame
 from ..protocol.errors import ConnectionClosed, HandshakeError, ProtocolError, describe
 from ..protocol.handshake import Handshake
 from ..transport.blocking import BlockingConnection
@@ -45,7 +46,7 @@ class BlockingClient:
         try:
             self.conn.settimeout(timeout)
             self.conn.send(m.encode(msg))
-            response = m.decode(self.conn.receive(), m.TO_CLIENT)
+            response = self.receive()
         except (ConnectionClosed, OSError) as e:
             raise HqError(f"Connection to the server was lost: {e or 'closed'}") from None
         except ProtocolError as e:
@@ -55,6 +56,18 @@ class BlockingClient:
         if isinstance(response, m.ErrorResponse):
             raise RequestFailed(response.message)
         return response
+
+    def receive(self) -> m.Message:
+        """The server's next message, decoded once `check_frame` passed it.
+
+        Raises:
+            ConnectionClosed, OSError: see `BlockingConnection.receive`.
+            ProtocolError: a bad frame, a message refused by the shape check (naming the
+                server's address) or an invalid message.
+        """
+        data = self.conn.receive()
+        check_frame(data, f"the server at {self.conn.peer}")
+        return m.decode(data, m.TO_CLIENT)
 
     def call(self, call, timeout: float | None = 60.0):
         """Drives a `client.calls` call: sends each request it yields, in order, and returns

@@ -105,7 +105,7 @@ def wait_with_notifications(client, selector_wire, on_note, without_close: bool 
         conn.settimeout(None)
         conn.send(m.encode(m.WaitNotifyRequest(selector_wire, without_close)))
         while True:
-            resp = m.decode(conn.receive(), m.TO_CLIENT)
+            resp = client.receive()
             if isinstance(resp, m.TaskNotification):
                 on_note(resp.job_id, resp.task_id, resp.worker_id, resp.message)
                 continue

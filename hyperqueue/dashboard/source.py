@@ -55,7 +55,7 @@ def _next_chunk(client) -> m.EventsResponse:
     from ..protocol.errors import ConnectionClosed, ProtocolError
 
     try:
-        resp = m.decode(client.conn.receive(), m.TO_CLIENT)
+        resp = client.receive()
     except (ConnectionClosed, OSError, ProtocolError) as e:
         raise HqError(f"Connection to the server was lost: {e or 'closed'}") from None
     if isinstance(resp, m.ErrorResponse):

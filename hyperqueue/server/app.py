@@ -44,10 +44,9 @@ from ..core.outbox import Outbox
 from ..core.state import Core
 from ..errors import HqError, RequestFailed
 from ..protocol import messages as m
-from ..protocol.cborshape import SCAN_THRESHOLD, check_shape
 from ..protocol.errors import ConnectionClosed, ProtocolError, describe
 from ..protocol.handshake import Handshake
-from ..transport.connection import Connection, perform_handshake
+from ..transport.connection import Connection, decode_message, perform_handshake
 from ..version import __version__
 from .autoalloc import AutoallocService
 from .requests import ClientRequests, RequestContext, Waits
@@ -638,7 +637,7 @@ class Server:
                 data = await conn.receive()
             except ConnectionClosed:
                 raise ProtocolError("connection closed before the worker registered") from None
-            msg = await _decode(data, m.FROM_WORKER)
+            msg = await decode_message(data, m.FROM_WORKER)
             if not isinstance(msg, m.RegisterWorker):
                 raise ProtocolError(f"expected a worker registration, got {type(msg).__name__}")
         now = time.time()
@@ -694,7 +693,7 @@ class Server:
                     data = await conn.receive()
                 except ConnectionClosed:
                     return WorkerState.CONNECTION_LOST
-                msg = await _decode(data, m.FROM_WORKER)
+                msg = await decode_message(data, m.FROM_WORKER)
                 if isinstance(msg, m.TaskUpdates):
                     reactor.task_updates(core, outbox, worker, msg.updates, time.time())
                     link.seen_seq = msg.seq
@@ -805,7 +804,7 @@ class Server:
                 except ConnectionClosed:
                     return
                 try:
-                    request = await _decode(data, m.FROM_CLIENT)
+                    request = await decode_message(data, m.FROM_CLIENT)
                 except ProtocolError as e:
                     # The frame was sealed and authentic, only its message is invalid: tell the
                     # client why (bounded text, no peer value) before closing the connection.
@@ -899,14 +898,6 @@ class _ConnState:
             if self.evicted:
                 raise ProtocolError("evicted")  # logged by _supervise
             raise ProtocolError(f"not authenticated within {PREAUTH_TIMEOUT:g} s")
-
-
-async def _decode(data: bytes, direction: str) -> m.Message:
-    """`m.decode`, after a shape check of a large frame in a thread: decoding holds the event
-    loop (and the GIL), and a frame of tiny containers decodes to ~60 bytes per byte."""
-    if len(data) > SCAN_THRESHOLD:
-        await trio.to_thread.run_sync(check_shape, data)
-    return m.decode(data, direction)
 
 
 def _evict_some(ports, n: int = 16) -> int:

@@ -30,7 +30,7 @@ from ..errors import HqError, UnsafeAccess
 from ..protocol import messages as m
 from ..protocol.errors import ConnectionClosed, HandshakeError, ProtocolError, describe
 from ..protocol.handshake import Handshake
-from ..transport.connection import Connection, open_connection
+from ..transport.connection import Connection, decode_message, open_connection
 from ..version import __version__
 from .allocator import Allocation, Allocator
 from .runner import KILL_GRACE, Runner, TaskRun, TaskSpec
@@ -299,7 +299,8 @@ class Worker:
                     running, results = self._resume_state() if previous else ([], [])
                 await conn.send(m.encode(m.RegisterWorker(self.config, previous, running,
                                                           results)))
-                reply = m.decode(await conn.receive(), m.TO_WORKER)
+                reply = await decode_message(await conn.receive(), m.TO_WORKER,
+                                             f"the server at {conn.peer}")
                 if not isinstance(reply, m.WorkerRegistered):
                     raise ProtocolError("unexpected reply to the registration")
                 break
@@ -372,7 +373,8 @@ class Worker:
         """Handles server messages; returns the exit code or a LOST_* action."""
         while True:
             try:
-                msg = m.decode(await self.conn.receive(), m.TO_WORKER)
+                msg = await decode_message(await self.conn.receive(), m.TO_WORKER,
+                                           f"the server at {self.conn.peer}")
             except (ConnectionClosed, ProtocolError, OSError, trio.BrokenResourceError,
                     trio.ClosedResourceError) as e:
                 log.error("Connection to the server lost: %s", self.send_error or e or "closed")
