@@ -11,22 +11,29 @@ TASK_STATES = ("waiting", "running", "finished", "failed", "canceled", "aborted"
 class DurationType(click.ParamType):
     name = "DURATION"
 
+    def __init__(self, allow_zero: bool = True):
+        self.allow_zero = allow_zero
+
     def convert(self, value, param, ctx):
         """Text as `parse_duration` reads it, or a number of seconds; either way finite, not
-        negative and at most 10 years (core.limits.MAX_DURATION)."""
+        negative and at most 10 years (core.limits.MAX_DURATION); not zero unless
+        `allow_zero`."""
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             from ..core.limits import check_duration
 
             try:
-                return check_duration(value, allow_zero=True)
+                return check_duration(value, allow_zero=self.allow_zero)
             except ValueError as e:
                 self.fail(str(e), param, ctx)
         from ..common.durations import parse_duration
 
         try:
-            return parse_duration(value)
+            seconds = parse_duration(value)
         except ValueError as e:
             self.fail(str(e), param, ctx)
+        if seconds == 0 and not self.allow_zero:
+            self.fail(f"Invalid duration '{value}': must be positive", param, ctx)
+        return seconds
 
 
 class SelectorType(click.ParamType):
@@ -62,6 +69,7 @@ class RangesType(click.ParamType):
 
 
 DURATION = DurationType()
+POSITIVE_DURATION = DurationType(allow_zero=False)  # e.g. a heartbeat period
 SELECTOR = SelectorType()
 RANGES = RangesType()
 

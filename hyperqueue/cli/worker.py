@@ -8,7 +8,7 @@ import time
 
 from ..client import calls
 from ..errors import CommandError
-from .common import DURATION, SELECTOR, missing_text, trio_run
+from .common import DURATION, POSITIVE_DURATION, SELECTOR, missing_text, trio_run
 from .context import connect, printer, server_root, setup_logging
 from .flavour import click
 
@@ -75,7 +75,7 @@ MIN_UTILIZATION = _MinUtilization()
 @click.option("--no-hyper-threading", is_flag=True, help="Use one thread of each core")
 @click.option("--idle-timeout", type=DURATION, help="Stop after being idle this long")
 @click.option("--time-limit", type=DURATION, help="Stop after this long")
-@click.option("--heartbeat", type=DURATION, default="8s", help="Heartbeat period")
+@click.option("--heartbeat", type=POSITIVE_DURATION, default="8s", help="Heartbeat period")
 @click.option("--hostname", help="Hostname reported to the server")
 @click.option("--work-dir", type=click.Path(file_okay=False), help="Working directory")
 @click.option("--on-server-lost", type=click.Choice(["stop", "finish-running", "reconnect"]),
