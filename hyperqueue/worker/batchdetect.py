@@ -5,6 +5,11 @@ remaining walltime) and to report `Manager` / `Manager Job ID` to the server. Re
 is injectable (`environ`), and so is running `qstat` / `scontrol` (`run`), for tests. A failing or
 missing `qstat` / `scontrol` only loses the time limit; it never stops the worker.
 
+The remaining time is range-checked (`_remaining`): garbage (non-finite, negative or absurdly
+large parts) loses the time limit with a warning; a used time above the limit (upstream: "used
+time is bigger than walltime", an error that leaves the worker without a time limit) does too;
+a remaining time longer than `core.limits.MAX_DURATION` is cut to it.
+
 It reads the environment and runs commands, so it lives in the worker shell, not in the pure
 `hyperqueue.batch` (which renders the scripts and parses the managers' output for autoalloc).
 """
@@ -17,6 +22,8 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+
+from ..core.limits import MAX_DURATION
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +112,7 @@ def parse_slurm_duration(text: str) -> float | None:
             hours, minutes, seconds = parts
         else:
             raise ValueError(f"invalid Slurm duration {text!r}")
-    return float(((days * 24 + hours) * 60 + minutes) * 60 + seconds)
+    return _seconds(((days * 24 + hours) * 60 + minutes) * 60 + seconds, text)
 
 
 def parse_pbs_walltime(text: str | int | float) -> float:
@@ -115,21 +122,47 @@ def parse_pbs_walltime(text: str | int | float) -> float:
         ValueError: on malformed input.
     """
     if isinstance(text, (int, float)) and not isinstance(text, bool):
-        return float(text)
+        return _seconds(text, text)
     parts = [_number(p, str(text)) for p in str(text).strip().split(":")]
     if not 1 <= len(parts) <= 3:
         raise ValueError(f"invalid PBS walltime {text!r}")
     seconds = 0
     for part in parts:
         seconds = seconds * 60 + part
-    return float(seconds)
+    return _seconds(seconds, text)
 
 
 def _number(part: str, whole: str) -> int:
     part = part.strip()
-    if not part.isdigit():
+    if not (part.isascii() and part.isdigit()) or len(part) > 20:  # a u64 has 20 digits
         raise ValueError(f"invalid duration {whole!r}")
     return int(part)
+
+
+def _seconds(value: int | float, whole) -> float:
+    """`value` as float seconds: finite and not negative (else ValueError naming `whole`)."""
+    try:
+        seconds = float(value)
+    except OverflowError:
+        seconds = float("inf")
+    if not 0.0 <= seconds < float("inf"):  # also NaN
+        raise ValueError(f"invalid duration {whole!r}")
+    return seconds
+
+
+def _remaining(limit: float, used: float, what: str) -> float | None:
+    """The remaining time of an allocation: `limit - used`, cut to MAX_DURATION; None (with a
+    warning) if more than the limit was used already."""
+    remaining = limit - used
+    if remaining < 0:
+        logger.warning("%s has used more time than its limit (%.0f s of %.0f s); the worker gets "
+                       "no time limit", what, used, limit)
+        return None
+    if remaining > MAX_DURATION:
+        logger.warning("the remaining time of %s (%.0f s) is longer than the maximum; the worker "
+                       "time limit is 10 years", what, remaining)
+        return MAX_DURATION
+    return remaining
 
 
 # ----------------------------------------------------------------------------------- remaining time
@@ -160,10 +193,10 @@ def _pbs_remaining(job_id: str, run: Runner) -> float | None:
         limit = parse_pbs_walltime(job["Resource_List"]["walltime"])
         used_text = job.get("resources_used", {}).get("walltime")
         used = parse_pbs_walltime(used_text) if used_text is not None else 0.0
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         logger.warning("cannot get the walltime of PBS job %s from qstat output (%r)", job_id, exc)
         return None
-    return max(0.0, limit - used)
+    return _remaining(limit, used, f"PBS job {job_id}")
 
 
 _SLURM_FIELD = r"(?:^|\s){}=(\S+)"
@@ -186,7 +219,7 @@ def _slurm_remaining(job_id: str, run: Runner) -> float | None:
     except ValueError as exc:
         logger.warning("cannot get the time limit of Slurm job %s from scontrol output (%s)", job_id, exc)
         return None
-    return max(0.0, limit - (used or 0.0))
+    return _remaining(limit, used or 0.0, f"Slurm job {job_id}")
 
 
 # ------------------------------------------------------------------------------------------ detect

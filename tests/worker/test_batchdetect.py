@@ -112,8 +112,19 @@ def test_pbs_job_key_with_longer_server_name():
     assert detect_manager(environ=PBS_ENV, run=run).time_limit == 3590.0
 
 
-def test_pbs_overrun_clamped_to_zero():
+def test_pbs_overrun_gives_no_time_limit(caplog):
+    # Upstream: "used time is bigger than walltime" is an error that leaves the worker
+    # without a time limit (a warning), not a limit of zero.
     out = qstat_json("123.pbs-server", "01:00:00", "01:00:05")
+    run = FakeRun({("qstat", "-f", "123.pbs-server", "-F", "json"): out})
+    with caplog.at_level(logging.WARNING):
+        assert detect_manager(environ=PBS_ENV, run=run).time_limit is None
+    assert "PBS job 123.pbs-server has used more time than its limit (3605 s of 3600 s)" \
+        in caplog.text
+
+
+def test_pbs_used_exactly_the_walltime_is_expired():
+    out = qstat_json("123.pbs-server", "01:00:00", "01:00:00")
     run = FakeRun({("qstat", "-f", "123.pbs-server", "-F", "json"): out})
     assert detect_manager(environ=PBS_ENV, run=run).time_limit == 0.0
 
@@ -170,7 +181,8 @@ def test_parse_slurm_duration_errors(text):
         ("1-02:03:04", "00:00:04", (26 * 60 + 3) * 60.0),
         ("10:00", "00:01:00", 540.0),
         ("UNLIMITED", "5-00:00:00", None),
-        ("00:10:00", "00:11:00", 0.0),
+        ("00:10:00", "00:11:00", None),  # overrun (e.g. OverTimeLimit): no time limit
+        ("00:10:00", "00:10:00", 0.0),
     ],
 )
 def test_slurm_remaining_time(limit, runtime, remaining):
@@ -216,3 +228,75 @@ def test_default_runner_without_tools_does_not_crash():
     # No qstat/scontrol here (or they fail): the allocation is still detected, just without a limit.
     info = detect_manager(environ={"SLURM_JOB_ID": "definitely-not-a-job"})
     assert info is not None and info.manager == "SLURM" and info.time_limit is None
+
+
+# ------------------------------------------------------------- garbage and huge values (range checks)
+def _pbs_raw(walltime_json: str, used_json: str = '"00:00:00"') -> str:
+    """qstat JSON with the walltime values written as raw JSON (numbers, Infinity, NaN...)."""
+    return ('{"Jobs": {"123.pbs-server": {"Resource_List": {"walltime": %s}, '
+            '"resources_used": {"walltime": %s}}}}' % (walltime_json, used_json))
+
+
+@pytest.mark.parametrize("walltime, used", [
+    ("1e400", "0"),  # json: inf
+    ("Infinity", "0"),
+    ("NaN", "0"),
+    ("-Infinity", "0"),
+    ("-5", "0"),
+    ("1" + "0" * 400, "0"),  # an int that no float holds
+    ('"99:99:99"', "-10"),
+    ('"' + "9" * 400 + ':00:00"', '"00:00:00"'),
+    ('"1:²:3"', '"00:00:00"'),
+    ('"00:10:00"', '"' + "9" * 5000 + '"'),  # beyond Python's int digit limit
+], ids=["1e400", "Infinity", "NaN", "-Infinity", "negative", "huge-int", "negative-used",
+        "400-digit-hours", "superscript", "5000-digit-used"])
+def test_pbs_garbage_walltime_loses_only_the_time_limit(walltime, used, caplog):
+    run = FakeRun({("qstat", "-f", "123.pbs-server", "-F", "json"): _pbs_raw(walltime, used)})
+    with caplog.at_level(logging.WARNING):
+        info = detect_manager(environ=PBS_ENV, run=run)
+    assert info == AllocationInfo("PBS", "123.pbs-server", None)
+    assert "cannot get the walltime of PBS job 123.pbs-server" in caplog.text
+
+
+def test_pbs_deeply_nested_output_loses_only_the_time_limit(caplog):
+    run = FakeRun({("qstat", "-f", "123.pbs-server", "-F", "json"): "[" * 200_000})
+    with caplog.at_level(logging.WARNING):
+        assert detect_manager(environ=PBS_ENV, run=run).time_limit is None
+    assert "cannot get the walltime" in caplog.text
+
+
+@pytest.mark.parametrize("walltime", ["1e30", '"99999999999999999999:00:00"'])
+def test_pbs_huge_walltime_is_cut_to_the_maximum(walltime, caplog):
+    from hyperqueue.core.limits import MAX_DURATION
+
+    run = FakeRun({("qstat", "-f", "123.pbs-server", "-F", "json"): _pbs_raw(walltime)})
+    with caplog.at_level(logging.WARNING):
+        assert detect_manager(environ=PBS_ENV, run=run).time_limit == MAX_DURATION
+    assert "longer than the maximum" in caplog.text
+
+
+@pytest.mark.parametrize("limit, runtime", [
+    ("9" * 400 + "-00:00:00", "00:00:00"),
+    ("9" * 5000, "00:00:00"),
+    ("1-²", "00:00:00"),
+    ("00:10:00", "9" * 400),
+    ("00:10:00", "nan"),
+    ("inf", "00:00:00"),
+    ("-00:10:00", "00:00:00"),
+], ids=["400-digit-days", "5000-digits", "superscript", "400-digit-runtime", "nan-runtime",
+        "inf", "negative"])
+def test_slurm_garbage_time_limit_loses_only_the_time_limit(limit, runtime, caplog):
+    run = FakeRun({("scontrol", "show", "job", "4567"): scontrol_output(limit, runtime)})
+    with caplog.at_level(logging.WARNING):
+        assert detect_manager(environ=SLURM_ENV, run=run) == AllocationInfo("SLURM", "4567", None)
+    assert "cannot get the time limit of Slurm job 4567" in caplog.text
+
+
+def test_slurm_huge_time_limit_is_cut_to_the_maximum(caplog):
+    from hyperqueue.core.limits import MAX_DURATION
+
+    run = FakeRun({("scontrol", "show", "job", "4567"):
+                   scontrol_output("99999999999999999999-00:00:00", "00:00:05")})
+    with caplog.at_level(logging.WARNING):
+        assert detect_manager(environ=SLURM_ENV, run=run).time_limit == MAX_DURATION
+    assert "Slurm job 4567 (" in caplog.text and "longer than the maximum" in caplog.text
