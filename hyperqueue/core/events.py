@@ -29,7 +29,7 @@ from __future__ import annotations
 
 __all__ = [
     "Event", "EventError", "Unknown", "KINDS", "from_record", "to_records", "to_public",
-    "ServerStart", "ServerStop",
+    "ServerStart", "ServerStop", "IdFloor",
     "JobOpen", "JobCreated", "JobClose", "JobCancel", "JobForget", "JobCompleted",
     "WorkerConnected", "WorkerReconnected", "WorkerLost", "WorkerOverview",
     "TaskStarted", "TaskFinished", "TaskFailed", "TaskCanceled", "TaskAborted", "TaskProgress",
@@ -122,6 +122,30 @@ class ServerStop(Event):
     @classmethod
     def _decode(cls, time, p):
         return cls(time)
+
+
+class IdFloor(Event):
+    """Written by `journal prune` after the records it kept: the highest job and worker ids
+    created so far (their records may be gone), so that ids continue after them on restore.
+    Not about a job or a worker (no `JOB_KEY` / `WORKER_KEY`; the payload keys are not `job`
+    or `id` either, so tools reading payloads do not take it for one)."""
+
+    __slots__ = ("job", "worker")
+    kind = "id-floor"
+    fields = ("time", "job", "worker")
+
+    def __init__(self, time, job, worker):
+        self.time = time
+        self.job = job
+        self.worker = worker
+
+    def to_record(self) -> list:
+        return [self.time, "id-floor", {"last_job": self.job, "last_worker": self.worker}]
+
+    @classmethod
+    def _decode(cls, time, p):
+        _ids(cls.kind, p, "last_job", "last_worker")
+        return cls(time, p["last_job"], p["last_worker"])
 
 
 # -- jobs -----------------------------------------------------------------------------------------

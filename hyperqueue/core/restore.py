@@ -11,6 +11,7 @@ from . import events as ev
 from . import reactor
 from .model import TaskState, TaskTemplate, WorkerConfig, WorkerState
 from .outbox import Outbox
+from .limits import MAX_ID
 from .ranges import IntRanges
 from . import state
 from .state import Core
@@ -72,6 +73,12 @@ def _apply(core: Core, outbox: Outbox, e: ev.Event) -> None:
         case ev.ServerStart(server_uid=uid):
             if not core.jobs and not core.workers:
                 core.server_uid = uid
+        case ev.IdFloor():
+            for what, last in (("job", e.job), ("worker", e.worker)):
+                if not 0 <= last <= MAX_ID:
+                    raise RestoreError(f"id-floor event: last {what} id {last} is out of range")
+            core.next_job_id = max(core.next_job_id, e.job + 1)
+            core.next_worker_id = max(core.next_worker_id, e.worker + 1)
         case ev.JobOpen():
             core.next_job_id = e.job
             reactor.open_job(core, outbox, e.name, e.max_fails, e.submit_dir, time)

@@ -14,6 +14,11 @@ Kept:
 * records of any other kind (not in `core.events.KINDS`: kept rather than risk a history that
   no longer restores), and malformed ones.
 
+With `id_floor` (the highest job and worker ids the server created, as it decides what is
+live), the `id-floor` records are replaced by one after the kept records carrying the highest
+ids of all of them: a restore continues ids after it, as after the unpruned journal (ids of
+pruned jobs and workers are never given again).
+
 Dropped: the records of terminated jobs, and of gone workers that no live job refers to.
 """
 
@@ -68,19 +73,28 @@ def _referenced_workers(records: Iterable, live_jobs) -> set:
     return needed
 
 
-def select_records(records: list, live_jobs, live_workers) -> list:
+def select_records(records: list, live_jobs, live_workers,
+                   id_floor: ev.IdFloor | None = None) -> list:
     """The records to keep, in their order (see the module docstring).
 
     Records are read by their kind's payload keys (`Event.JOB_KEY`, `Event.WORKER_KEY`), not
-    decoded: the kept ones are written back as they were read.
+    decoded: the kept ones are written back as they were read. `id_floor`: the highest job and
+    worker ids created so far, and the time of the prune; see the module docstring.
     """
     workers = set(live_workers) | _referenced_workers(records, live_jobs)
     kept = []
+    last_job, last_worker = (id_floor.job, id_floor.worker) if id_floor is not None else (0, 0)
     for r in records:
         kind, p = r[1], r[2]
         cls = ev.KINDS.get(kind) if type(kind) is str and isinstance(p, dict) else None
         match cls:
-            case None | ev.ServerStart | ev.ServerStop:
+            case ev.IdFloor if id_floor is not None:
+                job, worker = _int_or_none(p.get("last_job")), _int_or_none(p.get("last_worker"))
+                if job is None or worker is None:
+                    kept.append(r)  # malformed: kept, restore refuses it as it would have
+                else:
+                    last_job, last_worker = max(last_job, job), max(last_worker, worker)
+            case None | ev.ServerStart | ev.ServerStop | ev.IdFloor:
                 kept.append(r)  # and kinds not known here, malformed records
             case ev.WorkerConnected | ev.WorkerReconnected | ev.WorkerLost | ev.WorkerOverview:
                 if p.get(cls.WORKER_KEY) in workers:
@@ -89,4 +103,6 @@ def select_records(records: list, live_jobs, live_workers) -> list:
                 job = _int_or_none(p.get(cls.JOB_KEY))
                 if job is None or job in live_jobs:
                     kept.append(r)
+    if id_floor is not None:
+        kept.append(ev.IdFloor(id_floor.time, last_job, last_worker).to_record())
     return kept

@@ -270,7 +270,15 @@ def _rewrite_file(path: str, select) -> tuple[int, int, int]:
             pass
         raise
     _fsync_dir(path)
-    return fd, len(kept), len(records) - len(kept)
+    events = _count_events(kept)
+    return fd, events, _count_events(records) - events
+
+
+def _count_events(records) -> int:
+    """The records that are events: not the `id-floor` bookkeeping record of a prune (which
+    replaces the earlier one), so a prune reports the events it kept and dropped."""
+    return sum(1 for r in records if not (type(r) in (list, tuple) and len(r) == 3
+                                          and r[1] == "id-floor"))
 
 
 def _write_all(fd: int, data) -> None:

@@ -448,8 +448,8 @@ class _Fold:
                     case ev.ServerStop():
                         if self.servers and self.servers[-1][2] is None:
                             self.servers[-1][2] = t
-                    case ev.WorkerOverview():
-                        pass  # hardware usage: not charted by the report
+                    case ev.WorkerOverview() | ev.IdFloor():
+                        pass  # hardware usage, a prune's id bookkeeping: not charted
                     case _:
                         self.unknown_kinds += 1
             except (TypeError, ValueError, KeyError, IndexError, AttributeError):

@@ -389,6 +389,7 @@ class Server:
         """
         from functools import partial
 
+        from ..core.events import IdFloor
         from ..journal.format import JournalError
         from ..journal.prune import select_records
 
@@ -398,7 +399,10 @@ class Server:
             self.flush()
             live_jobs = frozenset(j.id for j in core.jobs.values() if not j.is_terminated)
             live_workers = frozenset(w.id for w in core.workers.values() if w.is_running)
-            return partial(select_records, live_jobs=live_jobs, live_workers=live_workers)
+            # Ids continue after these on restore, whatever the prune drops.
+            floor = IdFloor(time.time(), core.next_job_id - 1, max(core.workers, default=0))
+            return partial(select_records, live_jobs=live_jobs, live_workers=live_workers,
+                           id_floor=floor)
 
         try:
             return await self.journal.rewrite(snapshot)

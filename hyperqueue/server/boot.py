@@ -219,11 +219,13 @@ def _upstream_counters(core: Core, outbox) -> Core:
     """What upstream's restore leaves out or moves on (upstream-facts.md F67): jobs whose
     completion was journaled are dropped (not even `job list --all` shows them; the job id
     counter still continues after them), and the worker id counter continues at the highest
-    worker id in the journal + 2 (2 when it has none). Nothing of this is journaled."""
+    worker id in the journal + 2 (2 when it has none). Nothing of this is journaled. Ids of jobs
+    and workers that `journal prune` dropped count too (its `id-floor` record)."""
     from ..core import reactor
 
     for job in [j for j in core.jobs.values() if j.is_terminated]:
         reactor.forget_job(core, outbox, job, 0.0)
-    core.next_worker_id = max(core.workers, default=0) + 2
+    # (`next_worker_id - 1`: the highest worker id, also of an `id-floor` record of a prune)
+    core.next_worker_id = max(max(core.workers, default=0), core.next_worker_id - 1) + 2
     outbox.clear()
     return core

@@ -24,6 +24,8 @@ CONFIG = ["h", [], "default", None, 8.0, None, "/w", "stop", None, None, 1, None
 GOLDEN = [
     (ev.ServerStart(1.0, "uid"), [1.0, "server-start", {"server_uid": "uid"}]),
     (ev.ServerStop(2.0), [2.0, "server-stop", {}]),
+    # (journal only: written by `journal prune`, the highest ids it may have dropped)
+    (ev.IdFloor(2.5, 9, 4), [2.5, "id-floor", {"last_job": 9, "last_worker": 4}]),
     (ev.JobOpen(3.0, 7, "o", None, "/d"),
      [3.0, "job-open", {"job_id": 7, "name": "o", "max_fails": None, "submit_dir": "/d"}]),
     (ev.JobCreated(3.5, 7, False, "o", 2, "/d", [["tpl", "0-3", None, []]]),
@@ -210,5 +212,6 @@ def test_live_events_round_trip_through_journal_records():
         assert ({w: x.state for w, x in a.workers.items()}
                 == {w: x.state for w, x in b.workers.items()})
     # (overviews come from the server's shell, not from the reactor; task-progress records
-    # from the journal's batching, `journal_records`)
-    assert kinds == set(ev.KINDS) - {"server-stop", "worker-overview", "task-progress"}
+    # from the journal's batching, `journal_records`; id-floor records from `journal prune`)
+    assert kinds == set(ev.KINDS) - {"server-stop", "worker-overview", "task-progress",
+                                     "id-floor"}
