@@ -38,7 +38,8 @@ class RogueServer:
     registrations then get the hostile frame, later ones stay connected (a worker that
     reconnects is served)."""
 
-    def __init__(self, tmp_path: Path, hostile_workers: int = 1):
+    def __init__(self, tmp_path: Path, hostile_workers: int = 1, payload: bytes = HOSTILE):
+        self.payload = payload
         self.socks = {p: socket.create_server(("127.0.0.1", 0)) for p in ("client", "worker")}
         ports = {p: s.getsockname()[1] for p, s in self.socks.items()}
         self.root = str(tmp_path / "rogue")
@@ -105,7 +106,7 @@ class RogueServer:
                     c.sendall(encode_frames([ch.seal(m.encode(
                         m.WorkerRegistered(7, "rogue-uid", None, [])))]))
                 if hostile:
-                    c.sendall(encode_frames([ch.seal(HOSTILE)]))
+                    c.sendall(encode_frames([ch.seal(self.payload)]))
                     self.hostile_sent += 1
                 while not self.stop.is_set():  # until the peer hangs up
                     try:
@@ -203,3 +204,50 @@ def test_worker_with_reconnect_policy_reconnects_after_the_frame(hq_env, rogue):
     lost = [line for line in err.splitlines() if "Connection to the server lost" in line]
     assert len(lost) == 1 and REFUSED in lost[0], err
     assert "Traceback" not in err, err
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_async_client_refuses_the_frame_without_holding_its_event_loop(tmp_path, backend):
+    """`hyperqueue.AsyncClient` (anyio): the shape check runs in a thread, so the caller's
+    event loop keeps ticking while it walks a frame of 4M small integers (seconds of pure
+    Python); the call then fails with HqError naming the server."""
+    import anyio
+
+    from hyperqueue.protocol.cborshape import MAX_ITEMS
+
+    from hyperqueue import AsyncClient
+    from hyperqueue.errors import HqError
+
+    async def main():
+        gaps = []
+        last = [time.monotonic()]
+
+        async def ticker():
+            while True:
+                await anyio.sleep(0.01)
+                now = time.monotonic()
+                gaps.append(now - last[0])
+                last[0] = now
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ticker)
+            try:
+                with pytest.raises(HqError) as info:
+                    async with AsyncClient(rogue.root) as client:
+                        await client.job_info(1)
+                gaps.append(time.monotonic() - last[0])  # (a block just before the error)
+            finally:
+                tg.cancel_scope.cancel()
+        return str(info.value), gaps
+
+    rogue = RogueServer(tmp_path, payload=b"\x9f" + b"\x00" * (MAX_ITEMS + 16) + b"\xff")
+    try:
+        message, gaps = anyio.run(main, backend=backend)
+    finally:
+        rogue.close()
+    assert message == (f"Protocol error: message from the server at "
+                       f"{rogue.address['client']} refused: message has more than "
+                       f"{MAX_ITEMS} items")
+    assert rogue.hostile_sent == 1
+    assert max(gaps) < 0.5, max(gaps)
