@@ -20,7 +20,7 @@ from ..protocol import messages as m
 from ..protocol.cborshape import SCAN_THRESHOLD, check_frame
 from ..protocol.errors import ConnectionClosed, HandshakeError, ProtocolError, describe
 from ..protocol.handshake import Handshake
-from ..protocol.session import CLOSED, ESTABLISHED, NEED_DATA, Session
+from ..protocol.session import CLOSED, ESTABLISHED, NEED_DATA, OPEN_IN_THREAD, LargeFrame, Session
 from ..version import __version__
 from . import calls
 
@@ -78,10 +78,12 @@ class _Connection:
 
     async def receive(self) -> m.Message:
         session = self._session
-        while (event := session.next_event()) is NEED_DATA:
+        while (event := session.next_event(OPEN_IN_THREAD)) is NEED_DATA:
             session.receive_data(await _receive_some(self._stream))
         if event is CLOSED:
             raise ConnectionClosed(f"connection to {self.peer} closed")
+        if type(event) is LargeFrame:  # decrypted in a thread, as the trio transport does
+            event = await anyio.to_thread.run_sync(event.open)
         if len(event) > SCAN_THRESHOLD:  # in a thread: the caller's event loop keeps running
             await anyio.to_thread.run_sync(check_frame, event, f"the server at {self.peer}")
         return m.decode(event, m.TO_CLIENT)

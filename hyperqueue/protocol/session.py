@@ -88,6 +88,29 @@ NEED_DATA = _Sentinel("NEED_DATA")  # feed more bytes with receive_data()
 ESTABLISHED = _Sentinel("ESTABLISHED")  # the handshake finished; returned once
 CLOSED = _Sentinel("CLOSED")  # the peer closed the connection cleanly, between two frames
 
+# What event-loop shells pass as `next_event(defer_over=...)`: a longer frame is opened in a
+# worker thread (decrypting 64 MiB takes ~0.3 s; the loop must keep serving other peers).
+OPEN_IN_THREAD = 1024 * 1024
+
+
+class LargeFrame:
+    """A received frame too big to open where an event loop waits (see `Session.next_event`).
+
+    `open()` authenticates and decrypts it (libsodium releases the GIL, so a shell may call it
+    in a worker thread) and returns the message; call it before the session's next
+    `next_event`, since frames must be opened in the order they came."""
+
+    __slots__ = ("_session", "frame")
+
+    def __init__(self, session: Session, frame: bytes) -> None:
+        self._session = session
+        self.frame = frame
+
+    def open(self) -> bytes:
+        """The message (raises ProtocolError like `next_event`)."""
+        return self._session._open(self.frame)
+
+
 _HANDSHAKING = "handshaking"
 _OPEN = "open"
 
@@ -155,9 +178,12 @@ class Session:
         except ProtocolError as e:
             self._fail(e)
 
-    def next_event(self) -> bytes | _Sentinel | SendData:
+    def next_event(self, defer_over: int | None = None) -> bytes | _Sentinel | SendData | LargeFrame:
         """Return the next message from the peer, or NEED_DATA, CLOSED, or (during the handshake)
         a SendData to write, then ESTABLISHED once.
+
+        With `defer_over`, a frame longer than that many bytes comes back as a `LargeFrame`
+        for the caller to open (e.g. in a thread: opening 64 MiB takes ~0.3 s).
 
         Raises:
             HandshakeError: the handshake failed (wrong key, version or role, a malformed or
@@ -169,16 +195,21 @@ class Session:
             # The hot path: one frame, one open.
             frame = self._decoder.next_frame()  # raises again after an oversized header
             if frame is not None:
-                try:
-                    return self._channel.open(frame)  # type: ignore[union-attr]
-                except ProtocolError as e:
-                    self._fail(e)
+                if defer_over is not None and len(frame) > defer_over:
+                    return LargeFrame(self, frame)
+                return self._open(frame)
             if not self._eof:
                 return NEED_DATA
             if self._decoder.pending_bytes:
                 self._fail(ProtocolError("connection closed mid-frame"))
             return CLOSED
         return self._handshake_event()
+
+    def _open(self, frame: bytes) -> bytes:
+        try:
+            return self._channel.open(frame)  # type: ignore[union-attr]
+        except ProtocolError as e:
+            self._fail(e)
 
     def send(self, payload: bytes) -> bytes:
         """Return the bytes of `payload` sealed into one frame (write them before the next `send`).

@@ -10,7 +10,7 @@ from hyperqueue.protocol.cborshape import SCAN_THRESHOLD, check_frame
 from hyperqueue.protocol.errors import ConnectionClosed, HandshakeError
 from hyperqueue.protocol.handshake import Handshake
 from hyperqueue.protocol.secretbox import PlainChannel, SealedChannel
-from hyperqueue.protocol.session import CLOSED, ESTABLISHED, NEED_DATA, Session
+from hyperqueue.protocol.session import CLOSED, ESTABLISHED, NEED_DATA, OPEN_IN_THREAD, LargeFrame, Session
 
 __all__ = ["ConnectionClosed", "Connection", "perform_handshake", "open_connection",
            "decode_message"]
@@ -72,10 +72,14 @@ class Connection:
         Cancellation: safe; no received bytes are lost.
         """
         session = self._session
-        while (event := session.next_event()) is NEED_DATA:
+        while (event := session.next_event(OPEN_IN_THREAD)) is NEED_DATA:
             session.receive_data(await self._stream.receive_some(RECEIVE_CHUNK))
         if event is CLOSED:
             raise ConnectionClosed(f"connection to {self.peer} closed")
+        if type(event) is LargeFrame:
+            # Not abandoned on cancel: the frame is opened (and its nonce used) either way,
+            # and the message is returned (no received bytes are lost).
+            return await trio.to_thread.run_sync(event.open)
         return event  # type: ignore[return-value]
 
     async def aclose(self) -> None:

@@ -329,3 +329,31 @@ def test_any_chunking_delivers_the_same_messages(keyed, messages, cuts):
     assert established == 1
     assert got == messages
     assert replies == s_proof  # the same proof the client accepted
+
+
+def test_large_frames_can_be_left_for_the_caller_to_open():
+    """`next_event(defer_over=N)`: a frame longer than N comes back unopened (a shell opens it
+    in a thread); smaller ones as before; frames are opened in order and tampering still
+    poisons the session."""
+    from hyperqueue.protocol.session import LargeFrame
+
+    a, b = client(), server()
+    connect(a, b)
+    big = bytes(range(256)) * 4096  # 1 MiB
+    b.receive_data(a.send_many([b"small", big, b"after"]))
+    assert b.next_event(defer_over=len(big) - 1) == b"small"
+    large = b.next_event(defer_over=len(big) - 1)
+    assert isinstance(large, LargeFrame)
+    assert large.open() == big
+    assert b.next_event(defer_over=len(big) - 1) == b"after"
+    assert b.next_event(defer_over=0) is NEED_DATA
+
+    frame = bytearray(a.send(big))
+    frame[-3] ^= 0x40
+    b.receive_data(bytes(frame))
+    large = b.next_event(defer_over=1000)
+    with pytest.raises(ProtocolError, match="frame failed authentication"):
+        large.open()
+    b.receive_data(a.send(b"a genuine next frame"))
+    with pytest.raises(ProtocolError, match="unusable"):
+        b.next_event()
