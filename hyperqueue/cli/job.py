@@ -145,6 +145,8 @@ def task_ids(selector, filter_):
 @click.option("--print-task-header", is_flag=True, help="Print `# Job J, task T` before each")
 def cat(selector, stream, tasks, task_status, print_task_header):
     """Print the stdout or stderr of tasks, ordered by task id."""
+    from itertools import islice
+
     from ..client.calls import missing_of
     from ..common.selectors import Selector
     from ..core.ranges import IntRanges
@@ -198,7 +200,11 @@ def cat(selector, stream, tasks, task_status, print_task_header):
             r = IntRanges.parse(sub["array"]["ids"])
             job_ids = r if job_ids is None else job_ids.union(r)
         present = tasks.intersection(job_ids) if job_ids is not None else IntRanges.from_ids(())
-        for item in missing_of(tasks.without_members(present.iter_sorted())):
+        # less the present ids a chunk at a time (bounded memory for a huge array)
+        missing, ids = tasks, present.iter_sorted()
+        while chunk := list(islice(ids, 65536)):
+            missing = missing.without_members(chunk)
+        for item in missing_of(missing):
             p.log("WARN", f"Task {item} of job {jid} not found")
     if not n_found:
         p.log("WARN", f"No tasks were selected for job {jid}, there is nothing to print")
