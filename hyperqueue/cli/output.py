@@ -14,7 +14,6 @@ import sys
 import time
 
 from ..common.durations import format_duration
-from .jsonstream import JsonStream
 from .table import SpooledTable, horizontal_table, vertical_table
 from . import logs
 
@@ -713,6 +712,8 @@ class JsonListing(Listing):
     Byte for byte what `Printer.json` prints for the whole document."""
 
     def __init__(self, printer: Printer, doc: str, job_opens, item):
+        from .jsonstream import JsonStream
+
         super().__init__(printer)
         self.w = JsonStream(printer.write)
         self.doc, self.job_opens, self.item = doc, job_opens, item
