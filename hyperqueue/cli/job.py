@@ -49,12 +49,17 @@ def summary():
 def info(selector):
     """Show details of jobs."""
     p = printer()
+    out = p.job_info()  # printed as the pages of tasks come (bounded memory)
+
+    def start(found):
+        for item in found.missing:  # log records on stderr, as upstream (F1)
+            p.log("ERROR", missing_text(item, "Job", "Jobs", " not found"))
+        out.start(found.jobs)
+
     with connect() as client:
-        found = client.call(calls.job_info(selector.to_wire(),
-                                           task_states=p.job_info_task_states))
-    for item in found.missing:  # log records on stderr, as upstream (F1)
-        p.log("ERROR", missing_text(item, "Job", "Jobs", " not found"))
-    p.job_info(found.jobs)
+        client.call(calls.job_info(selector.to_wire(), task_states=p.job_info_task_states,
+                                   on_start=start, on_page=out.page))
+    out.finish()
 
 
 @job.command()
@@ -124,15 +129,12 @@ def forget(selector, filter_):
 def task_ids(selector, filter_):
     """Print the task ids of jobs, compressed (`0-3,7`)."""
     states = states_option(filter_, TASK_STATES, "'--filter'")
-    ids: dict[int, list[int]] = {}
-
-    def collect(d, page):
-        ids.setdefault(d["info"]["id"], []).extend(t["id"] for t in page)
-
+    out = printer().task_ids()
     with connect() as client:
-        found = client.call(calls.job_info(selector.to_wire(), task_states=states,
-                                           on_page=collect))
-    printer().task_ids({d["info"]["id"]: ids.get(d["info"]["id"], []) for d in found.jobs})
+        client.call(calls.job_info(selector.to_wire(), task_states=states,
+                                   on_start=lambda found: out.start(found.jobs),
+                                   on_page=out.page))
+    out.finish()
 
 
 @job.command()
@@ -143,6 +145,8 @@ def task_ids(selector, filter_):
 @click.option("--print-task-header", is_flag=True, help="Print `# Job J, task T` before each")
 def cat(selector, stream, tasks, task_status, print_task_header):
     """Print the stdout or stderr of tasks, ordered by task id."""
+    from itertools import islice
+
     from ..client.calls import missing_of
     from ..common.selectors import Selector
     from ..core.ranges import IntRanges
@@ -154,14 +158,15 @@ def cat(selector, stream, tasks, task_status, print_task_header):
     states = states_option(task_status, TASK_STATES, "'--task-status'")
     task_sel = Selector.of_ids(tasks).to_wire() if tasks is not None else None
     write = sys.stdout.buffer.write
-    found_ids: list[int] = []
+    n_found = 0
 
     def print_tasks(d, page):
+        nonlocal n_found
+        n_found += len(page)
         jid = d["info"]["id"]
         streamed = [IntRanges.parse(s["array"]["ids"]) for s in d["submits"]
                     if s["array"]["program"].get(f"{stream}_streamed")]
         for t in page:
-            found_ids.append(t["id"])
             path = t.get(stream)
             if print_task_header:
                 write(f"# Job {jid}, task {t['id']}\n".encode())
@@ -195,9 +200,13 @@ def cat(selector, stream, tasks, task_status, print_task_header):
             r = IntRanges.parse(sub["array"]["ids"])
             job_ids = r if job_ids is None else job_ids.union(r)
         present = tasks.intersection(job_ids) if job_ids is not None else IntRanges.from_ids(())
-        for item in missing_of(tasks.without_members(present.iter_sorted())):
+        # less the present ids a chunk at a time (bounded memory for a huge array)
+        missing, ids = tasks, present.iter_sorted()
+        while chunk := list(islice(ids, 65536)):
+            missing = missing.without_members(chunk)
+        for item in missing_of(missing):
             p.log("WARN", f"Task {item} of job {jid} not found")
-    if not found_ids:
+    if not n_found:
         p.log("WARN", f"No tasks were selected for job {jid}, there is nothing to print")
 
 

@@ -14,7 +14,7 @@ import sys
 import time
 
 from ..common.durations import format_duration
-from .table import horizontal_table, vertical_table
+from .table import SpooledTable, horizontal_table, vertical_table
 from . import logs
 
 
@@ -334,7 +334,8 @@ def public_job_info(info: dict) -> dict:
                                  "cancel_reason")}
 
 
-def public_job_detail(d: dict) -> dict:
+def public_job_head(d: dict) -> dict:
+    """A job of `job info` JSON without its last member, `tasks` (streamed after it)."""
     info = d["info"]
     stats = info["task_stats"]
     finished = None
@@ -342,7 +343,7 @@ def public_job_detail(d: dict) -> dict:
         finished = d["finished_at"] or time.time()
     return {"info": public_job_info(info), "max_fails": d["max_fails"],
             "started_at": iso(d["submission_date"]), "finished_at": iso(finished),
-            "submits": public_submits(d), "tasks": [public_task(t) for t in d["tasks"]]}
+            "submits": public_submits(d)}
 
 
 def public_worker(v: dict, detailed: bool) -> dict:
@@ -649,9 +650,224 @@ class Printer:
     def require_text(self, what: str) -> None:
         """Raises for a command whose output is raw text when the mode cannot show it."""
 
-    def task_page_printer(self):
-        """A callback printing `task list` pages as they come, or None (print at the end)."""
-        return None
+    def write(self, text: str) -> None:
+        """A piece of a result printed in parts (a Listing); flushed by `flush`."""
+        sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+# -- long listings: printed while their pages of tasks arrive --------------------------------
+
+
+class Listing:
+    """A result shown while its tasks arrive page by page, in bounded memory (`job info`,
+    `task list`, `task info`, `job task-ids` of a huge array). The command calls
+    `start(jobs)` with the jobs found (`calls.job_info(on_start=...)`), `page(d, tasks)` for
+    each page of each job in order (`on_page=`; every job's first page, maybe empty,
+    included), then `finish()`. A printer fills in the hooks; a listing shows nothing by
+    default (e.g. quiet `job info`)."""
+
+    def __init__(self, printer: Printer):
+        self.p = printer
+        self._job: dict | None = None
+
+    def start(self, jobs: list[dict]) -> None:
+        """The jobs found (their tasks still to come)."""
+
+    def page(self, d: dict, tasks: list[dict]) -> None:
+        if d is not self._job:
+            if self._job is not None:
+                self.job_end(self._job)
+            self._job = d
+            self.job_start(d)
+        self.tasks(d, tasks)
+
+    def finish(self) -> None:
+        if self._job is not None:
+            self.job_end(self._job)
+            self._job = None
+        self.done()
+        self.p.flush()
+
+    # hooks
+    def job_start(self, d: dict) -> None:
+        pass
+
+    def tasks(self, d: dict, tasks: list[dict]) -> None:
+        pass
+
+    def job_end(self, d: dict) -> None:
+        pass
+
+    def done(self) -> None:
+        pass
+
+
+class JsonListing(Listing):
+    """The JSON document of a listing (one JsonStream for all of them): a `doc` ("[" or "{")
+    holding, per job, the containers `job_opens(d)` gives (`[(kind, key, head), ...]`, the
+    tasks go in the innermost; none: straight into the document), each task as `item(t)`.
+    Byte for byte what `Printer.json` prints for the whole document."""
+
+    def __init__(self, printer: Printer, doc: str, job_opens, item):
+        from .jsonstream import JsonStream
+
+        super().__init__(printer)
+        self.w = JsonStream(printer.write)
+        self.doc, self.job_opens, self.item = doc, job_opens, item
+
+    def _open_doc(self) -> None:
+        if self.w.depth == 0:
+            self.w.open(self.doc)
+
+    def job_start(self, d):
+        self._open_doc()
+        for kind, key, head in self.job_opens(d):
+            self.w.open(kind, key, head)
+
+    def tasks(self, d, tasks):
+        item = self.item
+        self.w.items([item(t) for t in tasks])
+
+    def job_end(self, d):
+        while self.w.depth > 1:
+            self.w.close()
+
+    def done(self):
+        self._open_doc()  # no job: `[]` / `{}`
+        self.w.close()
+        self.w.end()
+
+
+class CliJobInfo(Listing):
+    """`job info`: per job its table, then up to 5 of its failed tasks and their count."""
+
+    SHOWN = 5
+
+    def job_start(self, d):
+        self.shown: list[dict] = []
+        self.n = 0
+
+    def tasks(self, d, tasks):
+        self.n += len(tasks)
+        if len(self.shown) < self.SHOWN:
+            self.shown.extend(tasks[:self.SHOWN - len(self.shown)])
+
+    def job_end(self, d):
+        p = self.p
+        p.vertical(job_detail_rows(d))
+        if self.n:
+            shown = self.shown
+            p.horizontal(["Task ID", "Worker", "Error"],
+                         [[t["id"], task_worker_text(t), t.get("error", "")] for t in shown])
+            # upstream's words: "tasks" whatever the count (`print_task_summary`)
+            n_failed = d["info"].get("task_stats", {}).get("failed", self.n)
+            extra = f" ({len(shown)} shown)" if len(shown) < n_failed else ""
+            p.line(f"{n_failed} tasks failed.{extra}")
+
+
+class CliTaskList(Listing):
+    """`task list`: one table of every task (a `Job ID` column with several jobs); its rows
+    wait in a SpooledTable (the widths depend on every row)."""
+
+    def __init__(self, printer, verbose: bool):
+        super().__init__(printer)
+        self.verbose = verbose
+        self.table: SpooledTable | None = None
+
+    def start(self, jobs):
+        self.multi = len(jobs) > 1
+        self.table = SpooledTable((["Job ID"] if self.multi else [])
+                                  + ["Task ID", "State", "Worker", "Makespan", "Error"])
+
+    def tasks(self, d, tasks):
+        verbose = self.verbose
+        rows = [[t["id"], t["state"].upper(), task_worker_text(t), task_makespan(t),
+                 task_error(t, verbose, 16)] for t in tasks]
+        if self.multi:
+            jid = d["info"]["id"]
+            rows = [[jid, *r] for r in rows]
+        self.table.add(rows)
+
+    def done(self):
+        if self.table is None:
+            self.start([])
+        self.table.write(self.p.write)
+
+
+class CliTaskInfo(Listing):
+    """`task info`: a table per task, as they come."""
+
+    def __init__(self, printer, verbose: bool):
+        super().__init__(printer)
+        self.verbose = verbose
+
+    def job_start(self, d):
+        from ..core.ranges import IntRanges
+
+        self.submits = [(IntRanges.parse(s["array"]["ids"]), s["array"]) for s in d["submits"]]
+
+    def _submit_of(self, tid):
+        for ids, s in self.submits:
+            if tid in ids:
+                return s
+        return self.submits[0][1]
+
+    def tasks(self, d, tasks):
+        if tasks:
+            self.p.write("".join(
+                vertical_table([(k, "" if v is None else str(v)) for k, v in
+                                task_info_rows(t, self._submit_of(t["id"]), self.verbose)])
+                + "\n" for t in tasks))
+
+
+class TaskIdsListing(Listing):
+    """`job task-ids`: the ids of each job as runs of consecutive ids (they come ascending),
+    printed at the end: `0-3,7` (one job) or `J: 0-3,7` per job."""
+
+    def __init__(self, printer):
+        super().__init__(printer)
+        self.runs: dict[int, list[list[int]]] = {}
+
+    def start(self, jobs):
+        self.runs = {d["info"]["id"]: [] for d in jobs}
+
+    def tasks(self, d, tasks):
+        runs = self.runs[d["info"]["id"]]
+        if not tasks:
+            return
+        first, last = tasks[0]["id"], tasks[-1]["id"]
+        if last - first == len(tasks) - 1:  # ascending and distinct: one run (the usual page)
+            if runs and runs[-1][1] + 1 == first:
+                runs[-1][1] = last
+            else:
+                runs.append([first, last])
+            return
+        for t in tasks:
+            tid = t["id"]
+            if runs and runs[-1][1] + 1 == tid:
+                runs[-1][1] = tid
+            else:
+                runs.append([tid, tid])
+
+    def done(self):
+        texts = {jid: ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+                 for jid, runs in self.runs.items()}
+        if len(texts) == 1:
+            self.p.line(next(iter(texts.values())))
+        else:
+            for jid, text in texts.items():
+                self.p.line(f"{jid}: {text}")
+
+
+class QuietTaskList(Listing):
+    """`task list` in quiet mode: `ID STATE` per task, a page at a time."""
+
+    def tasks(self, d, tasks):
+        if tasks:
+            self.p.write("".join(f"{t['id']} {t['state'].upper()}\n" for t in tasks))
 
 
 class CliPrinter(Printer):
@@ -697,60 +913,23 @@ class CliPrinter(Printer):
     def job_summary(self, counts: dict[str, int]) -> None:
         self.horizontal(["Status", "Count"], [[s, n] for s, n in counts.items()])
 
-    def job_info(self, jobs: list[dict]) -> None:
-        for d in jobs:
-            self.vertical(job_detail_rows(d))
-            failed = d["tasks"]
-            if failed:
-                shown = failed[:5]
-                self.horizontal(["Task ID", "Worker", "Error"],
-                                [[t["id"], task_worker_text(t), t.get("error", "")]
-                                 for t in shown])
-                # upstream's words: "tasks" whatever the count (`print_task_summary`)
-                n_failed = d["info"].get("task_stats", {}).get("failed", len(failed))
-                extra = f" ({len(shown)} shown)" if len(shown) < n_failed else ""
-                self.line(f"{n_failed} tasks failed.{extra}")
+    def job_info(self) -> Listing:
+        return CliJobInfo(self)
 
     def wait_finished(self, jobs: list[dict], elapsed: float, n_invalid: int = 0) -> None:
         counts = wait_counts(jobs, n_invalid)
         parts = [f"{n} {'job' if n == 1 else 'jobs'} {what}" for what, n in counts.items() if n]
         self.log("INFO", f"Wait finished in {duration(elapsed)}: {', '.join(parts)}")
 
-    def task_ids(self, ids: dict[int, list[int]]) -> None:
-        from ..core.ranges import compress_ids
-
-        if len(ids) == 1:
-            self.line(compress_ids(next(iter(ids.values()))))
-        else:
-            for jid, tids in ids.items():
-                self.line(f"{jid}: {compress_ids(tids)}")
+    def task_ids(self) -> Listing:
+        return TaskIdsListing(self)
 
     # -- tasks --
-    def task_list(self, jobs: list[dict], verbose: bool) -> None:
-        multi = len(jobs) > 1
-        rows = []
-        for d in jobs:
-            for t in d["tasks"]:
-                row = [t["id"], t["state"].upper(), task_worker_text(t),
-                       task_makespan(t), task_error(t, verbose, 16)]
-                rows.append(([d["info"]["id"]] if multi else []) + row)
-        header = (["Job ID"] if multi else []) + ["Task ID", "State", "Worker", "Makespan",
-                                                  "Error"]
-        self.horizontal(header, rows)
+    def task_list(self, verbose: bool) -> Listing:
+        return CliTaskList(self, verbose)
 
-    def task_info(self, d: dict, verbose: bool) -> None:
-        from ..core.ranges import IntRanges
-
-        submits = [s["array"] for s in d["submits"]]
-
-        def submit_of(tid):
-            for s in submits:
-                if tid in IntRanges.parse(s["ids"]):
-                    return s
-            return submits[0]
-
-        for t in d["tasks"]:
-            self.vertical(task_info_rows(t, submit_of(t["id"]), verbose))
+    def task_info(self, verbose: bool) -> Listing:
+        return CliTaskInfo(self, verbose)
 
     def task_explain(self, task_id: int, ex: dict) -> None:
         lines, rows = explain_lines(ex)
@@ -890,19 +1069,14 @@ class QuietPrinter(CliPrinter):
         for s, n in counts.items():
             self.line(f"{s} {n}")
 
-    def job_info(self, jobs) -> None:
-        pass
+    def job_info(self) -> Listing:
+        return Listing(self)
 
-    def task_page_printer(self):
-        # Printed page by page as the server sends them: bounded memory, and the first lines
-        # of a huge array come at once.
-        def print_page(tasks):
-            for t in tasks:
-                self.line(f"{t['id']} {t['state'].upper()}")
-        return print_page
+    def task_list(self, verbose) -> Listing:
+        return QuietTaskList(self)
 
-    def task_info(self, d, verbose) -> None:
-        pass
+    def task_info(self, verbose) -> Listing:
+        return Listing(self)
 
     def workers(self, views, detailed) -> None:
         if not detailed:
@@ -960,8 +1134,9 @@ class JsonPrinter(Printer):
     def job_summary(self, counts) -> None:
         self.json({s.capitalize(): n for s, n in counts.items()})
 
-    def job_info(self, jobs) -> None:
-        self.json([public_job_detail(d) for d in jobs])
+    def job_info(self) -> Listing:
+        return JsonListing(self, "[", lambda d: [("{", None, public_job_head(d)),
+                                                 ("[", "tasks", None)], public_task)
 
     def cancel_results(self, results) -> None:
         super().cancel_results(results)
@@ -978,14 +1153,16 @@ class JsonPrinter(Printer):
         super().forget_result(forgotten, ignored)
         self.json({})
 
-    def task_ids(self, ids) -> None:
-        self.json({str(jid): tids for jid, tids in ids.items()})
+    def task_ids(self) -> Listing:
+        return JsonListing(self, "{", lambda d: [("[", str(d["info"]["id"]), None)],
+                           lambda t: t["id"])
 
-    def task_list(self, jobs, verbose) -> None:
-        self.json({str(d["info"]["id"]): [public_task(t) for t in d["tasks"]] for d in jobs})
+    def task_list(self, verbose) -> Listing:
+        return JsonListing(self, "{", lambda d: [("[", str(d["info"]["id"]), None)],
+                           public_task)
 
-    def task_info(self, d, verbose) -> None:
-        self.json([public_task(t) for t in d["tasks"]])
+    def task_info(self, verbose) -> Listing:
+        return JsonListing(self, "[", lambda d: [], public_task)
 
     def task_explain(self, task_id, ex) -> None:
         deps = ex["dependencies"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["vertical_table", "horizontal_table"]
+__all__ = ["vertical_table", "horizontal_table", "SpooledTable"]
 
 
 def _render(header: Sequence[str] | None, rows: Sequence[Sequence[str]], ncols: int) -> str:
@@ -46,13 +46,80 @@ def _multiline_rows(texts: list[list[str]], ncols: int) -> tuple[list[list[str]]
     split = [[c.split("\n") for c in cells] for cells in texts]
     widths = [max((len(line) for cells in split for line in cells[i]), default=0)
               for i in range(ncols)]
-    lines = []
-    for cells in split:
-        height = max(len(c) for c in cells)
-        lines.append(["| " + " | ".join((c[j] if j < len(c) else "").ljust(widths[i])
-                                        for i, c in enumerate(cells)) + " |"
-                      for j in range(height)])
-    return lines, widths
+    return [_split_row_lines(cells, widths) for cells in split], widths
+
+
+def _split_row_lines(split_cells: list[list[str]], widths: list[int]) -> list[str]:
+    """The lines of one row whose cells are given as their lines."""
+    height = max(len(c) for c in split_cells)
+    return ["| " + " | ".join((c[j] if j < len(c) else "").ljust(widths[i])
+                              for i, c in enumerate(split_cells)) + " |"
+            for j in range(height)]
+
+
+class SpooledTable:
+    """A horizontal table whose rows come a page at a time (a `task list` of millions of
+    tasks), written at the end byte for byte as `horizontal_table(header, rows) + "\n"`.
+
+    The column widths are kept up to date as rows are added; the rows wait serialized (one
+    JSON line each) in memory up to `memory` bytes, beyond that in a temporary file: the
+    client holds a page, never the table.
+    """
+
+    def __init__(self, header: Sequence[str], memory: int = 1 << 22):
+        import tempfile
+
+        self.header = [str(c) for c in header]
+        self.widths = [_cell_width(c) for c in self.header]
+        self._rows = tempfile.SpooledTemporaryFile(max_size=memory, mode="w+",
+                                                   encoding="utf-8", newline="\n")
+
+    def add(self, rows) -> None:
+        import json
+
+        ncols, widths, lines = len(self.header), self.widths, []
+        for row in rows:
+            cells = [str(c) for c in row]
+            if len(cells) != ncols:
+                raise ValueError(f"table row has {len(cells)} cells, expected {ncols}: {row!r}")
+            for i, c in enumerate(cells):
+                w = _cell_width(c)
+                if w > widths[i]:
+                    widths[i] = w
+            lines.append(json.dumps(cells))
+        if lines:
+            lines.append("")
+            self._rows.write("\n".join(lines))
+
+    def write(self, write) -> None:
+        """Writes the table (and a newline) through `write`, then drops the rows."""
+        import json
+
+        widths = self.widths
+        divider = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+        fmt = "| " + " | ".join(f"{{:{w}}}" if w else "{}" for w in widths) + " |"
+
+        def lines(cells):
+            if any("\n" in c for c in cells):
+                return "\n".join(_split_row_lines([c.split("\n") for c in cells], widths))
+            return fmt.format(*cells)
+
+        write(divider + "\n" + lines(self.header) + "\n" + divider + "\n")
+        self._rows.seek(0)
+        chunk = []
+        for text in self._rows:
+            chunk.append(lines(json.loads(text)))
+            if len(chunk) >= 4096:
+                chunk.append("")
+                write("\n".join(chunk))
+                chunk = []
+        chunk.append(divider + "\n")
+        write("\n".join(chunk))
+        self._rows.close()
+
+
+def _cell_width(cell: str) -> int:
+    return max(map(len, cell.split("\n"))) if "\n" in cell else len(cell)
 
 
 def vertical_table(rows: Sequence[tuple[str, str]]) -> str:

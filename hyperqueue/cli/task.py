@@ -26,17 +26,17 @@ def list_(job_selector, tasks, task_status, verbose):
     states = states_option(task_status, TASK_STATES, "'--task-status'")
     task_sel = Selector.of_ids(tasks).to_wire() if tasks is not None else None
     p = printer()
-    page_printer = p.task_page_printer()
+    out = p.task_list(verbose)  # printed as the pages of tasks come (bounded memory)
+
+    def start(found):
+        for item in found.missing:  # log records on stderr, as upstream (F1)
+            p.log("ERROR", missing_text(item, "Job", "Jobs", " not found"))
+        out.start(found.jobs)
+
     with connect() as client:
-        # (Notes of jobs not found are for cli mode, which prints at the end: no interleaving
-        # with pages streamed by quiet mode.)
-        found = client.call(calls.job_info(
-            job_selector.to_wire(), task_selector=task_sel, task_states=states,
-            on_page=None if page_printer is None else lambda d, page: page_printer(page)))
-    for item in found.missing:  # log records on stderr, as upstream (F1)
-        p.log("ERROR", missing_text(item, "Job", "Jobs", " not found"))
-    if page_printer is None:
-        p.task_list(found.jobs, verbose)
+        client.call(calls.job_info(job_selector.to_wire(), task_selector=task_sel,
+                                   task_states=states, on_start=start, on_page=out.page))
+    out.finish()
 
 
 @task.command()
@@ -50,20 +50,29 @@ def info(job_selector, task_selector, verbose):
     if job_selector.kind == "ids" and len(job_selector.ids) != 1:
         raise click.BadParameter("expected a single job id or 'last'")
     task_sel = Selector.of_ids(task_selector).to_wire()
-    with connect() as client:
-        found = client.call(calls.job_info(job_selector.to_wire(), task_selector=task_sel))
     p = printer()
+    out = p.task_info(verbose)  # printed as the pages of tasks come (bounded memory)
+    not_found = task_selector  # the ids asked for, less those found so far
+
+    def page(d, tasks):
+        nonlocal not_found
+        out.page(d, tasks)
+        not_found = not_found.without_members([t["id"] for t in tasks])
+
+    with connect() as client:
+        found = client.call(calls.job_info(job_selector.to_wire(), task_selector=task_sel,
+                                           on_start=lambda found: out.start(found.jobs),
+                                           on_page=page))
     if not found.jobs:
         # upstream: an error record, exit 0 (F40)
         p.log("ERROR", f"Cannot find job {job_selector.to_text()}")
         if p.mode == "json":
             p.ok()
         return
-    d = found.jobs[0]
-    # In the order the ids were given, as before (ranges beyond MISSING_LINES ids).
-    # The tasks found, then a warning per id that is not there (F40).
-    p.task_info(d, verbose)
-    for item in calls.missing_of(task_selector.without_members([t["id"] for t in d["tasks"]])):
+    out.finish()
+    # The tasks found, then a warning per id that is not there (F40), in the order the ids
+    # were given (ranges beyond MISSING_LINES ids).
+    for item in calls.missing_of(not_found):
         p.log("WARN", missing_text(item, "Task", "Tasks", " not found"))
 
 

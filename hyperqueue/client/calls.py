@@ -127,16 +127,22 @@ def job_tasks(d: dict, task_selector=None, states=None,
 
 
 def job_info(selector, *, tasks: bool = True, task_selector=None, task_states=None,
-             on_page: Callable[[dict, list], None] | None = None) -> Call:
+             on_page: Callable[[dict, list], None] | None = None,
+             on_start: Callable[[JobInfos], None] | None = None) -> Call:
     """Details of the selected jobs (`selector`, `task_selector`: wire selectors) with all their
     tasks (or those in `task_states`); with `on_page(job, tasks)` the tasks are streamed page
-    by page instead of kept."""
+    by page instead of kept (each job's pages in a row, its first page even when empty).
+    `on_start(found)` is called once the jobs are known, before any page (their `tasks` still
+    hold the first page)."""
     resp = yield m.JobInfoRequest(selector, tasks, task_selector, task_states)
+    found = JobInfos(resp.jobs, missing_items(resp.missing))
+    if on_start is not None:
+        on_start(found)
     if tasks:
         for d in resp.jobs:
             cb = None if on_page is None else (lambda page, d=d: on_page(d, page))
             yield from job_tasks(d, task_selector, task_states, on_page=cb)
-    return JobInfos(resp.jobs, missing_items(resp.missing))
+    return found
 
 
 def job_counts(selector) -> Call:
