@@ -1,0 +1,72 @@
+"""Automatic allocation: the gaps closed by the audit against upstream's inventory
+(hq-features.md §1.6, §7) and issue 13, end to end with the fake PBS on PATH (real `hq` server,
+real `qsub`/`qstat`/`qdel` programs, real workers started by the submitted scripts)."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import pytest
+
+from hqenv import wait_until
+from test_autoalloc_pbs import add_queue, allocations, pbs_env, pbs_jobs  # noqa: F401
+
+
+def journal_records(env, journal) -> list[list]:
+    out = env.run(["journal", "export", str(journal)])
+    assert out.returncode == 0, out.stderr
+    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+
+
+def _stop(env, server, how: str) -> None:
+    if how == "server stop":
+        env.command(["server", "stop"])
+    else:
+        server.signal(getattr(signal, how))
+    server.popen.wait(20)
+    assert server.popen.returncode is not None
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT", "SIGHUP", "server stop"])
+def test_graceful_stop_journals_cancelled_allocations(pbs_env, tmp_path, how):
+    """A graceful stop cancels the queued and running allocations and journals their end: a
+    restart shows them FINISHED at once (no status poll needed), and the cancellation is not
+    counted as a failed allocation (no backoff, no pause after a few restarts)."""
+    env = pbs_env
+    journal = tmp_path / "journal.bin"
+    server = env.start_server("--journal", str(journal))
+    # queue 1 runs its allocation; queue 2's allocations are held by PBS (-h): stay queued
+    add_queue(env, "--time-limit", "1m", "--cpus", "1", "--on-server-lost", "reconnect")
+    add_queue(env, "--time-limit", "1m", "--cpus", "1", "--", "-h")
+    env.submit(["--array", "1-2", "--", "sleep", "30"])
+    running = wait_until(lambda: [a for a in allocations(env, 1) if a["status"] == "RUNNING"],
+                         15, 0.1, "a running allocation")
+    wait_until(lambda: env.command(["worker", "list"], as_json=True), 15, 0.1, "its worker")
+    queued = wait_until(lambda: allocations(env, 2), 5, 0.1, "a queued allocation")
+    assert queued[0]["status"] == "QUEUED"
+    ids = {running[0]["id"], queued[0]["id"]}
+
+    _stop(env, server, how)
+    # both qdel'ed by the stop
+    jobs = pbs_jobs(env)
+    assert {j["id"] for j in jobs.values() if j["deleted"]} == ids
+    # ... and their end is in the journal, before the server's stop record
+    events = [r["event"] for r in journal_records(env, journal)]
+    kinds = [e["type"] for e in events]
+    ended = [(i, e["allocation_id"]) for i, e in enumerate(events)
+             if e["type"] == "allocation-finished"]
+    assert sorted(aid for _, aid in ended) == sorted(ids), events[-6:]
+    assert not [e for e in events if e["type"] == "allocation-failed"]
+    assert all(i < kinds.index("server-stop") for i, _ in ended)
+
+    # restart: FINISHED at once, no failure counted, both queues ACTIVE
+    env.start_server("--journal", str(journal))
+    for qid, aid in ((1, running[0]["id"]), (2, queued[0]["id"])):
+        info = env.command(["alloc", "info", str(qid), "--explain"], as_json=True)
+        a = next(a for a in info["allocations"] if a["id"] == aid)
+        assert a["status"] == "FINISHED" and a["ended_at"] is not None
+        assert info["state"] == "ACTIVE"
+        assert info["decision"]["backoff"]["allocation_failures"] == 0
+
