@@ -31,6 +31,7 @@ the resources); sequential reuse of a worker is not predicted (upstream does not
 from __future__ import annotations
 
 import math
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -83,6 +84,7 @@ class WorkerShape:
     time_limit: float
     min_utilization: float
     max_nodes: int
+    time_limit_name: str = "the queue's time limit"  # or "--worker-time-limit" when given
 
 
 def worker_shape(q: Queue) -> WorkerShape:
@@ -94,7 +96,9 @@ def worker_shape(q: Queue) -> WorkerShape:
         cap = {n: r.amount for n, r in declared.items()} or None
         complete = p.resources_complete
     return WorkerShape(cap, complete, p.effective_worker_time_limit, float(p.min_utilization),
-                       p.max_workers_per_alloc)
+                       p.max_workers_per_alloc,
+                       "the queue's time limit" if p.worker_time_limit is None
+                       else "the queue's --worker-time-limit")
 
 
 def time_margin(limit: float) -> float:
@@ -119,7 +123,7 @@ def _one(shape: WorkerShape, r: ResourceRequest, idx: int) -> Verdict:
         usable = shape.time_limit - time_margin(shape.time_limit)
         if r.min_time > usable:
             return Verdict(False, TIME, f"time request {format_duration(r.min_time)} is longer than "
-                           f"the queue's time limit {format_duration(shape.time_limit)} allows "
+                           f"{shape.time_limit_name} {format_duration(shape.time_limit)} allows "
                            f"(minus {format_duration(time_margin(shape.time_limit))} for the "
                            "worker to start)")
     if r.n_nodes:
@@ -263,7 +267,8 @@ def _plan(q: Queue, registry: Registry, now: float, d: QueueDecision) -> _Plan:
     elif q.backoff.blocked(registry.policy, now):
         d.next_attempt_at = q.backoff.next_attempt_at(registry.policy)
         d.blocked.append(f"backing off after {q.backoff.failures} failure(s) until "
-                         f"{d.next_attempt_at:.0f}")
+                         f"{_utc(d.next_attempt_at)} (in "
+                         f"{format_duration(math.ceil(d.next_attempt_at - now))})")
         may_submit = False
     slots = max(0, p.backlog - q.queued_count)
     if shape.capacity is None and not shape.complete:
@@ -276,6 +281,10 @@ def _plan(q: Queue, registry: Registry, now: float, d: QueueDecision) -> _Plan:
                  workers if may_submit else 0,
                  Fraction(sum(a.coming_workers for a in coming)),
                  sorted((a.worker_count for a in coming if a.state == QUEUED), reverse=True))
+
+
+def _utc(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _cpu_units(shape: WorkerShape, tasks: WaitingTasks, v: Verdict) -> int:

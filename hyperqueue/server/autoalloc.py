@@ -479,6 +479,7 @@ class AutoallocService:
 
     # -- views ---------------------------------------------------------------------------------
     def queue_view(self, q) -> dict:
+        from ..core.resources import format_resources
         from ..core.views import resource_descriptor
 
         p = q.params
@@ -493,8 +494,9 @@ class AutoallocService:
                                        if q.known_resources is not None else None),
             # for the cli table and `alloc info` (not in upstream's JSON)
             "pause_reason": q.pause_reason,
-            "resources_text": ", ".join(f"{r.name} {r.describe()}" for r in (
-                q.known_resources if q.known_resources is not None else declared.values())),
+            # as the Resources column of `worker list` (F49)
+            "resources_text": format_resources(
+                q.known_resources if q.known_resources is not None else declared.values()),
             "params": p.to_wire(),
         }
 

@@ -36,7 +36,10 @@ def test_time_request_longer_than_time_limit_never_submits():
     assert decide(reg, [tasks(1, min_time=3540)], 0).submissions() == [(1, 1)]
     # the worker time limit counts, not the allocation's
     reg2 = reg_with(dict(cpus="4", worker_time_limit=1800))
-    assert decide(reg2, [tasks(1, min_time=2400)], 0).submissions() == []
+    d2 = decide(reg2, [tasks(1, min_time=2400)], 0)
+    assert d2.submissions() == []
+    assert "time request 40m is longer than the queue's --worker-time-limit 30m" in \
+        d2.queues[1].unservable[0].text
 
 
 def test_packing_backlog_and_max_workers_per_alloc():
@@ -108,7 +111,9 @@ def test_paused_and_backoff_block_but_explain():
     reg.submission_failed(1, 100)
     d = decide(reg, [tasks(1)], 110)
     assert d.submissions() == [] and d.queues[1].next_attempt_at == 130
-    assert "backing off" in d.queues[1].blocked[0]
+    # the end of the delay as a readable time, not a number of seconds since 1970
+    assert d.queues[1].blocked[0] == ("backing off after 1 failure(s) until "
+                                      "1970-01-01 00:02:10 UTC (in 20s)")
     assert decide(reg, [tasks(1)], 130).submissions() == [(1, 1)]
     reg.pause(1)
     d = decide(reg, [tasks(1)], 200)

@@ -5,6 +5,7 @@ real `qsub`/`qstat`/`qdel` programs, real workers started by the submitted scrip
 from __future__ import annotations
 
 import json
+import re
 import signal
 
 import pytest
@@ -70,3 +71,51 @@ def test_graceful_stop_journals_cancelled_allocations(pbs_env, tmp_path, how):
         assert info["state"] == "ACTIVE"
         assert info["decision"]["backoff"]["allocation_failures"] == 0
 
+
+
+@pytest.mark.timeout(60)
+def test_list_worker_resources_as_worker_list(pbs_env):
+    """`alloc list` Worker resources: `<unknown>` without resources, the declared ones, then
+    those of the first connected worker, in the Resources format of `worker list` (F49)."""
+    env = pbs_env
+    env.start_server()
+    add_queue(env, "--time-limit", "1m")
+    add_queue(env, "--time-limit", "1m", "--cpus", "2", "--resource", "gpus=[0,1]",
+              "--idle-timeout", "1s", "--detect-resources", "none")
+    table = env.command(["alloc", "list"])
+    rows = [line for line in table.splitlines() if line.startswith("| 1 ") or
+            line.startswith("| 2 ")]
+    assert "| <unknown>" in rows[0] and "| cpus 2; gpus 2 " in rows[1], table
+    env.command(["alloc", "pause", "1"])
+    job = env.submit(["--cpus", "2", "--", "true"])
+    env.wait_job(job, timeout=30)
+    workers = env.command(["worker", "list", "--all"])
+    assert "| cpus 2; gpus 2 " in workers
+    assert env.command(["alloc", "list"], as_json=True)[1]["known_worker_resources"]
+    assert "| cpus 2; gpus 2 " in env.command(["alloc", "list"])
+
+
+@pytest.mark.timeout(60)
+def test_info_shows_backoff_time_and_whole_submission_error(pbs_env, tmp_path):
+    """A submission error of several lines is shown whole and indented under `alloc info`,
+    and the end of the backoff delay as a time."""
+    env = pbs_env
+    bad = tmp_path / "badbin"
+    bad.mkdir()
+    (bad / "qsub").write_text("#!/bin/sh\necho 'qsub: first problem' >&2\n"
+                              "echo 'qsub: second problem' >&2\nexit 3\n")
+    (bad / "qsub").chmod(0o755)
+    env.env = dict(env.env, PATH=f"{bad}:{env.env['PATH']}",
+                   HQ_AUTOALLOC_BACKOFF="0,300")
+    env.start_server()
+    add_queue(env, "--time-limit", "1m", "--cpus", "1")
+    env.submit(["--", "true"])
+    wait_until(lambda: env.command(["alloc", "info", "1", "--explain"], as_json=True)[
+        "decision"]["last_submission_error"], 5, 0.1, "a failed submission")
+    lines = env.command(["alloc", "info", "1"]).splitlines()
+    i = next(i for i, line in enumerate(lines) if "Last submission error" in line)
+    assert lines[i] == "  Last submission error: qsub: first problem"
+    assert lines[i + 1] == "    qsub: second problem"
+    backoff = next(line for line in lines if "backing off" in line)
+    assert re.fullmatch(r"  Not submitting: backing off after 1 failure\(s\) until "
+                        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(in (5m|4m \d+s)\)", backoff), backoff
