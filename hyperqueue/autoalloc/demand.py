@@ -37,7 +37,7 @@ from fractions import Fraction
 
 from ..common.durations import format_duration
 from ..core.resources import ALL, CPUS, ResourceRequest, format_amount
-from .state import ACTIVE, QUEUED, Queue, Registry
+from .state import ACTIVE, Queue, Registry
 
 __all__ = ["WaitingTasks", "WorkerShape", "Verdict", "Unservable", "QueueDecision", "Decision",
            "time_margin", "worker_shape", "verdict", "decide", "explain", "TIME", "RESOURCES",
@@ -244,7 +244,9 @@ class _Plan:
     slots: int
     workers: int | None  # None = unlimited
     coming_single: Fraction
-    coming_allocs: list[int]  # sizes of queued allocations not yet used by a multi-node task
+    # (workers it will have, workers still to connect) of each allocation whose workers have
+    # not all connected yet (queued, or running and starting), not yet used by a multi-node task
+    coming_allocs: list[tuple[int, int]]
     mn: list[int] = field(default_factory=list)
     single: Fraction = Fraction(0)
     cpu_units: int = 0
@@ -280,7 +282,8 @@ def _plan(q: Queue, registry: Registry, now: float, d: QueueDecision) -> _Plan:
     return _Plan(q, shape, may_submit, slots if may_submit else 0,
                  workers if may_submit else 0,
                  Fraction(sum(a.coming_workers for a in coming)),
-                 sorted((a.worker_count for a in coming if a.state == QUEUED), reverse=True))
+                 sorted(((a.worker_count - a.lost, a.coming_workers) for a in coming
+                         if a.coming_workers), reverse=True))
 
 
 def _utc(t: float) -> str:
@@ -324,9 +327,9 @@ def decide(registry: Registry, demand, now: float) -> Decision:
                 break
             if tasks.n_nodes:
                 k = 0
-                while remaining and pl.coming_allocs and pl.coming_allocs[0] >= tasks.n_nodes:
-                    pl.coming_allocs.pop(0)
-                    pl.coming_single -= tasks.n_nodes
+                while remaining and pl.coming_allocs and \
+                        pl.coming_allocs[0][0] >= tasks.n_nodes:
+                    pl.coming_single -= pl.coming_allocs.pop(0)[1]
                     k += 1
                     remaining -= 1
             else:

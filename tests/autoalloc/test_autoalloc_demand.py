@@ -160,3 +160,27 @@ def test_variants_and_explain():
 def test_waiting_tasks_validation(bad):
     with pytest.raises(ValueError):
         WaitingTasks(**{"variants": (req(),), "count": 1, **bad})
+
+
+def test_multi_node_task_waits_for_a_starting_allocation():
+    """A 2-node allocation whose first worker connected (RUNNING, the second still starting)
+    covers a waiting 2-node task: no second allocation (seen with fake PBS: one 2-node task
+    made two allocations)."""
+    reg = reg_with(dict(cpus="1", max_workers_per_alloc=2, backlog=2))
+    reg.allocation_submitted(1, "a", 2, "/d", 0)
+    assert decide(reg, [tasks(1, n_nodes=2)], 1).submissions() == []
+    reg.worker_connected("a", 1, 2)
+    assert reg.allocation("a").state == "RUNNING"
+    d = decide(reg, [tasks(1, n_nodes=2)], 3)
+    assert d.submissions() == [] and d.queues[1].covered_by_coming == 1
+    # single-node tasks get new workers: the starting one is for the 2-node task
+    assert decide(reg, [tasks(1, n_nodes=2), tasks(2)], 3).submissions() == [(1, 2)]
+    # both connected (and busy: the task still waits): a new allocation is needed
+    reg.worker_connected("a", 2, 4)
+    assert decide(reg, [tasks(1, n_nodes=2)], 5).submissions() == [(1, 2)]
+    # a worker of it lost: the rest cannot run a 2-node task
+    reg2 = reg_with(dict(cpus="1", max_workers_per_alloc=2, backlog=2))
+    reg2.allocation_submitted(1, "b", 2, "/d", 0)
+    reg2.worker_connected("b", 1, 1)
+    reg2.worker_lost("b", 1, 2, crashed=False)
+    assert decide(reg2, [tasks(1, n_nodes=2)], 3).submissions() == [(1, 2)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import signal
 
 import pytest
@@ -119,3 +120,21 @@ def test_info_shows_backoff_time_and_whole_submission_error(pbs_env, tmp_path):
     backoff = next(line for line in lines if "backing off" in line)
     assert re.fullmatch(r"  Not submitting: backing off after 1 failure\(s\) until "
                         r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(in (5m|4m \d+s)\)", backoff), backoff
+
+
+@pytest.mark.timeout(60)
+def test_two_node_task_makes_one_allocation(pbs_env):
+    """The first worker of a 2-node allocation connects before the second: the allocation is
+    RUNNING but still covers the waiting 2-node task (before: a second allocation)."""
+    env = pbs_env
+    env.start_server()
+    add_queue(env, "--time-limit", "1m", "-m", "2", "--backlog", "2", "--cpus", "1",
+              "--idle-timeout", "1s")
+    job = env.submit(["--nodes", "2", "--", "hostname"])
+    env.wait_job(job, timeout=30)
+    assert env.job_info(job)["info"]["task_stats"]["finished"] == 1
+    time.sleep(1.0)  # decisions after the task ended
+    jobs = pbs_jobs(env)
+    assert len(jobs) == 1 and list(jobs.values())[0]["nodes"] == 2
+    script = open(next(iter(allocations(env)))["workdir"] + "/hq-submit.sh").read()
+    assert "#PBS -l select=2" in script and "pbsdsh -- bash -l -c '" in script
