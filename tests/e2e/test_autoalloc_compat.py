@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 import signal
 
@@ -138,3 +139,33 @@ def test_two_node_task_makes_one_allocation(pbs_env):
     assert len(jobs) == 1 and list(jobs.values())[0]["nodes"] == 2
     script = open(next(iter(allocations(env)))["workdir"] + "/hq-submit.sh").read()
     assert "#PBS -l select=2" in script and "pbsdsh -- bash -l -c '" in script
+
+
+@pytest.mark.timeout(60)
+def test_pbs_status_is_one_qstat_for_all_allocations(pbs_env, tmp_path):
+    """Status polling asks PBS once for every active allocation of every queue
+    (`qstat -f <id>... -F json -x`, as upstream); Slurm is asked per job (`scontrol show job
+    <id>`, as upstream)."""
+    env = pbs_env
+    wrap = tmp_path / "wrap"
+    wrap.mkdir()
+    calls = tmp_path / "qstat.calls"
+    fake = shutil.which("qstat", path=env.env["PATH"])
+    assert fake and "fakepbs" in fake
+    (wrap / "qstat").write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec {fake} "$@"\n')
+    (wrap / "qstat").chmod(0o755)
+    env.env = dict(env.env, PATH=f"{wrap}:{env.env['PATH']}")
+    env.start_server()
+    # held by PBS (-h): the allocations stay queued, so every poll asks about all of them
+    add_queue(env, "--time-limit", "1m", "--cpus", "1", "--backlog", "2", "--", "-h")
+    add_queue(env, "--time-limit", "1m", "--cpus", "1", "--", "-h")
+    env.submit(["--array", "1-3", "--", "true"])
+    ids = wait_until(lambda: (lambda a: a if len(a) == 3 else None)(
+        [a["id"] for q in (1, 2) for a in allocations(env, q)]), 5, 0.1, "3 allocations")
+    wait_until(lambda: calls.exists() and len(calls.read_text().splitlines()) >= 3, 10, 0.1,
+               "status polls")
+    polls = calls.read_text().splitlines()
+    last = polls[-1].split()
+    assert last[:1] == ["-f"] and last[-3:] == ["-F", "json", "-x"]
+    assert sorted(last[1:-3]) == sorted(ids)
+    assert all(a["status"] == "QUEUED" for q in (1, 2) for a in allocations(env, q))
