@@ -169,3 +169,25 @@ def test_pbs_status_is_one_qstat_for_all_allocations(pbs_env, tmp_path):
     assert last[:1] == ["-f"] and last[-3:] == ["-F", "json", "-x"]
     assert sorted(last[1:-3]) == sorted(ids)
     assert all(a["status"] == "QUEUED" for q in (1, 2) for a in allocations(env, q))
+
+
+@pytest.mark.timeout(60)
+def test_burst_of_submits_never_exceeds_backlog(pbs_env):
+    """20 submits at once (parallel clients): never more queued allocations than the backlog
+    (held by PBS: they stay queued)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    env = pbs_env
+    env.start_server()
+    add_queue(env, "--time-limit", "1m", "--cpus", "1", "--backlog", "3", "--", "-h")
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda i: env.run(["submit", "--", "true"]), range(20)))
+    assert all(r.returncode == 0 for r in results)
+    wait_until(lambda: allocations(env), 5, 0.05, "an allocation")
+    time.sleep(2.0)
+    assert len(pbs_jobs(env)) == 3
+    allocs = allocations(env)
+    assert len(allocs) == 3 and all(a["status"] == "QUEUED" for a in allocs)
+    d = env.command(["alloc", "info", "1", "--explain"], as_json=True)["decision"]
+    assert d["servable"] == 20 and d["covered_by_queued"] == 3 and d["submit"] == []
+    assert any("backlog is full" in b for b in d["blocked"])
