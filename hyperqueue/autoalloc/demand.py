@@ -31,8 +31,8 @@ the resources); sequential reuse of a worker is not predicted (upstream does not
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from fractions import Fraction
 
 from ..common.durations import format_duration
@@ -84,7 +84,7 @@ class WorkerShape:
     time_limit: float
     min_utilization: float
     max_nodes: int
-    time_limit_name: str = "the queue's time limit"  # or "--worker-time-limit" when given
+    time_limit_name: str = "the queue's time limit"  # for reasons: which limit it is
 
 
 def worker_shape(q: Queue) -> WorkerShape:
