@@ -32,11 +32,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from fractions import Fraction
 
 from ..common.durations import format_duration
 from ..core.resources import ALL, CPUS, ResourceRequest, format_amount
-from .state import ACTIVE, QUEUED, Queue, Registry
+from .state import ACTIVE, Queue, Registry
 
 __all__ = ["WaitingTasks", "WorkerShape", "Verdict", "Unservable", "QueueDecision", "Decision",
            "time_margin", "worker_shape", "verdict", "decide", "explain", "TIME", "RESOURCES",
@@ -83,6 +84,7 @@ class WorkerShape:
     time_limit: float
     min_utilization: float
     max_nodes: int
+    time_limit_name: str = "the queue's time limit"  # for reasons: which limit it is
 
 
 def worker_shape(q: Queue) -> WorkerShape:
@@ -94,7 +96,9 @@ def worker_shape(q: Queue) -> WorkerShape:
         cap = {n: r.amount for n, r in declared.items()} or None
         complete = p.resources_complete
     return WorkerShape(cap, complete, p.effective_worker_time_limit, float(p.min_utilization),
-                       p.max_workers_per_alloc)
+                       p.max_workers_per_alloc,
+                       "the queue's time limit" if p.worker_time_limit is None
+                       else "the queue's --worker-time-limit")
 
 
 def time_margin(limit: float) -> float:
@@ -119,7 +123,7 @@ def _one(shape: WorkerShape, r: ResourceRequest, idx: int) -> Verdict:
         usable = shape.time_limit - time_margin(shape.time_limit)
         if r.min_time > usable:
             return Verdict(False, TIME, f"time request {format_duration(r.min_time)} is longer than "
-                           f"the queue's time limit {format_duration(shape.time_limit)} allows "
+                           f"{shape.time_limit_name} {format_duration(shape.time_limit)} allows "
                            f"(minus {format_duration(time_margin(shape.time_limit))} for the "
                            "worker to start)")
     if r.n_nodes:
@@ -240,7 +244,9 @@ class _Plan:
     slots: int
     workers: int | None  # None = unlimited
     coming_single: Fraction
-    coming_allocs: list[int]  # sizes of queued allocations not yet used by a multi-node task
+    # (workers it will have, workers still to connect) of each allocation whose workers have
+    # not all connected yet (queued, or running and starting), not yet used by a multi-node task
+    coming_allocs: list[tuple[int, int]]
     mn: list[int] = field(default_factory=list)
     single: Fraction = Fraction(0)
     cpu_units: int = 0
@@ -263,7 +269,8 @@ def _plan(q: Queue, registry: Registry, now: float, d: QueueDecision) -> _Plan:
     elif q.backoff.blocked(registry.policy, now):
         d.next_attempt_at = q.backoff.next_attempt_at(registry.policy)
         d.blocked.append(f"backing off after {q.backoff.failures} failure(s) until "
-                         f"{d.next_attempt_at:.0f}")
+                         f"{_utc(d.next_attempt_at)} (in "
+                         f"{format_duration(math.ceil(d.next_attempt_at - now))})")
         may_submit = False
     slots = max(0, p.backlog - q.queued_count)
     if shape.capacity is None and not shape.complete:
@@ -275,7 +282,12 @@ def _plan(q: Queue, registry: Registry, now: float, d: QueueDecision) -> _Plan:
     return _Plan(q, shape, may_submit, slots if may_submit else 0,
                  workers if may_submit else 0,
                  Fraction(sum(a.coming_workers for a in coming)),
-                 sorted((a.worker_count for a in coming if a.state == QUEUED), reverse=True))
+                 sorted(((a.worker_count - a.lost, a.coming_workers) for a in coming
+                         if a.coming_workers), reverse=True))
+
+
+def _utc(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _cpu_units(shape: WorkerShape, tasks: WaitingTasks, v: Verdict) -> int:
@@ -315,9 +327,9 @@ def decide(registry: Registry, demand, now: float) -> Decision:
                 break
             if tasks.n_nodes:
                 k = 0
-                while remaining and pl.coming_allocs and pl.coming_allocs[0] >= tasks.n_nodes:
-                    pl.coming_allocs.pop(0)
-                    pl.coming_single -= tasks.n_nodes
+                while remaining and pl.coming_allocs and \
+                        pl.coming_allocs[0][0] >= tasks.n_nodes:
+                    pl.coming_single -= pl.coming_allocs.pop(0)[1]
                     k += 1
                     remaining -= 1
             else:

@@ -519,5 +519,14 @@ class Registry:
         return []
 
     def cancel_all(self) -> list[Allocation]:
-        """Allocations to `scancel`/`qdel` when the server stops (nothing is journaled)."""
+        """Allocations to `scancel`/`qdel` when the server stops (`cancelled_by_stop` then
+        records the end of each one that was cancelled)."""
         return [a for q in self.queues.values() for a in q.active_allocations()]
+
+    def cancelled_by_stop(self, allocation_id: str, now: float) -> list:
+        """The server stopped and cancelled this allocation: it ends FINISHED (journaled, so a
+        restart shows it at once). Not a failed allocation: the backoff does not change."""
+        a = self.allocation(allocation_id)
+        if a is None or not a.is_active:
+            return []
+        return self._do(AllocationFinished(a.queue_id, a.id, max(now, a.queued_at)))

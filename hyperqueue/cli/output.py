@@ -964,7 +964,7 @@ class CliPrinter(Printer):
         q = data["queue"]
         self.line(f"Queue {q['id']} ({q['state']}): why it submits (or not) now")
         for text in data["decision"]["lines"]:
-            self.line("  " + text)
+            self.line("  " + text.rstrip("\n").replace("\n", "\n    "))
 
     # -- workers --
     def workers(self, views: list[dict], detailed: bool) -> None:

@@ -312,6 +312,7 @@ class Server:
                     with trio.move_on_after(STOP_GRACE):
                         await self._links_gone.wait()
                 if self.journal is not None:
+                    self.flush()  # what the stop did (allocations cancelled) before its record
                     self.journal.append([ServerStop(time.time()).to_record()])
                     await self.journal.aclose(JOURNAL_CLOSE_TIMEOUT)
                 nursery.cancel_scope.cancel()

@@ -126,6 +126,7 @@ class AutoallocService:
         self.status_due = 0.0  # trio time of the next status check
         self.hq_path = hq_executable()
         self.running = False
+        self.stopping = False  # the server is stopping: `shutdown` ends the allocations
 
     # -- journal -----------------------------------------------------------------------------
     def restore(self, records) -> None:
@@ -185,7 +186,7 @@ class AutoallocService:
 
     def worker_lost(self, worker, reason) -> None:
         aid = self.worker_alloc.pop(worker.id, None)
-        if aid is None:
+        if aid is None or self.stopping:
             return
         try:
             events = self.registry.worker_lost(aid, worker.id, time.time(),
@@ -249,6 +250,8 @@ class AutoallocService:
         return decide(self.registry, self.demand(), time.time())
 
     async def decide_and_submit(self) -> None:
+        if self.stopping:
+            return
         self.server.flush()  # schedule first: what connected workers take is not demand
         now = time.time()
         d = decide(self.registry, self.demand(), now)
@@ -310,10 +313,11 @@ class AutoallocService:
             return None, str(e)
         return job_id, None
 
-    async def cancel(self, manager: str, job_id: str) -> None:
+    async def cancel(self, manager: str, job_id: str) -> bool:
         ok, _out, err = await self._run(cancel_argv(manager, job_id), None)
         if not ok:
             log.warning("Cannot cancel allocation %s: %s", job_id, _short(err))
+        return ok
 
     async def submit(self, queue_id: int, workers: int) -> None:
         reg = self.registry
@@ -345,6 +349,9 @@ class AutoallocService:
         job_id, error = await self._submit_script(p.manager, directory)
         if error is not None:
             self._submission_failed(queue_id, error)
+            return
+        if self.stopping:  # the server began to stop while the manager answered
+            await self.cancel(p.manager, job_id)
             return
         try:
             with open(os.path.join(directory, JOBID_FILE), "w") as f:
@@ -457,17 +464,22 @@ class AutoallocService:
         raise ValueError(f"unknown allocation queue action {action!r}")
 
     async def shutdown(self) -> None:
-        """Server stop: cancels every queued and running allocation (not journaled: after a
-        restart their status says they ended)."""
+        """Server stop: cancels every queued and running allocation and journals the end
+        (FINISHED) of each one the manager cancelled, so that a restart shows it at once. From
+        here on, workers that go away do not end allocations (their allocation was cancelled,
+        which is not a failure; or its cancel failed and a restart asks the manager)."""
+        self.stopping = True
         cancel = [(self.registry.queues[a.queue_id].params.manager, a.id)
                   for a in self.registry.cancel_all()]
         if cancel:
             log.info("Cancelling %d allocations", len(cancel))
         for manager, job_id in cancel:
-            await self.cancel(manager, job_id)
+            if await self.cancel(manager, job_id):
+                self._journal(self.registry.cancelled_by_stop(job_id, time.time()))
 
     # -- views ---------------------------------------------------------------------------------
     def queue_view(self, q) -> dict:
+        from ..core.resources import format_resources
         from ..core.views import resource_descriptor
 
         p = q.params
@@ -482,8 +494,9 @@ class AutoallocService:
                                        if q.known_resources is not None else None),
             # for the cli table and `alloc info` (not in upstream's JSON)
             "pause_reason": q.pause_reason,
-            "resources_text": ", ".join(f"{r.name} {r.describe()}" for r in (
-                q.known_resources if q.known_resources is not None else declared.values())),
+            # as the Resources column of `worker list` (F49)
+            "resources_text": format_resources(
+                q.known_resources if q.known_resources is not None else declared.values()),
             "params": p.to_wire(),
         }
 

@@ -36,7 +36,10 @@ def test_time_request_longer_than_time_limit_never_submits():
     assert decide(reg, [tasks(1, min_time=3540)], 0).submissions() == [(1, 1)]
     # the worker time limit counts, not the allocation's
     reg2 = reg_with(dict(cpus="4", worker_time_limit=1800))
-    assert decide(reg2, [tasks(1, min_time=2400)], 0).submissions() == []
+    d2 = decide(reg2, [tasks(1, min_time=2400)], 0)
+    assert d2.submissions() == []
+    assert "time request 40m is longer than the queue's --worker-time-limit 30m" in \
+        d2.queues[1].unservable[0].text
 
 
 def test_packing_backlog_and_max_workers_per_alloc():
@@ -108,7 +111,9 @@ def test_paused_and_backoff_block_but_explain():
     reg.submission_failed(1, 100)
     d = decide(reg, [tasks(1)], 110)
     assert d.submissions() == [] and d.queues[1].next_attempt_at == 130
-    assert "backing off" in d.queues[1].blocked[0]
+    # the end of the delay as a readable time, not a number of seconds since 1970
+    assert d.queues[1].blocked[0] == ("backing off after 1 failure(s) until "
+                                      "1970-01-01 00:02:10 UTC (in 20s)")
     assert decide(reg, [tasks(1)], 130).submissions() == [(1, 1)]
     reg.pause(1)
     d = decide(reg, [tasks(1)], 200)
@@ -155,3 +160,27 @@ def test_variants_and_explain():
 def test_waiting_tasks_validation(bad):
     with pytest.raises(ValueError):
         WaitingTasks(**{"variants": (req(),), "count": 1, **bad})
+
+
+def test_multi_node_task_waits_for_a_starting_allocation():
+    """A 2-node allocation whose first worker connected (RUNNING, the second still starting)
+    covers a waiting 2-node task: no second allocation (seen with fake PBS: one 2-node task
+    made two allocations)."""
+    reg = reg_with(dict(cpus="1", max_workers_per_alloc=2, backlog=2))
+    reg.allocation_submitted(1, "a", 2, "/d", 0)
+    assert decide(reg, [tasks(1, n_nodes=2)], 1).submissions() == []
+    reg.worker_connected("a", 1, 2)
+    assert reg.allocation("a").state == "RUNNING"
+    d = decide(reg, [tasks(1, n_nodes=2)], 3)
+    assert d.submissions() == [] and d.queues[1].covered_by_coming == 1
+    # single-node tasks get new workers: the starting one is for the 2-node task
+    assert decide(reg, [tasks(1, n_nodes=2), tasks(2)], 3).submissions() == [(1, 2)]
+    # both connected (and busy: the task still waits): a new allocation is needed
+    reg.worker_connected("a", 2, 4)
+    assert decide(reg, [tasks(1, n_nodes=2)], 5).submissions() == [(1, 2)]
+    # a worker of it lost: the rest cannot run a 2-node task
+    reg2 = reg_with(dict(cpus="1", max_workers_per_alloc=2, backlog=2))
+    reg2.allocation_submitted(1, "b", 2, "/d", 0)
+    reg2.worker_connected("b", 1, 1)
+    reg2.worker_lost("b", 1, 2, crashed=False)
+    assert decide(reg2, [tasks(1, n_nodes=2)], 3).submissions() == [(1, 2)]

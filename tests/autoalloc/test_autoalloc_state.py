@@ -240,3 +240,28 @@ def test_bad_event_changes_nothing():
         with pytest.raises(AutoallocError):
             reg.apply(ev)
     assert snapshot(reg) == before
+
+
+def test_cancelled_by_server_stop_is_finished_not_failed_and_replays():
+    reg = Registry(BackoffPolicy((0, 60), 10, 1))  # one failed allocation would pause
+    reg.add_queue(params(backlog=2))
+    reg.allocation_submitted(1, "q", 1, "/d/1", 10)
+    reg.allocation_submitted(1, "r", 1, "/d/2", 10)
+    reg.worker_connected("r", 5, 11)
+    assert {a.id for a in reg.cancel_all()} == {"q", "r"}
+    events = reg.cancelled_by_stop("q", 20) + reg.cancelled_by_stop("r", 21)
+    assert [type(e) for e in events] == [AllocationFinished, AllocationFinished]
+    assert [(a.state, a.ended_at) for a in reg.queues[1].allocations.values()] == [
+        (FINISHED, 20), (FINISHED, 21)]
+    q = reg.queues[1]
+    assert q.state == ACTIVE and q.backoff.allocation_failures == 0
+    assert reg.cancel_all() == [] and reg.cancelled_by_stop("q", 30) == []
+    # a worker lost afterwards changes nothing
+    assert reg.worker_lost("r", 5, 22, crashed=True) == []
+    # the journal replays to the same state
+    replay = Registry()
+    replay.restore([QueueCreated(1, params(backlog=2)),
+                    AllocationQueued(1, "q", 1, "/d/1", 10),
+                    AllocationQueued(1, "r", 1, "/d/2", 10), AllocationStarted(1, "r", 11),
+                    *events])
+    assert snapshot(replay) == snapshot(reg)

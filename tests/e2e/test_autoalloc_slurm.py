@@ -5,6 +5,7 @@ where Slurm is not installed or not running."""
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import time
 
@@ -113,6 +114,7 @@ def test_slurm_two_node_allocation_starts_two_workers(slurm_env):
     assert len(workers) == 2 and {w["allocation"]["id"] for w in workers} == {allocs[0]["id"]}
     # (both virtual nodes of slurm-up.sh run on this host: same hostname)
     wait_until(lambda: allocations(env)[0]["status"] == "FINISHED", 30, 0.3, "finished")
+    assert len(allocations(env)) == 1  # the first worker's connect did not make another one
 
 
 @pytest.mark.timeout(90)
@@ -181,3 +183,24 @@ def test_slurm_kill9_restart_adopts_allocation(slurm_env, tmp_path):
     workers = env.command(["worker", "list"], as_json=True)
     assert [w["allocation"]["id"] for w in workers] == [alloc["id"]]
     wait_until(lambda: allocations(env)[0]["status"] == "FINISHED", 30, 0.3, "finished")
+
+
+@pytest.mark.timeout(90)
+def test_slurm_graceful_stop_journals_cancelled_allocation(slurm_env, tmp_path):
+    env = slurm_env
+    journal = tmp_path / "journal.bin"
+    server = env.start_server("--journal", str(journal))
+    add_queue(env, "--no-dry-run", "--time-limit", "5m", "--cpus", "1")
+    env.submit(["--", "sleep", "60"])
+    alloc = wait_until(lambda: [a for a in allocations(env) if a["status"] == "RUNNING"], 30,
+                       0.2, "running allocation")[0]
+    server.signal(signal.SIGTERM)
+    server.popen.wait(20)
+    wait_until(lambda: slurm_state(alloc["id"]) in ("CANCELLED", "UNKNOWN"), 10, 0.2,
+               "scancel")
+    env.start_server("--journal", str(journal))
+    info = env.command(["alloc", "info", "1", "--explain"], as_json=True)
+    env.slurm_jobs.update(x["id"] for x in info["allocations"])  # scancel'ed at teardown
+    a = next(a for a in info["allocations"] if a["id"] == alloc["id"])
+    assert a["status"] == "FINISHED"  # journaled by the stop (Slurm says CANCELLED)
+    assert info["decision"]["backoff"]["allocation_failures"] == 0
