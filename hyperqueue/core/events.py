@@ -85,6 +85,15 @@ class Event:
 
 
 _MAX_ID = 2**32 - 1  # (core.ranges.MAX_ID: ids are u32)
+_MAX_TIME = 2.0**53  # seconds: any time beyond is corrupt (and would not convert exactly)
+
+
+def _shown(value) -> str:
+    """`repr` of a value read from a record, safe for huge integers."""
+    if type(value) is int and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    text = repr(value)
+    return text if len(text) <= 100 else text[:100] + "..."
 
 
 def _ids(kind: str, p: dict, *keys: str) -> None:
@@ -417,7 +426,7 @@ class TaskStarted(Event):
                 or type(worker) is not int):
             _ids(cls.kind, p, "job", "task", "instance", "worker")
         if not 0 <= instance <= _MAX_ID:  # (it becomes the task's instance id: a u32)
-            raise EventError(f"{cls.kind} event: instance {instance} is not a u32 id")
+            raise EventError(f"{cls.kind} event: instance {_shown(instance)} is not a u32 id")
         return cls(time, job, task, instance, worker, p.get("variant", 0), p.get("nodes"))
 
 
@@ -547,7 +556,7 @@ class TaskProgress(Event):
             _ids(cls.kind, {**p, "instance": instance}, "job", "worker", "instance")
         for key, value in (("job", p["job"]), ("worker", p["worker"]), ("instance", instance)):
             if not 0 <= value <= _MAX_ID:
-                raise EventError(f"{cls.kind} event: {key} {value} is not a u32 id")
+                raise EventError(f"{cls.kind} event: {key} {_shown(value)} is not a u32 id")
         ids = []
         for key in ("started", "finished"):
             text = p.get(key, "")
@@ -822,12 +831,12 @@ def from_record(record) -> Event:
         raise EventError("not a [time, kind, payload] record") from None
     cls = _DECODERS.get(kind) if type(kind) is str else None
     if type(p) is not dict or (type(time) is not float and type(time) is not int) \
-            or time != time:
+            or not -_MAX_TIME <= time <= _MAX_TIME:  # (also NaN, infinities, bignums)
         if type(kind) is not str:
             raise EventError(f"event type is not a string: {kind!r}")
         if type(p) is not dict:
             raise EventError(f"{kind} event: payload is not a map")
-        raise EventError(f"event time is not a number: {time!r}")
+        raise EventError(f"event time is not a number of at most 2^53 s: {_shown(time)}")
     if cls is None:
         if type(kind) is not str:
             raise EventError(f"event type is not a string: {kind!r}")
