@@ -11,6 +11,7 @@ import os
 import resource
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -116,5 +117,30 @@ def test_the_real_journal_restores_and_exports(journal_records, tmp_path):
         assert res.stdout.count('"type":"task-finished"') == 30
         env.start_server("--journal", str(path))
         assert os.path.exists(env.server_dir / "hq-current")
+    finally:
+        env.close()
+
+
+def test_hostile_autoalloc_record_is_refused_at_start(tmp_path):
+    """A queue whose time limit is a bignum (it crashed the start: 'The server crashed:
+    OverflowError', with a traceback)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "dashboard"))
+    import dash_fixture
+
+    created = next(r for r in dash_fixture.records() if r[1] == "alloc-queue-created")
+    created[2]["params"]["time_limit"] = 10**400
+    path = tmp_path / "journal.bin"
+    path.write_bytes(encode_header() + encode_records(
+        [[dash_fixture.T0, "server-start", {"server_uid": "abc"}], created]))
+    env = HqEnv(tmp_path / "env")
+    try:
+        server = env.start_server("--journal", str(path), wait=False)
+        assert server.wait(30) == 1
+        err = server.stderr()
+        assert (f"Cannot restore from journal {path}: record 2: Invalid queue parameters: "
+                f"time_limit is out of range") in err, err
+        assert "Traceback" not in err, err
     finally:
         env.close()
