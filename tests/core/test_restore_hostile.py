@@ -231,3 +231,9 @@ def test_mutated_progress_records_are_refused_or_restore_sanely(mutations):
             record[2][what] = value
     _restore_or_refuse(records)
     _expand_or_refuse(records)
+
+
+def test_the_events_module_bounds_are_the_limits():
+    from hyperqueue.core.limits import MAX_ID as LIMIT
+
+    assert ev._MAX_ID == LIMIT  # (events.py stays stdlib-only: its own copy of the bound)
