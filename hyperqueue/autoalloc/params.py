@@ -227,6 +227,8 @@ class QueueParams:
                     "min_utilization"):
             v = kw[key]
             if type(v) is int:
+                if abs(v) > 2**53:  # (no such duration or fraction; float() would overflow)
+                    raise ValueError(f"Invalid queue parameters: {key} is out of range")
                 kw[key] = float(v)
         for key in ("manager", "on_server_lost"):
             if not isinstance(kw[key], str):

@@ -33,7 +33,7 @@ __all__ = [
     "JobOpen", "JobCreated", "JobClose", "JobCancel", "JobForget", "JobCompleted",
     "WorkerConnected", "WorkerReconnected", "WorkerLost", "WorkerOverview",
     "TaskStarted", "TaskFinished", "TaskFailed", "TaskCanceled", "TaskAborted", "TaskProgress",
-    "journal_records", "expand_record",
+    "journal_records", "expand_record", "expand_records",
 ]
 
 
@@ -82,6 +82,18 @@ class Event:
     def __repr__(self) -> str:
         args = ", ".join(f"{f}={getattr(self, f)!r}" for f in self.fields)
         return f"{type(self).__name__}({args})"
+
+
+_MAX_ID = 2**32 - 1  # (core.ranges.MAX_ID: ids are u32)
+_MAX_TIME = 2.0**53  # seconds: any time beyond is corrupt (and would not convert exactly)
+
+
+def _shown(value) -> str:
+    """`repr` of a value read from a record, safe for huge integers."""
+    if type(value) is int and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    text = repr(value)
+    return text if len(text) <= 100 else text[:100] + "..."
 
 
 def _ids(kind: str, p: dict, *keys: str) -> None:
@@ -437,6 +449,8 @@ class TaskStarted(Event):
         if (type(job) is not int or type(task) is not int or type(instance) is not int
                 or type(worker) is not int):
             _ids(cls.kind, p, "job", "task", "instance", "worker")
+        if not 0 <= instance <= _MAX_ID:  # (it becomes the task's instance id: a u32)
+            raise EventError(f"{cls.kind} event: instance {_shown(instance)} is not a u32 id")
         return cls(time, job, task, instance, worker, p.get("variant", 0), p.get("nodes"))
 
 
@@ -564,6 +578,9 @@ class TaskProgress(Event):
         instance = p.get("instance", 0)
         if type(p["job"]) is not int or type(p["worker"]) is not int or type(instance) is not int:
             _ids(cls.kind, {**p, "instance": instance}, "job", "worker", "instance")
+        for key, value in (("job", p["job"]), ("worker", p["worker"]), ("instance", instance)):
+            if not 0 <= value <= _MAX_ID:
+                raise EventError(f"{cls.kind} event: {key} {_shown(value)} is not a u32 id")
         ids = []
         for key in ("started", "finished"):
             text = p.get(key, "")
@@ -709,6 +726,103 @@ def expand_record(record) -> list:
     return out
 
 
+class _JobIds:
+    """The task ids a job has, as its `job-created` records give them (`expand_records`)."""
+
+    __slots__ = ("ranges", "_all", "_starts", "_ends")
+
+    def __init__(self):
+        self.ranges: list = []  # (start, end, step) of every batch so far
+        self._all = None  # built on first use after a change
+
+    def add(self, batches) -> None:
+        from .ranges import IntRanges
+
+        for b in batches if isinstance(batches, list) else ():
+            if isinstance(b, list) and len(b) == 4 and isinstance(b[1], str):
+                try:
+                    self.ranges.extend(IntRanges.parse(b[1]).ranges)
+                except ValueError:
+                    continue  # (a malformed job-created record: restore refuses it)
+        self._all = None
+
+    def _build(self) -> None:
+        from .ranges import IntRanges
+
+        self._all = IntRanges(tuple(self.ranges))
+        runs: list = []  # merged step-1 runs (stepped ranges: only through `_all`)
+        for first, last, step in sorted(r for r in self.ranges if r[2] == 1):
+            if runs and first <= runs[-1][1] + 1:
+                if last > runs[-1][1]:
+                    runs[-1][1] = last
+            else:
+                runs.append([first, last])
+        self._starts = [r[0] for r in runs]
+        self._ends = [r[1] for r in runs]
+
+    def has(self, ids) -> bool:
+        """Whether the job has every id of `ids` (an IntRanges); never expands a range."""
+        from bisect import bisect_right
+
+        if not ids:
+            return True
+        if self._all is None:
+            self._build()
+        starts, ends = self._starts, self._ends
+        for first, last, _step in ids.ranges:  # (fast: within one step-1 run of the job)
+            i = bisect_right(starts, first) - 1
+            if i < 0 or last > ends[i]:
+                break
+        else:
+            return True
+        return len(ids) <= len(self._all) and len(ids.intersection(self._all)) == len(ids)
+
+
+def expand_records(records) -> list:
+    """`expand_record` of every record, in order, for the tools that read a journal offline:
+    a `task-progress` record is expanded only into ids its job has (as the `job-created`
+    records before it give them), so a corrupt or hostile record never becomes more records
+    than the job has tasks. A malformed record is passed through as it is (as by
+    `expand_record`).
+
+    Raises:
+        EventError: "record N: ..." for a `task-progress` record of a job that no earlier
+            `job-created` record creates, or of task ids that its job does not have.
+    """
+    jobs: dict = {}
+    out = []
+    for i, r in enumerate(records):
+        if isinstance(r, (list, tuple)) and len(r) == 3 and isinstance(r[2], dict):
+            kind, p = r[1], r[2]
+            if kind == "job-created" and type(p.get("job")) is int:
+                sub = p.get("submit_desc")
+                jobs.setdefault(p["job"], _JobIds()).add(
+                    sub.get("batches") if isinstance(sub, dict) else None)
+            elif kind == "task-progress":
+                try:
+                    e = from_record(r)
+                except EventError:
+                    out.append(r)
+                    continue
+                have = jobs.get(e.job)
+                if have is None:
+                    raise EventError(f"record {i + 1}: task-progress event of job {e.job}, "
+                                     f"which no job-created event before it creates")
+                for key in ("started", "finished"):
+                    if not have.has(getattr(e, key)):
+                        raise EventError(
+                            f"record {i + 1}: task-progress event: {key} names tasks that job "
+                            f"{e.job} does not have ({_cut(getattr(e, key).to_text())})")
+                out.extend(expand_record(r))
+                continue
+        out.append(r)
+    return out
+
+
+def _cut(text: str, n: int = 60) -> str:
+    return text if len(text) <= n else text[:n] + "..."
+
+
 class Unknown(Event):
     """A record of a kind this hq does not know (a newer writer, or a kind no longer written):
     kept as it is, so tools can pass it on and restore can tell what it refuses."""
@@ -741,12 +855,12 @@ def from_record(record) -> Event:
         raise EventError("not a [time, kind, payload] record") from None
     cls = _DECODERS.get(kind) if type(kind) is str else None
     if type(p) is not dict or (type(time) is not float and type(time) is not int) \
-            or time != time:
+            or not -_MAX_TIME <= time <= _MAX_TIME:  # (also NaN, infinities, bignums)
         if type(kind) is not str:
             raise EventError(f"event type is not a string: {kind!r}")
         if type(p) is not dict:
             raise EventError(f"{kind} event: payload is not a map")
-        raise EventError(f"event time is not a number: {time!r}")
+        raise EventError(f"event time is not a number of at most 2^53 s: {_shown(time)}")
     if cls is None:
         if type(kind) is not str:
             raise EventError(f"event type is not a string: {kind!r}")

@@ -31,7 +31,9 @@ def apply_event(core: Core, outbox: Outbox, event: ev.Event) -> None:
         _apply(core, outbox, event)
     except RestoreError:
         raise
-    except (KeyError, TypeError, ValueError, AttributeError, reactor.IllegalTransition) as e:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, ArithmeticError,
+            RecursionError, reactor.IllegalTransition) as e:
+        # (a hostile or corrupt record: e.g. a number too large for the compact task store)
         raise RestoreError(f"cannot apply {_kind(event)} event: {e!r}") from None
 
 

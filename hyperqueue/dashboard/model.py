@@ -18,6 +18,7 @@ Pure: no textual, no I/O, no clock (`work` counts the units of work done, for te
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_right
 
 from ..core import events as ev
@@ -229,17 +230,32 @@ def resource_lines(resources) -> list[str]:
     return out
 
 
+def _finite(x) -> float | None:
+    """`x` as a finite float, or None (not a number, NaN, infinite, too large)."""
+    if type(x) is not int and type(x) is not float:
+        return None
+    try:
+        f = float(x)
+    except OverflowError:
+        return None
+    return f if math.isfinite(f) else None
+
+
 def overview_numbers(state) -> tuple[float | None, float | None, list, list]:
     """(average CPU %, memory used %, per-core %, GPUs) of an overview's `state` map."""
+    # (numbers from a worker or a server: only finite ones count, whatever else they send)
     try:
-        cores = [float(x) for x in state["cpu_usage"]["cpu_per_core_percent_usage"]]
-    except (TypeError, KeyError, ValueError):
+        cores = [_finite(x) for x in state["cpu_usage"]["cpu_per_core_percent_usage"]]
+        cores = [] if None in cores else cores
+    except (TypeError, KeyError):
         cores = []
-    cpu = sum(cores) / len(cores) if cores else None
+    cpu = _finite(sum(cores) / len(cores)) if cores else None
     try:
-        total, free = state["memory_usage"]["total"], state["memory_usage"]["free"]
-        mem = (total - free) / total * 100.0 if total else None
-    except (TypeError, KeyError, ZeroDivisionError):
+        total = _finite(state["memory_usage"]["total"])
+        free = _finite(state["memory_usage"]["free"])
+        mem = (_finite((total - free) / total * 100.0)
+               if total and total > 0 and free is not None else None)
+    except (TypeError, KeyError):
         mem = None
     gpus = []
     for key in ("nvidia_gpus", "amd_gpus"):
@@ -300,7 +316,7 @@ class DashboardModel:
         self.last_time = e.time
         try:
             self._apply(e)
-        except (TypeError, ValueError, KeyError, AttributeError, IndexError):
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError, ArithmeticError):
             self.bad_records += 1  # a record that does not fit: shown as far as it went
 
     def _apply(self, e) -> None:  # noqa: C901 (one case per event type)

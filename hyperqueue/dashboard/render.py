@@ -11,7 +11,7 @@ import time as _time_mod  # only `localtime`/`strftime` of given timestamps, nev
 
 from .model import (
     FAILED, RUNNING, STATE_NAMES, WAITING, DashboardModel, JobView, Timeline, WorkerView, cut,
-    overview_numbers, resource_lines,
+    _finite, overview_numbers, resource_lines,
 )
 
 SPARK = " ▁▂▃▄▅▆▇█"
@@ -69,7 +69,7 @@ def sparkline(values: list, width: int, top: float | None = None) -> str:
     hi = top if top else max((v for v in vals if v is not None), default=0) or 1
     out = []
     for v in vals:
-        if v is None:
+        if _finite(v) is None or _finite(v / hi) is None:  # (no data, or not a number)
             out.append(" ")
         else:
             out.append(SPARK[max(0, min(8, int(round(v / hi * 8))))])
@@ -284,7 +284,7 @@ def worker_detail_lines(model: DashboardModel, w: WorkerView, usage: list, cpu_m
 
 
 def _num(v):
-    return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+    return _finite(v)
 
 
 def _managed_cores(resources, n: int) -> list[int]:

@@ -424,7 +424,8 @@ def read_file(path: str, expand: bool = False) -> tuple[list, TailReport]:
 
     Raises:
         HqError: the file cannot be read ("Cannot read journal ...").
-        JournalError, JournalCorrupted: as `read_all`.
+        JournalError, JournalCorrupted: as `read_all`; JournalError also for a batched
+            record of tasks its job does not have (`core.events.expand_records`).
     """
     try:
         with open(path, "rb") as f:
@@ -433,7 +434,10 @@ def read_file(path: str, expand: bool = False) -> tuple[list, TailReport]:
         raise HqError(f"Cannot read journal {path}: {e.strerror}") from None
     records, tail = read_all(data, path=path)
     if expand:
-        from ..core.events import expand_record
+        from ..core.events import EventError, expand_records
 
-        records = [one for r in records for one in expand_record(r)]
+        try:
+            records = expand_records(records)
+        except EventError as e:
+            raise JournalError(f"Cannot read journal {path}: {e}") from None
     return records, tail

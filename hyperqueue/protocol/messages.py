@@ -700,9 +700,9 @@ def _hw_state(v):
     """A worker's hardware overview (`worker/hwmonitor.py`): checked key by key, bounded."""
     from ..core.limits import MAX_LIST_LEN
 
-    def num(x):
-        if isinstance(x, bool) or not isinstance(x, (int, float)):
-            raise ValueError("malformed hardware overview")
+    def num(x):  # counters and percentages: finite, and within a u64
+        if (type(x) is not int and type(x) is not float) or not -(2**64) <= x <= 2**64:
+            raise ValueError("malformed hardware overview (not a finite number within a u64)")
         return x
 
     def gpus(g):

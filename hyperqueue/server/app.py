@@ -339,9 +339,12 @@ class Server:
 
         self.flush()
         data, pos = await self.journal.read_durable()
-        records, _tail = await trio.to_thread.run_sync(read_all, data)
-        # (batched `task-progress` records: shown as the per-task events they stand for)
-        return [tuple(one) for r in records for one in expand_record(r)], pos
+        def expanded():  # (in the thread too: a large job's records are millions of events)
+            records, _tail = read_all(data)
+            # (batched `task-progress` records: shown as the per-task events they stand for)
+            return [tuple(one) for r in records for one in expand_record(r)]
+
+        return await trio.to_thread.run_sync(expanded), pos
 
     async def _stream_events(self, conn, live: bool) -> bool:
         """Serves a StreamEventsRequest: the history in EventsResponse chunks, then (live) an

@@ -142,6 +142,9 @@ class AutoallocService:
                 self.registry.apply(event_from_wire({"type": kind, **payload}))
             except ValueError as e:
                 raise ValueError(f"record {i}: {e}") from None
+            except (TypeError, KeyError, AttributeError, IndexError, ArithmeticError,
+                    RecursionError) as e:  # a corrupt record whatever it holds: refused
+                raise ValueError(f"record {i}: {kind} event: {e.__class__.__name__}") from None
         n = sum(len(q.active_allocations()) for q in self.registry.queues.values())
         if self.registry.queues:
             log.info("Restored %d allocation queues (%d allocations queued or running)",

@@ -35,7 +35,11 @@ The protocol (private: a socketpair between one worker and its fork server)
   exited (negative: killed by that signal). The child writes ``E<message>\n`` if it cannot
   enter its cwd, and, once the task is done and its stdio flushed, either its own
   ``X<code>\n`` just before it exits, or ``R<code>\n`` (code 0) when it stays for another task
-  (see "Warm children"; it sends ``D`` to the server first); the first ``X``/``R`` counts. Until
+  (see "Warm children"; it sends ``D`` to the server first); the first ``X``/``R`` counts.
+  The task's own code runs in the child and may write on this socket too: every line written
+  once it ran starts with a newline (ending any partial line of the task's), the worker takes
+  only the first ``P`` (the child's, written before the task runs) and well-formed numbers,
+  and drops lines longer than MAX_STATUS_LINE. Until
   the child's ``setsid`` it is not a group leader: the worker signals the pid itself when the
   group does not exist yet (the child has no descendants then). To the child, the worker writes
   ``K`` before it closes its end when the child reported ``R`` and the worker never signaled
@@ -118,6 +122,7 @@ MAX_SERVERS = 4  # distinct interpreters/environments with a warm runner per wor
 KEY_PREFIXES = ("PYTHON", "LD_", "LC_", "LANG")  # what shapes an interpreter at its start
 RUNNER_CRASHED = ("The worker's Python function runner crashed while running this task "
                   "(it is restarted for the next function task)")
+WRITE_TIMEOUT = 10.0  # for a status message on a socket the task filled (see `_write`)
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -259,7 +264,7 @@ def serve(fd: int) -> None:
                                 else -info.si_status)
                 except ChildProcessError:
                     code = 255
-                _write(kid.status, b"X%d\n" % code)
+                _write(kid.status, b"\nX%d\n" % code)  # (see `_become`)
             elif fd in by_status:  # the worker is done with this task
                 kid = by_status.pop(fd)
                 poller.unregister(fd)
@@ -311,10 +316,23 @@ def _line(text: str) -> bytes:
 
 
 def _write(fd: int, data: bytes) -> None:
-    try:
-        os.write(fd, data)
-    except OSError:
-        pass  # the worker closed the socket: its hang-up reaps
+    """Writes a short status message. The task's code may have set O_NONBLOCK on the status
+    socket (its file description is shared) and filled it: a full socket is waited for (the
+    worker reads it to the end), up to WRITE_TIMEOUT."""
+    import time
+
+    deadline = None
+    while data:
+        try:
+            data = data[os.write(fd, data):]
+        except (BlockingIOError, InterruptedError):
+            now = time.monotonic()
+            deadline = deadline or now + WRITE_TIMEOUT
+            if now >= deadline:
+                return
+            select.select([], [fd], [], deadline - now)
+        except OSError:
+            return  # the worker closed the socket: its hang-up reaps
 
 
 def _close(fd: int) -> None:
@@ -346,7 +364,13 @@ def _spare(requests_fd, own_fd, server_pid, libc):
         me = b"P%d\n" % os.getpid()
         baseline = None
         while True:
-            msg, fds, flags, _ = socket.recv_fds(requests, MAX_REQUEST, 4)
+            try:
+                msg, fds, flags, _ = socket.recv_fds(requests, MAX_REQUEST, 4)
+            except (BlockingIOError, InterruptedError):
+                # (a task's code may have set O_NONBLOCK on this shared socket: wait instead
+                # of dying, or every idle child would exit and be forked again at once)
+                select.select([requests], [], [])
+                continue
             if not msg and not fds:
                 code = 0  # the worker is gone
                 break
@@ -498,10 +522,12 @@ def _become(msg, fds, baseline: _Baseline | None) -> tuple[int, bool]:
         if again:
             baseline.restore()
             os.write(baseline.keep[1], b"D")  # to the server first: not to be killed at the close
-            os.write(status, b"R%d\n" % code)
+            _write(status, b"\nR%d\n" % code)
             return code, True
-        # the exit status, straight to the worker (its stdio is flushed: the task is done)
-        os.write(status, b"X%d\n" % code)
+        # the exit status, straight to the worker (its stdio is flushed: the task is done);
+        # after a newline, as every status line written once the task's code ran: a partial
+        # line the task itself wrote on this socket cannot swallow it
+        _write(status, b"\nX%d\n" % code)
     except BaseException:  # noqa: BLE001 - the child must never return into the server loop
         pass
     return code, False
@@ -575,6 +601,17 @@ def _at_exit() -> bool:
 # --------------------------------------------------------------------------------------------
 
 
+MAX_STATUS_LINE = 4096  # bytes of one line on a task's status socket (longer ones: dropped)
+
+
+def _status_int(text: bytes) -> int | None:
+    """The integer of a status line (`P`, `X`, `R`), or None if it is not one."""
+    digits = text[1:] if text[:1] == b"-" else text
+    if not digits or len(digits) > 12 or not digits.isdigit():
+        return None
+    return int(text)
+
+
 class RunnerUnavailable(Exception):
     """The fork server cannot take this task: run it the normal way."""
 
@@ -606,6 +643,8 @@ class WarmProcess:
         """`TaskRun.kill_group` for this task (called under the run's lock while it is live):
         signals the task's group (the child itself before its setsid), and remembers it."""
         self.signaled = True
+        if pid <= 1:  # (never: `wait_started` only gives a pid the runner reported)
+            return
         try:
             os.killpg(pid, sig)
         except ProcessLookupError:
@@ -650,19 +689,32 @@ class WarmProcess:
         if not data:
             self.eof = True
             return True
-        self.buf += data
-        *lines, self.buf = self.buf.split(b"\n")
+        # The task's own code runs in the child and can write anything on this socket: only
+        # well-formed lines count, the first `P` is the runner's (written before the task
+        # runs), and a line longer than MAX_STATUS_LINE is dropped as it comes (bounded).
+        if b"\n" not in data:
+            if len(self.buf) + len(data) > MAX_STATUS_LINE:
+                self.buf = b"\0"  # (the rest of an overlong line: dropped up to its end)
+            else:
+                self.buf += data
+            return True
+        *lines, rest = (self.buf + data).split(b"\n")
+        self.buf = rest if len(rest) <= MAX_STATUS_LINE else b"\0"
         for line in lines:
+            if len(line) > MAX_STATUS_LINE or line[:1] == b"\0":
+                continue
             kind, rest = line[:1], line[1:]
             if kind == b"P":
-                self.pid = int(rest)
-            elif kind == b"X" and self.returncode is None:  # the first one counts
-                self.returncode = int(rest)
-            elif kind == b"R" and self.returncode is None:  # done; the child stays
-                self.returncode = int(rest)
-                self.reusable = True
+                if not self.pid:  # the runner's; any later one is the task's
+                    pid = _status_int(rest)
+                    self.pid = pid if pid is not None and pid > 1 else -1
+            elif kind == b"X" or kind == b"R":
+                code = _status_int(rest)
+                if self.returncode is None and code is not None:  # the first one counts
+                    self.returncode = code
+                    self.reusable = kind == b"R" and code == 0  # done; the child stays
             elif kind in (b"E", b"F"):
-                self.error = rest.decode("utf-8", "replace")
+                self.error = rest[:3000].decode("utf-8", "replace")
         return True
 
     def wait_started(self) -> None:
@@ -684,6 +736,8 @@ class WarmProcess:
             if left <= 0:
                 raise RunnerUnavailable("the runner did not answer")
             self._read(max(1, int(left * 1000)))
+        if self.pid < 0:
+            raise RunnerUnavailable("the runner reported an invalid pid")
         try:
             self.child_fd = os.pidfd_open(self.pid)
         except OSError:

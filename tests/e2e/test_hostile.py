@@ -15,6 +15,8 @@ authentication.
 
 from __future__ import annotations
 
+import copy
+import math
 import os
 import re
 import selectors
@@ -153,9 +155,91 @@ _WRONG_COUNT = {"client": st.sampled_from(sorted(DANGEROUS_CLIENT.items())),
                     lambda t: (t, 9))}
 
 
+# -- the message types added after the first audit, well-formed but for hostile fields -------------
+def _new_samples(job: int) -> dict:
+    """Valid samples of the newer messages per port: dashboards' overview requests, automatic
+    allocation, submits whose batches share a template; worker overviews and notifications.
+    Safe when sent as they are: the submit's tasks need a resource no worker has, the queue
+    parameters name no real manager (this machine may have a real `sbatch`)."""
+    from hyperqueue.autoalloc import QueueParams
+    from hyperqueue.core.model import ProgramDef, TaskTemplate
+    from hyperqueue.core.resources import ResourceRequest, ResourceRequestEntry
+
+    req = ResourceRequest([ResourceRequestEntry(NO_RESOURCE, 10000, "compact")])
+    tmpl = TaskTemplate(ProgramDef(["true"]), [req])
+    params = QueueParams("slurm", 3600.0, cpus="1").to_wire()
+    params["manager"] = "hostile-none"  # (refused as it is; see `_safe`)
+    overview = {"state": {
+        "cpu_usage": {"cpu_per_core_percent_usage": [1.5, 2.0]},
+        "memory_usage": {"total": 100, "free": 50},
+        "network_usage": {k: 0 for k in ("rx_bytes", "tx_bytes", "rx_packets", "tx_packets",
+                                          "rx_errors", "tx_errors")},
+        "nvidia_gpus": {"gpus": [{"id": "BUS1", "processor_usage": 10.0, "mem_usage": 50.0}]},
+        "amd_gpus": None, "timestamp": 1700000000}}
+    client = [m.OverviewsRequest(2.0, 10.0), m.AllocListRequest(),
+              m.AllocInfoRequest(7, ["queued"]), m.AllocQueueRequest(7, "pause", False),
+              m.AllocLogRequest("1234.pbs"), m.AllocAddRequest(params, True),
+              m.AllocDryRunRequest(params),
+              m.SubmitRequest("hostile", None, "/tmp", None,
+                              [[tmpl, "0-3", None, []], [tmpl, "4-5", [b"a", b"b"], [0]]])]
+    worker = [m.WorkerOverview(overview), m.TaskNotify(job, 1, 0, b"hello")]
+    return {"client": [cbor2.loads(m.encode(x)) for x in client],
+            "worker": [cbor2.loads(m.encode(x)) for x in worker]}
+
+
+NO_RESOURCE = "hostilenone"
+NEW_SAMPLES = _new_samples(1)  # (the live job is the first one)
+
+
+def _paths(obj, prefix=()):
+    out = []
+    items = enumerate(obj) if isinstance(obj, list) else (
+        obj.items() if isinstance(obj, dict) else ())
+    for k, x in items:
+        out.append(prefix + (k,))
+        out.extend(_paths(x, prefix + (k,)))
+    return out
+
+
+def _safe(wire):
+    """A mutated message that the server would act on is kept harmless: a submit that decodes
+    still needs a resource no worker has (else the sample is sent), queue parameters that
+    decode never name a real manager."""
+    try:
+        msg = m.decode(cbor2.dumps(wire), m.FROM_CLIENT)
+    except Exception:  # noqa: BLE001 - refused by the decoder: sent as it is
+        return wire
+    if isinstance(msg, m.SubmitRequest):
+        harmless = all(any(e.name == NO_RESOURCE for r in b[0].requests for e in r.entries)
+                       for b in msg.batches)
+        return wire if harmless else NEW_SAMPLES["client"][-1]
+    if isinstance(msg, (m.AllocAddRequest, m.AllocDryRunRequest)):
+        wire = list(wire)
+        wire[1] = dict(wire[1], manager="hostile-none")
+    return wire
+
+
+@st.composite
+def hostile_new_messages(draw, port):
+    """A sample of a newer message with one to three positions set to hostile values."""
+    wire = copy.deepcopy(draw(st.sampled_from(NEW_SAMPLES[port])))
+    for _ in range(draw(st.integers(1, 3))):
+        paths = [p for p in _paths(wire) if p != (0,)]
+        if not paths:
+            break
+        path = draw(st.sampled_from(paths))
+        cur = wire
+        for k in path[:-1]:
+            cur = cur[k]
+        cur[path[-1]] = draw(values)
+    return cbor2.dumps(_safe(wire) if port == "client" else wire)
+
+
 @st.composite
 def hostile_messages(draw, port):
-    kind = draw(st.integers(0, 9))
+    kind = draw(st.integers(0, 11))
+    if kind >= 10:
+        return draw(hostile_new_messages(port))
     if kind == 0:
         return draw(st.binary(max_size=200))  # not CBOR (or some CBOR)
     if kind == 1:
@@ -316,6 +400,29 @@ def _handmade_postauth(port: str) -> list:
             ("sealed", [cbor2.dumps({"a": 1})]), ("sealed", [b"\x82\x04\xc2\x59\x01\x00" + b"\xff" * 256]),
             ("replay", [ok]), ("reorder", [ok, ok]), ("tamper", [ok]), ("plain", [ok]),
             ("plain", [os.urandom(100)]), ("sealed", [ok, os.urandom(64)])]
+    # the newer messages with hand-picked hostile fields (see `_new_samples`)
+    samples = NEW_SAMPLES[port]
+    for sample in samples:
+        for i in range(1, len(sample)):
+            for bad in (math.nan, math.inf, -1, 2**70, "x" * 5000, _deep(500), None, [], {}):
+                wire = copy.deepcopy(sample)
+                wire[i] = bad
+                out.append(("sealed", [cbor2.dumps(_safe(wire) if port == "client" else wire)]))
+    if port == "client":
+        sub = copy.deepcopy(samples[-1])
+        sub[5][1][1] = "0-4294967295"  # a second batch (sharing the template) of 2^32 ids
+        sub[5][1][3] = list(range(1000))  # depending on tasks the job does not have
+        out.append(("sealed", [cbor2.dumps(sub)]))
+        shared = copy.deepcopy(samples[-1])
+        shared[5] = [shared[5][0]] * 20_000  # 20k batches of the same ids
+        out.append(("sealed", [cbor2.dumps(shared)]))
+    else:
+        for key, bad in (("cpu_usage", {"cpu_per_core_percent_usage": [10**400, math.nan]}),
+                         ("memory_usage", {"total": math.inf, "free": -(2**70)}),
+                         ("timestamp", 2**200)):
+            wire = copy.deepcopy(samples[0])
+            wire[1]["state"][key] = bad
+            out.append(("sealed", [cbor2.dumps(wire)]))
     return out
 
 

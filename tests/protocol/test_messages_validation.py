@@ -11,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hyperqueue.core.limits import MAX_DURATION, MAX_ID, MAX_NAME_LEN, MAX_STRING_LEN
+from hyperqueue.core.limits import (MAX_DURATION, MAX_ID, MAX_LIST_LEN, MAX_NAME_LEN,
+                                     MAX_STRING_LEN)
 from hyperqueue.core.model import ProgramDef, StdioDef, TaskTemplate, WorkerConfig
 from hyperqueue.core.resources import ResourceDef, ResourceRequest, ResourceRequestEntry
 from hyperqueue.protocol import messages as m
@@ -40,7 +41,8 @@ SAMPLES = {
     m.ServerInfoRequest: m.ServerInfoRequest(),
     m.StopServerRequest: m.StopServerRequest(),
     m.SubmitRequest: m.SubmitRequest("job", 3, "/submit", 1,
-                                     [[_template(), "0-3", None, [7]]]),
+                                     [[_template(), "0-3", None, [7]],
+                                      [_template(), "4", [b"e"], [0]]]),
     m.JobListRequest: m.JobListRequest(["waiting"]),
     m.JobInfoRequest: m.JobInfoRequest([[1, 5, 1]], True, [[0, 9, 1]], ["failed"]),
     m.CancelJobsRequest: m.CancelJobsRequest([[1, 1, 1]], "why"),
@@ -217,6 +219,43 @@ OUT_OF_RANGE = [
     (m.OverviewsRequest, (T + 1,), 0),
     (m.OverviewsRequest, (T + 1,), 1e9),
     (m.SendOverviews, (T,), math.inf),
+    (m.OverviewsRequest, (T,), math.nan),
+    (m.OverviewsRequest, (T,), True),
+    (m.OverviewsRequest, (T + 1,), BIG),
+    (m.OverviewsRequest, (T + 1,), -1.0),
+    (m.SendOverviews, (T,), 0.0),
+    (m.SendOverviews, (T + 1,), math.nan),
+    (m.SendOverviews, (T + 1,), 3601.0),
+    (m.AllocInfoRequest, (T,), MAX_ID + 1),
+    (m.AllocInfoRequest, (T + 1,), ["queued"] * 9),
+    (m.AllocInfoRequest, (T + 1,), ["nope"]),
+    (m.AllocQueueRequest, (T,), -1),
+    (m.AllocQueueRequest, (T + 1,), "x" * (MAX_NAME_LEN + 1)),
+    (m.AllocQueueRequest, (T + 2,), 1),
+    (m.AllocLogRequest, (T,), ""),
+    (m.AllocLogRequest, (T,), "a b"),
+    (m.AllocLogRequest, (T,), "x" * 257),
+    (m.AllocAddRequest, (T + 1,), 0),
+    (m.AllocAddRequest, (T,), {}),
+    (m.AllocDryRunRequest, (T,), None),
+    # worker overviews: numbers finite and within a u64 (a dashboard plots them)
+    (m.WorkerOverview, (T, "state", "cpu_usage", "cpu_per_core_percent_usage", 0), math.nan),
+    (m.WorkerOverview, (T, "state", "cpu_usage", "cpu_per_core_percent_usage", 0), math.inf),
+    (m.WorkerOverview, (T, "state", "cpu_usage", "cpu_per_core_percent_usage", 0), 10**400),
+    (m.WorkerOverview, (T, "state", "memory_usage", "total"), BIG),
+    (m.WorkerOverview, (T, "state", "memory_usage", "free"), -math.inf),
+    (m.WorkerOverview, (T, "state", "network_usage", "rx_bytes"), "1"),
+    (m.WorkerOverview, (T, "state", "timestamp"), math.nan),
+    (m.WorkerOverview, (T, "state", "nvidia_gpus", "gpus", 0, "processor_usage"), 10**400),
+    (m.WorkerOverview, (T, "state", "nvidia_gpus", "gpus", 0, "id"), 5),
+    (m.WorkerOverview, (T, "state", "cpu_usage", "cpu_per_core_percent_usage"),
+     [1.0] * (MAX_LIST_LEN + 1)),
+    # shared templates on submit: a second batch with the same template on the wire shares the
+    # first's (validated) one; its own fields are still checked
+    (m.SubmitRequest, (T + 4, 1, 1), "x" * (MAX_STRING_LEN + 1)),
+    (m.SubmitRequest, (T + 4, 1, 3), [MAX_ID + 1]),
+    (m.SubmitRequest, (T + 4, 1, 2), ["not bytes"]),
+    (m.SubmitRequest, (T + 4, 1, 0, 2), math.inf),  # its template differs: checked itself
     (m.WorkerStopping, (T,), "x" * (MAX_NAME_LEN + 1)),
     (m.TaskUpdates, (T + 1, 0, 4), "e" * (MAX_STRING_LEN + 1)),
     (m.RegisterWorker, (T + 1, 0), "u" * (MAX_NAME_LEN + 1)),
