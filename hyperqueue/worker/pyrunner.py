@@ -297,6 +297,8 @@ class _Kid:
 
 
 def _kill(pid: int) -> None:
+    if pid <= 1:  # (never from fork(): a guard against signalling every process)
+        return
     for kill in (os.killpg, os.kill):
         try:
             kill(pid, signal.SIGKILL)

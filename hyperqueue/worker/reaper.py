@@ -71,7 +71,7 @@ def main() -> None:
                 op, pgid = line[:1], int(line[1:])
             except ValueError:
                 continue
-            if op == b"+":
+            if op == b"+" and pgid > 1:  # (0 or 1 would mean this group or every process)
                 groups.add(pgid)
             elif op == b"-":
                 groups.discard(pgid)

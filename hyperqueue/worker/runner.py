@@ -223,6 +223,8 @@ def _close(fd: int) -> None:
 
 
 def _killpg(pgid: int, sig: int) -> None:
+    if pgid <= 1:  # never ours: killpg(0) is the worker's own group, killpg(1) every process
+        return
     try:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
