@@ -173,7 +173,11 @@ def test_slurm_kill9_restart_adopts_allocation(slurm_env, tmp_path):
     job = env.submit(["--", "sleep", "5"])
     alloc = wait_until(lambda: [a for a in allocations(env) if a["status"] == "RUNNING"], 30,
                        0.2, "running allocation")[0]
-    before = env.command(["alloc", "list"], as_json=True)
+    # Slurm reports RUNNING before the allocation's worker has connected: wait for the worker
+    # (the queue learns its resources then) so that `before` is the state the journal holds.
+    before = wait_until(lambda: (q := env.command(["alloc", "list"], as_json=True))
+                        and q[0]["known_worker_resources"] is not None and q, 30, 0.2,
+                        "the allocation's worker connected")
     env.kill(server)
     env.start_server("--journal", str(journal))
     assert env.command(["alloc", "list"], as_json=True) == before
