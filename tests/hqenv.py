@@ -21,6 +21,7 @@ Standard library only (the benchmarks import it without pytest). Failures raise 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -520,3 +521,17 @@ def read_file(path, timeout: float = DEFAULT_TIMEOUT) -> str:
     p = Path(path)
     return wait_until(lambda: p.exists() and p.stat().st_size > 0 and p.read_text(), timeout,
                       0.05, f"file {p}")
+
+
+@contextlib.contextmanager
+def function_task_cluster(path: Path):
+    """A server and a 2-CPU worker (`env.worker`) for Python function tasks: `python3` on the
+    worker's PATH is this interpreter (not a pyenv shim, which falls back)."""
+    bin_path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+    e = HqEnv(path, env=clean_env(PATH=bin_path))
+    try:
+        e.start_server()
+        e.worker = e.start_worker(cpus=2)
+        yield e
+    finally:
+        e.close()

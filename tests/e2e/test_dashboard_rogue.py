@@ -8,7 +8,6 @@ survive the same answers."""
 from __future__ import annotations
 
 import math
-import os
 import socket
 import subprocess
 import sys
@@ -21,11 +20,12 @@ import pytest
 
 from hyperqueue.common import serverdir
 from hyperqueue.protocol import messages as m
-from hyperqueue.protocol.framing import FrameDecoder, encode_frames
+from hyperqueue.protocol.framing import encode_frames
 from hyperqueue.protocol.handshake import Handshake
 from hyperqueue.version import __version__
 
 from hqenv import HQ, clean_env
+from rogue import make_server_dir, sealed_messages
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "dashboard"))
 from dash_fixture import hw, worker_config  # noqa: E402
@@ -42,10 +42,7 @@ class Rogue:
         self.answer = answer
         self.lsock = socket.create_server(("127.0.0.1", 0))
         port = self.lsock.getsockname()[1]
-        inst = serverdir.create_instance_dir(str(root))
-        access = serverdir.generate_access("127.0.0.1", port, port)
-        serverdir.write_access_file(os.path.join(inst, serverdir.ACCESS_FILE), access)
-        serverdir.point_current_link(str(root), inst)
+        access = make_server_dir(str(root), port, port)
         self.key = serverdir.key_bytes(access["client"])
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)
@@ -66,24 +63,12 @@ class Rogue:
                 c.settimeout(10)
                 hs = Handshake(role="hq-server", peer_role="hq-client", key=self.key,
                                hq_version=__version__)
-                c.sendall(encode_frames(hs.start()))
-                decoder = FrameDecoder()
-                while not self.stop.is_set():
-                    data = c.recv(65536)
-                    if not data:
-                        return
-                    decoder.feed(data)
-                    for p in decoder.frames():
-                        if not hs.done:
-                            reply = hs.receive(p)
-                            if reply:
-                                c.sendall(encode_frames(reply))
-                            continue
-                        try:
-                            req = m.decode(hs.channel.open(p), m.FROM_CLIENT)
-                        except Exception:  # noqa: BLE001
-                            req = None
-                        c.sendall(encode_frames([hs.channel.seal(x) for x in self.answer(req)]))
+                for raw in sealed_messages(c, hs, self.stop):
+                    try:
+                        req = m.decode(raw, m.FROM_CLIENT)
+                    except Exception:  # noqa: BLE001
+                        req = None
+                    c.sendall(encode_frames([hs.channel.seal(x) for x in self.answer(req)]))
             except OSError:
                 pass
 

@@ -18,7 +18,7 @@ import pytest
 cloudpickle = pytest.importorskip("cloudpickle")
 
 from hqenv import HqEnv, pid_alive, read_file, wait_until  # noqa: E402
-from hqenv import clean_env  # noqa: E402
+from hqenv import clean_env, function_task_cluster  # noqa: E402
 
 from hyperqueue.task.function import FUNCTION_CODE, PythonEnv, function_task_args  # noqa: E402
 from hyperqueue.worker.pyrunner import RUNNER_CRASHED  # noqa: E402
@@ -28,15 +28,8 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])  # tasks cannot impo
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    # `python3` on the worker's PATH is this interpreter (not a pyenv shim, which falls back)
-    path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
-    e = HqEnv(tmp_path_factory.mktemp("fn"), env=clean_env(PATH=path))
-    try:
-        e.start_server()
-        e.worker = e.start_worker(cpus=2)
+    with function_task_cluster(tmp_path_factory.mktemp("fn")) as e:
         yield e
-    finally:
-        e.close()
 
 
 def submit_fn(env, fn, *args, flags=(), command=None, data=None, **kwargs) -> int:

@@ -41,6 +41,7 @@ from hyperqueue.protocol.framing import FrameDecoder, encode_frames
 from hyperqueue.protocol.handshake import Handshake
 
 from hqenv import HqEnv, wait_until
+from rogue import make_server_dir
 
 INPUTS = int(os.environ.get("HQ_HOSTILE_INPUTS", "2000"))  # per port
 BATCH = 50
@@ -542,10 +543,7 @@ def _rogue_server(tmp_path: Path, payload: bytes):
     lsock = socket.create_server(("127.0.0.1", 0))
     port = lsock.getsockname()[1]
     root = str(tmp_path / "rogue")
-    inst = serverdir.create_instance_dir(root)
-    serverdir.write_access_file(os.path.join(inst, serverdir.ACCESS_FILE),
-                                serverdir.generate_access("127.0.0.1", port, port))
-    serverdir.point_current_link(root, inst)
+    make_server_dir(root, port, port)
     stop = threading.Event()
 
     def serve():

@@ -12,7 +12,7 @@ import pytest
 
 cloudpickle = pytest.importorskip("cloudpickle")
 
-from hqenv import HqEnv, clean_env, wait_until  # noqa: E402
+from hqenv import function_task_cluster, wait_until  # noqa: E402
 
 from hyperqueue.task.function import FUNCTION_CODE  # noqa: E402
 
@@ -118,14 +118,8 @@ HOSTILE = {
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
-    e = HqEnv(tmp_path_factory.mktemp("fn"), env=clean_env(PATH=path))
-    try:
-        e.start_server()
-        e.worker = e.start_worker(cpus=2)
+    with function_task_cluster(tmp_path_factory.mktemp("fn")) as e:
         yield e
-    finally:
-        e.close()
 
 
 def submit_fn(env, fn, *args) -> int:

@@ -19,11 +19,12 @@ import pytest
 
 from hyperqueue.common import serverdir
 from hyperqueue.protocol import messages as m
-from hyperqueue.protocol.framing import MAX_FRAME, FrameDecoder, encode_frames
+from hyperqueue.protocol.framing import MAX_FRAME, encode_frames
 from hyperqueue.protocol.handshake import Handshake
 from hyperqueue.version import __version__
 
 from hqenv import wait_until
+from rogue import make_server_dir, sealed_messages
 
 HOSTILE = b"\x9f" + b"\x80" * (MAX_FRAME - 64) + b"\xff"  # one indefinite array of empty ones
 REFUSED = "refused: message has more than 262144 arrays and maps"
@@ -43,10 +44,7 @@ class RogueServer:
         self.socks = {p: socket.create_server(("127.0.0.1", 0)) for p in ("client", "worker")}
         ports = {p: s.getsockname()[1] for p, s in self.socks.items()}
         self.root = str(tmp_path / "rogue")
-        inst = serverdir.create_instance_dir(self.root)
-        access = serverdir.generate_access("127.0.0.1", ports["client"], ports["worker"])
-        serverdir.write_access_file(os.path.join(inst, serverdir.ACCESS_FILE), access)
-        serverdir.point_current_link(self.root, inst)
+        access = make_server_dir(self.root, ports["client"], ports["worker"])
         self.address = {p: f"127.0.0.1:{port}" for p, port in ports.items()}
         self.keys = {p: serverdir.key_bytes(access[p]) for p in ports}
         self.hostile_workers = hostile_workers
@@ -79,24 +77,12 @@ class RogueServer:
         role, peer_role = ("hq-server", "hq-client") if port == "client" else ("server", "worker")
         hs = Handshake(role=role, peer_role=peer_role, key=self.keys[port],
                        hq_version=__version__)
-        decoder = FrameDecoder()
         with c:
             try:
                 c.settimeout(10)
-                c.sendall(encode_frames(hs.start()))
-                first = None
-                while first is None:
-                    data = c.recv(65536)
-                    if not data:
-                        return
-                    decoder.feed(data)
-                    for payload in decoder.frames():
-                        if not hs.done:
-                            reply = hs.receive(payload)
-                            if reply:
-                                c.sendall(encode_frames(reply))
-                        elif first is None:
-                            first = hs.channel.open(payload)  # the request / registration
+                first = next(sealed_messages(c, hs), None)  # the request / registration
+                if first is None:
+                    return
                 ch = hs.channel
                 hostile = True
                 if port == "worker":
