@@ -541,3 +541,20 @@ def test_python_api_refuses_hostile_arguments_at_submit(env, tmp_path, monkeypat
         assert client.submit(job).id == last + 1
     finally:
         client.connection.close()
+
+
+# -- the shared validators ----------------------------------------------------------------------
+
+
+def test_shared_validators_bound_amounts_and_refuse_nul():
+    from hyperqueue.core.limits import check_text
+    from hyperqueue.core.resources import MAX_AMOUNT, UNIT, parse_amount, parse_resource_def
+
+    assert parse_amount(str(MAX_AMOUNT // UNIT)) == MAX_AMOUNT // UNIT * UNIT
+    with pytest.raises(ValueError, match="too large"):
+        parse_amount(str(MAX_AMOUNT // UNIT + 1))
+    with pytest.raises(ValueError, match="too large"):
+        parse_resource_def("mem", "sum(99999999999999999999999)")
+    assert check_text("a b", "x") == "a b"
+    with pytest.raises(ValueError, match="x must not contain a NUL character"):
+        check_text("a\0b", "x")
