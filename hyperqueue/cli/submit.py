@@ -193,13 +193,13 @@ def submit_warnings(opts: dict, task_count: int) -> None:
 def _read_entries(opts: dict):
     from .context import log_info, log_warn
 
-    if opts.get("each_line"):
+    if opts.get("each_line") is not None:  # ("": the io error, as upstream)
         path = opts["each_line"]
         log_info(f"Reading file: {path}")
         if _size(path) > READ_WARN_SIZE:
             log_warn("Reading file bigger than 100MB")
         return spec.entries_from_lines(path)
-    if opts.get("from_json"):
+    if opts.get("from_json") is not None:
         path = opts["from_json"]
         log_info(f"Reading json file: {path}")
         if _size(path) > READ_WARN_SIZE:
@@ -240,7 +240,7 @@ def build_request(opts: dict, command: tuple[str, ...], job_id: int | None = Non
 
     if not command:
         raise SpecError("Missing the command to run (put it after `--`)")
-    if opts.get("each_line") and opts.get("from_json"):
+    if opts.get("each_line") is not None and opts.get("from_json") is not None:
         raise SpecError("the argument '--each-line <EACH_LINE>' cannot be used with "  # clap's
                         "'--from-json <FROM_JSON>'")
     name = opts.get("name")

@@ -165,6 +165,8 @@ SUBMIT_CASES = {
     "array superscript": ["--array", "²"],
     "each-line missing": ["--each-line", "/nonexistent/x"],
     "each-line dir": ["--each-line", "/"],
+    "each-line empty path": ["--each-line", ""],
+    "from-json empty path": ["--from-json", ""],
     "each-line and from-json": ["--each-line", "{lines}", "--from-json", "{lines}"],
     "from-json syntax": ["--from-json", "{bad}"],
     "from-json object": ["--from-json", "{obj}"],
