@@ -101,7 +101,12 @@ def env(shared_env, tmp_path_factory):
     (d / "bad.json").write_text("{")
     (d / "obj.json").write_text('{"a": 1}')
     shared_env.files = d
-    return shared_env
+    cwd = os.getcwd()
+    os.chdir(d)  # the submit directory of the in-process submits (task outputs go there)
+    try:
+        yield shared_env
+    finally:
+        os.chdir(cwd)
 
 
 # -- hand-made cases, by class ----------------------------------------------------------------
