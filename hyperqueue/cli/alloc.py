@@ -13,7 +13,7 @@ import os
 import sys
 
 from ..client import calls
-from .common import DURATION, states_option
+from .common import DURATION, ID, states_option
 from .context import connect, printer, setup_logging
 from .flavour import click
 
@@ -138,7 +138,7 @@ def list_():
 
 
 @alloc.command()
-@click.argument("queue_id", type=int)
+@click.argument("queue_id", type=ID)
 @click.option("--filter", "filter_", help="Only allocations in these states "
               "(queued, running, finished, failed)")
 @click.option("--explain", is_flag=True,
@@ -181,21 +181,21 @@ def _queue_action(queue_id: int, action: str, force: bool = False) -> None:
 
 
 @alloc.command()
-@click.argument("queue_id", type=int)
+@click.argument("queue_id", type=ID)
 def pause(queue_id):
     """Stop submitting new allocations of a queue."""
     _queue_action(queue_id, "pause")
 
 
 @alloc.command()
-@click.argument("queue_id", type=int)
+@click.argument("queue_id", type=ID)
 def resume(queue_id):
     """Submit allocations of a paused queue again."""
     _queue_action(queue_id, "resume")
 
 
 @alloc.command()
-@click.argument("queue_id", type=int)
+@click.argument("queue_id", type=ID)
 @click.option("--force", is_flag=True, help="Also when allocations of the queue are running "
               "(they are cancelled)")
 def remove(queue_id, force):

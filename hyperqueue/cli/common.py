@@ -68,6 +68,11 @@ class RangesType(click.ParamType):
             self.fail(str(e), param, ctx)
 
 
+#: Ids (jobs, tasks, workers, queues) and counts are u32 upstream: a larger or negative number is
+#: clap's value error (exit 2), never sent to the server.
+ID = click.IntRange(0, 2**32 - 1)
+COUNT = ID
+
 DURATION = DurationType()
 POSITIVE_DURATION = DurationType(allow_zero=False)  # e.g. a heartbeat period
 SELECTOR = SelectorType()

@@ -6,7 +6,7 @@ import os
 import sys
 
 from ..client import calls
-from .common import RANGES, SELECTOR, TASK_STATES, SelectorType, missing_text, states_option
+from .common import COUNT, ID, RANGES, SELECTOR, TASK_STATES, SelectorType, missing_text, states_option
 from .context import connect, printer
 from .flavour import click
 from .joblist import JOB_STATES, list_jobs
@@ -94,7 +94,7 @@ def progress(selector):
 
 @job.command("open")
 @click.option("--name", default="job", help="Job name")
-@click.option("--max-fails", type=click.IntRange(0))
+@click.option("--max-fails", type=COUNT)
 def open_(name, max_fails):
     """Open a job that accepts tasks until it is closed."""
     with connect() as client:
@@ -223,7 +223,7 @@ def io_error_debug(e: OSError) -> str:
 
 @job.command("submit-file")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--job", "job_id", type=int, help="Add the tasks to this open job")
+@click.option("--job", "job_id", type=ID, help="Add the tasks to this open job")
 def submit_file(file, job_id):
     """Submit a job definition file (TOML)."""
     from ..client.jobfile import load_job_file

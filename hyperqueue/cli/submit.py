@@ -7,7 +7,7 @@ import sys
 
 from ..client import spec
 from ..errors import SpecError
-from .common import DURATION, RANGES, click_error
+from .common import COUNT, DURATION, ID, RANGES, click_error
 from .context import connect, printer
 from .flavour import click
 
@@ -117,14 +117,14 @@ def submit_options(f):
         click.option("--weight", callback=_parse_weight,
                      help="Weight of the resource request (higher is scheduled first among "
                           "equal priorities)"),
-        click.option("--nodes", type=click.IntRange(0), default=0,
+        click.option("--nodes", type=COUNT, default=0,
                      help="Run each task on this many whole workers of one group"),
         click.option("--time-request", type=DURATION,
                      help="Minimal remaining worker lifetime to start a task"),
         click.option("--priority", type=int, default=0, help="Higher runs first",
                      callback=_check_priority),
         click.option("--time-limit", type=DURATION, help="Per-task time limit"),
-        click.option("--max-fails", type=click.IntRange(0),
+        click.option("--max-fails", type=COUNT,
                      help="Cancel the rest of the job when more tasks fail"),
         click.option("--crash-limit", callback=_parse_crash_limit, help="N, never-restart or unlimited (default 5)"),
         click.option("--pin", type=click.Choice(["taskset", "omp"]), help="CPU pinning"),
@@ -193,13 +193,13 @@ def submit_warnings(opts: dict, task_count: int) -> None:
 def _read_entries(opts: dict):
     from .context import log_info, log_warn
 
-    if opts.get("each_line"):
+    if opts.get("each_line") is not None:  # ("": the io error, as upstream)
         path = opts["each_line"]
         log_info(f"Reading file: {path}")
         if _size(path) > READ_WARN_SIZE:
             log_warn("Reading file bigger than 100MB")
         return spec.entries_from_lines(path)
-    if opts.get("from_json"):
+    if opts.get("from_json") is not None:
         path = opts["from_json"]
         log_info(f"Reading json file: {path}")
         if _size(path) > READ_WARN_SIZE:
@@ -240,7 +240,7 @@ def build_request(opts: dict, command: tuple[str, ...], job_id: int | None = Non
 
     if not command:
         raise SpecError("Missing the command to run (put it after `--`)")
-    if opts.get("each_line") and opts.get("from_json"):
+    if opts.get("each_line") is not None and opts.get("from_json") is not None:
         raise SpecError("the argument '--each-line <EACH_LINE>' cannot be used with "  # clap's
                         "'--from-json <FROM_JSON>'")
     name = opts.get("name")
@@ -430,7 +430,7 @@ def apply_directives(ctx, opts: dict, command: tuple, mode: str,
 @submit_options
 @click.option("--directives", type=click.Choice(["auto", "file", "stdin", "off"]),
               default="auto", help="Read #HQ directives from the submitted script")
-@click.option("--job", "job_id", type=int, help="Add the tasks to this open job")
+@click.option("--job", "job_id", type=ID, help="Add the tasks to this open job")
 @click.option("--wait", is_flag=True, help="Wait until the job completes")
 @click.option("--progress", is_flag=True, help="Show a progress bar until the job completes")
 @click.option("--on-notify", help="With --wait: run this command (with the message as its "

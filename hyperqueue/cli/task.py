@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 from ..client import calls
-from .common import RANGES, TASK_STATES, SelectorType, missing_text, states_option
+from .common import ID, RANGES, TASK_STATES, SelectorType, missing_text, states_option
 from .context import connect, printer
 from .flavour import click
 
@@ -78,7 +78,7 @@ def info(job_selector, task_selector, verbose):
 
 @task.command()
 @click.argument("job_selector", type=SelectorType(allow_all=False))
-@click.argument("task_id", type=int)
+@click.argument("task_id", type=ID)
 def explain(job_selector, task_id):
     """Explain why a task does (not) run on each worker."""
     if job_selector.kind == "ids" and len(job_selector.ids) != 1:

@@ -8,7 +8,7 @@ import time
 
 from ..client import calls
 from ..errors import CommandError
-from .common import DURATION, POSITIVE_DURATION, SELECTOR, missing_text, trio_run
+from .common import COUNT, DURATION, ID, POSITIVE_DURATION, SELECTOR, missing_text, trio_run
 from .context import connect, printer, server_root, setup_logging
 from .flavour import click
 
@@ -32,7 +32,17 @@ def _cpu_resource(text: str):
     d = parse_resource_def("cpusum", text)  # (any name that may be a sum)
     if d.kind == "sum":
         return _CPU_SUM
-    return parse_resource_def("cpus", text)
+    return _held(parse_resource_def("cpus", text), text)
+
+
+def _held(d, text: str):
+    """`d` if this worker can hold its indices (one entry each): at most MAX_WORKER_INDICES."""
+    from ..core.limits import MAX_WORKER_INDICES
+
+    if d.kind != "sum" and d.count > MAX_WORKER_INDICES:
+        raise ValueError(f"Invalid resource definition '{text}': too many indices "
+                         f"(at most {MAX_WORKER_INDICES})")
+    return d
 
 
 def _name_of(d) -> str:
@@ -117,7 +127,7 @@ def start(cpus, resources, group, coupling, detect_resources, no_hyper_threading
         name, _, text = r.partition("=")
         try:
             parsed.append(_cpu_resource(text) if name.strip() == "cpus" and _ == "="
-                          else parse_resource_arg(r))
+                          else _held(parse_resource_arg(r), text))
         except ValueError as e:
             raise click.BadParameter(str(e), param_hint="'--resource'")
     if cpu_def is not None and any(_name_of(d) == "cpus" for d in parsed):
@@ -294,7 +304,7 @@ def stop(selector):
 
 
 @worker.command()
-@click.argument("worker_id", type=int)
+@click.argument("worker_id", type=ID)
 def address(worker_id):
     """Print the hostname of a worker."""
     from ..common.selectors import parse_selector
@@ -307,7 +317,7 @@ def address(worker_id):
 
 
 @worker.command()
-@click.argument("count", type=click.IntRange(0))
+@click.argument("count", type=COUNT)
 def wait(count):
     """Wait until at least COUNT workers are running."""
     while True:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from ..core.ranges import MAX_ID
 from ..errors import HqError, SpecError
 from . import spec
 
@@ -288,6 +289,8 @@ def load_job_file(path: str, job_id: int | None = None):
             if "id" in t:
                 if isinstance(t["id"], bool) or not isinstance(t["id"], int) or t["id"] < 0:
                     _fail(f"task[{i}].id", "expected a non-negative integer")
+                if t["id"] > MAX_ID:
+                    _fail(f"task[{i}].id", f"expected an integer between 0 and {MAX_ID}")
                 explicit.append(t["id"])
         seen: set[int] = set()
         for x in explicit:
@@ -302,6 +305,8 @@ def load_job_file(path: str, job_id: int | None = None):
             else:
                 ids.append(next_id)
                 next_id += 1
+        if next_id > MAX_ID + 1:  # an id given after an explicit MAX_ID
+            raise JobFileError(f"Invalid job file: task ids must be between 0 and {MAX_ID}")
         defined = set(ids)
         for i, (t, tid) in enumerate(zip(tasks, ids)):
             deps = t.get("deps", [])

@@ -119,6 +119,8 @@ def env_from_items(items) -> dict[str, str]:
 def check_name(name: str) -> str:
     if "\n" in name or "\t" in name:
         raise SpecError("the name must not contain a newline or a tab", "name")
+    if "\0" in name:
+        raise SpecError("the name must not contain a NUL character", "name")
     return name
 
 
@@ -148,9 +150,16 @@ def resource_request(entries, n_nodes: int = 0, min_time: float = 0.0,
                      weight: float = 1.0, default_cpus: bool = True) -> ResourceRequest:
     """One resource variant; a request without `cpus` (and not multi-node) gets `cpus = 1`
     unless `default_cpus` is False (a job file's explicit request: F43)."""
+    from ..core.limits import MAX_COUNT
+
     entries = list(entries)
     if default_cpus and not n_nodes and not any(e.name == "cpus" for e in entries):
         entries.append(ResourceRequestEntry("cpus", UNIT, "compact"))
+    if isinstance(n_nodes, int) and n_nodes > MAX_COUNT:
+        raise SpecError(f"{n_nodes} is not in the range 0<=x<={MAX_COUNT}", "nodes")
+    if (isinstance(weight, bool) or not isinstance(weight, (int, float))
+            or not 0 < weight < 2**32):  # (NaN fails too)
+        raise SpecError("Resource weight has to be positive number", "weight")
     try:
         return ResourceRequest(entries, n_nodes, min_time, int(round(weight * UNIT)))
     except ValueError as e:
@@ -287,6 +296,7 @@ class TaskSpec:
                 and all(isinstance(a, str) for a in self.command)):
             raise SpecError("expected a non-empty list of strings", "command")
         check_cwd(self.cwd)
+        self._check_texts()
         check_priority(self.priority)
         if self.pin is not None and self.pin not in PIN_MODES:
             raise SpecError("expected \"none\", \"taskset\" or \"omp\"", "pin")
@@ -303,6 +313,32 @@ class TaskSpec:
                 check_duration(self.time_limit, "duration", allow_zero=True)
             except ValueError as e:
                 raise SpecError(str(e), "time_limit") from None
+
+    def _check_texts(self) -> None:
+        """No NUL character in what becomes an argument, an environment entry or a path."""
+        from ..core.limits import check_text
+
+        try:
+            for arg in self.command:
+                check_text(arg, "a program argument")
+        except ValueError as e:
+            raise SpecError(str(e), "command") from None
+        if not isinstance(self.env, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in self.env.items()):
+            raise SpecError("expected a dict of strings to strings", "env")
+        try:
+            for k, v in self.env.items():
+                check_text(k + v, "an environment variable")
+        except ValueError as e:
+            raise SpecError(str(e), "env") from None
+        for field, value in (("cwd", self.cwd), ("stream", self.stream),
+                             ("stdout", self.stdout and self.stdout.path),
+                             ("stderr", self.stderr and self.stderr.path)):
+            if value is not None:
+                try:
+                    check_text(str(value), "the path")
+                except ValueError as e:
+                    raise SpecError(str(e), field) from None
 
     def unknown_placeholders(self) -> list[tuple[str, str]]:
         """(placeholder, text) pairs of the cwd and stdio paths that no task would expand."""
@@ -360,9 +396,16 @@ class JobSpec:
         if not isinstance(self.name, str):
             raise SpecError("expected a single-line string", "name")
         check_name(self.name)
+        from ..core.limits import MAX_COUNT, MAX_NAME_LEN
+
+        if len(self.name) > MAX_NAME_LEN:
+            raise SpecError(f"the name is longer than {MAX_NAME_LEN} characters", "name")
         if self.max_fails is not None and (isinstance(self.max_fails, bool) or not isinstance(
                 self.max_fails, int) or self.max_fails < 0):
             raise SpecError("expected a non-negative integer", "max_fails")
+        if self.max_fails is not None and self.max_fails > MAX_COUNT:
+            raise SpecError(f"{self.max_fails} is not in the range 0<=x<={MAX_COUNT}",
+                            "max_fails")
         # (Whether a name or max_fails may be given with `job_id` is the front end's rule: the
         # wire always carries a name, and an open job keeps its own.)
 

@@ -12,7 +12,8 @@ from .ranges import MAX_ID
 
 __all__ = [
     "MAX_ID", "MAX_DURATION", "MAX_WAIT_SLICE", "MAX_NAME_LEN", "MAX_STRING_LEN",
-    "MAX_LIST_LEN", "MAX_RANGES", "MAX_PRIORITY", "MAX_RESULT_SIZE", "check_duration",
+    "MAX_LIST_LEN", "MAX_RANGES", "MAX_PRIORITY", "MAX_RESULT_SIZE", "MAX_COUNT",
+    "MAX_WORKER_INDICES", "check_duration", "check_text",
 ]
 
 # Durations (time limits, time requests, idle timeouts, heartbeats, ...): finite, > 0 where a
@@ -30,6 +31,12 @@ MAX_LIST_LEN = 1 << 20  # items in one list field of one message
 MAX_RANGES = 1 << 16  # [start, end, step] triples in one id selector
 
 MAX_PRIORITY = 2**31 - 1  # priorities are i32 upstream
+MAX_COUNT = 2**32 - 1  # counts (max fails, nodes, workers to wait for) are u32 upstream
+
+# Indices of one indexed resource pool a worker offers (`--cpus 4096`, `gpus=range(0-7)`): the
+# worker holds one entry per index, so `--cpus 4294967295` would exhaust its memory. Pools
+# described by the server or an allocation queue are not materialised and are not limited.
+MAX_WORKER_INDICES = 1 << 16
 
 # The pickled return value of one Python function task (hyperqueue.task.function): larger values
 # belong in files the task writes itself.
@@ -56,3 +63,11 @@ def check_duration(value, what: str = "duration", *, allow_zero: bool = False) -
     if seconds > MAX_DURATION:
         raise ValueError(f"Invalid {what}: too long (maximum is 10 years)")
     return seconds
+
+
+def check_text(value: str, what: str) -> str:
+    """Returns `value` if it has no NUL character (no path, argument or environment entry can
+    hold one: the task could never start). Raises ValueError naming `what`."""
+    if "\0" in value:
+        raise ValueError(f"{what} must not contain a NUL character")
+    return value

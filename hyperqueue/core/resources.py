@@ -80,7 +80,8 @@ def parse_amount(text: str) -> int:
     Underscores may separate digits (`1_000`).
 
     Raises:
-        ValueError: `Invalid amount '<text>': ...` for syntax, zero/negative or too many decimals.
+        ValueError: `Invalid amount '<text>': ...` for syntax, zero/negative, too many decimals
+            or more than MAX_AMOUNT units.
     """
     if not isinstance(text, str):
         raise ValueError(f"Invalid amount {text!r}: expected a number")
@@ -99,6 +100,8 @@ def parse_amount(text: str) -> int:
     units = whole * UNIT + (int(frac.ljust(4, "0")) if frac else 0)
     if units <= 0:
         raise ValueError(f"Invalid amount '{text}': it must be greater than 0")
+    if units > MAX_AMOUNT:
+        raise ValueError(f"Invalid amount '{text}': it is too large")
     return units
 
 
