@@ -36,6 +36,18 @@ class DurationType(click.ParamType):
         return seconds
 
 
+class FilePathType(click.Path):
+    """A file path that must not be empty (`--journal ""` would otherwise mean no journal)."""
+
+    def __init__(self, **kw):
+        super().__init__(dir_okay=False, **kw)
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value:
+            self.fail("the path is empty", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 class SelectorType(click.ParamType):
     name = "SELECTOR"
 

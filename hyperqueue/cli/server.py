@@ -7,7 +7,7 @@ import signal
 import time
 
 from ..client import calls
-from .common import DURATION, first_leaf, trio_run
+from .common import DURATION, FilePathType, first_leaf, trio_run
 from .context import connect, printer, server_root, setup_logging
 from .flavour import click
 
@@ -24,7 +24,7 @@ def server():
 @click.option("--worker-port", type=click.IntRange(0, 65535), default=0,
               help="Port for worker connections (default: random)")
 @click.option("--idle-timeout", type=DURATION, help="Default idle timeout of workers")
-@click.option("--journal", type=click.Path(dir_okay=False),
+@click.option("--journal", type=FilePathType(),
               help="Journal file: restore from it if it exists, then append to it")
 @click.option("--journal-flush-period", type=DURATION, default="30s",
               help="How often the journal is flushed to disk")

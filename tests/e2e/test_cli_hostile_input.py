@@ -565,3 +565,18 @@ def test_shared_validators_bound_amounts_and_refuse_nul():
     assert check_text("a b", "x") == "a b"
     with pytest.raises(ValueError, match="x must not contain a NUL character"):
         check_text("a\0b", "x")
+
+
+@pytest.mark.timeout(30)
+def test_server_start_refuses_an_empty_journal_path(tmp_path):
+    """`--journal ""` was a server without a journal (the user believed it journaled)."""
+    import subprocess
+
+    from hqenv import clean_env
+
+    r = subprocess.run([*HQ, "--server-dir", str(tmp_path / "sd"), "server", "start",
+                        "--journal", ""], capture_output=True, text=True, timeout=20,
+                       env=clean_env())
+    assert r.returncode == 2
+    assert "error: invalid value '' for '--journal <JOURNAL>': the path is empty" in r.stderr
+    assert not (tmp_path / "sd").exists() or not any((tmp_path / "sd").iterdir())
