@@ -151,7 +151,9 @@ def _task(t: dict, where: str, submit_dir: str, stream: str | None = None) -> sp
     env = t.get("env", {})
     if not isinstance(env, dict):
         _fail(f"{where}.env", "expected a table")
-    env = {str(k): str(v) for k, v in env.items()}
+    for k, v in env.items():
+        if not isinstance(v, str):  # (upstream's env is a map of strings: `A = 5` is refused)
+            _fail(f"{where}.env.{k}", "expected a string")
     cwd = t.get("cwd", submit_dir)
     if not isinstance(cwd, str):
         _fail(f"{where}.cwd", "expected a string")

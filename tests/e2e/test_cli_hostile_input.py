@@ -279,6 +279,7 @@ JOB_FILES = {
     "stdout NUL": '[[task]]\ncommand = ["true"]\nstdout = "a\\u0000b"\n',
     "env key NUL": '[[task]]\ncommand = ["true"]\nenv = {"A\\u0000" = "x"}\n',
     "env value NUL": '[[task]]\ncommand = ["true"]\nenv = {"A" = "x\\u0000"}\n',
+    "env value not a string": '[[task]]\ncommand = ["true"]\nenv = {"A" = 5}\n',
     "stream NUL": 'stream = "a\\u0000b"\n[[task]]\ncommand = ["true"]\n',
     "cpus nan": '[[task]]\ncommand = ["true"]\n[[task.request]]\nresources = { "cpus" = "nan" }\n',
     "cpus 1e400": '[[task]]\ncommand = ["true"]\n[[task.request]]\nresources = { "cpus" = 1e400 }\n',
