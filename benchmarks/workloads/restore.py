@@ -13,23 +13,12 @@ import shutil
 import time
 
 from harness import Series, Workload, alternate, log
-from hqenv import HqEnv
+from hqenv import HqEnv, wait_until
 from workloads._hq import HqCluster, vmhwm_mb, vmrss_mb
 
 TARGET_TIME = ("value", "<=", 2.0, "<= 2 s")
 TARGET_RSS = ("value", "<=", 1.2, "<= 1.2x")
 TARGET_N = 1_000_000
-
-
-def _wait_for(fn, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = fn()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(interval)
 
 
 def build_journal(ctx, n: int) -> tuple[object, dict]:
@@ -45,14 +34,14 @@ def build_journal(ctx, n: int) -> tuple[object, dict]:
         if n > 1:
             c.hq("--output-mode", "quiet", "submit", "--job", job, "--array", f"1-{n - 1}",
                  "--stdout", "none", "--stderr", "none", "--", "true")
-            _wait_for(lambda: c.job_stats(job).get("finished") == n - 1, 3600,
-                      f"{n - 1} finished tasks", 0.5)
+            wait_until(lambda: c.job_stats(job).get("finished") == n - 1, 3600, 0.5,
+                       f"{n - 1} finished tasks")
         t_fill = time.perf_counter() - t0
         c.env.stop(zero)
         real = c.env.start_worker(cpus=1, timeout=c.READY_TIMEOUT)
         c.hq("--output-mode", "quiet", "submit", "--job", job, "--array", str(n),
              "--stdout", "none", "--stderr", "none", "--", "sleep", "3600")
-        _wait_for(lambda: c.job_stats(job).get("running") == 1, 60, "the last task to run")
+        wait_until(lambda: c.job_stats(job).get("running") == 1, 60, 0.1, "the last task to run")
         c.hq("job", "close", job)
         c.hq("journal", "flush")
         pid = c.server.pid
