@@ -73,11 +73,13 @@ def _fits(worker: Worker, request, limit_factor: float, now: float, block=None) 
             used += block.get(e.name, 0)
         if used > c * limit_factor:
             return False
-    if request.min_time:
-        remaining = worker.remaining_time(now)
-        if remaining is not None and remaining < request.min_time:
-            return False
-    return True
+    return not request.min_time or _has_time(worker, request.min_time, now)
+
+
+def _has_time(worker: Worker, min_time: float, now: float) -> bool:
+    """Whether `worker` lives at least `min_time` more seconds (no time limit: always)."""
+    remaining = worker.remaining_time(now)
+    return remaining is None or remaining >= min_time
 
 
 def _first_fitting(worker: Worker, requests, factor: float, now: float, block=None) -> int:
@@ -95,11 +97,7 @@ def _capable(worker: Worker, request, now: float) -> bool:
         c = cap.get(e.name)
         if not c or (e.amount != ALL and e.amount > c):
             return False
-    if request.min_time:
-        remaining = worker.remaining_time(now)
-        if remaining is not None and remaining < request.min_time:
-            return False
-    return True
+    return not request.min_time or _has_time(worker, request.min_time, now)
 
 
 def _add_blocker(blocks: dict, q, workers, now: float) -> None:
