@@ -65,17 +65,22 @@ def hq_pyapi(ctx, mode: str, n: int) -> tuple[float, dict]:
     return (data["total_s"] if mode == "function" else data["process_wall_s"]), data
 
 
-def hq_cli_true(ctx, n: int) -> tuple[float, dict]:
-    c = HqCluster(ctx, "hq-cli-true")
-    c.env.env = _hq_env(ctx)
+def _cli_submit(c, n: int, *submit: str) -> tuple[float, dict]:
+    """Times `hq --output-mode quiet <submit...>` + `hq job wait last` on cluster `c`."""
     with c:
         t0 = time.perf_counter()
-        out, t_submit = c.hq("--output-mode", "quiet", "submit", "--array", f"1-{n}", "--stdout",
-                             "none", "--stderr", "none", "--", "true")
+        out, t_submit = c.hq("--output-mode", "quiet", *submit)
         _, t_wait = c.hq("job", "wait", "last")
         elapsed = time.perf_counter() - t0
         c.check_finished(out, n)
     return elapsed, {"submit_s": t_submit, "wait_s": t_wait}
+
+
+def hq_cli_true(ctx, n: int) -> tuple[float, dict]:
+    c = HqCluster(ctx, "hq-cli-true")
+    c.env.env = _hq_env(ctx)
+    return _cli_submit(c, n, "submit", "--array", f"1-{n}", "--stdout", "none", "--stderr",
+                       "none", "--", "true")
 
 
 def hq_cli_jobfile(ctx, n: int) -> tuple[float, dict]:
@@ -84,13 +89,7 @@ def hq_cli_jobfile(ctx, n: int) -> tuple[float, dict]:
     jobfile = c.dir / "job.toml"
     jobfile.write_text("".join(f'[[task]]\nid = {i}\ncommand = ["true"]\nstdout = "none"\n'
                                f'stderr = "none"\n\n' for i in range(n)))
-    with c:
-        t0 = time.perf_counter()
-        out, t_submit = c.hq("--output-mode", "quiet", "job", "submit-file", jobfile)
-        _, t_wait = c.hq("job", "wait", "last")
-        elapsed = time.perf_counter() - t0
-        c.check_finished(out, n)
-    return elapsed, {"submit_s": t_submit, "wait_s": t_wait}
+    return _cli_submit(c, n, "job", "submit-file", jobfile)
 
 
 def upstream_function(ctx, n: int) -> tuple[float, dict]:
