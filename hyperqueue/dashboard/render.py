@@ -19,22 +19,22 @@ MAX_TASK_ROWS = 1000
 CPU_MODES = ("node", "worker", "assigned")
 
 
-def fmt_time(ts: float | None) -> str:
+def _local_time(ts: float | None, fmt: str) -> str:
+    """`ts` in local time, "-" for none, "?" for a time no calendar holds."""
     if ts is None:
         return "-"
     try:
-        return _time_mod.strftime("%Y-%m-%d %H:%M:%S", _time_mod.localtime(ts))
+        return _time_mod.strftime(fmt, _time_mod.localtime(ts))
     except (OverflowError, OSError, ValueError):
         return "?"
+
+
+def fmt_time(ts: float | None) -> str:
+    return _local_time(ts, "%Y-%m-%d %H:%M:%S")
 
 
 def fmt_clock(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    try:
-        return _time_mod.strftime("%H:%M:%S", _time_mod.localtime(ts))
-    except (OverflowError, OSError, ValueError):
-        return "?"
+    return _local_time(ts, "%H:%M:%S")
 
 
 def fmt_duration(seconds: float | None) -> str:
