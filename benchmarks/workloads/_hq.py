@@ -12,21 +12,22 @@ import time
 from hqenv import HqEnv
 
 
-def vmrss_mb(pid: int) -> float:
+def _status_mb(pid: int, key: str) -> float:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+    raise RuntimeError(f"no {key} for pid {pid}")
+
+
+def vmrss_mb(pid: int) -> float:
+    """The process's RSS now (VmRSS)."""
+    return _status_mb(pid, "VmRSS")
 
 
 def vmhwm_mb(pid: int) -> float:
     """The process's peak RSS so far (VmHWM)."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmHWM for pid {pid}")
+    return _status_mb(pid, "VmHWM")
 
 
 _TICK = os.sysconf("SC_CLK_TCK")
